@@ -1,0 +1,1 @@
+"""Built-in channel connectors, each registered through the omnicanal.connectors entry point."""

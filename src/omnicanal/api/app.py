@@ -1,0 +1,52 @@
+"""The aiohttp application: routes, middlewares, and the runtime it serves."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from omnicanal.api import customers, events, health, journeys, openapi, outbox
+from omnicanal.api.errors import Handler, error_response, errors_middleware
+from omnicanal.api.state import RUNTIME
+from omnicanal.engine.runtime import Runtime
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
+    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key)."""
+    encoded = [key.encode() for key in keys]
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
+        if not any(hmac.compare_digest(given.encode(), key) for key in encoded):
+            return error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
+        return await handler(request)
+
+    return auth
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    middlewares = [errors_middleware]
+    if runtime.settings.api_keys:
+        middlewares.append(_auth_middleware(runtime.settings.api_keys))
+    app = web.Application(middlewares=middlewares, client_max_size=runtime.settings.max_body_bytes)
+    app[RUNTIME] = runtime
+    app.router.add_post("/v1/events", events.post_event)
+    app.router.add_post("/v1/events/batch", events.post_batch)
+    app.router.add_put("/v1/customers/{customer_id}", customers.put_customer)
+    app.router.add_get("/v1/customers/{customer_id}", customers.get_customer)
+    app.router.add_get("/v1/customers/{customer_id}/timeline", customers.get_timeline)
+    app.router.add_get("/v1/journeys", journeys.list_journeys)
+    app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
+    app.router.add_get("/v1/outbox", outbox.get_outbox)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/openapi.json", openapi.openapi)
+    return app

@@ -1,0 +1,88 @@
+"""`PUT /v1/customers/{id}`, `GET /v1/customers/{id}` and its timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from omnicanal.api.errors import read_json
+from omnicanal.api.schemas import CustomerIn
+from omnicanal.api.state import runtime_of
+from omnicanal.engine.clock import iso
+from omnicanal.engine.instance import Instance
+from omnicanal.engine.runtime import Runtime
+from omnicanal.errors import InputError, NotFound
+from omnicanal.store.keys import valid_customer_id
+
+
+def _customer_id(request: web.Request) -> str:
+    customer_id = request.match_info["customer_id"]
+    if not valid_customer_id(customer_id):
+        raise InputError([{"field": "customer_id", "message": "use 1-128 letters, digits or . _ : @ + -"}])
+    return customer_id
+
+
+async def _instance_view(runtime: Runtime, raw: dict[str, Any]) -> dict[str, Any]:
+    instance = Instance.from_json(raw)
+    journey = await runtime.registry.version(instance.journey, instance.version)
+    step = journey.steps[instance.position] if instance.position < len(journey.steps) else None
+    view: dict[str, Any] = {
+        "instance_id": instance.id,
+        "journey": instance.journey,
+        "version": instance.version,
+        "started_at": iso(instance.started_at),
+        "step": step.id if step else None,
+        "status": "waiting" if instance.waiting else "running",
+        "vars": instance.vars,
+        "converted": instance.converted,
+    }
+    if instance.waiting and instance.waiting.until is not None:
+        view["until"] = iso(instance.waiting.until)
+    return view
+
+
+async def _profile_view(runtime: Runtime, customer_id: str) -> dict[str, Any]:
+    profile, attributes, instances = await runtime.customers.profile(customer_id)
+    if not profile and not attributes:
+        raise NotFound(f"no customer {customer_id!r}")
+    created, updated = profile.pop("created_at", None), profile.pop("updated_at", None)
+    return {
+        "customer_id": customer_id,
+        "attributes": attributes,
+        "addresses": profile.get("addresses", {}),
+        "locale": profile.get("locale"),
+        "timezone": profile.get("timezone"),
+        "channel_preference": profile.get("channel_preference", []),
+        "consents": profile.get("consents", {}),
+        "created_at": iso(float(created)) if created else None,
+        "updated_at": iso(float(updated)) if updated else None,
+        "journeys": [await _instance_view(runtime, raw) for raw in instances],
+    }
+
+
+async def put_customer(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    customer_id = _customer_id(request)
+    body = CustomerIn.model_validate(await read_json(request))
+    fields = body.model_dump(exclude_unset=True, exclude={"attributes"})
+    if body.addresses is not None:
+        fields["addresses"] = body.addresses.model_dump(exclude_unset=True)
+    await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, runtime.clock.now())
+    return web.json_response(await _profile_view(runtime, customer_id))
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    return web.json_response(await _profile_view(runtime, _customer_id(request)))
+
+
+async def get_timeline(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    customer_id = _customer_id(request)
+    entries = await runtime.customers.timeline(customer_id)
+    if not entries:
+        profile, attributes, _ = await runtime.customers.profile(customer_id)
+        if not profile and not attributes:
+            raise NotFound(f"no customer {customer_id!r}")
+    return web.json_response({"customer_id": customer_id, "entries": entries})

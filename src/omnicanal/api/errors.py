@@ -1,0 +1,69 @@
+"""Errors to HTTP responses, in one place: handlers raise, this middleware answers.
+
+Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{field, message}]` for invalid input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from omnicanal.errors import InputError, NotFound, OmnicanalError, StoreUnavailable
+
+log = structlog.get_logger("omnicanal.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+def input_error(exc: ValidationError, prefix: str = "") -> InputError:
+    """Pydantic's errors as `{field, message}` items, the field spelled as in the JSON body."""
+    return InputError([
+        {"field": prefix + ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ])
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except InputError as exc:
+        return error_response(422, "invalid_input", str(exc), errors=exc.errors)
+    except ValidationError as exc:
+        converted = input_error(exc)
+        return error_response(422, "invalid_input", str(converted), errors=converted.errors)
+    except NotFound as exc:
+        return error_response(404, "not_found", str(exc))
+    except StoreUnavailable as exc:
+        log.error("store_unavailable", path=request.path, error=str(exc))
+        return error_response(503, "store_unavailable", "the store is unavailable: nothing was stored; retry later")
+    except OmnicanalError as exc:
+        log.error("request_failed", path=request.path, error=str(exc))
+        return error_response(500, "internal_error", str(exc))
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "body_too_large", f"the body is larger than {exc.max_size} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a 400 naming what is wrong with it."""
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise web.HTTPUnsupportedMediaType(text=f"send JSON with Content-Type: application/json, "
+                                                f"not {request.content_type}")
+    body = await request.read()
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc

@@ -1,0 +1,70 @@
+"""`POST /v1/events` and `/v1/events/batch`: validate, store durably, answer 202 with the event id.
+
+The id of an event with an idempotency key is derived from the workspace, customer and key, so a retry gets
+the same id; the worker applies an id once (see engine/session.py), so the retry has no second effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from omnicanal.api.errors import input_error, read_json
+from omnicanal.api.schemas import BatchIn, EventIn
+from omnicanal.api.state import runtime_of
+from omnicanal.engine.clock import iso
+from omnicanal.engine.runtime import Runtime
+from omnicanal.metrics import EVENTS_ACCEPTED
+
+
+def event_id(workspace: str, event: EventIn) -> str:
+    if event.idempotency_key is None:
+        return f"evt_{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{workspace}\x00{event.customer_id}\x00{event.idempotency_key}".encode())
+    return f"evt_{digest.hexdigest()[:32]}"
+
+
+def to_stored(runtime: Runtime, event: EventIn) -> dict[str, Any]:
+    now = runtime.clock.now()
+    return {
+        "id": event_id(runtime.settings.workspace, event),
+        "name": event.name,
+        "customer_id": event.customer_id,
+        "properties": event.properties,
+        "timestamp": event.timestamp.isoformat() if event.timestamp else iso(now),
+        "received_at": now,
+    }
+
+
+async def post_event(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    event = EventIn.model_validate(await read_json(request))
+    stored = to_stored(runtime, event)
+    await runtime.queue.append_events([stored])
+    EVENTS_ACCEPTED.inc()
+    return web.json_response({"id": stored["id"], "status": "accepted"}, status=202)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    batch = BatchIn.model_validate(await read_json(request))
+    results: list[dict[str, Any]] = []
+    accepted: list[dict[str, Any]] = []
+    for index, raw in enumerate(batch.events):
+        try:
+            stored = to_stored(runtime, EventIn.model_validate(raw))
+        except ValidationError as exc:
+            results.append({"index": index, "status": "rejected",
+                            "errors": input_error(exc, prefix=f"events.{index}.").errors})
+            continue
+        accepted.append(stored)
+        results.append({"index": index, "status": "accepted", "id": stored["id"]})
+    if accepted:
+        await runtime.queue.append_events(accepted)
+        EVENTS_ACCEPTED.inc(len(accepted))
+    body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
+    return web.json_response(body, status=202 if accepted else 422)

@@ -1,0 +1,81 @@
+"""`GET /openapi.json`: the API contract, request bodies generated from the models that validate them."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from omnicanal import __version__
+from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
+
+_ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _operation(summary: str, body: str | None = None, ok: str = "200", **responses: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "503": _ERROR, **responses},
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    return operation
+
+
+def _path_id(name: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+@cache
+def document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in (EventIn, BatchIn, CustomerIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object", "properties": {
+                "field": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "omnicanal", "version": __version__},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", **{"413": _ERROR})},
+            "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
+            "/v1/customers/{customer_id}": {
+                "parameters": _path_id("customer_id"),
+                "put": _operation("Create or update a profile", "CustomerIn"),
+                "get": _operation("Profile and running journeys", **{"404": _ERROR}),
+            },
+            "/v1/customers/{customer_id}/timeline": {
+                "parameters": _path_id("customer_id"),
+                "get": _operation("Every event and message, oldest first", **{"404": _ERROR}),
+            },
+            "/v1/journeys": {"get": _operation("Loaded journeys and their counts")},
+            "/v1/journeys/{journey_id}": {
+                "parameters": _path_id("journey_id"),
+                "get": _operation("One journey with per-step counts", **{"404": _ERROR}),
+            },
+            "/v1/outbox": {"get": _operation("Messages the outbox connector recorded")},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _JSON}}},
+            "/readyz": {"get": {"summary": "Readiness", "security": [], "responses": {"200": _JSON, "503": _JSON}}},
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -1,0 +1,70 @@
+"""What the API accepts, as pydantic models: validated at the door, so the engine never sees bad input."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from omnicanal.store.keys import CUSTOMER_ID_PATTERN
+
+EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+BATCH_LIMIT = 1000
+
+
+class EventIn(BaseModel):
+    """`POST /v1/events` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: EventName
+    customer_id: CustomerId
+    properties: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
+class BatchIn(BaseModel):
+    """`POST /v1/events/batch` body: events are validated one by one, so one bad event rejects only itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Any] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+class Addresses(BaseModel):
+    """Where a customer can be reached, per channel; other channels (messenger, viber...) are accepted too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sms: str | None = None
+    whatsapp: str | None = None
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    push: list[str] | None = None
+    webhook: str | None = None
+
+
+class CustomerIn(BaseModel):
+    """`PUT /v1/customers/{id}` body: every part optional; what is given replaces, addresses merge per channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attributes: dict[str, Any] | None = None
+    addresses: Addresses | None = None
+    locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] | None = None
+    timezone: str | None = None
+    channel_preference: list[str] | None = None
+    consents: dict[str, Any] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from exc
+        return value

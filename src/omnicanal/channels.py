@@ -1,0 +1,130 @@
+"""The connector protocol and the registry that maps channels to connectors.
+
+A connector hands one rendered message to one provider. It implements a single coroutine, `send`, declares the
+channels it can serve, and translates its provider's failures into the DeliveryError tree (errors.py). Built-in
+and third-party connectors register the same way, through the `omnicanal.connectors` entry-point group:
+
+    [project.entry-points."omnicanal.connectors"]
+    my_sms = "my_package.sms:MySmsConnector"
+
+Every channel without a configured provider is served by the built-in `outbox` connector, which records the
+message instead of sending it, so a journey runs end to end on a laptop with no credentials.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from omnicanal.errors import ConfigError
+from omnicanal.store.connection import Redis
+from omnicanal.store.keys import Keyspace
+
+ENTRY_POINT_GROUP = "omnicanal.connectors"
+FALLBACK_CONNECTOR = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A rendered message, addressed, ready for a provider."""
+
+    id: str
+    customer_id: str
+    channel: str
+    to: str
+    content: Mapping[str, Any]
+    template: str
+    locale: str
+    journey: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the provider said when it took the message."""
+
+    status: str = "sent"
+    provider_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the engine lends a connector: the store (for connectors that record) and the workspace keys."""
+
+    redis: Redis
+    keys: Keyspace
+
+
+class Connector(ABC):
+    """Base of every connector: one `send`, an optional `aclose`, async-context-manager support."""
+
+    name: ClassVar[str]
+    channels: ClassVar[frozenset[str]]
+    """Channels this connector can serve; the empty set means any channel."""
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> Receipt:
+        """Hand the message over; raise TransientDelivery, PermanentDelivery or UnknownDelivery on failure."""
+
+    async def aclose(self) -> None:
+        """Release what the connector holds (sessions, sockets)."""
+
+    async def __aenter__(self) -> Connector:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def discover_connectors() -> dict[str, type[Connector]]:
+    """Every connector class registered under the entry-point group; a duplicate name stops start-up."""
+    found: dict[str, type[Connector]] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in found:
+            raise ConfigError(
+                f"two connectors are registered as {entry.name!r} ({entry.value} and another package): "
+                "uninstall one of them"
+            )
+        cls = entry.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise ConfigError(f"entry point {entry.name!r} ({entry.value}) is not a Connector subclass")
+        found[entry.name] = cls
+    return found
+
+
+class ConnectorRegistry:
+    """Channel -> connector instance, built once at start."""
+
+    def __init__(self, context: ConnectorContext, routes: Mapping[str, str] | None = None) -> None:
+        classes = discover_connectors()
+        if FALLBACK_CONNECTOR not in classes:
+            raise ConfigError("the built-in 'outbox' connector is not registered: reinstall omnicanal")
+        self._instances: dict[str, Connector] = {}
+        self._routes: dict[str, Connector] = {}
+        for channel, name in (routes or {}).items():
+            if name not in classes:
+                raise ConfigError(f"channel {channel!r} routes to unknown connector {name!r}; known: {sorted(classes)}")
+            self._routes[channel] = self._instance(classes[name], context)
+        self._fallback = self._instance(classes[FALLBACK_CONNECTOR], context)
+
+    def _instance(self, cls: type[Connector], context: ConnectorContext) -> Connector:
+        if cls.name not in self._instances:
+            self._instances[cls.name] = cls(context)
+        return self._instances[cls.name]
+
+    def for_channel(self, channel: str) -> Connector:
+        return self._routes.get(channel, self._fallback)
+
+    def connectors(self) -> Iterable[Connector]:
+        return self._instances.values()
+
+    async def aclose(self) -> None:
+        for connector in self._instances.values():
+            await connector.aclose()

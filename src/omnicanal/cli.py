@@ -1,0 +1,172 @@
+"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo.
+
+Every command reads the same settings (environment `OMNICANAL_*`, `--config FILE`), and exits non-zero with one
+clear line when something is wrong; `--help` on each command says what it does and shows an example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omnicanal.config import Settings, load_settings
+from omnicanal.errors import OmnicanalError, ProjectError
+from omnicanal.logging import configure_logging
+
+app = typer.Typer(
+    help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
+    "Start with `omnicanal demo`, then `omnicanal validate` and `omnicanal serve`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file (keys as in OMNICANAL_*, lower case).")
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except OmnicanalError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [OMNICANAL_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [OMNICANAL_PORT].")] = None,
+) -> None:
+    """Run the daemon: HTTP API, workers and timers, until SIGTERM or Ctrl-C.
+
+    Example: OMNICANAL_REDIS_URL=redis://127.0.0.1:6379/0 omnicanal serve --port 8080
+    """
+    from omnicanal.daemon import serve as run_daemon
+
+    settings = _settings(config, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run_daemon(settings))
+    except OmnicanalError as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
+def validate(
+    path: Annotated[Path | None, typer.Argument(help="Journeys directory [OMNICANAL_JOURNEYS_DIR].")] = None,
+    templates: Annotated[Path | None, typer.Option(help="Templates directory [OMNICANAL_TEMPLATES_DIR].")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every journey and template; print each problem as `file:line: message`.
+
+    Exits 0 when all is well, 1 when there are problems. Example: omnicanal validate journeys/
+    """
+    from omnicanal.journey.loader import validate_project
+
+    settings = _settings(config, journeys_dir=path, templates_dir=templates)
+    try:
+        problems = validate_project(settings.journeys_dir, settings.templates_dir, settings.default_locale)
+    except OmnicanalError as exc:
+        _fail(str(exc))
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) found", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {settings.journeys_dir} and {settings.templates_dir} are valid", err=True)
+
+
+def _load_journey(journey_id: str, settings: Settings) -> Any:
+    from omnicanal.journey.loader import load_journeys
+    from omnicanal.render import TemplateCatalog
+
+    try:
+        journeys = load_journeys(settings.journeys_dir, TemplateCatalog.load(settings.templates_dir,
+                                                                             settings.default_locale))
+    except ProjectError as exc:
+        _fail(f"fix these first (omnicanal validate):\n{exc}", 1)
+    except OmnicanalError as exc:
+        _fail(str(exc))
+    if journey_id not in journeys:
+        _fail(f"no journey {journey_id!r} in {settings.journeys_dir}; known: {', '.join(sorted(journeys))}")
+    return journeys[journey_id]
+
+
+@app.command()
+def graph(
+    journey: Annotated[str, typer.Argument(help="Journey id, e.g. abandoned_cart.")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a journey as a Mermaid flowchart (paste it in a pull request or mermaid.live)."""
+    from omnicanal.journey.graph import to_mermaid
+
+    typer.echo(to_mermaid(_load_journey(journey, _settings(config))))
+
+
+@app.command("send-event")
+def send_event(
+    name: Annotated[str, typer.Argument(help="Event name, e.g. cart_abandoned.")],
+    customer_id: Annotated[str, typer.Argument(help="Customer id, e.g. c42.")],
+    properties: Annotated[str, typer.Option("--properties", "-p", help="Properties as a JSON object.")] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option(help="Same key again: same event, one effect.")] = None,
+    url: Annotated[str | None, typer.Option(help="API base URL (default: http://OMNICANAL_HOST:PORT).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="OMNICANAL_API_KEY", help="API key, if required.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send one event to a running daemon and print its id.
+
+    Example: omnicanal send-event cart_abandoned c42 -p '{"total": 89.0, "items": [{"sku": "SKU-1"}]}'
+    """
+    from omnicanal.client import post_json
+
+    settings = _settings(config)
+    try:
+        props = json.loads(properties)
+    except json.JSONDecodeError as exc:
+        _fail(f"--properties is not valid JSON: {exc}")
+    body = {"name": name, "customer_id": customer_id, "properties": props}
+    if idempotency_key:
+        body["idempotency_key"] = idempotency_key
+    base = url or f"http://{settings.host}:{settings.port}"
+    try:
+        status, answer = asyncio.run(post_json(f"{base}/v1/events", body, api_key))
+    except OmnicanalError as exc:
+        _fail(str(exc), 1)
+    typer.echo(json.dumps(answer, ensure_ascii=False))
+    if status != 202:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    speed: Annotated[float, typer.Option(help="Journey seconds per real second.")] = 36000.0,
+) -> None:
+    """Play the reference scenario (cart → push → store purchase → WhatsApp) on the embedded store.
+
+    Nothing to install or configure: it runs the real engine and API in this process, with time compressed,
+    and prints each customer's conversation across channels.
+    """
+    from omnicanal.demo import run_demo
+
+    configure_logging("warning", "console")
+    settings = _settings(None, redis_url="", clock_speed=speed, port=0)
+    try:
+        asyncio.run(run_demo(settings, sys.stdout))
+    except OmnicanalError as exc:
+        _fail(str(exc), 1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,96 @@
+"""Settings: environment variables `OMNICANAL_*`, optionally a TOML file, validated once at start.
+
+Precedence, highest first: environment variables, the file named by `OMNICANAL_CONFIG_FILE` (or `--config`),
+the defaults below. A wrong value stops the process with a ConfigError naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from omnicanal.errors import ConfigError
+
+ENV_PREFIX = "OMNICANAL_"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Field `x` is read from `OMNICANAL_X`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None, description="Redis URL (redis://host:6379/0). Unset: the embedded in-process store."
+    )
+    workspace: str = Field(
+        default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Key namespace in Redis."
+    )
+    journeys_dir: Path = Field(default=Path("journeys"), description="Directory of journey YAML files.")
+    templates_dir: Path = Field(default=Path("templates"), description="Directory of message templates.")
+    default_locale: str = Field(default="en", description="Template locale used when the customer's is missing.")
+    host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys; when set, /v1 requests need `Authorization: Bearer <key>`.",
+    )
+    clock_speed: float = Field(
+        default=1.0, gt=0, description="Journey time per real second: 3600 runs an hour of waits in a second."
+    )
+    partitions: int = Field(
+        default=16, ge=1, le=1024, description="Work stream partitions (customers are hashed onto them)."
+    )
+    worker_id: str = Field(
+        default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}",
+        description="Consumer name in the Redis consumer group.",
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    idempotency_window: float = Field(
+        default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
+    )
+    timer_poll_interval: float = Field(
+        default=0.05, gt=0, description="Real seconds between two looks for due timers."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured and the in-process store is used."""
+        return not self.redis_url
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from the file (if any), the environment, then explicit overrides (CLI options)."""
+    path = config_file or (Path(p) if (p := os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")) else None)
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        try:
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    env_names = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ}
+    values = {k: v for k, v in from_file.items() if k not in env_names}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc

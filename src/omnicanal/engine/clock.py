@@ -1,0 +1,56 @@
+"""The journey clock: real time, or real time running `OMNICANAL_CLOCK_SPEED` times faster.
+
+Every worker must agree on journey time, and a restarted daemon must carry on where time stood, so with a speed
+other than 1 the clock's anchor (a real instant and the journey time it maps to) lives in Redis. The first
+process to start at a given speed writes it; a later change of speed re-anchors at the current journey time so
+time never jumps backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from omnicanal.store.connection import Redis, call
+from omnicanal.store.keys import Keyspace
+
+
+class Clock:
+    """Journey time = anchor_journey + (real now - anchor_real) x speed, in epoch seconds."""
+
+    def __init__(self, speed: float = 1.0, anchor_real: float = 0.0, anchor_journey: float = 0.0) -> None:
+        self.speed = speed
+        self._anchor_real = anchor_real
+        self._anchor_journey = anchor_journey
+
+    def now(self) -> float:
+        if self.speed == 1.0:
+            return time.time()
+        return self._anchor_journey + (time.time() - self._anchor_real) * self.speed
+
+    def now_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), UTC)
+
+    def real_seconds(self, journey_seconds: float) -> float:
+        """How long to really wait for `journey_seconds` of journey time to pass."""
+        return journey_seconds / self.speed
+
+    @classmethod
+    async def shared(cls, redis: Redis, keys: Keyspace, speed: float) -> Clock:
+        """The clock every process of this workspace agrees on."""
+        if speed == 1.0:
+            return cls()
+        real = time.time()
+        stored = await call(redis.hgetall(keys.clock))  # type: ignore[misc]
+        if stored and float(stored["speed"]) == speed:
+            return cls(speed, float(stored["anchor_real"]), float(stored["anchor_journey"]))
+        journey_now = cls(float(stored["speed"]), float(stored["anchor_real"]), float(stored["anchor_journey"])).now() \
+            if stored else real
+        anchor = {"speed": repr(speed), "anchor_real": repr(real), "anchor_journey": repr(journey_now)}
+        await call(redis.hset(keys.clock, mapping=anchor))  # type: ignore[misc]
+        return cls(speed, real, journey_now)
+
+
+def iso(timestamp: float) -> str:
+    """Journey time as the ISO-8601 UTC string the API shows."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,46 @@
+"""A journey instance: one customer's progress through one journey version, as stored in Redis."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Wait:
+    """Why an instance is parked: a `wait` (until a timer) or a `wait_for` (an event, maybe a timeout)."""
+
+    kind: str
+    token: str
+    until: float | None = None
+
+
+@dataclass(slots=True)
+class Instance:
+    """Everything needed to continue the journey on any worker after any restart.
+
+    `position` is the index of the step to run next, or of the step the instance waits in. `seq` counts the
+    steps run so far: it makes message ids and timer tokens unique per visit of a step, which is what lets a
+    replayed event recognise the send it already made and a stale timer be ignored.
+    """
+
+    id: str
+    journey: str
+    version: str
+    customer_id: str
+    started_at: float
+    event: dict[str, Any]
+    position: int = 0
+    seq: int = 0
+    vars: dict[str, Any] = field(default_factory=dict)
+    waiting: Wait | None = None
+    converted: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        wait = data.get("waiting")
+        return cls(**{**data, "waiting": Wait(**wait) if wait else None})

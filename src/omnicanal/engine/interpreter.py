@@ -1,0 +1,101 @@
+"""The step interpreter: runs an instance's steps until it waits or ends.
+
+Steps run top to bottom; `goto` and `branch` jump; `wait` and `wait_for` park the instance (its timer, if any,
+is durable in Redis); reaching the end completes the journey. A journey that loops without waiting is stopped
+after MAX_STEPS steps and marked failed, so a mistake in a file cannot spin a worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from omnicanal.engine.instance import Instance
+from omnicanal.errors import ExpressionError
+from omnicanal.expressions import Expression
+from omnicanal.journey.model import (
+    BranchStep,
+    ExitStep,
+    GotoStep,
+    Journey,
+    SendStep,
+    UpdateStep,
+    WaitForStep,
+    WaitStep,
+)
+
+if TYPE_CHECKING:
+    from omnicanal.engine.delivery import Delivery
+    from omnicanal.engine.session import CustomerSession
+
+MAX_STEPS = 1000
+"""Steps one instance may run in a row without waiting."""
+
+
+class Interpreter:
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+
+    async def advance(self, session: CustomerSession, instance: Instance, journey: Journey) -> None:
+        """Run steps from `instance.position` until the instance waits or ends; save it either way."""
+        for _ in range(MAX_STEPS):
+            if instance.position >= len(journey.steps):
+                session.end(instance, journey, "completed")
+                return
+            step = journey.steps[instance.position]
+            instance.seq += 1
+            session.stats[journey.id][f"step:{step.id}:entered"] += 1
+            action = step.action
+            where = f"{journey.id}.{step.id}"
+            if isinstance(action, SendStep):
+                await self._delivery.deliver(session, instance, journey, step.id, action)
+                instance.position += 1
+            elif isinstance(action, WaitStep):
+                session.wait(instance, journey, "wait", session.now + action.seconds)
+                session.save(instance)
+                return
+            elif isinstance(action, WaitForStep):
+                until = session.now + action.timeout if action.timeout is not None else None
+                session.wait(instance, journey, "wait_for", until)
+                session.save(instance)
+                return
+            elif isinstance(action, BranchStep):
+                scope = session.scope(instance, instance.event)
+                chosen = next(
+                    (c.goto for i, c in enumerate(action.cases) if session.holds(c.when, scope, f"{where}[{i}]")),
+                    action.otherwise,
+                )
+                instance.position = journey.step_index(chosen)
+            elif isinstance(action, UpdateStep):
+                self._update(session, instance, action, where)
+                instance.position += 1
+            elif isinstance(action, GotoStep):
+                instance.position = journey.step_index(action.target)
+            elif isinstance(action, ExitStep):
+                session.end(instance, journey, "exited", reason=action.reason)
+                return
+        session.record_error(journey.id, f"more than {MAX_STEPS} steps without a wait: is there a goto loop?")
+        session.end(instance, journey, "failed", reason="step limit")
+
+    @staticmethod
+    def _update(session: CustomerSession, instance: Instance, action: UpdateStep, where: str) -> None:
+        """Set vars and profile attributes; all values see the scope as it was before the step."""
+        scope = session.scope(instance, instance.event)
+        new_vars = _evaluate_all(session, action.vars, scope, f"{where}.vars")
+        attributes = _evaluate_all(session, action.customer, scope, f"{where}.customer")
+        instance.vars.update(new_vars)
+        session.customer.update(attributes)
+        session.customer["attributes"] = {**session.customer["attributes"], **attributes}
+        session.commit.attributes.update(attributes)
+
+
+def _evaluate_all(
+    session: CustomerSession, expressions: dict[str, Expression], scope: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """Values of the expressions that evaluate; each failure is said on the timeline and leaves its name unset."""
+    values: dict[str, Any] = {}
+    for name, expression in expressions.items():
+        try:
+            values[name] = expression.evaluate(scope)
+        except ExpressionError as exc:
+            session.record_error(f"{where}.{name}", str(exc))
+    return values

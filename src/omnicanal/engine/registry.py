@@ -1,0 +1,43 @@
+"""The journeys a worker runs: the current version of each file, and older versions still in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from omnicanal.errors import JourneyError, Problem
+from omnicanal.journey.loader import parse_journey
+from omnicanal.journey.model import Journey
+from omnicanal.store.journeys import JourneyStore
+
+
+class JourneyRegistry:
+    """Current journeys by id and by trigger event; any version on demand from the store."""
+
+    def __init__(self, store: JourneyStore, journeys: Iterable[Journey]) -> None:
+        self._store = store
+        self.current: dict[str, Journey] = {j.id: j for j in journeys}
+        self._versions: dict[tuple[str, str], Journey] = {(j.id, j.version): j for j in self.current.values()}
+        self._by_trigger: dict[str, list[Journey]] = {}
+        for journey in self.current.values():
+            self._by_trigger.setdefault(journey.trigger.event, []).append(journey)
+
+    async def remember_all(self) -> None:
+        """Keep every current version's source in Redis so instances can finish on it later."""
+        for journey in self.current.values():
+            await self._store.remember(journey.id, journey.version, journey.source)
+
+    def triggered_by(self, event_name: str) -> list[Journey]:
+        return self._by_trigger.get(event_name, [])
+
+    async def version(self, journey_id: str, version: str) -> Journey:
+        """The exact version an instance started on; parsed from the stored source when not current."""
+        found = self._versions.get((journey_id, version))
+        if found is not None:
+            return found
+        source = await self._store.source(journey_id, version)
+        if source is None:
+            where = f"<journey {journey_id}>"
+            raise JourneyError([Problem(where, 0, f"version {version} is not stored in this workspace")])
+        journey = parse_journey(source, f"<{journey_id}@{version}>")
+        self._versions[(journey_id, version)] = journey
+        return journey

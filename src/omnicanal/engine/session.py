@@ -1,0 +1,213 @@
+"""Applying a customer's work — events and fired timers — to their journeys, one item at a time, in order.
+
+For each event: it is recorded on the timeline; running instances whose journey exits on it end; goals it
+meets are recorded as conversions; instances waiting for it resume; journeys it triggers start. Every affected
+instance then advances until it waits or ends. All of it is collected into one Commit written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from omnicanal.engine.clock import iso
+from omnicanal.engine.instance import Instance, Wait
+from omnicanal.errors import ExpressionError
+from omnicanal.expressions import Expression
+from omnicanal.journey.model import EventMatch, Journey, WaitForStep
+from omnicanal.store.customers import Commit, Snapshot
+from omnicanal.store.work import WorkItem
+
+if TYPE_CHECKING:
+    from omnicanal.engine.engine import Engine
+
+log = structlog.get_logger("omnicanal.engine")
+
+
+@dataclass(slots=True)
+class TimerChange:
+    customer_id: str
+    instance_id: str
+    token: str
+    due: float
+
+
+def _customer_view(customer_id: str, snapshot: Snapshot) -> dict[str, Any]:
+    """`customer` in expressions and templates: attributes at the top, reserved profile fields over them."""
+    profile = snapshot.profile
+    return {
+        **snapshot.attributes,
+        "id": customer_id,
+        "attributes": snapshot.attributes,
+        "locale": profile.get("locale"),
+        "timezone": profile.get("timezone"),
+        "addresses": profile.get("addresses", {}),
+        "channel_preference": profile.get("channel_preference", []),
+    }
+
+
+class CustomerSession:
+    """One customer's state while their work is applied; `commit` and timer changes are written after."""
+
+    def __init__(self, engine: Engine, snapshot: Snapshot) -> None:
+        self.engine = engine
+        self.snapshot = snapshot
+        self.customer_id = snapshot.customer_id
+        self.customer = _customer_view(snapshot.customer_id, snapshot)
+        self.instances = {iid: Instance.from_json(data) for iid, data in snapshot.instances.items()}
+        self.commit = Commit()
+        self.new_timers: list[TimerChange] = []
+        self.old_timers: list[TimerChange] = []
+        self.stats: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.now = engine.clock.now()
+
+    # -- scope and conditions -------------------------------------------------------------------------------
+
+    def scope(self, instance: Instance | None, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "event": event,
+            "vars": instance.vars if instance else {},
+            "now": self.engine.clock.now_datetime(),
+        }
+
+    def holds(self, condition: Expression | None, scope: dict[str, Any], where: str) -> bool:
+        """A condition's truth; one that fails to evaluate is false and said on the timeline."""
+        if condition is None:
+            return True
+        try:
+            return condition.test(scope)
+        except ExpressionError as exc:
+            self.record_error(where, str(exc))
+            return False
+
+    def matches(self, rule: EventMatch | WaitForStep, event: dict[str, Any], instance: Instance | None,
+                where: str) -> bool:
+        return rule.event == event["name"] and self.holds(rule.where, self.scope(instance, event), where)
+
+    # -- timeline and bookkeeping ---------------------------------------------------------------------------
+
+    def record(self, kind: str, **fields: Any) -> None:
+        self.commit.timeline.append({"kind": kind, "at": iso(self.engine.clock.now()), **fields})
+
+    def record_error(self, where: str, message: str) -> None:
+        log.warning("journey_error", customer_id=self.customer_id, where=where, error=message)
+        self.record("error", where=where, message=message)
+
+    def save(self, instance: Instance) -> None:
+        self.instances[instance.id] = instance
+        self.commit.instances[instance.id] = instance.to_json()
+
+    def end(self, instance: Instance, journey: Journey, status: str, reason: str | None = None) -> None:
+        """Finish an instance: forget its wait, count it, say it on the timeline."""
+        self.stop_waiting(instance, journey)
+        self.instances.pop(instance.id, None)
+        self.commit.instances.pop(instance.id, None)
+        self.commit.ended.add(instance.id)
+        self.stats[journey.id][status] += 1
+        self.record("journey", journey=journey.id, version=journey.version, status=status,
+                    **({"reason": reason} if reason else {}))
+
+    def wait(self, instance: Instance, journey: Journey, kind: str, until: float | None) -> None:
+        token = str(instance.seq)
+        instance.waiting = Wait(kind=kind, token=token, until=until)
+        self.stats[journey.id][f"step:{journey.steps[instance.position].id}:waiting"] += 1
+        if until is not None:
+            self.new_timers.append(TimerChange(self.customer_id, instance.id, token, until))
+
+    def stop_waiting(self, instance: Instance, journey: Journey) -> None:
+        wait = instance.waiting
+        if wait is None:
+            return
+        instance.waiting = None
+        self.stats[journey.id][f"step:{journey.steps[instance.position].id}:waiting"] -= 1
+        if wait.until is not None:
+            self.old_timers.append(TimerChange(self.customer_id, instance.id, wait.token, wait.until))
+
+    # -- work items ------------------------------------------------------------------------------------------
+
+    async def apply(self, item: WorkItem) -> None:
+        if item.kind == "event" and item.event is not None:
+            await self.apply_event(item.event)
+        elif item.instance_id is not None and item.token is not None:
+            await self.apply_timer(item.instance_id, item.token)
+
+    async def apply_event(self, event: dict[str, Any]) -> None:
+        event_id = event["id"]
+        if event_id in self.snapshot.seen or event_id in self.commit.seen:
+            return  # a retry with the same idempotency key, or a re-delivery after a crash
+        self.commit.seen[event_id] = self.now
+        self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
+                    occurred_at=event["timestamp"])
+        for instance in list(self.instances.values()):
+            await self._route_to_instance(instance, event)
+        for journey in self.engine.registry.triggered_by(event["name"]):
+            await self._maybe_start(journey, event)
+
+    async def _route_to_instance(self, instance: Instance, event: dict[str, Any]) -> None:
+        journey = await self.engine.registry.version(instance.journey, instance.version)
+        for rule in journey.exit_on:
+            if self.matches(rule, event, instance, f"{journey.id}.exit_on"):
+                self.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
+                return
+        goal = journey.goal
+        if goal and not instance.converted and self.matches(goal, event, instance, f"{journey.id}.goal") and (
+            goal.within is None or self.now - instance.started_at <= goal.within
+        ):
+            instance.converted = True
+            self.stats[journey.id]["converted"] += 1
+            self.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
+                        attributed_to=list(instance.messages))
+            self.save(instance)
+        waiting = instance.waiting
+        step = journey.steps[instance.position]
+        if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and self.matches(
+            step.action, event, instance, f"{journey.id}.{step.id}.where"
+        ):
+            self.stop_waiting(instance, journey)
+            instance.event = event
+            instance.vars["timed_out"] = False
+            instance.position += 1
+            await self.engine.interpreter.advance(self, instance, journey)
+
+    async def _maybe_start(self, journey: Journey, event: dict[str, Any]) -> None:
+        if any(i.journey == journey.id for i in self.instances.values()):
+            return  # one running instance per journey and customer
+        last = self.snapshot.entries.get(journey.id) or self.commit.entries.get(journey.id)
+        re_entry = journey.re_entry
+        if last is not None and (
+            re_entry.mode == "never" or (re_entry.mode == "after" and self.now - last < (re_entry.after or 0))
+        ):
+            return
+        if not self.holds(journey.trigger.where, self.scope(None, event), f"{journey.id}.trigger.where"):
+            return
+        # Derived from the event: a replayed event re-creates the same instance, so its sends are recognised.
+        instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
+        instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
+                            customer_id=self.customer_id, started_at=self.now, event=event)
+        self.commit.entries[journey.id] = self.now
+        self.stats[journey.id]["started"] += 1
+        self.record("journey", journey=journey.id, version=journey.version, status="started",
+                    instance_id=instance_id)
+        await self.engine.interpreter.advance(self, instance, journey)
+
+    async def apply_timer(self, instance_id: str, token: str) -> None:
+        instance = self.instances.get(instance_id)
+        if instance is None or instance.waiting is None or instance.waiting.token != token:
+            return  # the instance moved on (resumed by its event, exited): the timer is stale
+        journey = await self.engine.registry.version(instance.journey, instance.version)
+        step = journey.steps[instance.position]
+        kind = instance.waiting.kind
+        instance.waiting = None  # the timer fired: nothing to cancel
+        self.stats[journey.id][f"step:{step.id}:waiting"] -= 1
+        if kind == "wait_for" and isinstance(step.action, WaitForStep):
+            instance.vars["timed_out"] = True
+            target = step.action.on_timeout
+            instance.position = journey.step_index(target) if target else instance.position + 1
+        else:
+            instance.position += 1
+        await self.engine.interpreter.advance(self, instance, journey)

@@ -1,0 +1,35 @@
+"""The timer loop: fires due timers by moving them into the work streams.
+
+It polls the per-partition sorted sets every `OMNICANAL_TIMER_POLL_INTERVAL` real seconds, and at once again
+while a poll still finds a full batch due. Firing is one Lua script per partition, so several processes can run
+this loop at the same time without firing a timer twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from omnicanal.engine.clock import Clock
+from omnicanal.errors import StoreUnavailable
+from omnicanal.store.work import WorkQueue
+
+log = structlog.get_logger("omnicanal.timers")
+
+FIRE_LIMIT = 500
+
+
+async def run_timers(queue: WorkQueue, clock: Clock, interval: float, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        try:
+            fired = await queue.fire_due(clock.now(), FIRE_LIMIT)
+        except StoreUnavailable as exc:
+            log.error("store_unavailable", error=str(exc))
+            fired = 0
+            await asyncio.sleep(1.0)
+        if fired < FIRE_LIMIT:
+            try:
+                await asyncio.wait_for(stopping.wait(), interval)
+            except TimeoutError:
+                pass

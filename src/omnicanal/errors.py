@@ -1,0 +1,107 @@
+"""Every error omnicanal raises, in one tree.
+
+    OmnicanalError
+    ├── ConfigError            a setting is missing or wrong; names the variable
+    ├── ProjectError           journey or template files are invalid; carries every Problem at once
+    │   ├── JourneyError
+    │   └── TemplateError      also raised when a message cannot be rendered (missing variable, ...)
+    ├── ExpressionError        a condition or value expression failed to compile or evaluate
+    ├── InputError             an API body or CLI argument is invalid; names the field
+    ├── NotFound               the customer, journey or route asked for does not exist
+    ├── StoreUnavailable       Redis cannot be reached: nothing was stored
+    ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
+    └── DeliveryError          a connector could not hand a message over
+        ├── TransientDelivery  worth retrying later
+        ├── PermanentDelivery  retrying will not help; try the next channel
+        └── UnknownDelivery    the provider may or may not have the message (timeout after sending)
+
+Dependencies' exceptions are translated at the boundary (`raise ... from exc`) so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a file, located so an editor can jump to it."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class OmnicanalError(Exception):
+    """Base of every error raised by omnicanal."""
+
+
+class ConfigError(OmnicanalError):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+class ProjectError(OmnicanalError):
+    """Journey or template files are invalid; every problem found is reported at once."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class JourneyError(ProjectError):
+    """A journey file is invalid."""
+
+
+class TemplateError(ProjectError):
+    """A template file is invalid, or a message could not be rendered."""
+
+
+class ExpressionError(OmnicanalError):
+    """An expression did not compile, or failed while being evaluated."""
+
+
+class InputError(OmnicanalError):
+    """Input from outside (API body, CLI argument) is invalid.
+
+    `errors` lists `{"field": "properties.total", "message": "..."}` items, one per problem.
+    """
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+class NotFound(OmnicanalError):
+    """What was asked for does not exist."""
+
+
+class StoreUnavailable(OmnicanalError):
+    """Redis cannot be reached or refused the write: nothing was stored."""
+
+
+class DaemonUnreachable(OmnicanalError):
+    """The CLI could not reach the daemon's HTTP API."""
+
+
+class DeliveryError(OmnicanalError):
+    """A connector could not hand a message to its provider."""
+
+
+class TransientDelivery(DeliveryError):
+    """The provider failed in a way worth retrying (5xx, 429, connection reset)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentDelivery(DeliveryError):
+    """The provider refused the message for good (bad address, opted out); try another channel."""
+
+
+class UnknownDelivery(DeliveryError):
+    """The request may have reached the provider but no answer came: sending again could duplicate."""

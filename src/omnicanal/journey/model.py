@@ -1,0 +1,228 @@
+"""The journey model: what a loaded, validated journey is, as the engine runs it.
+
+Every model is frozen (a loaded journey is a value: old versions keep running while new ones load) and refuses
+unknown keys, because step payloads are validated straight from the author's YAML and a misspelt key must be
+an error, not a silently ignored option. Durations arrive as text and are stored in seconds; conditions and
+values arrive as text and are stored compiled, so a journey that loaded can no longer fail to compile.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    model_validator,
+)
+
+from omnicanal.errors import ExpressionError
+from omnicanal.expressions import Expression, compile_expression
+from omnicanal.journey.durations import parse_duration
+
+Seconds = float
+
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_id(value: str) -> str:
+    """Journey and step ids end up in Redis keys, metrics labels and URLs, hence the narrow alphabet."""
+    if not _ID.fullmatch(value):
+        raise ValueError(
+            f"invalid id {value!r}: use 1 to 64 lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _compile(source: str) -> Expression:
+    try:
+        return compile_expression(source)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _condition(value: object) -> Expression:
+    if isinstance(value, Expression):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'expected an expression in quotes, e.g. "vars.total >= 20", not {value!r}')
+    return _compile(value)
+
+
+def _value(value: object) -> Expression:
+    """Values may be written as YAML literals (`15`, `true`) for convenience: they become constants."""
+    if isinstance(value, bool):
+        return _compile("true" if value else "false")
+    if isinstance(value, int | float):
+        return _compile(repr(value))
+    return _condition(value)
+
+
+_as_source = PlainSerializer(lambda expression: expression.source, return_type=str, when_used="json")
+Condition = Annotated[Expression, PlainValidator(_condition), _as_source]
+"""A condition (`where`, `when`): an expression written as a string."""
+Value = Annotated[Expression, PlainValidator(_value), _as_source]
+"""A computed value (`send.data`, `update`): an expression string, or a number/boolean taken literally."""
+Duration = Annotated[Seconds, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventMatch(_Strict):
+    """An event name and an optional condition on it: triggers and exit criteria."""
+
+    event: Name
+    where: Condition | None = None
+
+
+class Goal(EventMatch):
+    """The conversion a journey aims at, counted if it happens within `within` seconds of entry."""
+
+    within: Duration | None = None
+
+
+class ReEntry(_Strict):
+    """Whether a customer who already went through the journey may enter it again, and after how long."""
+
+    mode: Literal["never", "always", "after"]
+    after: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _after_needs_delay(self) -> ReEntry:
+        if (self.mode == "after") != (self.after is not None):
+            raise ValueError("re_entry 'after' needs a delay, and only 'after' takes one")
+        return self
+
+
+class SendStep(_Strict):
+    """Send a template on the first channel of `channels` the customer can be reached on."""
+
+    template: Name
+    channels: tuple[Name, ...] = Field(min_length=1)
+    data: dict[str, Value] = {}
+
+
+class WaitStep(_Strict):
+    seconds: Duration
+
+
+class WaitForStep(_Strict):
+    """Wait for an event; on timeout go to `on_timeout`, or continue with the next step if it is not set."""
+
+    event: Name
+    where: Condition | None = None
+    timeout: Duration | None = None
+    on_timeout: str | None = None
+
+    @model_validator(mode="after")
+    def _on_timeout_needs_timeout(self) -> WaitForStep:
+        if self.on_timeout is not None and self.timeout is None:
+            raise ValueError("on_timeout is set but timeout is not: add e.g. `timeout: 48h`")
+        return self
+
+
+class BranchCase(_Strict):
+    when: Condition
+    goto: str
+
+
+class BranchStep(_Strict):
+    """The first case whose `when` is true decides the next step; `otherwise` (written `else`) if none is."""
+
+    cases: tuple[BranchCase, ...]
+    otherwise: str
+
+
+class UpdateStep(_Strict):
+    """Set instance variables and customer attributes from expressions."""
+
+    vars: dict[str, Value] = {}
+    customer: dict[str, Value] = {}
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> UpdateStep:
+        if not self.vars and not self.customer:
+            raise ValueError("an update step needs 'vars' or 'customer' (or both) with at least one entry")
+        return self
+
+
+class GotoStep(_Strict):
+    target: str
+
+
+class ExitStep(_Strict):
+    reason: str | None = None
+
+
+Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep
+Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit"]
+
+KIND_MODELS: dict[str, type[Action]] = {
+    "send": SendStep,
+    "wait": WaitStep,
+    "wait_for": WaitForStep,
+    "branch": BranchStep,
+    "update": UpdateStep,
+    "goto": GotoStep,
+    "exit": ExitStep,
+}
+"""Step kind (the key authors write) → the model of its payload."""
+
+
+class Step(BaseModel):
+    """One step of a journey: where it is (`index` in `steps`, `line` in the file) and what it does."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    index: int
+    line: int
+    kind: Kind
+    action: Action
+
+    @model_validator(mode="after")
+    def _kind_matches_action(self) -> Step:
+        if not isinstance(self.action, KIND_MODELS[self.kind]):
+            raise ValueError(f"a {self.kind} step cannot carry a {type(self.action).__name__}")
+        return self
+
+
+class Journey(BaseModel):
+    """A validated journey; `version` and `source` let the engine keep running instances on old versions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    trigger: EventMatch
+    re_entry: ReEntry
+    exit_on: tuple[EventMatch, ...]
+    goal: Goal | None
+    steps: tuple[Step, ...]
+    version: str
+    path: str
+    source: str
+
+    def step_index(self, step_id: str) -> int:
+        """Position of a step in `steps`; KeyError if the journey has no such step."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step.index
+        raise KeyError(step_id)
+
+    def events(self) -> frozenset[str]:
+        """Every event name this journey reacts to, so the engine can route events to it cheaply."""
+        names = {self.trigger.event, *(match.event for match in self.exit_on)}
+        if self.goal is not None:
+            names.add(self.goal.event)
+        names.update(step.action.event for step in self.steps if isinstance(step.action, WaitForStep))
+        return frozenset(names)

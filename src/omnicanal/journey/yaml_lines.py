@@ -1,0 +1,111 @@
+"""YAML to plain Python data, remembering the line every key and list item was written on.
+
+`yaml.safe_load` forgets where things came from, and a validation message without a line number sends people
+hunting through their file. So the document is composed into nodes with PyYAML's safe loader and constructed
+here: containers by hand (recording `path -> line` on the way), scalars by PyYAML's own safe constructor so
+that `yes`, `1.5` or dates mean exactly what they mean everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Key = str | int | float | None
+"""A mapping key as YAML may construct it (bool is an int), or a list index."""
+Path = tuple[Key, ...]
+"""Where a value sits in the document: `("steps", 3, "send", "channels")`."""
+
+
+class YamlSyntaxError(Exception):
+    """The text is not YAML, or not a YAML shape this loader accepts (one document, hashable keys)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")
+
+
+@dataclass
+class Document:
+    """Plain data plus the line of every path in it; `problems` are duplicate keys, as `(line, message)`."""
+
+    data: Any
+    lines: dict[Path, int]
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    aliases: dict[Path, Path] = field(default_factory=dict)
+
+    def alias(self, written: Path, shaped: Path) -> None:
+        """Data at `written` was moved to `shaped` before validation: resolve `shaped` paths back to it."""
+        self.aliases[shaped] = written
+
+    def resolve(self, loc: Sequence[Key]) -> Path:
+        """The path the author wrote for `loc`: aliases undone, then parts not in the file skipped.
+
+        Validation errors come back with model field names (`seconds`, `target`) where the file had a
+        different shape; skipping what is not written lands on the nearest thing the author actually typed.
+        """
+        loc = tuple(loc)
+        for shaped in sorted(self.aliases, key=len, reverse=True):
+            if loc[: len(shaped)] == shaped:
+                loc = self.aliases[shaped] + loc[len(shaped) :]
+                break
+        path: Path = ()
+        for part in loc:
+            if (*path, part) in self.lines:
+                path = (*path, part)
+        return path
+
+    def line_of(self, loc: Sequence[Key]) -> int:
+        """The 1-based line of `loc`, or of its nearest written parent."""
+        return self.lines.get(self.resolve(loc), 1)
+
+
+def load_with_lines(source: str) -> Document:
+    """Parse one YAML document; raises YamlSyntaxError with the line of the first syntax error."""
+    loader = yaml.SafeLoader(source)
+    try:
+        node = loader.get_single_node()
+        document = Document(data=None, lines={(): 1})
+        if node is not None:
+            document.lines[()] = node.start_mark.line + 1
+            document.data = _construct(loader, node, (), document, set())
+        return document
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise YamlSyntaxError(line, f"YAML syntax error: {exc.problem or exc}") from exc
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Document, active: set[int]) -> Any:
+    """Plain data for `node`, recording lines under `path`; `active` guards against recursive aliases."""
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_object(node, deep=True)
+    if id(node) in active:
+        raise YamlSyntaxError(node.start_mark.line + 1, "an alias refers to its own anchor; that never ends")
+    active = active | {id(node)}
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            doc.lines[(*path, index)] = item.start_mark.line + 1
+            items.append(_construct(loader, item, (*path, index), doc, active))
+        return items
+    assert isinstance(node, yaml.MappingNode)
+    loader.flatten_mapping(node)  # resolve `<<: *anchor` merge keys the standard way
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = _construct(loader, key_node, path, doc, active)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str | int | float | bool | None):
+            raise YamlSyntaxError(line, "a mapping key must be a plain value such as a name")
+        if key in mapping:
+            doc.problems.append((line, f"duplicate key {key!r} (first at line {doc.lines[(*path, key)]})"))
+            continue
+        doc.lines[(*path, key)] = line
+        mapping[key] = _construct(loader, value_node, (*path, key), doc, active)
+    return mapping

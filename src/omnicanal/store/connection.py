@@ -1,0 +1,69 @@
+"""Opening Redis (real or embedded) and translating its failures into StoreUnavailable.
+
+The embedded store is fakeredis: the same Redis API, commands, streams and Lua, in the process. It lets the
+demo and a laptop run with nothing installed; it keeps nothing after exit, which `serve` says at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis import exceptions as redis_errors
+
+from omnicanal.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+Redis = redis.Redis
+"""The client type the store works with (fakeredis' async client is a subclass)."""
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    OSError,
+)
+
+
+def open_redis(url: str | None) -> Redis:
+    """A client for `url`, or an embedded in-process store when `url` is empty."""
+    if not url:
+        from fakeredis import FakeAsyncRedis  # imported late: production processes never load it
+
+        client: Redis = FakeAsyncRedis(decode_responses=True, protocol=2)
+        return client
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        protocol=2,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=False,
+    )
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Turn Redis' connection-level failures into StoreUnavailable, once, at the store's boundary."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    """Await one Redis call with failures translated."""
+    async with translated():
+        return await awaitable
+
+
+def decode_map(raw: Any) -> dict[str, str]:
+    """HGETALL answers as a plain dict of str (RESP2 and RESP3 shapes alike)."""
+    return dict(raw or {})

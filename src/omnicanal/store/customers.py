@@ -1,0 +1,171 @@
+"""A customer's state in Redis: profile, attributes, journey instances, timeline, messages, applied events.
+
+Reads come as one snapshot (one pipelined round trip); the worker's changes go back as one MULTI/EXEC on the
+customer's slot, so a crash leaves either all of an event's effects or none of them (sends excepted: those are
+guarded by `claim_message`, see engine/delivery.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from omnicanal.store.connection import Redis, call, decode_map, translated
+from omnicanal.store.keys import CustomerKeys, Keyspace
+
+PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents")
+"""Profile fields stored as JSON documents; the others (locale, timezone, timestamps) are plain strings."""
+
+TIMELINE_LIMIT = 5_000
+"""Entries kept per customer timeline; older ones are trimmed as new ones arrive."""
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the worker needs to apply an event to one customer."""
+
+    customer_id: str
+    profile: dict[str, Any]
+    attributes: dict[str, Any]
+    instances: dict[str, dict[str, Any]]
+    entries: dict[str, float]
+    seen: set[str]
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.profile or self.attributes)
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one batch of work changes for one customer, written atomically."""
+
+    seen: dict[str, float] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+    entries: dict[str, float] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes)
+
+
+def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) if k in PROFILE_JSON_FIELDS else v for k, v in raw.items()}
+
+
+class CustomerStore:
+    """Reads and writes the keys of one customer at a time."""
+
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    def keys(self, customer_id: str) -> CustomerKeys:
+        return self._keys.customer(customer_id)
+
+    async def snapshot(self, customer_id: str, event_ids: list[str]) -> Snapshot:
+        k = self.keys(customer_id)
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.profile)
+            pipe.hgetall(k.attrs)
+            pipe.hgetall(k.instances)
+            pipe.hgetall(k.entries)
+            for event_id in event_ids:
+                pipe.zscore(k.seen, event_id)
+            profile, attrs, instances, entries, *scores = await pipe.execute()
+        return Snapshot(
+            customer_id=customer_id,
+            profile=_decode_profile(decode_map(profile)),
+            attributes={name: json.loads(v) for name, v in decode_map(attrs).items()},
+            instances={iid: json.loads(v) for iid, v in decode_map(instances).items()},
+            entries={jid: float(v) for jid, v in decode_map(entries).items()},
+            seen={eid for eid, score in zip(event_ids, scores, strict=True) if score is not None},
+        )
+
+    async def commit(self, customer_id: str, commit: Commit, now: float, seen_window: float) -> None:
+        """Apply a Commit in one MULTI/EXEC; the customer is created if new."""
+        k = self.keys(customer_id)
+        async with translated(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(k.profile, "created_at", repr(now))
+            if commit.seen:
+                pipe.zadd(k.seen, commit.seen)
+                pipe.zremrangebyscore(k.seen, "-inf", now - seen_window)
+            if commit.timeline:
+                pipe.rpush(k.timeline, *(dumps(entry) for entry in commit.timeline))
+                pipe.ltrim(k.timeline, -TIMELINE_LIMIT, -1)
+            if commit.instances:
+                pipe.hset(k.instances, mapping={iid: dumps(i) for iid, i in commit.instances.items()})
+            if commit.ended:
+                pipe.hdel(k.instances, *commit.ended)
+            if commit.entries:
+                pipe.hset(k.entries, mapping={jid: repr(at) for jid, at in commit.entries.items()})
+            self._write_attributes(pipe, k, commit.attributes)
+            await pipe.execute()
+        await call(self._redis.sadd(self._keys.customers, customer_id))  # type: ignore[misc]
+
+    @staticmethod
+    def _write_attributes(pipe: Any, k: CustomerKeys, attributes: dict[str, Any]) -> None:
+        """Attributes set to null are removed; the others are written field by field."""
+        removed = [name for name, value in attributes.items() if value is None]
+        kept = {name: dumps(value) for name, value in attributes.items() if value is not None}
+        if kept:
+            pipe.hset(k.attrs, mapping=kept)
+        if removed:
+            pipe.hdel(k.attrs, *removed)
+
+    async def upsert_profile(
+        self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float
+    ) -> None:
+        """Merge a profile update: given fields replace, addresses merge per channel, null attributes go."""
+        k = self.keys(customer_id)
+        if "addresses" in fields:
+            current = await call(self._redis.hget(k.profile, "addresses"))  # type: ignore[misc]
+            merged = {**(json.loads(current) if current else {}), **fields["addresses"]}
+            fields = {**fields, "addresses": {ch: a for ch, a in merged.items() if a not in (None, [], "")}}
+        encoded = {name: dumps(v) if name in PROFILE_JSON_FIELDS else str(v) for name, v in fields.items()}
+        async with translated(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(k.profile, "created_at", repr(now))
+            pipe.hset(k.profile, mapping={**encoded, "updated_at": repr(now)})
+            self._write_attributes(pipe, k, attributes)
+            await pipe.execute()
+        await call(self._redis.sadd(self._keys.customers, customer_id))  # type: ignore[misc]
+
+    async def profile(self, customer_id: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """(profile, attributes, running instances); empty profile and attributes: unknown customer."""
+        snap = await self.snapshot(customer_id, [])
+        return snap.profile, snap.attributes, list(snap.instances.values())
+
+    async def timeline(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every entry, oldest first, messages carrying their latest status and status history."""
+        k = self.keys(customer_id)
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(k.timeline, 0, -1)
+            pipe.hgetall(k.messages)
+            raw_entries, raw_messages = await pipe.execute()
+        messages = {mid: json.loads(v) for mid, v in decode_map(raw_messages).items()}
+        entries = [json.loads(raw) for raw in raw_entries]
+        for entry in entries:
+            record = messages.get(entry.get("message_id", ""))
+            if entry.get("kind") == "message" and record:
+                entry["status"] = record["status"]
+                entry["status_history"] = record["history"]
+        return entries
+
+    async def claim_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Reserve a send before calling the provider; the existing record when it was reserved before."""
+        key = self.keys(customer_id).messages
+        async with translated():
+            if await self._redis.hsetnx(key, message_id, dumps(record)):  # type: ignore[misc]
+                return None
+            existing = await self._redis.hget(key, message_id)  # type: ignore[misc]
+        return json.loads(existing) if existing else None
+
+    async def save_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> None:
+        await call(self._redis.hset(self.keys(customer_id).messages, message_id, dumps(record)))  # type: ignore[misc]

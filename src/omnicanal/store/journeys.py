@@ -1,0 +1,41 @@
+"""Journey sources by version, and per-journey counters.
+
+The source of every journey version that ever started an instance is kept, so an instance finishes on the
+version it began with even after the file changed and the daemon restarted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from omnicanal.store.connection import Redis, call, decode_map, translated
+from omnicanal.store.keys import Keyspace
+
+
+class JourneyStore:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def remember(self, journey_id: str, version: str, source: str) -> None:
+        await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))  # type: ignore[misc]
+
+    async def source(self, journey_id: str, version: str) -> str | None:
+        result: str | None = await call(
+            self._redis.hget(self._keys.journey_sources(journey_id), version)  # type: ignore[misc]
+        )
+        return result
+
+    async def count(self, increments: Mapping[str, Mapping[str, int]]) -> None:
+        """Apply {journey id: {counter: delta}} in one round trip."""
+        if not increments:
+            return
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for journey_id, counters in increments.items():
+                for counter, delta in counters.items():
+                    pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
+            await pipe.execute()
+
+    async def counters(self, journey_id: str) -> dict[str, int]:
+        raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))  # type: ignore[misc]
+        return {name: int(value) for name, value in decode_map(raw).items()}

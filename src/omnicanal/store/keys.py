@@ -1,0 +1,110 @@
+"""Every Redis key omnicanal uses, and nowhere else.
+
+Layout (workspace `ws`, customer `cid`, partition `p`):
+
+    oc:{ws:c:cid}:profile       hash   locale, timezone, addresses, channel_preference, consents (JSON), created_at
+    oc:{ws:c:cid}:attrs         hash   attribute -> JSON value (field-level writes never clobber each other)
+    oc:{ws:c:cid}:instances     hash   instance id -> JSON of a running journey instance
+    oc:{ws:c:cid}:entries       hash   journey id -> time of the customer's last entry (re-entry rules)
+    oc:{ws:c:cid}:timeline      list   JSON entries, oldest first (events, messages, journey milestones)
+    oc:{ws:c:cid}:messages      hash   message key -> JSON message record (content, status history)
+    oc:{ws:c:cid}:seen          zset   applied event ids scored by time (idempotent re-delivery)
+    oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
+    oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
+    oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
+    oc:{ws}:stats:ID            hash   per-journey and per-step counters
+    oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
+    oc:{ws}:outbox              list   messages recorded by the outbox connector
+    oc:{ws}:clock               hash   anchor of the shared journey clock
+
+All keys of one customer share the hash tag `{ws:c:cid}`, and a partition's stream and timers share `{ws:p:N}`,
+so every multi-key script or transaction touches one slot and runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+"""Customer ids appear inside a hash tag: braces and spaces would break it, so they are refused at the door."""
+
+_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+STREAM_GROUP = "omnicanal-workers"
+
+
+def valid_customer_id(customer_id: str) -> bool:
+    """Whether the id can be used in a key (checked by the API before anything is stored)."""
+    return bool(_CUSTOMER_ID.match(customer_id))
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerKeys:
+    """The keys of one customer, all in one slot."""
+
+    profile: str
+    attrs: str
+    instances: str
+    entries: str
+    timeline: str
+    messages: str
+    seen: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.profile, self.attrs, self.instances, self.entries, self.timeline, self.messages, self.seen)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKeys:
+    """The keys of one work partition, in one slot."""
+
+    number: int
+    work: str
+    timers: str
+
+
+class Keyspace:
+    """Names keys for one workspace."""
+
+    def __init__(self, workspace: str, partitions: int) -> None:
+        self.workspace = workspace
+        self.partitions = partitions
+
+    def customer(self, customer_id: str) -> CustomerKeys:
+        tag = f"oc:{{{self.workspace}:c:{customer_id}}}"
+        return CustomerKeys(
+            profile=f"{tag}:profile",
+            attrs=f"{tag}:attrs",
+            instances=f"{tag}:instances",
+            entries=f"{tag}:entries",
+            timeline=f"{tag}:timeline",
+            messages=f"{tag}:messages",
+            seen=f"{tag}:seen",
+        )
+
+    def partition_of(self, customer_id: str) -> int:
+        """Stable across processes and restarts (crc32, not Python's salted hash)."""
+        return zlib.crc32(customer_id.encode()) % self.partitions
+
+    def partition(self, number: int) -> PartitionKeys:
+        tag = f"oc:{{{self.workspace}:p:{number}}}"
+        return PartitionKeys(number=number, work=f"{tag}:work", timers=f"{tag}:timers")
+
+    def journey_sources(self, journey_id: str) -> str:
+        return f"oc:{self.workspace}:journey:{journey_id}"
+
+    def journey_stats(self, journey_id: str) -> str:
+        return f"oc:{self.workspace}:stats:{journey_id}"
+
+    @property
+    def customers(self) -> str:
+        return f"oc:{self.workspace}:customers"
+
+    @property
+    def outbox(self) -> str:
+        return f"oc:{self.workspace}:outbox"
+
+    @property
+    def clock(self) -> str:
+        return f"oc:{self.workspace}:clock"

@@ -1,0 +1,159 @@
+"""Work streams and durable timers: how events and due waits reach a worker.
+
+An accepted event is one XADD to the stream of its customer's partition: once Redis answers, it is stored and
+the API may say 202. Workers read partitions through one consumer group; an entry is acknowledged (and deleted)
+only after its effects are committed, so a crash means re-delivery, never loss.
+
+Timers are members of a per-partition sorted set scored by due journey time. A Lua script moves every due
+member into the same partition's stream and removes it in one step, so a timer fires once even with several
+pollers, and a million waiting customers cost Redis memory only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from omnicanal.store.connection import Redis, call, translated
+from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
+
+_FIRE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'k', 'timer', 'm', member)
+end
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+return #due
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One stream entry: an event for a customer, or a timer of one of their journey instances."""
+
+    partition: int
+    entry_id: str
+    kind: str
+    customer_id: str
+    event: dict[str, Any] | None = None
+    instance_id: str | None = None
+    token: str | None = None
+
+
+def timer_member(customer_id: str, instance_id: str, token: str) -> str:
+    return f"{customer_id}|{instance_id}|{token}"
+
+
+class WorkQueue:
+    """The partitioned streams and timer sets of one workspace."""
+
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._fire_due = redis.register_script(_FIRE_DUE)
+
+    def partition(self, customer_id: str) -> PartitionKeys:
+        return self._keys.partition(self._keys.partition_of(customer_id))
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on every partition stream (idempotent)."""
+        for number in range(self._keys.partitions):
+            try:
+                await call(self._redis.xgroup_create(self._keys.partition(number).work, STREAM_GROUP, "0", mkstream=True))
+            except redis_errors.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """Store events durably (one pipelined round trip for a batch); raises StoreUnavailable on failure."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(
+                    self.partition(event["customer_id"]).work,
+                    {"k": "event", "c": event["customer_id"], "d": json.dumps(event, ensure_ascii=False)},
+                )
+            await pipe.execute()
+
+    async def read(self, consumer: str, count: int, block_ms: int, pending: bool = False) -> list[WorkItem]:
+        """New entries for this consumer (or, with `pending`, the ones it was given and never acknowledged)."""
+        streams = {self._keys.partition(n).work: "0" if pending else ">" for n in range(self._keys.partitions)}
+        answer = await call(
+            self._redis.xreadgroup(STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms)
+        )
+        return self._decode(answer or [])
+
+    async def claim_abandoned(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[WorkItem]:
+        """Take over entries another consumer received and left unacknowledged for `min_idle_ms`."""
+        items: list[WorkItem] = []
+        for n in range(self._keys.partitions):
+            stream = self._keys.partition(n).work
+            answer = await call(self._redis.xautoclaim(stream, STREAM_GROUP, consumer, min_idle_ms, "0-0", count))
+            items.extend(self._decode([(stream, answer[1])]))
+        return items
+
+    def _decode(self, answer: Iterable[Any]) -> list[WorkItem]:
+        items: list[WorkItem] = []
+        for stream, entries in answer:
+            number = int(stream.rsplit(":p:", 1)[1].split("}", 1)[0])
+            for entry_id, fields in entries:
+                if not fields:  # deleted while pending
+                    continue
+                if fields["k"] == "event":
+                    items.append(WorkItem(number, entry_id, "event", fields["c"], event=json.loads(fields["d"])))
+                else:
+                    customer_id, instance_id, token = fields["m"].split("|", 2)
+                    items.append(WorkItem(number, entry_id, "timer", customer_id, instance_id=instance_id, token=token))
+        return items
+
+    async def acknowledge(self, items: Iterable[WorkItem]) -> None:
+        """Acknowledge and delete processed entries (streams stay as small as the backlog)."""
+        by_stream: dict[str, list[str]] = {}
+        for item in items:
+            by_stream.setdefault(self._keys.partition(item.partition).work, []).append(item.entry_id)
+        if not by_stream:
+            return
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, STREAM_GROUP, *ids)
+                pipe.xdel(stream, *ids)
+            await pipe.execute()
+
+    async def schedule(self, timers: Iterable[tuple[str, str, str, float]]) -> None:
+        """Add (customer, instance, token, due) timers; adding the same one twice is harmless."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for customer_id, instance_id, token, due in timers:
+                pipe.zadd(self.partition(customer_id).timers, {timer_member(customer_id, instance_id, token): due})
+            await pipe.execute()
+
+    async def cancel(self, timers: Iterable[tuple[str, str, str]]) -> None:
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for customer_id, instance_id, token in timers:
+                pipe.zrem(self.partition(customer_id).timers, timer_member(customer_id, instance_id, token))
+            await pipe.execute()
+
+    async def fire_due(self, now: float, limit: int = 500) -> int:
+        """Move every timer due at `now` into its partition's stream; returns how many fired."""
+        fired = 0
+        for n in range(self._keys.partitions):
+            p = self._keys.partition(n)
+            fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
+        return fired
+
+    async def backlog(self) -> int:
+        """Entries waiting in all partition streams (readiness and metrics)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for n in range(self._keys.partitions):
+                pipe.xlen(self._keys.partition(n).work)
+            return sum(await pipe.execute())
+
+    async def waiting_timers(self) -> int:
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for n in range(self._keys.partitions):
+                pipe.zcard(self._keys.partition(n).timers)
+            return sum(await pipe.execute())

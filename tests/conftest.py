@@ -1,0 +1,136 @@
+"""Shared fixtures: a real Redis database per test, and an engine + HTTP API started on it.
+
+Tests use the Redis at OMNICANAL_TEST_REDIS_URL (default: database 11 of 127.0.0.1:6379), flushed before and
+after each test so no test sees another's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from omnicanal.api.app import create_app
+from omnicanal.config import Settings
+from omnicanal.engine.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("OMNICANAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    await client.flushdb()
+    yield REDIS_URL
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped journeys and templates that a test may edit."""
+    shutil.copytree(ROOT / "journeys", tmp_path / "journeys")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    return tmp_path
+
+
+def settings_for(project: Path, redis_url: str | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "journeys_dir": project / "journeys",
+        "templates_dir": project / "templates",
+        "clock_speed": 36000.0,
+        "timer_poll_interval": 0.01,
+        "partitions": 4,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+class Api:
+    """A test client for the daemon API, with the waits a journey test needs."""
+
+    def __init__(self, client: TestClient[Any, Any], runtime: Runtime) -> None:
+        self.client = client
+        self.runtime = runtime
+
+    async def request(self, method: str, path: str, expect: int | None = None, **kwargs: Any) -> Any:
+        response = await self.client.request(method, path, **kwargs)
+        body = await response.json(content_type=None)
+        if expect is not None:
+            assert response.status == expect, (response.status, body)
+        return body
+
+    async def put_customer(self, customer_id: str, profile: dict[str, Any]) -> Any:
+        return await self.request("PUT", f"/v1/customers/{customer_id}", 200, json=profile)
+
+    async def event(self, name: str, customer_id: str, **fields: Any) -> str:
+        body = await self.request("POST", "/v1/events", 202, json={"name": name, "customer_id": customer_id,
+                                                                   **fields})
+        return str(body["id"])
+
+    async def timeline(self, customer_id: str) -> list[dict[str, Any]]:
+        body = await self.request("GET", f"/v1/customers/{customer_id}/timeline")
+        return list(body.get("entries", []))
+
+    async def messages(self, customer_id: str) -> list[dict[str, Any]]:
+        return [e for e in await self.timeline(customer_id) if e["kind"] == "message"]
+
+    async def wait_until(self, customer_id: str, predicate: Callable[[list[dict[str, Any]]], bool],
+                         timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Poll the timeline until `predicate(entries)` holds; fail with the timeline shown."""
+        entries: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(entries := await self.timeline(customer_id)):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            pytest.fail(f"timeline of {customer_id} never matched:\n" + "\n".join(map(str, entries)))
+        return entries
+
+    async def settled(self) -> None:
+        """Wait until the worker has nothing left in the streams."""
+        async with asyncio.timeout(10):
+            while await self.runtime.queue.backlog():
+                await asyncio.sleep(0.02)
+
+
+StartApi = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def start_api(project: Path, redis_url: str) -> AsyncIterator[StartApi]:
+    """Start engine + API on the test Redis; settings can be overridden per call. Stopped at teardown."""
+    started: list[tuple[TestClient[Any, Any], Runtime]] = []
+
+    async def start(**overrides: Any) -> Api:
+        runtime = await Runtime.start(settings_for(project, redis_url, **overrides))
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime)))
+        await client.start_server()
+        started.append((client, runtime))
+        return Api(client, runtime)
+
+    yield start
+    for client, runtime in reversed(started):
+        await client.close()
+        await runtime.stop()
+
+
+def has_message(template: str, status: str = "sent") -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda entries: any(
+        e["kind"] == "message" and e.get("template") == template and e["status"] == status for e in entries
+    )
+
+
+def journey_ended(journey: str) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda entries: any(
+        e["kind"] == "journey" and e["journey"] == journey and e["status"] != "started" for e in entries
+    )
