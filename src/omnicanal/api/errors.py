@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from omnicanal.api.state import runtime_of
 from omnicanal.errors import InputError, NotFound, OmnicanalError, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
@@ -49,8 +50,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except OmnicanalError as exc:
         log.error("request_failed", path=request.path, error=str(exc))
         return error_response(500, "internal_error", str(exc))
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "body_too_large", f"the body is larger than {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = runtime_of(request).settings.max_body_bytes
+        return error_response(413, "body_too_large",
+                              f"the body is larger than {limit} bytes (OMNICANAL_MAX_BODY_BYTES)")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -58,8 +58,9 @@ def step_edges(step: Step, following: str | None) -> list[Edge]:
 
 def all_edges(steps: Sequence[Step]) -> list[Edge]:
     """The edges of every step, `steps` being a journey's complete list in order."""
-    following = [step.id for step in steps[1:]] + [None]
-    return [edge for step, after in zip(steps, following, strict=True) for edge in step_edges(step, after)]
+    following: list[str | None] = [step.id for step in steps[1:]]
+    pairs = zip(steps, [*following, None], strict=False)  # an empty journey has one `None` too many
+    return [edge for step, after in pairs for edge in step_edges(step, after)]
 
 
 def reachable(steps: Sequence[Step]) -> set[int]:

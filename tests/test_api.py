@@ -1,0 +1,116 @@
+"""The HTTP contract: bodies, error answers naming the field, limits, keys, and documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import StartApi
+
+EVENT = {"name": "page_viewed", "customer_id": "c1"}
+
+
+async def test_invalid_json_is_400(start_api: StartApi) -> None:
+    api = await start_api()
+    body = await api.request("POST", "/v1/events", 400, data=b"{not json",
+                             headers={"Content-Type": "application/json"})
+    assert body["error"] == "bad_request" and "not valid JSON" in body["message"]
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({"customer_id": "c1"}, "name"),
+    ({"name": "x"}, "customer_id"),
+    ({**EVENT, "properties": [1, 2]}, "properties"),
+    ({**EVENT, "timestamp": "yesterday"}, "timestamp"),
+    ({**EVENT, "customer_id": "bad id {with} braces"}, "customer_id"),
+    ({**EVENT, "name": ""}, "name"),
+    ({**EVENT, "colour": "blue"}, "colour"),
+    ([EVENT], "body"),
+])
+async def test_invalid_event_is_422_naming_the_field(start_api: StartApi, payload: object, field: str) -> None:
+    api = await start_api()
+    body = await api.request("POST", "/v1/events", 422, json=payload)
+    assert body["error"] == "invalid_input"
+    assert field in [e["field"] for e in body["errors"]], body
+    assert await api.runtime.queue.backlog() == 0  # nothing stored
+
+
+async def test_oversized_body_is_413(start_api: StartApi) -> None:
+    api = await start_api(max_body_bytes=2048)
+    body = await api.request("POST", "/v1/events", 413, json={**EVENT, "properties": {"x": "y" * 4000}})
+    assert body["error"] == "body_too_large"
+
+
+async def test_batch_stores_the_valid_events_and_names_the_invalid_ones(start_api: StartApi) -> None:
+    api = await start_api()
+    events = [EVENT, {"name": "page_viewed"}, {**EVENT, "idempotency_key": "k1"}]
+    body = await api.request("POST", "/v1/events/batch", 202, json={"events": events})
+    assert body["accepted"] == 2 and body["rejected"] == 1
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "accepted"]
+    assert body["results"][1]["errors"] == [{"field": "events.1.customer_id", "message": "Field required"}]
+    await api.settled()
+    assert len(await api.timeline("c1")) == 2
+
+
+async def test_batch_limits(start_api: StartApi) -> None:
+    api = await start_api()
+    await api.request("POST", "/v1/events/batch", 422, json={"events": []})
+    too_many = await api.request("POST", "/v1/events/batch", 422, json={"events": [EVENT] * 1001})
+    assert too_many["errors"][0]["field"] == "events"
+    all_bad = await api.request("POST", "/v1/events/batch", 422, json={"events": [{"name": "x"}]})
+    assert all_bad["accepted"] == 0
+
+
+async def test_customer_upsert_merges_and_validates(start_api: StartApi) -> None:
+    api = await start_api()
+    await api.put_customer("c42", {"attributes": {"first_name": "Léa", "tier": "gold"},
+                                   "addresses": {"sms": "+33612345678", "push": ["t1"]}, "locale": "fr"})
+    body = await api.put_customer("c42", {"attributes": {"tier": None, "city": "Lyon"},
+                                          "addresses": {"email": "lea@example.com", "push": None},
+                                          "timezone": "Europe/Paris", "channel_preference": ["whatsapp"]})
+    assert body["attributes"] == {"first_name": "Léa", "city": "Lyon"}
+    assert body["addresses"] == {"sms": "+33612345678", "email": "lea@example.com"}
+    assert (body["locale"], body["timezone"], body["channel_preference"]) == ("fr", "Europe/Paris", ["whatsapp"])
+    bad = await api.request("PUT", "/v1/customers/c42", 422, json={"timezone": "Mars/Olympus",
+                                                                   "locale": "french"})
+    assert {e["field"] for e in bad["errors"]} == {"timezone", "locale"}
+    assert "IANA" in bad["message"]
+
+
+async def test_unknown_things_are_404(start_api: StartApi) -> None:
+    api = await start_api()
+    assert (await api.request("GET", "/v1/customers/nobody", 404))["error"] == "not_found"
+    await api.request("GET", "/v1/customers/nobody/timeline", 404)
+    body = await api.request("GET", "/v1/journeys/nope", 404)
+    assert "abandoned_cart" in body["message"]
+    await api.request("GET", "/v1/nothing-here", 404)
+
+
+async def test_journeys_are_listed_with_versions(start_api: StartApi) -> None:
+    api = await start_api()
+    body = await api.request("GET", "/v1/journeys", 200)
+    ids = [j["id"] for j in body["journeys"]]
+    assert ids == ["abandoned_cart", "click_and_collect", "welcome_series"]
+    assert all(len(j["version"]) == 12 for j in body["journeys"])
+
+
+async def test_api_keys_are_required_when_configured(start_api: StartApi) -> None:
+    api = await start_api(api_keys=["s3cret", "other"])
+    assert (await api.request("POST", "/v1/events", 401, json=EVENT))["error"] == "unauthorized"
+    await api.request("POST", "/v1/events", 401, json=EVENT, headers={"Authorization": "Bearer wrong"})
+    await api.request("POST", "/v1/events", 202, json=EVENT, headers={"Authorization": "Bearer s3cret"})
+    await api.request("POST", "/v1/events", 202, json=EVENT, headers={"X-API-Key": "other"})
+    await api.request("GET", "/healthz", 200)
+
+
+async def test_health_readiness_metrics_and_openapi(start_api: StartApi) -> None:
+    api = await start_api()
+    assert (await api.request("GET", "/healthz", 200)) == {"status": "ok"}
+    ready = await api.request("GET", "/readyz", 200)
+    assert ready["checks"]["store"] == "ok"
+    await api.event("page_viewed", "m1")
+    metrics = await api.client.get("/metrics")
+    assert "omnicanal_events_accepted_total" in await metrics.text()
+    spec = await api.request("GET", "/openapi.json", 200)
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/events", "/v1/events/batch", "/v1/customers/{customer_id}"} <= set(spec["paths"])
+    assert "customer_id" in spec["components"]["schemas"]["EventIn"]["properties"]
