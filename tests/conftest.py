@@ -42,9 +42,8 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def settings_for(project: Path, redis_url: str | None, **overrides: Any) -> Settings:
+def settings_for(project: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "redis_url": redis_url,
         "journeys_dir": project / "journeys",
         "templates_dir": project / "templates",
         "clock_speed": 36000.0,
@@ -112,7 +111,7 @@ async def start_api(project: Path, redis_url: str) -> AsyncIterator[StartApi]:
     started: list[tuple[TestClient[Any, Any], Runtime]] = []
 
     async def start(**overrides: Any) -> Api:
-        runtime = await Runtime.start(settings_for(project, redis_url, **overrides))
+        runtime = await Runtime.start(settings_for(project, **{"redis_url": redis_url, **overrides}))
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime)))
         await client.start_server()
         started.append((client, runtime))

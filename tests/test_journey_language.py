@@ -100,7 +100,8 @@ def test_reference_journey_parses_into_steps_with_ids_kinds_and_targets() -> Non
     assert [(s.id, s.kind, s.line) for s in journey.steps] == [
         ("1_update", "update", 9), ("choose", "branch", 12), ("vip_offer", "send", 16),
         ("4_goto", "goto", 18), ("standard_offer", "send", 19), ("6_wait", "wait", 21),
-        ("wait_order", "wait_for", 22), ("8_send", "send", 28), ("9_exit", "exit", 29), ("reminder", "send", 30),
+        ("wait_order", "wait_for", 22), ("8_send", "send", 28), ("9_exit", "exit", 29),
+        ("reminder", "send", 30),
     ]
     steps = {s.id: s.action for s in journey.steps}
     assert isinstance(branch := steps["choose"], BranchStep)

@@ -73,7 +73,7 @@ class Connector(ABC):
     async def send(self, message: OutboundMessage) -> Receipt:
         """Hand the message over; raise TransientDelivery, PermanentDelivery or UnknownDelivery on failure."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing
         """Release what the connector holds (sessions, sockets)."""
 
     async def __aenter__(self) -> Connector:

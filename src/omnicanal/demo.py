@@ -22,7 +22,7 @@ from omnicanal.config import Settings
 from omnicanal.engine.runtime import Runtime
 from omnicanal.timeline_text import format_timeline
 
-CART = {
+CART: dict[str, Any] = {
     "cart_id": "cart-981",
     "items": [
         {"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0},

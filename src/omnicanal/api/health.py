@@ -21,7 +21,7 @@ async def readyz(request: web.Request) -> web.Response:
     if not ready:
         checks["lifecycle"] = "stopping"
     try:
-        await call(runtime.redis.ping())  # type: ignore[misc]
+        await call(runtime.redis.ping())
         checks["store"] = "ok"
     except StoreUnavailable as exc:
         checks["store"] = str(exc)

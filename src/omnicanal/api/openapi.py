@@ -14,10 +14,11 @@ _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
-def _operation(summary: str, body: str | None = None, ok: str = "200", **responses: Any) -> dict[str, Any]:
+def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies)."""
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "503": _ERROR, **responses},
+        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "503": _ERROR, **{code: _ERROR for code in more}},
     }
     if body:
         operation["requestBody"] = {
@@ -54,21 +55,21 @@ def document() -> dict[str, Any]:
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", **{"413": _ERROR})},
+            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", more=("400", "413"))},
             "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
             "/v1/customers/{customer_id}": {
                 "parameters": _path_id("customer_id"),
                 "put": _operation("Create or update a profile", "CustomerIn"),
-                "get": _operation("Profile and running journeys", **{"404": _ERROR}),
+                "get": _operation("Profile and running journeys", more=("404",)),
             },
             "/v1/customers/{customer_id}/timeline": {
                 "parameters": _path_id("customer_id"),
-                "get": _operation("Every event and message, oldest first", **{"404": _ERROR}),
+                "get": _operation("Every event and message, oldest first", more=("404",)),
             },
             "/v1/journeys": {"get": _operation("Loaded journeys and their counts")},
             "/v1/journeys/{journey_id}": {
                 "parameters": _path_id("journey_id"),
-                "get": _operation("One journey with per-step counts", **{"404": _ERROR}),
+                "get": _operation("One journey with per-step counts", more=("404",)),
             },
             "/v1/outbox": {"get": _operation("Messages the outbox connector recorded")},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _JSON}}},

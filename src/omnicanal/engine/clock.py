@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from omnicanal.store.connection import Redis, call
+from omnicanal.store.connection import FieldMap, Redis, call
 from omnicanal.store.keys import Keyspace
 
 
@@ -41,13 +41,14 @@ class Clock:
         if speed == 1.0:
             return cls()
         real = time.time()
-        stored = await call(redis.hgetall(keys.clock))  # type: ignore[misc]
-        if stored and float(stored["speed"]) == speed:
-            return cls(speed, float(stored["anchor_real"]), float(stored["anchor_journey"]))
-        journey_now = cls(float(stored["speed"]), float(stored["anchor_real"]), float(stored["anchor_journey"])).now() \
-            if stored else real
-        anchor = {"speed": repr(speed), "anchor_real": repr(real), "anchor_journey": repr(journey_now)}
-        await call(redis.hset(keys.clock, mapping=anchor))  # type: ignore[misc]
+        stored = await call(redis.hgetall(keys.clock))
+        previous = cls(float(stored["speed"]), float(stored["anchor_real"]), float(stored["anchor_journey"])) \
+            if stored else None
+        if previous is not None and previous.speed == speed:
+            return previous
+        journey_now = previous.now() if previous is not None else real
+        anchor: FieldMap = {"speed": repr(speed), "anchor_real": repr(real), "anchor_journey": repr(journey_now)}
+        await call(redis.hset(keys.clock, mapping=anchor))
         return cls(speed, real, journey_now)
 
 

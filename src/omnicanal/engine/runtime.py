@@ -59,7 +59,7 @@ class Runtime:
             log.warning("embedded_store", detail="no OMNICANAL_REDIS_URL: using the in-process store; "
                         "nothing is kept after exit")
         keys = Keyspace(settings.workspace, settings.partitions)
-        await call(redis.ping())  # type: ignore[misc]
+        await call(redis.ping())
         clock = await Clock.shared(redis, keys, settings.clock_speed)
         customers = CustomerStore(redis, keys)
         queue = WorkQueue(redis, keys)

@@ -8,6 +8,7 @@ this loop at the same time without firing a timer twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -28,8 +29,10 @@ async def run_timers(queue: WorkQueue, clock: Clock, interval: float, stopping: 
             log.error("store_unavailable", error=str(exc))
             fired = 0
             await asyncio.sleep(1.0)
+        except Exception:  # a bug must not stop every timer of the workspace
+            log.exception("timer_loop_failed")
+            fired = 0
+            await asyncio.sleep(1.0)
         if fired < FIRE_LIMIT:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
-            except TimeoutError:
-                pass

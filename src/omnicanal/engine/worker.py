@@ -56,6 +56,9 @@ class Worker:
             except StoreUnavailable as exc:
                 log.error("store_unavailable", error=str(exc))
                 await asyncio.sleep(1.0)
+            except Exception:  # the loop must outlive any bug: entries stay pending and come back
+                log.exception("worker_loop_failed")
+                await asyncio.sleep(1.0)
 
     async def process(self, items: Sequence[WorkItem]) -> None:
         by_customer: dict[str, list[WorkItem]] = {}

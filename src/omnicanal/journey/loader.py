@@ -63,6 +63,7 @@ _TYPE_MESSAGES = {
     "tuple_type": "expected a list",
     "string_type": "expected a text value",
     "too_short": "expected at least one item",
+    "invalid_key": "a key must be a name; YAML reads this one as a number, date or true/false (quote it)",
 }
 
 
@@ -73,13 +74,13 @@ class TemplateLookup(Protocol):
 
 def _re_entry(value: object) -> object:
     """`never`, `always` or `after <duration>`, as written, into a ReEntry."""
+    if isinstance(value, ReEntry):
+        return value
     text = value.strip() if isinstance(value, str) else None
     if text in ("never", "always"):
         return ReEntry.model_validate({"mode": text})
     if text is not None and text.startswith("after "):
         return ReEntry(mode="after", after=parse_duration(text.removeprefix("after ").strip()))
-    if isinstance(value, ReEntry):
-        return value
     raise ValueError(f"use never, always or 'after <duration>' (e.g. after 7d), not {value!r}")
 
 
@@ -287,6 +288,7 @@ class _FileCheck:
         return value
 
     def reshape_branch(self, items: Any, where: tuple[Any, ...]) -> object:
+        """A branch as written, a list of cases ending with `else`, → `cases` and `otherwise`."""
         if not isinstance(items, list) or not items:
             self.add(where, "a branch is a list of `- {when: <condition>, goto: <step id>}` cases "
                             "ending with `- {else: <step id>}`")

@@ -77,7 +77,8 @@ def load_with_lines(source: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise YamlSyntaxError(line, f"YAML syntax error: {exc.problem or exc}") from exc
+        detail = ", ".join(filter(None, (exc.context, exc.problem))) or str(exc)
+        raise YamlSyntaxError(line, f"YAML syntax error: {detail}") from exc
     finally:
         loader.dispose()
 

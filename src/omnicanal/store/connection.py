@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
 
 from omnicanal.errors import StoreUnavailable
-
-T = TypeVar("T")
 
 Redis = redis.Redis
 """The client type the store works with (fakeredis' async client is a subclass)."""
@@ -58,10 +56,14 @@ async def translated() -> AsyncIterator[None]:
         raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
 
 
-async def call(awaitable: Awaitable[T]) -> T:
-    """Await one Redis call with failures translated."""
+async def call(awaitable: Awaitable[Any]) -> Any:
+    """Await one Redis call with failures translated (redis-py's answers are loosely typed: callers narrow)."""
     async with translated():
         return await awaitable
+
+
+FieldMap = dict[Any, Any]
+"""A mapping as redis-py's invariant signatures accept it."""
 
 
 def decode_map(raw: Any) -> dict[str, str]:

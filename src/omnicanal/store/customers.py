@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnicanal.store.connection import Redis, call, decode_map, translated
+from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
 PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents")
@@ -108,7 +108,7 @@ class CustomerStore:
                 pipe.hset(k.entries, mapping={jid: repr(at) for jid, at in commit.entries.items()})
             self._write_attributes(pipe, k, commit.attributes)
             await pipe.execute()
-        await call(self._redis.sadd(self._keys.customers, customer_id))  # type: ignore[misc]
+        await call(self._redis.sadd(self._keys.customers, customer_id))
 
     @staticmethod
     def _write_attributes(pipe: Any, k: CustomerKeys, attributes: dict[str, Any]) -> None:
@@ -126,16 +126,16 @@ class CustomerStore:
         """Merge a profile update: given fields replace, addresses merge per channel, null attributes go."""
         k = self.keys(customer_id)
         if "addresses" in fields:
-            current = await call(self._redis.hget(k.profile, "addresses"))  # type: ignore[misc]
+            current = await call(self._redis.hget(k.profile, "addresses"))
             merged = {**(json.loads(current) if current else {}), **fields["addresses"]}
             fields = {**fields, "addresses": {ch: a for ch, a in merged.items() if a not in (None, [], "")}}
-        encoded = {name: dumps(v) if name in PROFILE_JSON_FIELDS else str(v) for name, v in fields.items()}
+        encoded: FieldMap = {name: dumps(v) if name in PROFILE_JSON_FIELDS else str(v) for name, v in fields.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(k.profile, "created_at", repr(now))
             pipe.hset(k.profile, mapping={**encoded, "updated_at": repr(now)})
             self._write_attributes(pipe, k, attributes)
             await pipe.execute()
-        await call(self._redis.sadd(self._keys.customers, customer_id))  # type: ignore[misc]
+        await call(self._redis.sadd(self._keys.customers, customer_id))
 
     async def profile(self, customer_id: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         """(profile, attributes, running instances); empty profile and attributes: unknown customer."""
@@ -162,10 +162,10 @@ class CustomerStore:
         """Reserve a send before calling the provider; the existing record when it was reserved before."""
         key = self.keys(customer_id).messages
         async with translated():
-            if await self._redis.hsetnx(key, message_id, dumps(record)):  # type: ignore[misc]
+            if await self._redis.hsetnx(key, message_id, dumps(record)):
                 return None
-            existing = await self._redis.hget(key, message_id)  # type: ignore[misc]
+            existing = await self._redis.hget(key, message_id)
         return json.loads(existing) if existing else None
 
     async def save_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> None:
-        await call(self._redis.hset(self.keys(customer_id).messages, message_id, dumps(record)))  # type: ignore[misc]
+        await call(self._redis.hset(self.keys(customer_id).messages, message_id, dumps(record)))

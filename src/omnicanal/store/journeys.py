@@ -18,11 +18,11 @@ class JourneyStore:
         self._keys = keys
 
     async def remember(self, journey_id: str, version: str, source: str) -> None:
-        await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))  # type: ignore[misc]
+        await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))
 
     async def source(self, journey_id: str, version: str) -> str | None:
         result: str | None = await call(
-            self._redis.hget(self._keys.journey_sources(journey_id), version)  # type: ignore[misc]
+            self._redis.hget(self._keys.journey_sources(journey_id), version)
         )
         return result
 
@@ -37,5 +37,5 @@ class JourneyStore:
             await pipe.execute()
 
     async def counters(self, journey_id: str) -> dict[str, int]:
-        raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))  # type: ignore[misc]
+        raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))
         return {name: int(value) for name, value in decode_map(raw).items()}

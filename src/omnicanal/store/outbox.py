@@ -24,5 +24,5 @@ class OutboxStore:
             await pipe.execute()
 
     async def records(self) -> list[dict[str, Any]]:
-        raw = await call(self._redis.lrange(self._key, 0, -1))  # type: ignore[misc]
+        raw = await call(self._redis.lrange(self._key, 0, -1))
         return [json.loads(item) for item in raw]

@@ -18,7 +18,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from omnicanal.store.connection import Redis, call, translated
+from omnicanal.store.connection import FieldMap, Redis, call, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 
 _FIRE_DUE = """
@@ -65,7 +65,8 @@ class WorkQueue:
         """Create the consumer group on every partition stream (idempotent)."""
         for number in range(self._keys.partitions):
             try:
-                await call(self._redis.xgroup_create(self._keys.partition(number).work, STREAM_GROUP, "0", mkstream=True))
+                stream = self._keys.partition(number).work
+                await call(self._redis.xgroup_create(stream, STREAM_GROUP, "0", mkstream=True))
             except redis_errors.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -82,10 +83,16 @@ class WorkQueue:
 
     async def read(self, consumer: str, count: int, block_ms: int, pending: bool = False) -> list[WorkItem]:
         """New entries for this consumer (or, with `pending`, the ones it was given and never acknowledged)."""
-        streams = {self._keys.partition(n).work: "0" if pending else ">" for n in range(self._keys.partitions)}
-        answer = await call(
-            self._redis.xreadgroup(STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms)
-        )
+        start = "0" if pending else ">"
+        streams: FieldMap = {self._keys.partition(n).work: start for n in range(self._keys.partitions)}
+        try:
+            answer = await call(self._redis.xreadgroup(
+                STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms))
+        except redis_errors.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_groups()  # Redis came back empty (no persistence): start afresh
+            return []
         return self._decode(answer or [])
 
     async def claim_abandoned(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[WorkItem]:

@@ -1,0 +1,111 @@
+"""The `omnicanal` command as a user runs it: validate, graph, demo, send-event, --help."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, StartApi
+
+OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMNICANAL_")}
+    return subprocess.run([OMNICANAL, *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_validate_accepts_the_shipped_project() -> None:
+    result = run("validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert "valid" in result.stderr
+
+
+def test_validate_prints_every_problem_with_file_and_line(project: Path) -> None:
+    broken = project / "journeys" / "broken.yaml"
+    broken.write_text(
+        "id: broken\n"
+        "trigger: {event: cart_abandoned}\n"
+        "steps:\n"
+        "  - wait: 1 hour\n"
+        "  - send: {template: no_such_template, channels: [sms]}\n"
+        "  - goto: nowhere\n",
+        encoding="utf-8",
+    )
+    result = run("validate", str(project / "journeys"), "--templates", str(project / "templates"))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{broken}:4: ") and "1 hour" in line for line in lines), lines
+    assert any(line.startswith(f"{broken}:5: ") and "no_such_template" in line for line in lines), lines
+    assert any(line.startswith(f"{broken}:6: ") and "nowhere" in line for line in lines), lines
+    assert "3 problem(s)" in result.stderr
+
+
+def test_validate_names_a_missing_directory(tmp_path: Path) -> None:
+    result = run("validate", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "OMNICANAL_JOURNEYS_DIR" in result.stderr
+
+
+def test_graph_prints_mermaid() -> None:
+    result = run("graph", "abandoned_cart")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("flowchart TD")
+    assert "last_chance" in result.stdout and "push_discount" in result.stdout
+    missing = run("graph", "nope")
+    assert missing.returncode == 2 and "abandoned_cart" in missing.stderr
+
+
+def test_demo_tells_the_reference_scenario_in_seconds() -> None:
+    result = run("demo", timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "── lea" in out and "── tom" in out
+    lea = out[out.index("── lea"):out.index("── tom")]
+    assert "push · cart_discount · sent" in lea
+    assert "whatsapp · order_thanks · sent" in lea and "Lyon Part-Dieu" in lea
+    assert lea.index("cart_discount") < lea.index("order_placed") < lea.index("order_thanks")
+    tom = out[out.index("── tom"):]
+    assert "email · cart_reminder · sent" in tom and "order_thanks" not in tom
+    assert "embedded store" in out
+
+
+def test_config_errors_name_the_variable() -> None:
+    result = run("validate", OMNICANAL_CLOCK_SPEED="fast")
+    assert result.returncode == 2
+    assert "OMNICANAL_CLOCK_SPEED" in result.stderr
+
+
+def test_help_teaches() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "validate", "graph", "send-event", "demo"):
+        assert command in result.stdout
+    assert "Example" in run("send-event", "--help").stdout
+
+
+async def test_send_event_posts_to_a_running_daemon(start_api: StartApi) -> None:
+    api = await start_api()
+    url = str(api.client.make_url("")).rstrip("/")
+    result = await _run_async("send-event", "page_viewed", "cli1", "-p", '{"page": "/"}', "--url", url,
+                              "--idempotency-key", "k1")
+    assert result[0] == 0, result
+    assert '"status": "accepted"' in result[1]
+    await api.settled()
+    [entry] = await api.timeline("cli1")
+    assert entry["properties"] == {"page": "/"}
+    unreachable = await _run_async("send-event", "x", "c1", "--url", "http://127.0.0.1:9")
+    assert unreachable[0] == 1 and "omnicanal serve" in unreachable[2]
+
+
+async def _run_async(*args: str) -> tuple[int, str, str]:
+    """Run the CLI without blocking the loop that serves the API it talks to."""
+    process = await asyncio.create_subprocess_exec(OMNICANAL, *args, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()

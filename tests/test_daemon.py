@@ -1,0 +1,184 @@
+"""`omnicanal serve` as a real process: restart during a wait, clean stop, and Redis going away."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from conftest import StartApi, has_message
+
+OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Daemon:
+    """One `omnicanal serve` process and a JSON client for it."""
+
+    def __init__(self, project: Path, redis_url: str, clock_speed: float) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "OMNICANAL_REDIS_URL": redis_url, "OMNICANAL_PORT": str(self.port),
+                    "OMNICANAL_JOURNEYS_DIR": str(project / "journeys"),
+                    "OMNICANAL_TEMPLATES_DIR": str(project / "templates"),
+                    "OMNICANAL_CLOCK_SPEED": str(clock_speed), "OMNICANAL_TIMER_POLL_INTERVAL": "0.02",
+                    "OMNICANAL_WORKER_ID": "test-worker"}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen([OMNICANAL, "serve"], env=self.env, stderr=subprocess.PIPE)
+        async with asyncio.timeout(15):
+            while True:
+                assert self.process.poll() is None, self.process.stderr.read() if self.process.stderr else ""
+                try:
+                    if (await self.call("GET", "/readyz"))[0] == 200:
+                        return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit code and what it logged."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=15)
+        return self.process.returncode, err.decode()
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.request(method, self.base + path, json=body) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def messages(self, customer_id: str) -> list[str]:
+        _, body = await self.call("GET", f"/v1/customers/{customer_id}/timeline")
+        return [e["template"] for e in body.get("entries", []) if e["kind"] == "message"]
+
+
+@pytest.fixture
+def daemons(project: Path, redis_url: str) -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process and daemon.process.returncode is None:
+            daemon.process.kill()
+            daemon.process.communicate()
+
+
+async def test_restart_during_a_wait_continues_the_journey(
+    project: Path, redis_url: str, daemons: list[Daemon]
+) -> None:
+    # welcome_series: welcome, wait 2d, welcome_tips, wait 5d, welcome_offer; 2 journey days = 1 real second
+    first = Daemon(project, redis_url, clock_speed=172800.0)
+    daemons.append(first)
+    await first.start()
+    await first.call("PUT", "/v1/customers/w1", {"attributes": {"first_name": "Inès"}, "locale": "fr",
+                                                  "addresses": {"email": "ines@example.com"}})
+    assert (await first.call("POST", "/v1/events", {"name": "signed_up", "customer_id": "w1"}))[0] == 202
+    async with asyncio.timeout(10):
+        while await first.messages("w1") != ["welcome"]:
+            await asyncio.sleep(0.05)
+    code, log = first.stop()
+    assert code == 0, log
+    assert '"event": "stopped"' in log
+
+    await asyncio.sleep(1.5)  # the 2-day wait falls due while no daemon runs
+    second = Daemon(project, redis_url, clock_speed=172800.0)
+    daemons.append(second)
+    await second.start()
+    async with asyncio.timeout(15):
+        while await second.messages("w1") != ["welcome", "welcome_tips", "welcome_offer"]:
+            await asyncio.sleep(0.05)
+    assert second.stop()[0] == 0
+
+
+async def test_sigterm_loses_no_accepted_event(project: Path, redis_url: str, daemons: list[Daemon]) -> None:
+    daemon = Daemon(project, redis_url, clock_speed=1.0)
+    daemons.append(daemon)
+    await daemon.start()
+    events = [{"name": "page_viewed", "customer_id": f"v{n % 20}", "properties": {"n": n}} for n in range(600)]
+    ids: list[str] = []
+    for chunk in range(0, 600, 100):
+        status, body = await daemon.call("POST", "/v1/events/batch", {"events": events[chunk:chunk + 100]})
+        assert status == 202
+        ids += [r["id"] for r in body["results"]]
+    assert daemon.stop()[0] == 0
+
+    again = Daemon(project, redis_url, clock_speed=1.0)
+    daemons.append(again)
+    await again.start()
+    async with asyncio.timeout(15):
+        while True:
+            seen = []
+            for n in range(20):
+                _, body = await again.call("GET", f"/v1/customers/v{n}/timeline")
+                seen += [e["event_id"] for e in body.get("entries", [])]
+            if len(seen) == 600:
+                break
+            await asyncio.sleep(0.1)
+    assert sorted(seen) == sorted(ids)
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
+    """A redis-server of this test's own, to stop and start under a running engine."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(tmp_path)]
+    servers: list[subprocess.Popen[bytes]] = []
+
+    async def start() -> None:
+        servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    return
+                except OSError:
+                    await asyncio.sleep(0.05)
+
+    await start()
+    yield f"redis://127.0.0.1:{port}/0", command
+    for server in servers:
+        server.kill()
+        server.wait()
+
+
+async def test_store_down_means_503_never_202(
+    start_api: StartApi, private_redis: tuple[str, list[str]]
+) -> None:
+    url, command = private_redis
+    api = await start_api(redis_url=url)
+    await api.event("page_viewed", "d1")
+    subprocess.run(["redis-cli", "-u", url, "shutdown", "nosave"], check=False, capture_output=True)
+    await asyncio.sleep(0.2)
+    body = await api.request("POST", "/v1/events", 503, json={"name": "page_viewed", "customer_id": "d1"})
+    assert body["error"] == "store_unavailable" and "nothing was stored" in body["message"]
+    await api.request("POST", "/v1/events/batch", 503, json={"events": [{"name": "x", "customer_id": "d1"}]})
+    await api.request("PUT", "/v1/customers/d1", 503, json={"locale": "fr"})
+    assert (await api.request("GET", "/readyz", 503))["status"] == "not_ready"
+
+    restarted = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(10):
+            while (await api.client.get("/readyz")).status != 200:
+                await asyncio.sleep(0.1)
+        await api.event("signed_up", "d1")  # the engine reconnected by itself
+        await api.put_customer("d1", {"addresses": {"email": "d1@example.com"}})
+        await api.wait_until("d1", has_message("welcome"))
+    finally:
+        restarted.kill()
+        restarted.wait()
