@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from omnicanal.channels import Connector, ConnectorContext, OutboundMessage, Receipt
+from omnicanal.channels import Connector, ConnectorContext, ConnectorSettings, OutboundMessage, Receipt
 from omnicanal.store.outbox import OutboxStore
 
 
@@ -17,8 +17,8 @@ class OutboxConnector(Connector):
     name: ClassVar[str] = "outbox"
     channels: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, context: ConnectorContext) -> None:
-        super().__init__(context)
+    def __init__(self, context: ConnectorContext, settings: ConnectorSettings | None = None) -> None:
+        super().__init__(context, settings)
         self._outbox = OutboxStore(context.redis, context.keys)
 
     async def send(self, message: OutboundMessage) -> Receipt:

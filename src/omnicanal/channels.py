@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+import aiohttp
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from omnicanal.errors import ConfigError
 from omnicanal.store.connection import Redis
 from omnicanal.store.keys import Keyspace
@@ -53,10 +57,35 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class ConnectorContext:
-    """What the engine lends a connector: the store (for connectors that record) and the workspace keys."""
+    """What the engine lends a connector.
+
+    `http` is the engine's shared aiohttp session (connectors never open their own for plain HTTP APIs);
+    `public_url` is the daemon's externally reachable base URL (OMNICANAL_PUBLIC_URL), for status callbacks.
+    """
 
     redis: Redis
     keys: Keyspace
+    http: aiohttp.ClientSession | None = None
+    public_url: str | None = None
+
+
+class ConnectorSettings(BaseSettings):
+    """Base of a connector's settings: a subclass sets its own `env_prefix`, e.g. OMNICANAL_TWILIO_."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+
+def load_connector_settings(cls: type[Connector]) -> ConnectorSettings | None:
+    """Read and check a connector's settings from the environment; a ConfigError names each bad variable."""
+    model = cls.settings_model
+    if model is None:
+        return None
+    try:
+        return model()
+    except ValidationError as exc:
+        prefix = str(model.model_config.get("env_prefix", ""))
+        problems = [f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(f"connector {cls.name!r} is not configured:\n  " + "\n  ".join(problems)) from exc
 
 
 class Connector(ABC):
@@ -65,9 +94,14 @@ class Connector(ABC):
     name: ClassVar[str]
     channels: ClassVar[frozenset[str]]
     """Channels this connector can serve; the empty set means any channel."""
+    settings_model: ClassVar[type[ConnectorSettings] | None] = None
+    """Its settings, read from the environment when the connector is routed to; None: it needs none."""
+    rate_limit: ClassVar[float | None] = None
+    """Default sends per second the provider allows (None: unlimited); OMNICANAL_RATE_LIMITS overrides it."""
 
-    def __init__(self, context: ConnectorContext) -> None:
+    def __init__(self, context: ConnectorContext, settings: ConnectorSettings | None = None) -> None:
         self.context = context
+        self.settings = settings
 
     @abstractmethod
     async def send(self, message: OutboundMessage) -> Receipt:
@@ -116,7 +150,7 @@ class ConnectorRegistry:
 
     def _instance(self, cls: type[Connector], context: ConnectorContext) -> Connector:
         if cls.name not in self._instances:
-            self._instances[cls.name] = cls(context)
+            self._instances[cls.name] = cls(context, load_connector_settings(cls))
         return self._instances[cls.name]
 
     def for_channel(self, channel: str) -> Connector:

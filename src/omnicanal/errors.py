@@ -100,7 +100,15 @@ class TransientDelivery(DeliveryError):
 
 
 class PermanentDelivery(DeliveryError):
-    """The provider refused the message for good (bad address, opted out); try another channel."""
+    """The provider refused the message for good (bad address, opted out); try another channel.
+
+    `invalid_address` says the address itself is dead (unregistered push token, unknown number): the engine
+    removes it from the profile so it is not tried again.
+    """
+
+    def __init__(self, message: str, invalid_address: bool = False) -> None:
+        self.invalid_address = invalid_address
+        super().__init__(message)
 
 
 class UnknownDelivery(DeliveryError):
