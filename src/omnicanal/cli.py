@@ -43,24 +43,49 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-@app.command()
-def serve(
-    config: ConfigOption = None,
-    host: Annotated[str | None, typer.Option(help="Listen address [OMNICANAL_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [OMNICANAL_PORT].")] = None,
-) -> None:
-    """Run the daemon: HTTP API, workers and timers, until SIGTERM or Ctrl-C.
+HostOption = Annotated[str | None, typer.Option(help="Listen address [OMNICANAL_HOST].")]
+PortOption = Annotated[int | None, typer.Option(help="Listen port [OMNICANAL_PORT].")]
 
-    Example: OMNICANAL_REDIS_URL=redis://127.0.0.1:6379/0 omnicanal serve --port 8080
-    """
-    from omnicanal.daemon import serve as run_daemon
+
+def _run_process(role_name: str, config: Path | None, host: str | None, port: int | None) -> None:
+    from omnicanal.daemon import run_process
+    from omnicanal.engine.runtime import Role
 
     settings = _settings(config, host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_daemon(settings))
+        asyncio.run(run_process(settings, Role(role_name)))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
+
+
+@app.command()
+def serve(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Run the daemon: HTTP API, workers and timers in one process, until SIGTERM or Ctrl-C.
+
+    SIGHUP (or a changed file) reloads journeys and templates. Example:
+    OMNICANAL_REDIS_URL=redis://127.0.0.1:6379/0 omnicanal serve --port 8080
+    """
+    _run_process("all", config, host, port)
+
+
+@app.command()
+def api(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Run the HTTP API only (events in, profiles and timelines out); workers run elsewhere.
+
+    Example: OMNICANAL_REDIS_URL=redis://redis:6379/0 omnicanal api --host 0.0.0.0
+    """
+    _run_process("api", config, host, port)
+
+
+@app.command()
+def worker(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Run workers and timers only; serves /healthz, /readyz and /metrics on the port for probes.
+
+    Start as many as the load needs: they share the work partitions through Redis. Example:
+    OMNICANAL_REDIS_URL=redis://redis:6379/0 OMNICANAL_WORKER_ID=$(hostname) omnicanal worker --port 9090
+    """
+    _run_process("worker", config, host, port)
 
 
 @app.command()

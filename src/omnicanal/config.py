@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated API keys; when set, /v1 requests need `Authorization: Bearer <key>`.",
     )
+    channels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Channel to connector routes, e.g. `sms=twilio_sms,email=smtp_email`; others use the outbox.",
+    )
+    public_url: str | None = Field(
+        default=None, description="Externally reachable base URL of the API, for provider status callbacks."
+    )
     clock_speed: float = Field(
         default=1.0, gt=0, description="Journey time per real second: 3600 runs an hour of waits in a second."
     )
@@ -48,6 +55,15 @@ class Settings(BaseSettings):
     worker_id: str = Field(
         default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}",
         description="Consumer name in the Redis consumer group.",
+    )
+    lease_seconds: float = Field(
+        default=10.0, ge=1, description="A dead worker's partitions are taken over after this many seconds."
+    )
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="Seconds SIGTERM waits for work in hand before handing it back."
+    )
+    reload_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
     idempotency_window: float = Field(
@@ -64,6 +80,19 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _split_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            routes = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                channel, sep, connector = item.partition("=")
+                if not sep or not channel.strip() or not connector.strip():
+                    raise ValueError(f"{item!r} is not channel=connector (e.g. sms=twilio_sms)")
+                routes[channel.strip()] = connector.strip()
+            return routes
         return value
 
     @property

@@ -1,7 +1,9 @@
-"""`omnicanal serve`: the HTTP API and the workers in one process, until SIGTERM or SIGINT.
+"""The long-running processes: `serve` (API + work), `api` (API only), `worker` (work, plus probes).
 
-Shutdown order: readiness turns false, the HTTP server stops accepting and finishes the requests in flight
-(an event it answered 202 is already in Redis), then the worker finishes and acknowledges the batch in hand.
+Signals: SIGTERM/SIGINT stop gracefully — readiness turns false, the HTTP server stops accepting and finishes
+the requests in flight (an event it answered 202 is already in Redis), the worker finishes and acknowledges the
+batch in hand (within OMNICANAL_SHUTDOWN_GRACE) and gives its partitions back. SIGHUP reloads journeys and
+templates; a broken file is reported and the previous version keeps running.
 """
 
 from __future__ import annotations
@@ -14,22 +16,30 @@ from aiohttp import web
 
 from omnicanal.api.app import create_app
 from omnicanal.config import Settings
-from omnicanal.engine.runtime import Runtime
+from omnicanal.engine.runtime import Role, Runtime
 
 log = structlog.get_logger("omnicanal")
 
 
-async def serve(settings: Settings) -> None:
-    runtime = await Runtime.start(settings)
+async def run_process(settings: Settings, role: Role) -> None:
+    runtime = await Runtime.start(settings, role)
     runner = web.AppRunner(create_app(runtime), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    log.info("listening", urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses])
+    log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(runtime.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("stopping")
     runtime.stopping.set()

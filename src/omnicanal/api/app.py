@@ -9,7 +9,7 @@ from aiohttp import web
 from omnicanal.api import customers, events, health, journeys, openapi, outbox
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
-from omnicanal.engine.runtime import Runtime
+from omnicanal.engine.runtime import Role, Runtime
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
@@ -37,6 +37,11 @@ def create_app(runtime: Runtime) -> web.Application:
         middlewares.append(_auth_middleware(runtime.settings.api_keys))
     app = web.Application(middlewares=middlewares, client_max_size=runtime.settings.max_body_bytes)
     app[RUNTIME] = runtime
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    if runtime.role is Role.WORKER:
+        return app  # a worker serves its probes only
     app.router.add_post("/v1/events", events.post_event)
     app.router.add_post("/v1/events/batch", events.post_batch)
     app.router.add_put("/v1/customers/{customer_id}", customers.put_customer)
@@ -45,8 +50,5 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/journeys", journeys.list_journeys)
     app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", openapi.openapi)
     return app

@@ -61,7 +61,7 @@ class _Send:
 class Delivery:
     def __init__(self, templates: TemplateCatalog, connectors: ConnectorRegistry, customers: CustomerStore,
                  default_locale: str) -> None:
-        self._templates = templates
+        self.templates = templates
         self._connectors = connectors
         self._customers = customers
         self._default_locale = default_locale
@@ -69,7 +69,7 @@ class Delivery:
     async def deliver(self, session: CustomerSession, instance: Instance, journey: Journey, step_id: str,
                       action: SendStep) -> None:
         send = _Send(session, instance, journey, step_id, action, session.scope(instance, instance.event))
-        template_channels = self._templates.channels(action.template) or frozenset()
+        template_channels = self.templates.channels(action.template) or frozenset()
         for channel in action.channels:
             to = _address(session.customer["addresses"], channel)
             if to is None:
@@ -89,7 +89,7 @@ class Delivery:
         locale = session.customer.get("locale") or self._default_locale
         try:
             data = {name: expr.evaluate(send.scope) for name, expr in send.action.data.items()}
-            rendered = self._templates.render(send.action.template, channel, locale,
+            rendered = self.templates.render(send.action.template, channel, locale,
                                               {**send.scope, "data": data, "locale": locale})
         except (TemplateError, ExpressionError) as exc:
             log.warning("render_failed", customer_id=session.customer_id, journey=send.journey.id,

@@ -13,18 +13,24 @@ from omnicanal.store.journeys import JourneyStore
 class JourneyRegistry:
     """Current journeys by id and by trigger event; any version on demand from the store."""
 
-    def __init__(self, store: JourneyStore, journeys: Iterable[Journey]) -> None:
+    def __init__(self, store: JourneyStore) -> None:
         self._store = store
-        self.current: dict[str, Journey] = {j.id: j for j in journeys}
-        self._versions: dict[tuple[str, str], Journey] = {(j.id, j.version): j for j in self.current.values()}
+        self.current: dict[str, Journey] = {}
+        self._versions: dict[tuple[str, str], Journey] = {}
         self._by_trigger: dict[str, list[Journey]] = {}
-        for journey in self.current.values():
-            self._by_trigger.setdefault(journey.trigger.event, []).append(journey)
 
-    async def remember_all(self) -> None:
-        """Keep every current version's source in Redis so instances can finish on it later."""
-        for journey in self.current.values():
+    async def replace(self, journeys: Iterable[Journey]) -> None:
+        """Make these the current journeys. Their sources are stored first, so an instance started on any of
+        them can finish on it later; versions already known stay available to the instances running them."""
+        loaded = list(journeys)
+        for journey in loaded:
             await self._store.remember(journey.id, journey.version, journey.source)
+        by_trigger: dict[str, list[Journey]] = {}
+        for journey in loaded:
+            by_trigger.setdefault(journey.trigger.event, []).append(journey)
+            self._versions[(journey.id, journey.version)] = journey
+        self.current = {j.id: j for j in loaded}
+        self._by_trigger = by_trigger
 
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])

@@ -1,13 +1,18 @@
 """Assembling a running engine from settings: store, journeys, templates, connectors, worker and timer loops.
 
-`serve`, `demo` and the tests all start the same Runtime; only the settings differ.
+`serve`, `api`, `worker`, `demo` and the tests all start the same Runtime; only the settings and the role
+differ. Resources are entered on an exit stack and closed in reverse order, whatever fails half-way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
 
+import aiohttp
 import structlog
 
 from omnicanal.channels import ConnectorContext, ConnectorRegistry
@@ -16,18 +21,49 @@ from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.engine import Engine
 from omnicanal.engine.interpreter import Interpreter
+from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.timers import run_timers
 from omnicanal.engine.worker import Worker
+from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
+from omnicanal.journey.model import Journey
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.leases import LeaseStore
 from omnicanal.store.work import WorkQueue
 
 log = structlog.get_logger("omnicanal")
+
+
+class Role(StrEnum):
+    """What a process does: everything (`serve`), only the HTTP API (`api`), or only the work (`worker`)."""
+
+    ALL = "all"
+    API = "api"
+    WORKER = "worker"
+
+
+def _load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
+    templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
+    return templates, list(load_journeys(settings.journeys_dir, templates).values())
+
+
+def _files_signature(settings: Settings) -> tuple[tuple[str, float, int], ...]:
+    """Names, mtimes and sizes of the journey and template files: a change means a reload."""
+    paths: list[Path] = []
+    for directory in (settings.journeys_dir, settings.templates_dir):
+        with contextlib.suppress(OSError):
+            paths += sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    signature = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            signature.append((str(path), stat.st_mtime, stat.st_size))
+    return tuple(signature)
 
 
 @dataclass
@@ -35,60 +71,98 @@ class Runtime:
     """A started engine. `stop()` finishes in-flight work and closes everything, in reverse order."""
 
     settings: Settings
+    role: Role
     redis: Redis
     keys: Keyspace
     clock: Clock
-    templates: TemplateCatalog
     registry: JourneyRegistry
     customers: CustomerStore
     queue: WorkQueue
     journey_store: JourneyStore
-    connectors: ConnectorRegistry
-    engine: Engine
+    delivery: Delivery
     worker: Worker
+    ownership: PartitionOwnership
+    resources: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, settings: Settings, *, workers: bool = True, redis: Redis | None = None) -> Runtime:
-        """Load and check everything first, then connect, then start the loops (if `workers`)."""
-        templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
-        journeys = load_journeys(settings.journeys_dir, templates).values()
-        redis = redis if redis is not None else open_redis(settings.redis_url)
-        if settings.embedded:
-            log.warning("embedded_store", detail="no OMNICANAL_REDIS_URL: using the in-process store; "
-                        "nothing is kept after exit")
-        keys = Keyspace(settings.workspace, settings.partitions)
-        await call(redis.ping())
-        clock = await Clock.shared(redis, keys, settings.clock_speed)
-        customers = CustomerStore(redis, keys)
-        queue = WorkQueue(redis, keys)
-        journey_store = JourneyStore(redis, keys)
-        registry = JourneyRegistry(journey_store, journeys)
-        await registry.remember_all()
-        await queue.ensure_groups()
-        connectors = ConnectorRegistry(ConnectorContext(redis=redis, keys=keys))
-        delivery = Delivery(templates, connectors, customers, settings.default_locale)
-        engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
-                        settings.idempotency_window)
-        runtime = cls(settings, redis, keys, clock, templates, registry, customers, queue, journey_store,
-                      connectors, engine, Worker(engine, queue, settings.worker_id))
-        if workers:
-            runtime.tasks = [
-                asyncio.create_task(runtime.worker.run(runtime.stopping), name="worker"),
-                asyncio.create_task(
-                    run_timers(queue, clock, settings.timer_poll_interval, runtime.stopping), name="timers"
-                ),
-            ]
-        log.info("started", journeys=sorted(registry.current), templates=len(templates.names()),
-                 clock_speed=settings.clock_speed, workspace=settings.workspace)
+    async def start(cls, settings: Settings, role: Role = Role.ALL) -> Runtime:
+        """Load and check everything first, then connect, then start the loops the role runs."""
+        templates, journeys = _load_project(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            redis = open_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            if settings.embedded:
+                log.warning("embedded_store", detail="no OMNICANAL_REDIS_URL: using the in-process store; "
+                            "nothing is kept after exit")
+            keys = Keyspace(settings.workspace, settings.partitions)
+            await call(redis.ping())
+            clock = await Clock.shared(redis, keys, settings.clock_speed)
+            customers = CustomerStore(redis, keys)
+            queue = WorkQueue(redis, keys)
+            journey_store = JourneyStore(redis, keys)
+            registry = JourneyRegistry(journey_store)
+            await registry.replace(journeys)
+            await queue.ensure_groups()
+            http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+            context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url)
+            connectors = ConnectorRegistry(context, settings.channels)
+            stack.push_async_callback(connectors.aclose)
+            delivery = Delivery(templates, connectors, customers, settings.default_locale)
+            engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
+                            settings.idempotency_window)
+            ownership = PartitionOwnership(LeaseStore(redis, keys), queue, settings.worker_id, settings.partitions,
+                                           settings.lease_seconds)
+            worker = Worker(engine, queue, ownership, settings.worker_id)
+            runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, delivery,
+                          worker, ownership, stack.pop_all())
+        runtime._start_loops()
+        log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
+                 clock_speed=settings.clock_speed, workspace=settings.workspace, worker_id=settings.worker_id)
         return runtime
 
+    def _start_loops(self) -> None:
+        if self.role is not Role.API:
+            self.tasks.append(asyncio.create_task(self.worker.run(self.stopping), name="worker"))
+            self.tasks.append(asyncio.create_task(
+                run_timers(self.queue, self.clock, self.ownership, self.settings.timer_poll_interval, self.stopping),
+                name="timers",
+            ))
+        if self.settings.reload_interval > 0:
+            self.tasks.append(asyncio.create_task(self._watch_files(), name="reload"))
+
+    async def reload(self) -> bool:
+        """Load journeys and templates again; a broken file is reported and the previous version keeps running."""
+        try:
+            templates, journeys = _load_project(self.settings)
+        except ProjectError as exc:
+            log.error("reload_rejected", problems=[str(p) for p in exc.problems])
+            return False
+        await self.registry.replace(journeys)
+        self.delivery.templates = templates
+        log.info("reloaded", journeys={j.id: j.version for j in journeys})
+        return True
+
+    async def _watch_files(self) -> None:
+        signature = _files_signature(self.settings)
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.settings.reload_interval)
+            current = _files_signature(self.settings)
+            if current != signature:
+                signature = current
+                with contextlib.suppress(Exception):  # a store outage during reload: the next change retries
+                    await self.reload()
+
     async def stop(self) -> None:
-        """Stop taking work, let the batch in hand finish and be acknowledged, then close connections."""
+        """Stop taking work, let the batch in hand finish (up to the grace period), then close everything."""
         self.stopping.set()
         if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=self.settings.shutdown_grace)
+            for task in late:  # past the grace period: unacknowledged entries go to the next owner
+                task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.connectors.aclose()
-        await self.redis.aclose()
+        await self.resources.aclose()
         log.info("stopped")
+

@@ -1,8 +1,8 @@
 """The timer loop: fires due timers by moving them into the work streams.
 
-It polls the per-partition sorted sets every `OMNICANAL_TIMER_POLL_INTERVAL` real seconds, and at once again
-while a poll still finds a full batch due. Firing is one Lua script per partition, so several processes can run
-this loop at the same time without firing a timer twice.
+It polls the sorted sets of the partitions this worker owns every `OMNICANAL_TIMER_POLL_INTERVAL` real
+seconds, and at once again while a poll still finds a full batch due. Firing is one Lua script per partition,
+so even two processes that both believe they own a partition cannot fire a timer twice.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import structlog
 
 from omnicanal.engine.clock import Clock
+from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.errors import StoreUnavailable
 from omnicanal.store.work import WorkQueue
 
@@ -21,10 +22,12 @@ log = structlog.get_logger("omnicanal.timers")
 FIRE_LIMIT = 500
 
 
-async def run_timers(queue: WorkQueue, clock: Clock, interval: float, stopping: asyncio.Event) -> None:
+async def run_timers(queue: WorkQueue, clock: Clock, ownership: PartitionOwnership, interval: float,
+                     stopping: asyncio.Event) -> None:
+    """Fire the due timers of the partitions this worker owns, until `stopping` is set."""
     while not stopping.is_set():
         try:
-            fired = await queue.fire_due(clock.now(), FIRE_LIMIT)
+            fired = await queue.fire_due(ownership.owned, clock.now(), FIRE_LIMIT)
         except StoreUnavailable as exc:
             log.error("store_unavailable", error=str(exc))
             fired = 0

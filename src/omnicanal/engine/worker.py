@@ -1,84 +1,117 @@
-"""The worker loop: read work from the partition streams, apply it per customer, acknowledge it.
+"""The worker loop: read work from the partitions this worker owns, apply it per customer, acknowledge it.
 
 A batch is grouped by customer, keeping arrival order inside each group; customers are applied concurrently,
 one customer's items strictly one after another. The next batch is read only when the whole batch is done, so
-two items of one customer are never in flight at once in this process. Entries are acknowledged after their
-effects are committed: a crash means re-delivery (made harmless by idempotent application), never loss.
+two items of one customer are never in flight at once. Entries are acknowledged after their effects are
+committed: a crash means re-delivery (harmless: application is idempotent), never loss.
+
+An item that fails for a reason other than the store being down is retried a few times in place (so the
+customer's later items keep their order behind it), then parked in the dead-letter stream with its error
+(`omnicanal dlq list|retry|drop`) so one poisonous event never blocks a customer for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 
 import structlog
 
 from omnicanal.engine.engine import Engine
-from omnicanal.errors import OmnicanalError, StoreUnavailable
+from omnicanal.engine.ownership import PartitionOwnership
+from omnicanal.errors import StoreUnavailable
+from omnicanal.metrics import WORK_ITEMS
 from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.worker")
 
 BATCH = 256
 BLOCK_MS = 200
-CLAIM_EVERY = 15.0
-"""Seconds between two looks for entries abandoned by a dead worker."""
-CLAIM_IDLE_MS = 60_000
+REBALANCE_EVERY = 2.0
+RETRY_DELAYS = (0.05, 0.25, 1.0)
+"""Pauses between the attempts at an item that fails; after the last, it goes to the dead-letter stream."""
 
 
 class Worker:
-    def __init__(self, engine: Engine, queue: WorkQueue, consumer: str, concurrency: int = 64) -> None:
+    def __init__(self, engine: Engine, queue: WorkQueue, ownership: PartitionOwnership, consumer: str,
+                 concurrency: int = 64) -> None:
         self._engine = engine
         self._queue = queue
+        self._ownership = ownership
         self._consumer = consumer
         self._limit = asyncio.Semaphore(concurrency)
         self.processed = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Until `stopping` is set: finish the batch in hand, then return."""
+        """Until `stopping` is set: finish the batch in hand, give the partitions back, return."""
         await self._queue.ensure_groups()
-        backlog = await self._queue.read(self._consumer, BATCH, 0, pending=True)
-        next_claim = time.monotonic() + CLAIM_EVERY
-        while not stopping.is_set():
-            try:
-                if time.monotonic() >= next_claim:
-                    backlog += await self._queue.claim_abandoned(self._consumer, CLAIM_IDLE_MS)
-                    next_claim = time.monotonic() + CLAIM_EVERY
-                started = time.monotonic()
-                items = backlog or await self._queue.read(self._consumer, BATCH, BLOCK_MS)
-                backlog = []
-                if items:
-                    await self.process(items)
-                elif time.monotonic() - started < BLOCK_MS / 2000:
-                    # the embedded store answers a blocking read at once when empty: don't spin
-                    await asyncio.sleep(BLOCK_MS / 1000)
-            except StoreUnavailable as exc:
-                log.error("store_unavailable", error=str(exc))
-                await asyncio.sleep(1.0)
-            except Exception:  # the loop must outlive any bug: entries stay pending and come back
-                log.exception("worker_loop_failed")
-                await asyncio.sleep(1.0)
+        keep_alive = asyncio.create_task(self._ownership.keep_alive(stopping), name="leases")
+        backlog: list[WorkItem] = []
+        next_rebalance = 0.0
+        reread_pending = True
+        try:
+            while not stopping.is_set():
+                try:
+                    if time.monotonic() >= next_rebalance:
+                        backlog += await self._ownership.rebalance()
+                        next_rebalance = time.monotonic() + REBALANCE_EVERY
+                    owned = self._ownership.owned
+                    if reread_pending:  # after a start or an outage, what this consumer was given comes first
+                        backlog += await self._queue.read(owned, self._consumer, BATCH, None, pending=True)
+                        reread_pending = False
+                    started = time.monotonic()
+                    items = backlog or await self._queue.read(owned, self._consumer, BATCH, BLOCK_MS)
+                    backlog = []
+                    if items:
+                        await self.process(items)
+                    elif time.monotonic() - started < BLOCK_MS / 2000:
+                        # nothing owned, or the embedded store answered a blocking read at once: don't spin
+                        await asyncio.sleep(BLOCK_MS / 1000)
+                except StoreUnavailable as exc:
+                    log.error("store_unavailable", error=str(exc))
+                    reread_pending = True
+                    await asyncio.sleep(1.0)
+                except Exception:  # the loop must outlive any bug: entries stay pending and come back
+                    log.exception("worker_loop_failed")
+                    reread_pending = True
+                    await asyncio.sleep(1.0)
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
+                await self._ownership.release_all()
 
     async def process(self, items: Sequence[WorkItem]) -> None:
         by_customer: dict[str, list[WorkItem]] = {}
         for item in items:
             by_customer.setdefault(item.customer_id, []).append(item)
-        done = await asyncio.gather(*(self._apply(cid, its) for cid, its in by_customer.items()))
-        await self._queue.acknowledge(item for ok, its in zip(done, by_customer.values(), strict=True) if ok
-                                      for item in its)
+        await asyncio.gather(*(self._apply(cid, its) for cid, its in by_customer.items()))
+        await self._queue.acknowledge(items)
         self.processed += len(items)
+        for item in items:
+            WORK_ITEMS.labels(item.kind).inc()
 
-    async def _apply(self, customer_id: str, items: list[WorkItem]) -> bool:
+    async def _apply(self, customer_id: str, items: list[WorkItem]) -> None:
         async with self._limit:
+            await self._apply_or_park(customer_id, items)
+
+    async def _apply_or_park(self, customer_id: str, items: list[WorkItem]) -> None:
+        """Apply a customer's items; one that keeps failing is dead-lettered and the others still applied."""
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
                 await self._engine.apply(customer_id, items)
+                return
             except StoreUnavailable:
                 raise
-            except OmnicanalError as exc:
-                log.error("work_failed", customer_id=customer_id, error=str(exc))
-                return False
-            except Exception:  # a bug must not stop the other customers' work; the entry stays pending
-                log.exception("work_crashed", customer_id=customer_id)
-                return False
-            return True
+            except Exception as exc:  # a bug or bad data: retry in place, then park the culprit
+                if len(items) > 1:  # find the culprit: apply the items one by one, in order
+                    for item in items:
+                        await self._apply_or_park(customer_id, [item])
+                    return
+                if delay is None:
+                    log.error("work_dead_lettered", customer_id=customer_id, error=repr(exc))
+                    await self._queue.dead_letter(items[0], f"{type(exc).__name__}: {exc}")
+                    return
+                log.warning("work_retry", customer_id=customer_id, attempt=attempt + 1, error=repr(exc))
+                await asyncio.sleep(delay)

@@ -11,6 +11,9 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:seen          zset   applied event ids scored by time (idempotent re-delivery)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
+    oc:{ws:p:N}:lease           string id of the worker that owns partition N (expires unless renewed)
+    oc:{ws}:workers             zset   live worker ids scored by their last heartbeat
+    oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
     oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
     oc:{ws}:stats:ID            hash   per-journey and per-step counters
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
@@ -62,6 +65,7 @@ class PartitionKeys:
     number: int
     work: str
     timers: str
+    lease: str
 
 
 class Keyspace:
@@ -89,7 +93,7 @@ class Keyspace:
 
     def partition(self, number: int) -> PartitionKeys:
         tag = f"oc:{{{self.workspace}:p:{number}}}"
-        return PartitionKeys(number=number, work=f"{tag}:work", timers=f"{tag}:timers")
+        return PartitionKeys(number=number, work=f"{tag}:work", timers=f"{tag}:timers", lease=f"{tag}:lease")
 
     def journey_sources(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:journey:{journey_id}"
@@ -100,6 +104,14 @@ class Keyspace:
     @property
     def customers(self) -> str:
         return f"oc:{self.workspace}:customers"
+
+    @property
+    def workers(self) -> str:
+        return f"oc:{self.workspace}:workers"
+
+    @property
+    def dlq(self) -> str:
+        return f"oc:{self.workspace}:dlq"
 
     @property
     def outbox(self) -> str:

@@ -12,7 +12,8 @@ pollers, and a million waiting customers cost Redis memory only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,13 @@ class WorkItem:
     token: str | None = None
 
 
+def _encode(item: WorkItem) -> FieldMap:
+    """The stream fields of an item (the inverse of WorkQueue._item)."""
+    if item.kind == "event":
+        return {"k": "event", "c": item.customer_id, "d": json.dumps(item.event, ensure_ascii=False)}
+    return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
+
+
 def timer_member(customer_id: str, instance_id: str, token: str) -> str:
     return f"{customer_id}|{instance_id}|{token}"
 
@@ -75,16 +83,18 @@ class WorkQueue:
         """Store events durably (one pipelined round trip for a batch); raises StoreUnavailable on failure."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for event in events:
-                pipe.xadd(
-                    self.partition(event["customer_id"]).work,
-                    {"k": "event", "c": event["customer_id"], "d": json.dumps(event, ensure_ascii=False)},
-                )
+                pipe.xadd(self.partition(event["customer_id"]).work,
+                          _encode(WorkItem(-1, "", "event", event["customer_id"], event=event)))
             await pipe.execute()
 
-    async def read(self, consumer: str, count: int, block_ms: int, pending: bool = False) -> list[WorkItem]:
-        """New entries for this consumer (or, with `pending`, the ones it was given and never acknowledged)."""
+    async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
+                   pending: bool = False) -> list[WorkItem]:
+        """New entries of these partitions for this consumer (or, with `pending`, the ones it was given and
+        never acknowledged). `block_ms` None: answer at once."""
+        if not partitions:
+            return []
         start = "0" if pending else ">"
-        streams: FieldMap = {self._keys.partition(n).work: start for n in range(self._keys.partitions)}
+        streams: FieldMap = {self._keys.partition(n).work: start for n in sorted(partitions)}
         try:
             answer = await call(self._redis.xreadgroup(
                 STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms))
@@ -95,28 +105,31 @@ class WorkQueue:
             return []
         return self._decode(answer or [])
 
-    async def claim_abandoned(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[WorkItem]:
-        """Take over entries another consumer received and left unacknowledged for `min_idle_ms`."""
+    async def take_over(self, partition: int, consumer: str) -> list[WorkItem]:
+        """Claim every entry of a partition left pending by its previous owner (whose lease ended)."""
+        stream = self._keys.partition(partition).work
         items: list[WorkItem] = []
-        for n in range(self._keys.partitions):
-            stream = self._keys.partition(n).work
-            answer = await call(self._redis.xautoclaim(stream, STREAM_GROUP, consumer, min_idle_ms, "0-0", count))
+        cursor = "0-0"
+        while True:
+            answer = await call(self._redis.xautoclaim(stream, STREAM_GROUP, consumer, 0, cursor, 500))
             items.extend(self._decode([(stream, answer[1])]))
-        return items
+            cursor = answer[0]
+            if cursor in ("0-0", b"0-0"):
+                return items
 
     def _decode(self, answer: Iterable[Any]) -> list[WorkItem]:
         items: list[WorkItem] = []
         for stream, entries in answer:
             number = int(stream.rsplit(":p:", 1)[1].split("}", 1)[0])
-            for entry_id, fields in entries:
-                if not fields:  # deleted while pending
-                    continue
-                if fields["k"] == "event":
-                    items.append(WorkItem(number, entry_id, "event", fields["c"], event=json.loads(fields["d"])))
-                else:
-                    customer_id, instance_id, token = fields["m"].split("|", 2)
-                    items.append(WorkItem(number, entry_id, "timer", customer_id, instance_id=instance_id, token=token))
-        return items
+            items.extend(self._item(number, entry_id, fields) for entry_id, fields in entries if fields)
+        return items  # an entry without fields was deleted while pending: nothing to do
+
+    @staticmethod
+    def _item(partition: int, entry_id: str, fields: dict[str, str]) -> WorkItem:
+        if fields["k"] == "event":
+            return WorkItem(partition, entry_id, "event", fields["c"], event=json.loads(fields["d"]))
+        customer_id, instance_id, token = fields["m"].split("|", 2)
+        return WorkItem(partition, entry_id, "timer", customer_id, instance_id=instance_id, token=token)
 
     async def acknowledge(self, items: Iterable[WorkItem]) -> None:
         """Acknowledge and delete processed entries (streams stay as small as the backlog)."""
@@ -144,13 +157,39 @@ class WorkQueue:
                 pipe.zrem(self.partition(customer_id).timers, timer_member(customer_id, instance_id, token))
             await pipe.execute()
 
-    async def fire_due(self, now: float, limit: int = 500) -> int:
-        """Move every timer due at `now` into its partition's stream; returns how many fired."""
+    async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> int:
+        """Move the timers of these partitions due at `now` into their streams; returns how many fired."""
         fired = 0
-        for n in range(self._keys.partitions):
+        for n in partitions:
             p = self._keys.partition(n)
             fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
         return fired
+
+    async def dead_letter(self, item: WorkItem, error: str) -> None:
+        """Park an item that keeps failing in the dead-letter stream, then acknowledge it."""
+        fields: FieldMap = {**_encode(item), "error": error[:2000], "failed_at": repr(time.time())}
+        await call(self._redis.xadd(self._keys.dlq, fields))
+        await self.acknowledge([item])
+
+    async def dead_letters(self, count: int = 100) -> list[tuple[str, WorkItem, str]]:
+        """(dead-letter id, item, error), oldest first."""
+        entries = await call(self._redis.xrange(self._keys.dlq, count=count))
+        return [(entry_id, self._item(-1, entry_id, fields), fields.get("error", "")) for entry_id, fields in entries]
+
+    async def retry_dead_letter(self, entry_id: str) -> bool:
+        """Put a dead-lettered item back into its partition's stream; False if there is no such entry."""
+        entries = await call(self._redis.xrange(self._keys.dlq, entry_id, entry_id))
+        if not entries:
+            return False
+        item = self._item(-1, entry_id, entries[0][1])
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.partition(item.customer_id).work, _encode(item))
+            pipe.xdel(self._keys.dlq, entry_id)
+            await pipe.execute()
+        return True
+
+    async def drop_dead_letter(self, entry_id: str) -> bool:
+        return bool(await call(self._redis.xdel(self._keys.dlq, entry_id)))
 
     async def backlog(self) -> int:
         """Entries waiting in all partition streams (readiness and metrics)."""

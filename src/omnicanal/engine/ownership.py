@@ -1,0 +1,82 @@
+"""This worker's share of the work partitions: taken, kept and given back through leases in Redis.
+
+Why partitions and not a plain consumer group: a consumer group hands entries to whichever consumer asks, so two
+events of one customer could be applied by two processes at once, or out of order. With a lease per partition,
+exactly one live worker reads a partition, and since a customer always hashes onto the same partition, their
+items are applied one at a time in arrival order, by whichever worker owns it now.
+
+Renewal runs in its own task so that a long batch (a slow provider) never lets a lease lapse; taking and
+giving back partitions happens between batches (`rebalance`), so a partition never changes hands mid-item.
+A worker that dies stops renewing; its partitions are free after the lease time and the next owner claims the
+entries it left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+
+import structlog
+
+from omnicanal.store.leases import LeaseStore
+from omnicanal.store.work import WorkItem, WorkQueue
+
+log = structlog.get_logger("omnicanal.ownership")
+
+
+class PartitionOwnership:
+    def __init__(self, leases: LeaseStore, queue: WorkQueue, worker_id: str, partitions: int,
+                 lease_seconds: float) -> None:
+        self._leases = leases
+        self._queue = queue
+        self._worker_id = worker_id
+        self._partitions = partitions
+        self._ttl_ms = int(lease_seconds * 1000)
+        self.owned: set[int] = set()
+
+    async def rebalance(self) -> list[WorkItem]:
+        """Take free partitions up to a fair share, give back extras; returns entries to finish first
+        (left pending by the previous owners of newly taken partitions, or by this worker before a restart)."""
+        alive = await self._leases.heartbeat(self._worker_id, ttl=self._ttl_ms / 1000)
+        share = math.ceil(self._partitions / alive)
+        inherited: list[WorkItem] = []
+        candidates = [n for n in range(self._partitions) if n not in self.owned]
+        random.shuffle(candidates)  # workers starting together don't all race for partition 0
+        for number in candidates:
+            if len(self.owned) >= share:
+                break
+            # renew first: after a restart with the same worker id, the lease is still ours
+            if await self._leases.renew(number, self._worker_id, self._ttl_ms) or await self._leases.acquire(
+                number, self._worker_id, self._ttl_ms
+            ):
+                self.owned.add(number)
+                inherited += await self._queue.take_over(number, self._worker_id)
+                log.info("partition_taken", partition=number, inherited=len(inherited))
+        for number in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
+            await self.give_back(number)
+        return inherited
+
+    async def give_back(self, number: int) -> None:
+        self.owned.discard(number)
+        await self._leases.release(number, self._worker_id)
+        log.info("partition_released", partition=number)
+
+    async def keep_alive(self, stopping: asyncio.Event) -> None:
+        """Renew owned leases at a third of their lifetime; drop those that were lost."""
+        while not stopping.is_set():
+            for number in list(self.owned):
+                try:
+                    if not await self._leases.renew(number, self._worker_id, self._ttl_ms):
+                        self.owned.discard(number)
+                        log.warning("partition_lost", partition=number)
+                except Exception:  # the store is down: the worker loop reports it; try again next round
+                    break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._ttl_ms / 3000)
+
+    async def release_all(self) -> None:
+        for number in list(self.owned):
+            await self.give_back(number)
+        await self._leases.leave(self._worker_id)
