@@ -193,5 +193,65 @@ def demo(
         _fail(str(exc), 1)
 
 
+dlq_app = typer.Typer(help="The dead-letter stream: work items that kept failing, with their error.",
+                       no_args_is_help=True)
+journeys_app = typer.Typer(help="Operate on running journeys.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(journeys_app, name="journeys")
+IdsArgument = Annotated[list[str] | None, typer.Argument(help="Dead-letter ids (from `dlq list`); none: all.")]
+
+
+def _admin(config: Path | None, job: Any) -> Any:
+    """Run an admin coroutine factory with the settings; errors as one line."""
+    settings = _settings(config)
+    try:
+        return asyncio.run(job(settings))
+    except OmnicanalError as exc:
+        _fail(str(exc), 1)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100, config: ConfigOption = None
+) -> None:
+    """Show dead-lettered items, oldest first, with the error that parked them."""
+    from omnicanal.admin import list_dead_letters
+
+    letters = _admin(config, lambda s: list_dead_letters(s, limit))
+    for letter in letters:
+        typer.echo(letter.describe())
+    typer.echo(f"{len(letters)} dead-lettered item(s)", err=True)
+
+
+@dlq_app.command("retry")
+def dlq_retry(ids: IdsArgument = None, config: ConfigOption = None) -> None:
+    """Put items back to work (after fixing what made them fail). Example: omnicanal dlq retry 1700000000000-0"""
+    from omnicanal.admin import retry_dead_letters
+
+    done = _admin(config, lambda s: retry_dead_letters(s, ids or []))
+    typer.echo(f"{len(done)} item(s) put back to work")
+
+
+@dlq_app.command("drop")
+def dlq_drop(ids: IdsArgument = None, config: ConfigOption = None) -> None:
+    """Delete items for good."""
+    from omnicanal.admin import drop_dead_letters
+
+    done = _admin(config, lambda s: drop_dead_letters(s, ids or []))
+    typer.echo(f"{len(done)} item(s) dropped")
+
+
+@journeys_app.command("drain")
+def journeys_drain(
+    journey: Annotated[str, typer.Argument(help="Journey id whose running instances should exit.")],
+    config: ConfigOption = None,
+) -> None:
+    """Exit every running instance of a journey (e.g. after removing its file: no new entries start then)."""
+    from omnicanal.admin import drain_journey
+
+    count = _admin(config, lambda s: drain_journey(s, journey))
+    typer.echo(f"asked {count} customer(s) to leave {journey}")
+
+
 def main() -> None:
     app()

@@ -54,6 +54,7 @@ async def get_journey(request: web.Request) -> web.Response:
     return web.json_response({
         **_summary(journey, counters),
         "path": journey.path,
+        "active": await runtime.journey_store.active_count(journey.id),
         "events": sorted(journey.events()),
         "steps": _step_counts(journey, counters),
         "channels": channels,

@@ -48,3 +48,7 @@ class Engine:
         if session.old_timers:
             await self.queue.cancel((t.customer_id, t.instance_id, t.token) for t in session.old_timers)
         await self.journey_store.count({jid: {k: v for k, v in c.items() if v} for jid, c in session.stats.items()})
+        before = {raw["journey"] for raw in snapshot.instances.values()}
+        after = {instance.journey for instance in session.instances.values()}
+        if before != after:
+            await self.journey_store.track_active(customer_id, after - before, before - after)

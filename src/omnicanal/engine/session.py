@@ -133,6 +133,8 @@ class CustomerSession:
     async def apply(self, item: WorkItem) -> None:
         if item.kind == "event" and item.event is not None:
             await self.apply_event(item.event)
+        elif item.kind == "drain":
+            await self.apply_drain(item.journey or "")
         elif item.instance_id is not None and item.token is not None:
             await self.apply_timer(item.instance_id, item.token)
 
@@ -194,6 +196,13 @@ class CustomerSession:
         self.record("journey", journey=journey.id, version=journey.version, status="started",
                     instance_id=instance_id)
         await self.engine.interpreter.advance(self, instance, journey)
+
+    async def apply_drain(self, journey_id: str) -> None:
+        """`omnicanal journeys drain`: the customer's instance of that journey ends now."""
+        for instance in list(self.instances.values()):
+            if instance.journey == journey_id:
+                journey = await self.engine.registry.version(instance.journey, instance.version)
+                self.end(instance, journey, "exited", reason="drained")
 
     async def apply_timer(self, instance_id: str, token: str) -> None:
         instance = self.instances.get(instance_id)

@@ -6,7 +6,7 @@ version it began with even after the file changed and the daemon restarted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from omnicanal.store.connection import Redis, call, decode_map, translated
 from omnicanal.store.keys import Keyspace
@@ -35,6 +35,24 @@ class JourneyStore:
                 for counter, delta in counters.items():
                     pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
             await pipe.execute()
+
+    async def track_active(self, customer_id: str, joined: Iterable[str], left: Iterable[str]) -> None:
+        """Keep the per-journey index of customers with a running instance (a best-effort index, not state)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for journey_id in joined:
+                pipe.sadd(self._keys.journey_active(journey_id), customer_id)
+            for journey_id in left:
+                pipe.srem(self._keys.journey_active(journey_id), customer_id)
+            await pipe.execute()
+
+    async def active_customers(self, journey_id: str) -> AsyncIterator[str]:
+        key = self._keys.journey_active(journey_id)
+        async with translated():
+            async for customer_id in self._redis.sscan_iter(key, count=1000):
+                yield customer_id
+
+    async def active_count(self, journey_id: str) -> int:
+        return int(await call(self._redis.scard(self._keys.journey_active(journey_id))))
 
     async def counters(self, journey_id: str) -> dict[str, int]:
         raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))

@@ -16,6 +16,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
     oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
     oc:{ws}:stats:ID            hash   per-journey and per-step counters
+    oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:outbox              list   messages recorded by the outbox connector
     oc:{ws}:clock               hash   anchor of the shared journey clock
@@ -97,6 +98,9 @@ class Keyspace:
 
     def journey_sources(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:journey:{journey_id}"
+
+    def journey_active(self, journey_id: str) -> str:
+        return f"oc:{self.workspace}:active:{journey_id}"
 
     def journey_stats(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:stats:{journey_id}"

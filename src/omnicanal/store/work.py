@@ -45,12 +45,15 @@ class WorkItem:
     event: dict[str, Any] | None = None
     instance_id: str | None = None
     token: str | None = None
+    journey: str | None = None
 
 
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
         return {"k": "event", "c": item.customer_id, "d": json.dumps(item.event, ensure_ascii=False)}
+    if item.kind == "drain":
+        return {"k": "drain", "c": item.customer_id, "j": item.journey or ""}
     return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
 
 
@@ -128,6 +131,8 @@ class WorkQueue:
     def _item(partition: int, entry_id: str, fields: dict[str, str]) -> WorkItem:
         if fields["k"] == "event":
             return WorkItem(partition, entry_id, "event", fields["c"], event=json.loads(fields["d"]))
+        if fields["k"] == "drain":
+            return WorkItem(partition, entry_id, "drain", fields["c"], journey=fields["j"])
         customer_id, instance_id, token = fields["m"].split("|", 2)
         return WorkItem(partition, entry_id, "timer", customer_id, instance_id=instance_id, token=token)
 
@@ -164,6 +169,17 @@ class WorkQueue:
             p = self._keys.partition(n)
             fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
         return fired
+
+    async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
+        """Ask the owners of these customers to exit their instances of the journey; returns how many."""
+        count = 0
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                pipe.xadd(self.partition(customer_id).work,
+                          _encode(WorkItem(-1, "", "drain", customer_id, journey=journey_id)))
+                count += 1
+            await pipe.execute()
+        return count
 
     async def dead_letter(self, item: WorkItem, error: str) -> None:
         """Park an item that keeps failing in the dead-letter stream, then acknowledge it."""
