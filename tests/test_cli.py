@@ -75,6 +75,19 @@ def test_demo_tells_the_reference_scenario_in_seconds() -> None:
     assert "embedded store" in out
 
 
+def test_simulate_tells_which_message_on_which_channel_when() -> None:
+    result = run("simulate", "abandoned_cart", "--scenario", "examples/abandoned_cart.scenario.yaml")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()[1:]]
+    sent = [(words[0], words[2], words[3]) for words in lines if words[1] == "sent"]
+    assert sent == [("+1h", "push", "cart_discount"), ("+14h", "whatsapp", "order_thanks")]
+    assert result.stdout.rstrip().endswith("journey  exited (bought)")
+    no_purchase = run("simulate", "welcome_series")
+    assert [w[0] for w in map(str.split, no_purchase.stdout.splitlines()) if "sent" in w] == ["+0s", "+48h", "+1w"]
+    untriggered = run("simulate", "abandoned_cart")
+    assert "did not start" in untriggered.stdout and "--scenario" in untriggered.stdout
+
+
 def test_config_errors_name_the_variable() -> None:
     result = run("validate", OMNICANAL_CLOCK_SPEED="fast")
     assert result.returncode == 2
@@ -84,7 +97,7 @@ def test_config_errors_name_the_variable() -> None:
 def test_help_teaches() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "validate", "graph", "send-event", "demo"):
+    for command in ("serve", "api", "worker", "validate", "graph", "simulate", "send-event", "demo", "dlq", "journeys"):
         assert command in result.stdout
     assert "Example" in run("send-event", "--help").stdout
 

@@ -114,12 +114,10 @@ def validate(
 
 
 def _load_journey(journey_id: str, settings: Settings) -> Any:
-    from omnicanal.journey.loader import load_journeys
-    from omnicanal.render import TemplateCatalog
+    from omnicanal.engine.runtime import load_project
 
     try:
-        journeys = load_journeys(settings.journeys_dir, TemplateCatalog.load(settings.templates_dir,
-                                                                             settings.default_locale))
+        journeys = {journey.id: journey for journey in load_project(settings)[1]}
     except ProjectError as exc:
         _fail(f"fix these first (omnicanal validate):\n{exc}", 1)
     except OmnicanalError as exc:
@@ -138,6 +136,29 @@ def graph(
     from omnicanal.journey.graph import to_mermaid
 
     typer.echo(to_mermaid(_load_journey(journey, _settings(config))))
+
+
+@app.command()
+def simulate(
+    journey: Annotated[str, typer.Argument(help="Journey id, e.g. abandoned_cart.")],
+    scenario: Annotated[Path | None, typer.Option(help="Scenario YAML: customer, events with offsets, until.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Dry-run a journey: which message, on which channel, when — days of journey time in seconds.
+
+    Runs the real engine on the embedded store with every channel on the outbox; nothing is sent.
+    Without --scenario, a customer reachable on every channel gets the trigger event alone.
+    Example: omnicanal simulate abandoned_cart --scenario examples/abandoned_cart.scenario.yaml
+    """
+    from omnicanal.simulate import simulate as run_simulation
+
+    _load_journey(journey, _settings(config))  # problems reported the same way as `graph`
+    configure_logging("error", "console")
+    settings = _settings(config, redis_url="", channels={}, port=0)
+    try:
+        asyncio.run(run_simulation(settings, journey, scenario, sys.stdout))
+    except OmnicanalError as exc:
+        _fail(str(exc), 1)
 
 
 @app.command("send-event")

@@ -52,6 +52,24 @@ class Clock:
         return cls(speed, real, journey_now)
 
 
+class ManualClock(Clock):
+    """A clock that only moves when told: `omnicanal simulate` jumps it from one due moment to the next, so a
+    dry run of days of journey time is exact to the second and takes as long as the work, not the waits."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(speed=float("inf"))
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance_to(self, moment: float) -> None:
+        self._now = max(self._now, moment)
+
+    def real_seconds(self, journey_seconds: float) -> float:
+        return 0.0
+
+
 def iso(timestamp: float) -> str:
     """Journey time as the ISO-8601 UTC string the API shows."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -47,7 +47,8 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
-def _load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
+def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
+    """Templates and journeys from the configured directories; raises ProjectError with every problem."""
     templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
     return templates, list(load_journeys(settings.journeys_dir, templates).values())
 
@@ -87,9 +88,12 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, settings: Settings, role: Role = Role.ALL) -> Runtime:
-        """Load and check everything first, then connect, then start the loops the role runs."""
-        templates, journeys = _load_project(settings)
+    async def start(cls, settings: Settings, role: Role = Role.ALL, clock: Clock | None = None) -> Runtime:
+        """Load and check everything first, then connect, then start the loops the role runs.
+
+        `clock` replaces the shared journey clock (the simulator's manual clock); by default it is read from
+        the store so that every process agrees on journey time."""
+        templates, journeys = load_project(settings)
         async with contextlib.AsyncExitStack() as stack:
             redis = open_redis(settings.redis_url)
             stack.push_async_callback(redis.aclose)
@@ -98,7 +102,7 @@ class Runtime:
                             "nothing is kept after exit")
             keys = Keyspace(settings.workspace, settings.partitions)
             await call(redis.ping())
-            clock = await Clock.shared(redis, keys, settings.clock_speed)
+            clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
             customers = CustomerStore(redis, keys)
             queue = WorkQueue(redis, keys)
             journey_store = JourneyStore(redis, keys)
@@ -135,7 +139,7 @@ class Runtime:
     async def reload(self) -> bool:
         """Load journeys and templates again; a broken file is reported and the previous version keeps running."""
         try:
-            templates, journeys = _load_project(self.settings)
+            templates, journeys = load_project(self.settings)
         except ProjectError as exc:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False

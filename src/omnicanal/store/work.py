@@ -207,6 +207,14 @@ class WorkQueue:
     async def drop_dead_letter(self, entry_id: str) -> bool:
         return bool(await call(self._redis.xdel(self._keys.dlq, entry_id)))
 
+    async def next_due(self) -> float | None:
+        """When the earliest timer of the workspace falls due (None: no timer waits)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for n in range(self._keys.partitions):
+                pipe.zrange(self._keys.partition(n).timers, 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        return min((first[0][1] for first in firsts if first), default=None)
+
     async def backlog(self) -> int:
         """Entries waiting in all partition streams (readiness and metrics)."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
