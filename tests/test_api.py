@@ -89,7 +89,7 @@ async def test_journeys_are_listed_with_versions(start_api: StartApi) -> None:
     api = await start_api()
     body = await api.request("GET", "/v1/journeys", 200)
     ids = [j["id"] for j in body["journeys"]]
-    assert ids == ["abandoned_cart", "click_and_collect", "welcome_series"]
+    assert ids == ["abandoned_cart", "browse_digest", "click_and_collect", "welcome_series"]
     assert all(len(j["version"]) == 12 for j in body["journeys"])
 
 

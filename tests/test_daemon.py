@@ -36,7 +36,8 @@ class Daemon:
                     "OMNICANAL_JOURNEYS_DIR": str(project / "journeys"),
                     "OMNICANAL_TEMPLATES_DIR": str(project / "templates"),
                     "OMNICANAL_CLOCK_SPEED": str(clock_speed), "OMNICANAL_TIMER_POLL_INTERVAL": "0.02",
-                    "OMNICANAL_WORKER_ID": "test-worker"}
+                    "OMNICANAL_WORKER_ID": "test-worker",
+                    "OMNICANAL_QUIET_HOURS": "off"}
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -64,7 +65,7 @@ class Daemon:
 
     async def messages(self, customer_id: str) -> list[str]:
         _, body = await self.call("GET", f"/v1/customers/{customer_id}/timeline")
-        return [e["template"] for e in body.get("entries", []) if e["kind"] == "message"]
+        return [e["template"] for e in body.get("entries", []) if e["kind"] == "message" and e["status"] == "sent"]
 
 
 @pytest.fixture

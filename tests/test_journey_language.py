@@ -28,7 +28,7 @@ from omnicanal.render import TemplateCatalog
 # Three header lines, so the first step is on line 4.
 HEAD = "id: j\ntrigger: {event: e}\nsteps:\n"
 DURATION_HINT = "use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d"
-ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit; this one has"
+ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest; this one has"
 
 REFERENCE = """\
 id: abandoned_cart
@@ -206,8 +206,8 @@ def test_duplicate_yaml_key() -> None:
 def test_unknown_top_level_key_suggests_the_right_one() -> None:
     problem = only("nmae: x\n" + HEAD + "  - exit\n")
     assert problem.line == 1
-    assert problem.message == ("unknown key 'nmae' in the journey; expected one of: exit_on, goal, id, name, "
-                               "re_entry, steps, trigger (did you mean 'name'?)")
+    assert problem.message == ("unknown key 'nmae' in the journey; expected one of: caps, exit_on, goal, id, "
+                               "name, re_entry, steps, trigger (did you mean 'name'?)")
 
 
 def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
@@ -230,7 +230,7 @@ def test_unknown_key_in_a_send_step_is_reported_once_with_its_correction() -> No
     problem = only(HEAD + "  - send:\n      template: t\n      chanels: [push]\n")
     assert problem.line == 6
     assert problem.message == ("unknown key 'chanels' in send step; expected one of: channel, channels, "
-                               "data, template (did you mean 'channels'?)")
+                               "data, fallback_after, purpose, template (did you mean 'channels'?)")
 
 
 def test_unknown_key_in_wait_for_and_branch_items() -> None:
@@ -375,7 +375,7 @@ def test_templates_and_channels_are_checked(catalog: TemplateCatalog) -> None:
     assert [(p.line, p.message) for p in found] == [
         (4, "template 'cart_discount' has no 'email' variant: add one to cart_discount.yaml or drop "
             "'email' here"),
-        (4, "unknown channel 'fax'; expected one of: email, push, sms, webhook, whatsapp"),
+        (4, "unknown channel 'fax'; expected one of: email, messenger, push, sms, webhook, whatsapp"),
         (5, "template 'order_thanks' has no 'whatsapp' variant: add one to order_thanks.yaml or drop "
             "'whatsapp' here"),
         (7, "template 'no_such_template' does not exist: add no_such_template.yaml to the templates "

@@ -10,7 +10,7 @@ LEA = {
     "attributes": {"first_name": "Léa", "tier": "gold"},
     "addresses": {"sms": "+33612345678", "whatsapp": "+33612345678", "email": "lea@example.com",
                   "push": ["device-token-1"]},
-    "locale": "fr", "timezone": "Europe/Paris", "channel_preference": ["whatsapp", "email"],
+    "locale": "fr", "timezone": "Europe/Paris", "channel_preference": ["push", "whatsapp"],
 }
 CART = {"items": [{"sku": "SKU-1", "name": "Sneakers", "price": 89.0}], "total": 89.0}
 

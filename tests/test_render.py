@@ -56,7 +56,7 @@ def scope(**overrides: Any) -> dict[str, Any]:
 
 
 def test_channel_fields_name_every_channel() -> None:
-    assert set(CHANNEL_FIELDS) == {"sms", "whatsapp", "push", "email", "webhook"}
+    assert set(CHANNEL_FIELDS) == {"sms", "whatsapp", "push", "email", "webhook", "messenger"}
     assert CHANNEL_FIELDS["push"].required == {"title", "body"}
     assert CHANNEL_FIELDS["push"].mappings == {"data"}
     assert CHANNEL_FIELDS["email"].fields == {"subject", "text", "html"}
@@ -221,8 +221,8 @@ def test_html_is_autoescaped_and_text_is_not(tmp_path: Path) -> None:
         ("en:\n  sms: {body: hi}\nfrench:\n  sms: {body: salut}\n", 3, "'french' is not a locale"),
         ("en:\n  sms: {body: hi}\nfr: hello\n", 3, "fr: expected a mapping of channels, got str 'hello'"),
         ("en:\n  sms: {body: hi}\n  pussh: {title: t}\n", 3,
-         "en: unknown channel 'pussh' (did you mean 'push'? expected one of: email, push, sms, webhook, "
-         "whatsapp)"),
+         "en: unknown channel 'pussh' (did you mean 'push'? expected one of: email, messenger, push, sms, "
+         "webhook, whatsapp)"),
         ("en:\n  push:\n    title: t\n    body: b\n    titel: x\n", 5,
          "en.push.titel: unknown field (did you mean 'title'?"),
         ("en:\n  email:\n    subject: s\n", 2, "en.email: missing required field 'text'"),
@@ -297,7 +297,12 @@ SHIPPED_EVENTS: dict[str, list[dict[str, Any]]] = {
     "welcome": [{}],
     "welcome_tips": [{}],
     "welcome_offer": [{}],
+    "viewed_digest": [{}],
 }
+DIGESTED = [{"sku": "A", "name": "<Édition> Robe", "price": 120.0, "sale_price": 90.0},
+            {"sku": "B", "name": "Foulard", "price": 40.0}]
+TEMPLATE_DATA: dict[str, dict[str, Any]] = {"viewed_digest": {"items": DIGESTED, "count": 2}}
+"""Templates fed by the step's `data` (a digest's collected items) rather than by the event."""
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +327,7 @@ def test_every_shipped_variant_renders(
         for channel in sorted(shipped.channels(name) or ()):
             for locale in ("fr", "en"):
                 event = {"name": "event", "properties": properties}
-                variables = scope(customer=customer, event=event, data=data)
+                variables = scope(customer=customer, event=event, data={**data, **TEMPLATE_DATA.get(name, {})})
                 rendered = shipped.render(name, channel, locale, variables)
                 assert rendered.locale == locale
                 for field, value in rendered.content.items():

@@ -142,6 +142,7 @@ def graph(
 def simulate(
     journey: Annotated[str, typer.Argument(help="Journey id, e.g. abandoned_cart.")],
     scenario: Annotated[Path | None, typer.Option(help="Scenario YAML: customer, events with offsets, until.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the timeline entries as JSON.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Dry-run a journey: which message, on which channel, when — days of journey time in seconds.
@@ -156,7 +157,7 @@ def simulate(
     configure_logging("error", "console")
     settings = _settings(config, redis_url="", channels={}, port=0)
     try:
-        asyncio.run(run_simulation(settings, journey, scenario, sys.stdout))
+        asyncio.run(run_simulation(settings, journey, scenario, sys.stdout, as_json))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
 

@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from omnicanal.errors import ConfigError
+from omnicanal.policy.caps import parse_caps
+from omnicanal.policy.windows import QuietHours
 
 ENV_PREFIX = "OMNICANAL_"
 
@@ -42,6 +44,29 @@ class Settings(BaseSettings):
     channels: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Channel to connector routes, e.g. `sms=twilio_sms,email=smtp_email`; others use the outbox.",
+    )
+    opt_in_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Channels where marketing needs the customer's explicit consent (e.g. `sms,whatsapp,email`).",
+    )
+    frequency_caps: str = Field(
+        default="", description="Marketing caps across journeys, e.g. `3/1d,channel:1/4h` (empty: none)."
+    )
+    quiet_hours: str = Field(
+        default="21:00-08:00", description="Customer-local hours when marketing is held, or `off`."
+    )
+    quiet_hours_by_channel: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Per-channel override, e.g. `email=off,push=22:00-07:00`."
+    )
+    default_timezone: str = Field(default="UTC", description="Time zone of customers whose profile has none.")
+    default_region: str = Field(
+        default="FR", pattern=r"^[A-Z]{2}$", description="Country for phone numbers written without +code."
+    )
+    rate_limits: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Sends per second per connector, e.g. `twilio_sms=30,smtp_email=10`."
+    )
+    send_retry_budget: float = Field(
+        default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
     )
     public_url: str | None = Field(
         default=None, description="Externally reachable base URL of the API, for provider status callbacks."
@@ -75,24 +100,54 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "opt_in_channels", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
-    @field_validator("channels", mode="before")
+    @field_validator("channels", "quiet_hours_by_channel", "rate_limits", mode="before")
     @classmethod
-    def _split_routes(cls, value: Any) -> Any:
+    def _split_pairs(cls, value: Any) -> Any:
         if isinstance(value, str):
-            routes = {}
+            pairs = {}
             for item in filter(None, (part.strip() for part in value.split(","))):
-                channel, sep, connector = item.partition("=")
-                if not sep or not channel.strip() or not connector.strip():
-                    raise ValueError(f"{item!r} is not channel=connector (e.g. sms=twilio_sms)")
-                routes[channel.strip()] = connector.strip()
-            return routes
+                channel, sep, setting = item.partition("=")
+                if not sep or not channel.strip() or not setting.strip():
+                    raise ValueError(f"{item!r} is not channel=value (e.g. sms=twilio_sms, email=off)")
+                pairs[channel.strip()] = setting.strip()
+            return pairs
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates_positive(cls, value: dict[str, str]) -> dict[str, str]:
+        for connector, rate in value.items():
+            try:
+                if float(rate) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{connector}={rate}: a rate is a positive number of sends per second") from None
+        return value
+
+    @field_validator("frequency_caps")
+    @classmethod
+    def _caps_parse(cls, value: str) -> str:
+        parse_caps(value)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_parse(cls, value: str) -> str:
+        QuietHours.parse(value)
+        return value
+
+    @field_validator("quiet_hours_by_channel")
+    @classmethod
+    def _channel_quiet_hours_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for window in value.values():
+            QuietHours.parse(window)
         return value
 
     @property

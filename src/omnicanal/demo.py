@@ -37,7 +37,7 @@ SHOPPERS: list[dict[str, Any]] = [
             "attributes": {"first_name": "Léa", "tier": "gold"},
             "addresses": {"sms": "+33612345678", "whatsapp": "+33612345678", "email": "lea@example.com",
                           "push": ["device-token-1"]},
-            "locale": "fr", "timezone": "Europe/Paris", "channel_preference": ["whatsapp", "email"],
+            "locale": "fr", "timezone": "Europe/Paris", "channel_preference": ["push", "whatsapp"],
         },
     },
     {
@@ -69,7 +69,7 @@ class _Api:
         async with asyncio.timeout(timeout):
             while True:
                 timeline = await self.call("GET", f"/v1/customers/{customer_id}/timeline")
-                if any(e.get("template") == template for e in timeline["entries"] if e["kind"] == "message"):
+                if any(e.get("template") == template and e["status"] == "sent" for e in timeline["entries"]):
                     return
                 await asyncio.sleep(0.05)
 

@@ -60,10 +60,11 @@ def _spec(required: str, optional: str = "", mappings: str = "", html: str = "")
 CHANNEL_FIELDS: Mapping[str, ChannelSpec] = MappingProxyType(
     {
         "sms": _spec("body"),
-        "whatsapp": _spec("body"),
+        "whatsapp": _spec("body", optional="content_sid content_variables", mappings="content_variables"),
         "push": _spec("title body", optional="data", mappings="data"),
         "email": _spec("subject text", optional="html", html="html"),
         "webhook": _spec("payload", mappings="payload"),
+        "messenger": _spec("body"),
     }
 )
 

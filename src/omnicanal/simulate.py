@@ -11,20 +11,27 @@ event, so days of journey time play in well under a second and every moment is e
     events:                       # offsets from the start of the simulation
       - {at: 0s, name: cart_abandoned, properties: {total: 89.0, items: [{sku: SKU-1, name: Sneakers, price: 89}]}}
       - {at: 2h, name: order_placed, properties: {channel: store, items: [{sku: SKU-1}]}}
-    until: 3d                     # how much journey time to play (default: 1 day after the last event)
+    until: 3d                     # how much journey time to play (default: the journey's longest run)
+    start: 2027-03-27T18:00:00Z   # when the simulation starts (default 2027-01-15 08:00 UTC): time-of-day
+                                  # rules (quiet hours, `wait: {until}`, DST) depend on it
+
+`--json` prints the customer's timeline entries (as `GET /v1/customers/{id}/timeline` has them) instead of the
+report, for scripts and CI checks of journeys.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from omnicanal.api.customers import profile_fields
 from omnicanal.api.schemas import CustomerIn
 from omnicanal.config import Settings
 from omnicanal.engine.clock import ManualClock, iso
@@ -62,6 +69,7 @@ class Scenario(BaseModel):
     customer: CustomerIn = Field(default_factory=lambda: CustomerIn.model_validate(DEFAULT_CUSTOMER))
     events: list[ScenarioEvent] = Field(default_factory=list)
     until: float | None = None
+    start: datetime = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 
     @field_validator("until", mode="before")
     @classmethod
@@ -91,14 +99,15 @@ def _longest_run(journey: Journey) -> float:
     return total
 
 
-async def simulate(settings: Settings, journey_id: str, scenario_path: Path | None, out: TextIO) -> None:
+async def simulate(settings: Settings, journey_id: str, scenario_path: Path | None, out: TextIO,
+                   as_json: bool = False) -> None:
     journeys = {journey.id: journey for journey in load_project(settings)[1]}
     if journey_id not in journeys:
         raise NotFound(f"no journey {journey_id!r} in {settings.journeys_dir}; known: {', '.join(sorted(journeys))}")
     journey = journeys[journey_id]
     scenario = Scenario.read(scenario_path, journey)
     pending = sorted(scenario.events, key=lambda e: e.at)
-    start = 1_800_000_000.0  # a fixed, round start: reports are the same on every run
+    start = scenario.start.timestamp()  # fixed by default: reports are the same on every run
     horizon = start + (scenario.until or max((e.at for e in pending), default=0.0) + _longest_run(journey) + 3600)
     clock = ManualClock(start)
     runtime = await Runtime.start(settings.model_copy(update={"reload_interval": 0, "timer_poll_interval": 0.002,
@@ -107,7 +116,7 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
     try:
         await runtime.registry.replace([journey])
         body = scenario.customer
-        await runtime.customers.upsert_profile(customer_id, body.model_dump(exclude_unset=True, exclude={"attributes"}),
+        await runtime.customers.upsert_profile(customer_id, profile_fields(body, "scenario", start),
                                                body.attributes or {}, start)
         while True:
             await _until_idle(runtime)
@@ -127,7 +136,7 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
         entries = await runtime.customers.timeline(customer_id)
     finally:
         await runtime.stop()
-    out.write(_report(journey, entries, start))
+    out.write(json.dumps(entries, ensure_ascii=False, indent=2) + "\n" if as_json else _report(journey, entries, start))
 
 
 async def _until_idle(runtime: Runtime) -> None:

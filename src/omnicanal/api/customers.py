@@ -13,7 +13,18 @@ from omnicanal.engine.clock import iso
 from omnicanal.engine.instance import Instance
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
+from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
+
+
+def profile_fields(body: CustomerIn, source: str, now: float) -> dict[str, Any]:
+    """The profile fields of an upsert body as the store keeps them (consents stamped with source and time)."""
+    fields = body.model_dump(exclude_unset=True, exclude={"attributes"})
+    if body.addresses is not None:
+        fields["addresses"] = body.addresses.model_dump(exclude_unset=True)
+    if body.consents is not None:
+        fields["consents"] = consent.normalise(body.consents, source, iso(now))
+    return fields
 
 
 def _customer_id(request: web.Request) -> str:
@@ -65,10 +76,8 @@ async def put_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     customer_id = _customer_id(request)
     body = CustomerIn.model_validate(await read_json(request))
-    fields = body.model_dump(exclude_unset=True, exclude={"attributes"})
-    if body.addresses is not None:
-        fields["addresses"] = body.addresses.model_dump(exclude_unset=True)
-    await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, runtime.clock.now())
+    now = runtime.clock.now()
+    await runtime.customers.upsert_profile(customer_id, profile_fields(body, "api", now), body.attributes or {}, now)
     return web.json_response(await _profile_view(runtime, customer_id))
 
 

@@ -57,7 +57,16 @@ class CustomerIn(BaseModel):
     locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] | None = None
     timezone: str | None = None
     channel_preference: list[str] | None = None
-    consents: dict[str, Any] | None = None
+    consents: dict[str, bool | dict[str, bool]] | None = None
+    """Per channel: true/false for every purpose, or `{"marketing": bool, "transactional": bool}`."""
+
+    @field_validator("consents")
+    @classmethod
+    def _known_purposes(cls, value: dict[str, bool | dict[str, bool]] | None) -> Any:
+        for channel, given in (value or {}).items():
+            if isinstance(given, dict) and not set(given) <= {"marketing", "transactional"}:
+                raise ValueError(f"consents.{channel}: purposes are marketing and transactional")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -33,6 +33,7 @@ class Engine:
     queue: WorkQueue
     journey_store: JourneyStore
     idempotency_window: float
+    default_timezone: str
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered)."""

@@ -36,6 +36,10 @@ class Instance:
     waiting: Wait | None = None
     converted: bool = False
     messages: list[str] = field(default_factory=list)
+    digest: dict[str, Any] | None = None
+    """A digest step collecting: `items` so far, `total` seen, `ready` once its window closed."""
+    retry: dict[str, Any] | None = None
+    """The send step being retried: since when, how many attempts, which channels are exhausted."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
 from omnicanal.journey.model import (
     BranchStep,
+    DigestStep,
     ExitStep,
     GotoStep,
     Journey,
@@ -22,6 +23,7 @@ from omnicanal.journey.model import (
     WaitForStep,
     WaitStep,
 )
+from omnicanal.policy.windows import next_wall_time, parse_clock, zone
 
 if TYPE_CHECKING:
     from omnicanal.engine.delivery import Delivery
@@ -47,10 +49,19 @@ class Interpreter:
             action = step.action
             where = f"{journey.id}.{step.id}"
             if isinstance(action, SendStep):
-                await self._delivery.deliver(session, instance, journey, step.id, action)
+                again_at = await self._delivery.deliver(session, instance, journey, step.id, action)
+                if again_at is not None:  # quiet hours, or a provider to try again later
+                    session.wait(instance, journey, "hold", again_at)
+                    session.save(instance)
+                    return
+                instance.position += 1
+            elif isinstance(action, DigestStep):
+                if not await self._digest(session, instance, journey, action, step.id):
+                    session.save(instance)
+                    return
                 instance.position += 1
             elif isinstance(action, WaitStep):
-                session.wait(instance, journey, "wait", session.now + action.seconds)
+                session.wait(instance, journey, "wait", self._until(session, action.seconds, action.until))
                 session.save(instance)
                 return
             elif isinstance(action, WaitForStep):
@@ -75,6 +86,36 @@ class Interpreter:
                 return
         session.record_error(journey.id, f"more than {MAX_STEPS} steps without a wait: is there a goto loop?")
         session.end(instance, journey, "failed", reason="step limit")
+
+    @staticmethod
+    def _until(session: CustomerSession, seconds: float | None, clock: str | None) -> float:
+        """The end of a wait: a duration from now, or the next time the customer's clock shows `clock`."""
+        if seconds is not None:
+            return session.now + seconds
+        tz = zone(session.customer.get("timezone"), session.engine.default_timezone)
+        return next_wall_time(session.now, parse_clock(clock or "00:00"), tz)
+
+    async def _digest(self, session: CustomerSession, instance: Instance, journey: Journey, action: DigestStep,
+                      step_id: str) -> bool:
+        """Collect, then send the digest; True once the step is done, False while it waits."""
+        digest = instance.digest
+        if digest is None:  # the window opens; the event that led here is the first item if it matches
+            instance.digest = {"items": [], "total": 0, "ready": False}
+            session.collect(instance, journey, action, instance.event)
+            session.wait(instance, journey, "digest", self._until(session, action.window, action.until))
+            return False
+        if not digest["ready"]:
+            return False
+        if digest["total"]:
+            scope = session.scope(instance, instance.event)
+            data = _evaluate_all(session, action.data, scope, f"{journey.id}.{step_id}.data")
+            data.update(items=digest["items"], count=digest["total"])
+            again_at = await self._delivery.deliver(session, instance, journey, step_id, action, data)
+            if again_at is not None:
+                session.wait(instance, journey, "hold", again_at)
+                return False
+        instance.digest = None
+        return True
 
     @staticmethod
     def _update(session: CustomerSession, instance: Instance, action: UpdateStep, where: str) -> None:

@@ -25,6 +25,9 @@ from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.ownership")
 
+REBALANCE_EVERY = 2.0
+"""Seconds between two looks at the fair share (the worker loop calls `rebalance` between batches)."""
+
 
 class PartitionOwnership:
     def __init__(self, leases: LeaseStore, queue: WorkQueue, worker_id: str, partitions: int,
@@ -39,7 +42,8 @@ class PartitionOwnership:
     async def rebalance(self) -> list[WorkItem]:
         """Take free partitions up to a fair share, give back extras; returns entries to finish first
         (left pending by the previous owners of newly taken partitions, or by this worker before a restart)."""
-        alive = await self._leases.heartbeat(self._worker_id, ttl=self._ttl_ms / 1000)
+        # a heartbeat outlives a few rebalance rounds, so a busy peer is not mistaken for a dead one
+        alive = await self._leases.heartbeat(self._worker_id, ttl=max(self._ttl_ms / 1000, 3 * REBALANCE_EVERY))
         share = math.ceil(self._partitions / alive)
         inherited: list[WorkItem] = []
         candidates = [n for n in range(self._partitions) if n not in self.owned]

@@ -28,12 +28,17 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
+from omnicanal.policy.caps import parse_caps
+from omnicanal.policy.choice import Rules
+from omnicanal.policy.windows import QuietHours
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
+from omnicanal.store.rates import RateLimiter
+from omnicanal.store.sends import SendLog
 from omnicanal.store.work import WorkQueue
 
 log = structlog.get_logger("omnicanal")
@@ -51,6 +56,16 @@ def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
     """Templates and journeys from the configured directories; raises ProjectError with every problem."""
     templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
     return templates, list(load_journeys(settings.journeys_dir, templates).values())
+
+
+def channel_rules(settings: Settings) -> Rules:
+    """The brand's channel-choice rules, from the settings (already validated)."""
+    return Rules(
+        opt_in_channels=frozenset(settings.opt_in_channels),
+        quiet_hours=QuietHours.parse(settings.quiet_hours),
+        quiet_hours_by_channel={ch: QuietHours.parse(text) for ch, text in settings.quiet_hours_by_channel.items()},
+        default_timezone=settings.default_timezone,
+    )
 
 
 def _files_signature(settings: Settings) -> tuple[tuple[str, float, int], ...]:
@@ -113,9 +128,14 @@ class Runtime:
             context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url)
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
-            delivery = Delivery(templates, connectors, customers, settings.default_locale)
+            delivery = Delivery(
+                templates, connectors, customers, SendLog(redis, keys),
+                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}),
+                channel_rules(settings), parse_caps(settings.frequency_caps), settings.default_locale,
+                settings.send_retry_budget,
+            )
             engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
-                            settings.idempotency_window)
+                            settings.idempotency_window, settings.default_timezone)
             ownership = PartitionOwnership(LeaseStore(redis, keys), queue, settings.worker_id, settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)

@@ -18,7 +18,7 @@ from omnicanal.engine.clock import iso
 from omnicanal.engine.instance import Instance, Wait
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
-from omnicanal.journey.model import EventMatch, Journey, WaitForStep
+from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
 from omnicanal.store.customers import Commit, Snapshot
 from omnicanal.store.work import WorkItem
 
@@ -47,6 +47,8 @@ def _customer_view(customer_id: str, snapshot: Snapshot) -> dict[str, Any]:
         "timezone": profile.get("timezone"),
         "addresses": profile.get("addresses", {}),
         "channel_preference": profile.get("channel_preference", []),
+        "consents": profile.get("consents", {}),
+        "whatsapp_last_inbound": profile.get("whatsapp_last_inbound"),
     }
 
 
@@ -85,7 +87,7 @@ class CustomerSession:
             self.record_error(where, str(exc))
             return False
 
-    def matches(self, rule: EventMatch | WaitForStep, event: dict[str, Any], instance: Instance | None,
+    def matches(self, rule: EventMatch | WaitForStep | DigestStep, event: dict[str, Any], instance: Instance | None,
                 where: str) -> bool:
         return rule.event == event["name"] and self.holds(rule.where, self.scope(instance, event), where)
 
@@ -167,6 +169,10 @@ class CustomerSession:
             self.save(instance)
         waiting = instance.waiting
         step = journey.steps[instance.position]
+        if waiting and waiting.kind == "digest" and isinstance(step.action, DigestStep):
+            self.collect(instance, journey, step.action, event)
+            self.save(instance)
+            return
         if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and self.matches(
             step.action, event, instance, f"{journey.id}.{step.id}.where"
         ):
@@ -175,6 +181,15 @@ class CustomerSession:
             instance.vars["timed_out"] = False
             instance.position += 1
             await self.engine.interpreter.advance(self, instance, journey)
+
+    def collect(self, instance: Instance, journey: Journey, action: DigestStep, event: dict[str, Any]) -> None:
+        """Add an event to the digest being collected, if it is one the digest wants."""
+        digest = instance.digest
+        if digest is None or not self.matches(action, event, instance, f"{journey.id}.digest.where"):
+            return
+        digest["total"] += 1
+        if len(digest["items"]) < action.max_items:
+            digest["items"].append(event["properties"])
 
     async def _maybe_start(self, journey: Journey, event: dict[str, Any]) -> None:
         if any(i.journey == journey.id for i in self.instances.values()):
@@ -217,6 +232,9 @@ class CustomerSession:
             instance.vars["timed_out"] = True
             target = step.action.on_timeout
             instance.position = journey.step_index(target) if target else instance.position + 1
-        else:
+        elif kind == "digest" and instance.digest is not None:
+            instance.digest["ready"] = True  # the same step runs again, now to send
+        elif kind == "wait":
             instance.position += 1
+        # "hold": the same step runs again (quiet hours over, or time to retry a provider)
         await self.engine.interpreter.advance(self, instance, journey)

@@ -20,16 +20,15 @@ from collections.abc import Sequence
 import structlog
 
 from omnicanal.engine.engine import Engine
-from omnicanal.engine.ownership import PartitionOwnership
+from omnicanal.engine.ownership import REBALANCE_EVERY, PartitionOwnership
 from omnicanal.errors import StoreUnavailable
-from omnicanal.metrics import WORK_ITEMS
+from omnicanal.metrics import OWNED_PARTITIONS, WAITING_TIMERS, WORK_BACKLOG, WORK_ITEMS
 from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.worker")
 
 BATCH = 256
 BLOCK_MS = 200
-REBALANCE_EVERY = 2.0
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 """Pauses between the attempts at an item that fails; after the last, it goes to the dead-letter stream."""
 
@@ -57,6 +56,7 @@ class Worker:
                     if time.monotonic() >= next_rebalance:
                         backlog += await self._ownership.rebalance()
                         next_rebalance = time.monotonic() + REBALANCE_EVERY
+                        await self._report()
                     owned = self._ownership.owned
                     if reread_pending:  # after a start or an outage, what this consumer was given comes first
                         backlog += await self._queue.read(owned, self._consumer, BATCH, None, pending=True)
@@ -81,6 +81,12 @@ class Worker:
             keep_alive.cancel()
             with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
                 await self._ownership.release_all()
+
+    async def _report(self) -> None:
+        """Refresh the gauges an autoscaler and dashboards read."""
+        WORK_BACKLOG.set(await self._queue.backlog())
+        WAITING_TIMERS.set(await self._queue.waiting_timers())
+        OWNED_PARTITIONS.set(len(self._ownership.owned))
 
     async def process(self, items: Sequence[WorkItem]) -> None:
         by_customer: dict[str, list[WorkItem]] = {}

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from omnicanal.journey.durations import format_duration
 from omnicanal.journey.model import (
     BranchStep,
+    DigestStep,
     ExitStep,
     GotoStep,
     Journey,
@@ -86,7 +87,10 @@ def describe(step: Step) -> str:
     if isinstance(action, SendStep):
         return f"send {action.template} via {', '.join(action.channels)}"
     if isinstance(action, WaitStep):
-        return f"wait {format_duration(action.seconds)}"
+        return f"wait {format_duration(action.seconds)}" if action.seconds else f"wait until {action.until}"
+    if isinstance(action, DigestStep):
+        period = format_duration(action.window) if action.window else f"until {action.until}"
+        return f"digest {action.event} ({period}) into {action.template} via {', '.join(action.channels)}"
     if isinstance(action, WaitForStep):
         return f"wait for {action.event}"
     if isinstance(action, UpdateStep):

@@ -27,6 +27,7 @@ from omnicanal.journey.durations import parse_duration
 from omnicanal.journey.graph import reachable, step_edges
 from omnicanal.journey.model import (
     KIND_MODELS,
+    DigestStep,
     EventMatch,
     Goal,
     Journey,
@@ -36,6 +37,7 @@ from omnicanal.journey.model import (
     check_id,
 )
 from omnicanal.journey.yaml_lines import Document, YamlSyntaxError, load_with_lines
+from omnicanal.policy.caps import Cap
 from omnicanal.render import CHANNEL_FIELDS, TemplateCatalog
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -84,6 +86,14 @@ def _re_entry(value: object) -> object:
     raise ValueError(f"use never, always or 'after <duration>' (e.g. after 7d), not {value!r}")
 
 
+def _journey_cap(value: object) -> object:
+    """`1/1d` in a journey's `caps` counts that journey's marketing sends (`channel:1/4h` per channel)."""
+    if not isinstance(value, str):
+        raise ValueError(f"a cap is written COUNT/PERIOD, e.g. 1/1d or channel:1/4h, not {value!r}")
+    cap = Cap.parse(value)
+    return cap if cap.scope == "channel" else Cap(cap.limit, cap.seconds, "journey")
+
+
 class _JourneyFile(BaseModel):
     """The top level of a journey file; steps are validated one by one, to report each on its own line."""
 
@@ -95,6 +105,7 @@ class _JourneyFile(BaseModel):
     re_entry: Annotated[ReEntry, BeforeValidator(_re_entry)] = ReEntry(mode="never")
     exit_on: tuple[EventMatch, ...] = ()
     goal: Goal | None = None
+    caps: list[Annotated[Cap, BeforeValidator(_journey_cap)]] = []
     steps: list[Any] = Field(min_length=1)
 
 
@@ -185,7 +196,7 @@ class _FileCheck:
             return None
         return Journey(
             id=header.id, name=header.name or header.id, trigger=header.trigger, re_entry=header.re_entry,
-            exit_on=header.exit_on, goal=header.goal, steps=tuple(built),
+            exit_on=header.exit_on, goal=header.goal, caps=tuple(header.caps), steps=tuple(built),
             version=hashlib.sha256(self.source.encode()).hexdigest()[:12], path=self.path, source=self.source,
         )
 
@@ -273,6 +284,8 @@ class _FileCheck:
 
     def reshape(self, kind: str, value: Any, where: tuple[Any, ...]) -> object:
         """The author's shape of a step payload → the model's; None if it is too wrong to validate."""
+        if kind == "wait" and isinstance(value, dict):
+            return value
         if kind in ("wait", "goto"):
             return {"seconds" if kind == "wait" else "target": value}
         if kind == "exit":
@@ -331,9 +344,9 @@ class _FileCheck:
 
     def check_send(self, step: Step) -> None:
         """Channels must be the engine's, and (with a template lookup) the template must exist for each."""
-        if not isinstance(step.action, SendStep):
+        if not isinstance(step.action, SendStep | DigestStep):
             return
-        where, name = ("steps", step.index, "send"), step.action.template
+        where, name = ("steps", step.index, step.kind), step.action.template
         available = self.templates.channels(name) if self.templates is not None else None
         if self.templates is not None and available is None:
             self.add((*where, "template"), f"template {name!r} does not exist: add {name}.yaml to the "

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,8 @@ from pydantic import (
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression, compile_expression
 from omnicanal.journey.durations import parse_duration
+from omnicanal.policy.caps import Cap
+from omnicanal.policy.windows import parse_clock
 
 Seconds = float
 
@@ -70,6 +73,8 @@ Condition = Annotated[Expression, PlainValidator(_condition), _as_source]
 Value = Annotated[Expression, PlainValidator(_value), _as_source]
 """A computed value (`send.data`, `update`): an expression string, or a number/boolean taken literally."""
 Duration = Annotated[Seconds, BeforeValidator(parse_duration)]
+ClockTime = Annotated[str, AfterValidator(lambda text: parse_clock(text).strftime("%H:%M"))]
+"""A time of day on the customer's clock, `HH:MM`."""
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -104,15 +109,56 @@ class ReEntry(_Strict):
 
 
 class SendStep(_Strict):
-    """Send a template on the first channel of `channels` the customer can be reached on."""
+    """Send a template on the first channel of `channels` the customer can be reached on.
+
+    `purpose` decides the rules: marketing needs consent where the brand requires opt-in, counts against
+    frequency caps and waits out quiet hours; transactional (an order confirmation) goes unless opted out.
+    `fallback_after`: if the message is not delivered (or read, where the channel says so) by then, the next
+    channel is tried.
+    """
 
     template: Name
     channels: tuple[Name, ...] = Field(min_length=1)
     data: dict[str, Value] = {}
+    purpose: Literal["marketing", "transactional"] = "marketing"
+    fallback_after: Duration | None = None
 
 
 class WaitStep(_Strict):
-    seconds: Duration
+    """Wait a duration (`wait: 1h`), or until the customer's clock shows a time (`wait: {until: "09:30"}`)."""
+
+    seconds: Duration | None = None
+    until: ClockTime | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WaitStep:
+        if (self.seconds is None) == (self.until is None):
+            raise ValueError('a wait is a duration (`wait: 1h`) or a time of day (`wait: {until: "09:30"}`)')
+        return self
+
+
+class DigestStep(_Strict):
+    """Collect the customer's matching events for a while, then send one message listing them.
+
+    The events collected (their properties, at most `max_items`, oldest first) are `data.items` in the
+    template; `window` waits a duration from the first one, `until` waits for a time of day.
+    """
+
+    event: Name
+    where: Condition | None = None
+    window: Duration | None = None
+    until: ClockTime | None = None
+    template: Name
+    channels: tuple[Name, ...] = Field(min_length=1)
+    data: dict[str, Value] = {}
+    purpose: Literal["marketing", "transactional"] = "marketing"
+    max_items: int = Field(default=20, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DigestStep:
+        if (self.window is None) == (self.until is None):
+            raise ValueError('a digest collects for a `window: 1d` or `until: "18:00"` (one of them)')
+        return self
 
 
 class WaitForStep(_Strict):
@@ -163,8 +209,8 @@ class ExitStep(_Strict):
     reason: str | None = None
 
 
-Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep
-Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit"]
+Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep
+Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest"]
 
 KIND_MODELS: dict[str, type[Action]] = {
     "send": SendStep,
@@ -174,6 +220,7 @@ KIND_MODELS: dict[str, type[Action]] = {
     "update": UpdateStep,
     "goto": GotoStep,
     "exit": ExitStep,
+    "digest": DigestStep,
 }
 """Step kind (the key authors write) → the model of its payload."""
 
@@ -207,6 +254,7 @@ class Journey(BaseModel):
     re_entry: ReEntry
     exit_on: tuple[EventMatch, ...]
     goal: Goal | None
+    caps: tuple[Cap, ...] = ()
     steps: tuple[Step, ...]
     version: str
     path: str
@@ -224,5 +272,5 @@ class Journey(BaseModel):
         names = {self.trigger.event, *(match.event for match in self.exit_on)}
         if self.goal is not None:
             names.add(self.goal.event)
-        names.update(step.action.event for step in self.steps if isinstance(step.action, WaitForStep))
+        names.update(step.action.event for step in self.steps if isinstance(step.action, WaitForStep | DigestStep))
         return frozenset(names)

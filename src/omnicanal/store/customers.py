@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from omnicanal.policy import consent
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
 PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents")
-"""Profile fields stored as JSON documents; the others (locale, timezone, timestamps) are plain strings."""
+"""Profile fields stored as JSON documents; the others (locale, timezone, timestamps, whatsapp_last_inbound)
+are plain strings."""
 
 TIMELINE_LIMIT = 5_000
 """Entries kept per customer timeline; older ones are trimmed as new ones arrive."""
@@ -123,12 +125,18 @@ class CustomerStore:
     async def upsert_profile(
         self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float
     ) -> None:
-        """Merge a profile update: given fields replace, addresses merge per channel, null attributes go."""
+        """Merge a profile update: given fields replace, addresses merge per channel (null removes one),
+        consents merge per channel and purpose, null attributes go."""
         k = self.keys(customer_id)
-        if "addresses" in fields:
-            current = await call(self._redis.hget(k.profile, "addresses"))
-            merged = {**(json.loads(current) if current else {}), **fields["addresses"]}
-            fields = {**fields, "addresses": {ch: a for ch, a in merged.items() if a not in (None, [], "")}}
+        if "addresses" in fields or "consents" in fields:
+            raw_addresses, raw_consents = await call(self._redis.hmget(k.profile, ["addresses", "consents"]))
+            fields = dict(fields)
+            if "addresses" in fields:
+                merged = {**(json.loads(raw_addresses) if raw_addresses else {}), **fields["addresses"]}
+                fields["addresses"] = {ch: a for ch, a in merged.items() if a not in (None, [], "")}
+            if "consents" in fields:
+                fields["consents"] = consent.merge(json.loads(raw_consents) if raw_consents else {},
+                                                   fields["consents"])
         encoded: FieldMap = {name: dumps(v) if name in PROFILE_JSON_FIELDS else str(v) for name, v in fields.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(k.profile, "created_at", repr(now))
@@ -157,6 +165,36 @@ class CustomerStore:
                 entry["status"] = record["status"]
                 entry["status_history"] = record["history"]
         return entries
+
+    async def remove_address(self, customer_id: str, channel: str, address: str) -> None:
+        """Forget an address the provider says is dead (an unregistered push token, an unknown number)."""
+        k = self.keys(customer_id)
+        raw = await call(self._redis.hget(k.profile, "addresses"))
+        addresses = json.loads(raw) if raw else {}
+        value = addresses.get(channel)
+        if isinstance(value, list) and address in value:
+            value.remove(address)
+        elif value == address:
+            addresses.pop(channel)
+        else:
+            return
+        await call(self._redis.hset(k.profile, "addresses", dumps({c: a for c, a in addresses.items() if a})))
+
+    async def index_provider_id(self, provider_id: str, customer_id: str, message_id: str) -> None:
+        """Remember whose message a provider id is, for its delivery receipts (kept 30 days)."""
+        key = self._keys.provider_message(provider_id)
+        await call(self._redis.set(key, f"{customer_id}|{message_id}", ex=30 * 86400))
+
+    async def message_of_provider_id(self, provider_id: str) -> tuple[str, str] | None:
+        raw = await call(self._redis.get(self._keys.provider_message(provider_id)))
+        if not raw:
+            return None
+        customer_id, _, message_id = raw.partition("|")
+        return customer_id, message_id
+
+    async def message(self, customer_id: str, message_id: str) -> dict[str, Any] | None:
+        raw = await call(self._redis.hget(self.keys(customer_id).messages, message_id))
+        return json.loads(raw) if raw else None
 
     async def claim_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Reserve a send before calling the provider; the existing record when it was reserved before."""

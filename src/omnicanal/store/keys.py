@@ -9,6 +9,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:timeline      list   JSON entries, oldest first (events, messages, journey milestones)
     oc:{ws:c:cid}:messages      hash   message key -> JSON message record (content, status history)
     oc:{ws:c:cid}:seen          zset   applied event ids scored by time (idempotent re-delivery)
+    oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
     oc:{ws:p:N}:lease           string id of the worker that owns partition N (expires unless renewed)
@@ -19,6 +20,9 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:outbox              list   messages recorded by the outbox connector
+    oc:{ws}:rate:CONNECTOR:S    string sends through a connector in second S (provider rate limits)
+    oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
+    oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
     oc:{ws}:clock               hash   anchor of the shared journey clock
 
 All keys of one customer share the hash tag `{ws:c:cid}`, and a partition's stream and timers share `{ws:p:N}`,
@@ -54,9 +58,11 @@ class CustomerKeys:
     timeline: str
     messages: str
     seen: str
+    sends: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.profile, self.attrs, self.instances, self.entries, self.timeline, self.messages, self.seen)
+        return (self.profile, self.attrs, self.instances, self.entries, self.timeline, self.messages, self.seen,
+                self.sends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ class Keyspace:
             timeline=f"{tag}:timeline",
             messages=f"{tag}:messages",
             seen=f"{tag}:seen",
+            sends=f"{tag}:sends",
         )
 
     def partition_of(self, customer_id: str) -> int:
@@ -116,6 +123,15 @@ class Keyspace:
     @property
     def dlq(self) -> str:
         return f"oc:{self.workspace}:dlq"
+
+    def rate(self, connector: str, second: int) -> str:
+        return f"oc:{self.workspace}:rate:{connector}:{second}"
+
+    def provider_message(self, provider_id: str) -> str:
+        return f"oc:{self.workspace}:provider:{provider_id}"
+
+    def identity(self, kind: str, value: str) -> str:
+        return f"oc:{self.workspace}:ident:{kind}:{value}"
 
     @property
     def outbox(self) -> str:

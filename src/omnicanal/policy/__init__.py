@@ -1,0 +1,1 @@
+"""The customer decides: consent, channel preference, frequency caps, quiet hours, the WhatsApp window."""
