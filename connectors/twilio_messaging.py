@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import Field, PositiveFloat, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException  # type: ignore[import-untyped]
-from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
-from twilio.rest import Client  # type: ignore[import-untyped]
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
 
 from omnicanal.channels import Connector, ConnectorContext, ConnectorSettings, OutboundMessage, Receipt
 from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery, UnknownDelivery
@@ -142,6 +142,7 @@ def _content_fields(content: Mapping[str, Any]) -> dict[str, str]:
 class _TwilioConnector(Connector):
     """One Twilio account; subclasses say which channel, which sender, and how addresses are written."""
 
+    provider: ClassVar[str | None] = "twilio"
     address_prefix: ClassVar[str] = ""
     settings_model: ClassVar[type[TwilioSettings]]
 
@@ -150,6 +151,10 @@ class _TwilioConnector(Connector):
         self.config = configured(type(self), settings, self.settings_model)
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Any = None
+
+    def callback_secret(self) -> str:
+        """Twilio signs its callbacks with the account's auth token."""
+        return self.config.auth_token.get_secret_value()
 
     def _twilio(self) -> Any:
         """The client, built on first send: its aiohttp session needs a running loop."""

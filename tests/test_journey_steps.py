@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import StartApi, has_message, journey_ended
 
 TOM = {"attributes": {"first_name": "Tom"}, "locale": "en",
-       "addresses": {"email": "tom@example.com", "sms": "+447700900123", "push": ["tok-1"]}}
+       "addresses": {"email": "tom@example.com", "sms": "+447911123456", "push": ["tok-1"]}}
 ORDER = {"order_id": "A-1", "channel": "web", "items": [{"sku": "S", "name": "Scarf", "price": 30.0}],
          "total": 30.0}
 

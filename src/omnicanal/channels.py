@@ -107,6 +107,13 @@ class Connector(ABC):
     async def send(self, message: OutboundMessage) -> Receipt:
         """Hand the message over; raise TransientDelivery, PermanentDelivery or UnknownDelivery on failure."""
 
+    provider: ClassVar[str | None] = None
+    """The provider whose callbacks this connector's `callback_secret` verifies (e.g. "twilio")."""
+
+    def callback_secret(self) -> str | None:
+        """The secret the provider signs its callbacks with (delivery receipts, replies); None: no callbacks."""
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing
         """Release what the connector holds (sessions, sockets)."""
 
@@ -158,6 +165,13 @@ class ConnectorRegistry:
 
     def connectors(self) -> Iterable[Connector]:
         return self._instances.values()
+
+    def callback_secret(self, provider: str) -> str | None:
+        """The secret to verify a provider's callbacks with, from a configured connector of that provider."""
+        for connector in self._instances.values():
+            if connector.provider == provider and (secret := connector.callback_secret()):
+                return secret
+        return None
 
     async def aclose(self) -> None:
         for connector in self._instances.values():

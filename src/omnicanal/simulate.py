@@ -116,8 +116,8 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
     try:
         await runtime.registry.replace([journey])
         body = scenario.customer
-        await runtime.customers.upsert_profile(customer_id, profile_fields(body, "scenario", start),
-                                               body.attributes or {}, start)
+        fields = profile_fields(body, "scenario", start, settings.default_region)
+        await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, start)
         while True:
             await _until_idle(runtime)
             due = await runtime.queue.next_due()

@@ -6,12 +6,14 @@ import hmac
 
 from aiohttp import web
 
-from omnicanal.api import customers, events, health, journeys, openapi, outbox
+from omnicanal.api import customers, events, health, journeys, openapi, outbox, twilio
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
+                          "/webhooks/twilio/inbound"})
+"""Paths without an API key: probes, and provider callbacks (those carry the provider's own signature)."""
 
 
 def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
@@ -50,5 +52,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/journeys", journeys.list_journeys)
     app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
+    app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
+    app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)
     app.router.add_get("/openapi.json", openapi.openapi)
     return app

@@ -13,15 +13,26 @@ from omnicanal.engine.clock import iso
 from omnicanal.engine.instance import Instance
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
+from omnicanal.identity import KINDS, PHONE_CHANNELS, identifiers, normalise, normalise_phone
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 
 
-def profile_fields(body: CustomerIn, source: str, now: float) -> dict[str, Any]:
-    """The profile fields of an upsert body as the store keeps them (consents stamped with source and time)."""
+def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> dict[str, Any]:
+    """The profile fields of an upsert body as the store keeps them: phones in E.164, e-mails in lower case,
+    consents stamped with their source and time. InputError names a phone that is not one."""
     fields = body.model_dump(exclude_unset=True, exclude={"attributes"})
     if body.addresses is not None:
-        fields["addresses"] = body.addresses.model_dump(exclude_unset=True)
+        addresses = body.addresses.model_dump(exclude_unset=True)
+        for channel in PHONE_CHANNELS:
+            if addresses.get(channel):
+                try:
+                    addresses[channel] = normalise_phone(addresses[channel], region)
+                except ValueError as exc:
+                    raise InputError([{"field": f"addresses.{channel}", "message": str(exc)}]) from exc
+        if addresses.get("email"):
+            addresses["email"] = addresses["email"].lower()
+        fields["addresses"] = addresses
     if body.consents is not None:
         fields["consents"] = consent.normalise(body.consents, source, iso(now))
     return fields
@@ -32,6 +43,28 @@ def _customer_id(request: web.Request) -> str:
     if not valid_customer_id(customer_id):
         raise InputError([{"field": "customer_id", "message": "use 1-128 letters, digits or . _ : @ + -"}])
     return customer_id
+
+
+async def resolve_customer(runtime: Runtime, given: str) -> str:
+    """The customer id behind any identifier: an id, `email:…`, `phone:…`, `push:…`, `anon:…`, or a bare
+    e-mail or phone number. NotFound when nobody has it."""
+    kind, sep, value = given.partition(":")
+    region = runtime.settings.default_region
+    if sep and kind in KINDS:
+        candidates = [(kind, value)]
+    else:
+        profile, attributes, _ = await runtime.customers.profile(given)
+        if profile or attributes:
+            return given
+        candidates = [(k, given) for k in KINDS]
+    for kind, value in candidates:
+        try:
+            found = await runtime.identity.resolve(kind, normalise(kind, value, region))
+        except ValueError:
+            continue  # not a phone number: not this kind
+        if found:
+            return found
+    raise NotFound(f"no customer {given!r} (looked up as a customer id, e-mail, phone, push token and anonymous id)")
 
 
 async def _instance_view(runtime: Runtime, raw: dict[str, Any]) -> dict[str, Any]:
@@ -77,18 +110,21 @@ async def put_customer(request: web.Request) -> web.Response:
     customer_id = _customer_id(request)
     body = CustomerIn.model_validate(await read_json(request))
     now = runtime.clock.now()
-    await runtime.customers.upsert_profile(customer_id, profile_fields(body, "api", now), body.attributes or {}, now)
+    fields = profile_fields(body, "api", now, runtime.settings.default_region)
+    await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
+    if "addresses" in fields:
+        await runtime.identity.link(customer_id, identifiers(fields["addresses"]))
     return web.json_response(await _profile_view(runtime, customer_id))
 
 
 async def get_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    return web.json_response(await _profile_view(runtime, _customer_id(request)))
+    return web.json_response(await _profile_view(runtime, await resolve_customer(runtime, _customer_id(request))))
 
 
 async def get_timeline(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    customer_id = _customer_id(request)
+    customer_id = await resolve_customer(runtime, _customer_id(request))
     entries = await runtime.customers.timeline(customer_id)
     if not entries:
         profile, attributes, _ = await runtime.customers.profile(customer_id)

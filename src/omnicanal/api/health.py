@@ -20,6 +20,9 @@ async def readyz(request: web.Request) -> web.Response:
     ready = not runtime.stopping.is_set()
     if not ready:
         checks["lifecycle"] = "stopping"
+    if runtime.broken:
+        checks["loops"] = runtime.broken
+        ready = False
     try:
         await call(runtime.redis.ping())
         checks["store"] = "ok"

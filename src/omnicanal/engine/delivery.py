@@ -41,6 +41,7 @@ from omnicanal.render import Rendered, TemplateCatalog
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
+from omnicanal.store.work import FALLBACK_TOKEN
 
 if TYPE_CHECKING:
     from omnicanal.engine.session import CustomerSession
@@ -188,10 +189,18 @@ class Delivery:
         if provider_id:
             record["provider_id"] = provider_id
             await self._customers.index_provider_id(provider_id, session.customer_id, message_id)
+        if status != "failed" and candidate.later:  # what the fallback needs, should the message not arrive
+            record["fallback"] = {"journey": send.journey.id, "version": send.journey.version, "step": send.step_id,
+                                  "channels": list(candidate.later), "event": send.instance.event,
+                                  "vars": send.instance.vars}
         await self._customers.save_message(session.customer_id, message_id, record)
+        fallback_after = getattr(send.action, "fallback_after", None)
+        if status != "failed" and candidate.later and fallback_after:
+            session.schedule(message_id, FALLBACK_TOKEN, session.now + fallback_after)
         if status != "failed":
             send.instance.messages.append(message_id)
-            send.record(status, **shown, **({"error": str(error)} if error else {}))
+            details = {"provider_id": provider_id, "error": str(error) if error else None}
+            send.record(status, **shown, **{name: value for name, value in details.items() if value})
             return "settled"
         return await self._failed(send, candidate, message_id, error)
 

@@ -35,7 +35,7 @@ MAX_STEPS = 1000
 
 class Interpreter:
     def __init__(self, delivery: Delivery) -> None:
-        self._delivery = delivery
+        self.delivery = delivery
 
     async def advance(self, session: CustomerSession, instance: Instance, journey: Journey) -> None:
         """Run steps from `instance.position` until the instance waits or ends; save it either way."""
@@ -49,7 +49,7 @@ class Interpreter:
             action = step.action
             where = f"{journey.id}.{step.id}"
             if isinstance(action, SendStep):
-                again_at = await self._delivery.deliver(session, instance, journey, step.id, action)
+                again_at = await self.delivery.deliver(session, instance, journey, step.id, action)
                 if again_at is not None:  # quiet hours, or a provider to try again later
                     session.wait(instance, journey, "hold", again_at)
                     session.save(instance)
@@ -110,7 +110,7 @@ class Interpreter:
             scope = session.scope(instance, instance.event)
             data = _evaluate_all(session, action.data, scope, f"{journey.id}.{step_id}.data")
             data.update(items=digest["items"], count=digest["total"])
-            again_at = await self._delivery.deliver(session, instance, journey, step_id, action, data)
+            again_at = await self.delivery.deliver(session, instance, journey, step_id, action, data)
             if again_at is not None:
                 session.wait(instance, journey, "hold", again_at)
                 return False

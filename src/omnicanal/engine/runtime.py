@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -34,6 +36,7 @@ from omnicanal.policy.windows import QuietHours
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
@@ -96,10 +99,14 @@ class Runtime:
     queue: WorkQueue
     journey_store: JourneyStore
     delivery: Delivery
+    connectors: ConnectorRegistry
+    identity: IdentityIndex
     worker: Worker
     ownership: PartitionOwnership
     resources: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    broken: str | None = None
+    """Why this process cannot do its job any more (a loop died); readiness reports it."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -140,21 +147,31 @@ class Runtime:
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, delivery,
-                          worker, ownership, stack.pop_all())
+                          connectors, IdentityIndex(redis, keys), worker, ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  clock_speed=settings.clock_speed, workspace=settings.workspace, worker_id=settings.worker_id)
         return runtime
 
     def _start_loops(self) -> None:
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = []
         if self.role is not Role.API:
-            self.tasks.append(asyncio.create_task(self.worker.run(self.stopping), name="worker"))
-            self.tasks.append(asyncio.create_task(
-                run_timers(self.queue, self.clock, self.ownership, self.settings.timer_poll_interval, self.stopping),
-                name="timers",
-            ))
+            loops.append(("worker", self.worker.run(self.stopping)))
+            loops.append(("timers", run_timers(self.queue, self.clock, self.ownership,
+                                               self.settings.timer_poll_interval, self.stopping)))
         if self.settings.reload_interval > 0:
-            self.tasks.append(asyncio.create_task(self._watch_files(), name="reload"))
+            loops.append(("reload", self._watch_files()))
+        for name, loop in loops:
+            task = asyncio.create_task(loop, name=name)
+            task.add_done_callback(self._loop_ended)
+            self.tasks.append(task)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop may only end because the process stops; anything else is said loudly and fails readiness."""
+        if self.stopping.is_set() or task.cancelled():
+            return
+        self.broken = f"the {task.get_name()} loop stopped: {task.exception()!r}"
+        log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
         """Load journeys and templates again; a broken file is reported and the previous version keeps running."""

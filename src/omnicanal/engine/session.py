@@ -18,9 +18,9 @@ from omnicanal.engine.clock import iso
 from omnicanal.engine.instance import Instance, Wait
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
-from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
+from omnicanal.journey.model import DigestStep, EventMatch, Journey, SendStep, WaitForStep
 from omnicanal.store.customers import Commit, Snapshot
-from omnicanal.store.work import WorkItem
+from omnicanal.store.work import FALLBACK_TOKEN, WorkItem
 
 if TYPE_CHECKING:
     from omnicanal.engine.engine import Engine
@@ -121,6 +121,10 @@ class CustomerSession:
         if until is not None:
             self.new_timers.append(TimerChange(self.customer_id, instance.id, token, until))
 
+    def schedule(self, instance_id: str, token: str, due: float) -> None:
+        """A timer not tied to the instance's wait (a message's fallback deadline)."""
+        self.new_timers.append(TimerChange(self.customer_id, instance_id, token, due))
+
     def stop_waiting(self, instance: Instance, journey: Journey) -> None:
         wait = instance.waiting
         if wait is None:
@@ -219,7 +223,30 @@ class CustomerSession:
                 journey = await self.engine.registry.version(instance.journey, instance.version)
                 self.end(instance, journey, "exited", reason="drained")
 
+    async def apply_fallback(self, message_id: str) -> None:
+        """The message was not delivered (a failed receipt, or its `fallback_after` passed): send the step again
+        on the channels after the one it went on — once, even if both a receipt and the deadline ask."""
+        record = await self.engine.customers.message(self.customer_id, message_id)
+        fallback = (record or {}).get("fallback")
+        if record is None or not fallback or fallback.get("done") or record["status"] in ("delivered", "read"):
+            return
+        journey = await self.engine.registry.version(fallback["journey"], fallback["version"])
+        step = journey.steps[journey.step_index(fallback["step"])]
+        if not isinstance(step.action, SendStep):
+            return
+        stand_in = Instance(id=f"{message_id}~fallback", journey=journey.id, version=journey.version,
+                            customer_id=self.customer_id, started_at=self.now, event=fallback["event"],
+                            vars=fallback["vars"], seq=1)
+        action = step.action.model_copy(update={"channels": tuple(fallback["channels"])})
+        self.record("fallback", journey=journey.id, step=step.id, message_id=message_id, status=record["status"])
+        await self.engine.interpreter.delivery.deliver(self, stand_in, journey, step.id, action)
+        fallback["done"] = True
+        await self.engine.customers.save_message(self.customer_id, message_id, record)
+
     async def apply_timer(self, instance_id: str, token: str) -> None:
+        if token == FALLBACK_TOKEN:
+            await self.apply_fallback(instance_id)
+            return
         instance = self.instances.get(instance_id)
         if instance is None or instance.waiting is None or instance.waiting.token != token:
             return  # the instance moved on (resumed by its event, exited): the timer is stale

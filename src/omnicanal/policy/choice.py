@@ -36,6 +36,8 @@ class Candidate:
     to: str
     template_only: bool = False
     """WhatsApp outside the 24 h window: only an approved template message may go."""
+    later: tuple[str, ...] = ()
+    """The step's channels after this one, in the customer's order: where a fallback would go."""
 
 
 @dataclass
@@ -64,7 +66,8 @@ def choose(channels: Sequence[str], customer: Mapping[str, Any], template_channe
            purpose: str, now: float, rules: Rules) -> Choice:
     choice = Choice()
     tz = zone(customer.get("timezone"), rules.default_timezone)
-    for channel in preferred_order(channels, customer.get("channel_preference") or []):
+    order = preferred_order(channels, customer.get("channel_preference") or [])
+    for position, channel in enumerate(order):
         to = address(customer.get("addresses") or {}, channel)
         reason = None
         if to is None:
@@ -83,7 +86,7 @@ def choose(channels: Sequence[str], customer: Mapping[str, Any], template_channe
             continue
         last_inbound = float(customer.get("whatsapp_last_inbound") or 0)
         outside = channel == "whatsapp" and now - last_inbound > WHATSAPP_WINDOW
-        choice.candidates.append(Candidate(channel, to, template_only=outside))
+        choice.candidates.append(Candidate(channel, to, template_only=outside, later=tuple(order[position + 1:])))
     if choice.candidates:
         choice.held_until = None
     return choice

@@ -196,6 +196,18 @@ class CustomerStore:
         raw = await call(self._redis.hget(self.keys(customer_id).messages, message_id))
         return json.loads(raw) if raw else None
 
+    async def record_status(self, customer_id: str, message_id: str, status: str, at: float,
+                            error_code: str | None = None) -> dict[str, Any] | None:
+        """Append a provider's status to a message's history (statuses seen before are not repeated)."""
+        record = await self.message(customer_id, message_id)
+        if record is None:
+            return None
+        if all(entry["status"] != status for entry in record["history"]):
+            record["history"].append({"status": status, "at": at, **({"error_code": error_code} if error_code else {})})
+            record["status"] = status
+            await self.save_message(customer_id, message_id, record)
+        return record
+
     async def claim_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Reserve a send before calling the provider; the existing record when it was reserved before."""
         key = self.keys(customer_id).messages

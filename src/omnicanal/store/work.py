@@ -48,6 +48,10 @@ class WorkItem:
     journey: str | None = None
 
 
+FALLBACK_TOKEN = "fallback"
+"""A timer whose token is this concerns a message (its id in place of the instance): try the next channel."""
+
+
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
@@ -169,6 +173,11 @@ class WorkQueue:
             p = self._keys.partition(n)
             fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
         return fired
+
+    async def append_fallback(self, customer_id: str, message_id: str) -> None:
+        """Ask the customer's worker to try the next channel of the step that sent this message."""
+        item = WorkItem(-1, "", "timer", customer_id, instance_id=message_id, token=FALLBACK_TOKEN)
+        await call(self._redis.xadd(self.partition(customer_id).work, _encode(item)))
 
     async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
         """Ask the owners of these customers to exit their instances of the journey; returns how many."""

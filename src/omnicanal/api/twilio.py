@@ -1,0 +1,111 @@
+"""Twilio's callbacks: delivery receipts (`/webhooks/twilio/status`) and replies (`/webhooks/twilio/inbound`).
+
+Every request must carry a valid `X-Twilio-Signature`, checked with the official validator against the URL
+Twilio called (OMNICANAL_PUBLIC_URL + path when set, since a proxy may change what the daemon sees); anything
+else gets 403 and changes nothing.
+
+A receipt updates the message's status history and becomes an event of its customer (`message.delivered`,
+`message.read`, `message.failed`) that journeys can wait for; an undelivered or failed message asks the worker
+to try the step's next channel. A reply becomes a `message.received` event of the customer the number belongs
+to, so a `wait_for` continues the conversation on whatever channel it came from. STOP-type keywords record an
+opt-out for that channel (START-type ones an opt-in) before anything else, so no worker sends there again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from omnicanal.api.state import runtime_of
+from omnicanal.engine.clock import iso
+from omnicanal.engine.runtime import Runtime
+from omnicanal.identity import normalise_phone
+from omnicanal.policy import consent
+from omnicanal.store.keys import valid_customer_id
+
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL", "ARRET", "ARRÊT"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+STATUS_EVENTS = {"delivered": "message.delivered", "read": "message.read", "undelivered": "message.failed",
+                 "failed": "message.failed"}
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+async def _verified_form(request: web.Request) -> dict[str, str]:
+    """The form Twilio posted, once its signature is checked; 403 otherwise."""
+    form = {key: str(value) for key, value in (await request.post()).items()}
+    runtime = runtime_of(request)
+    base = runtime.settings.public_url
+    url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)
+    token = runtime.connectors.callback_secret("twilio")
+    if token is None:
+        raise web.HTTPForbidden(text="no Twilio connector is configured (OMNICANAL_CHANNELS): callbacks refused")
+    if not RequestValidator(token).validate(url, form, request.headers.get("X-Twilio-Signature", "")):
+        raise web.HTTPForbidden(text="invalid X-Twilio-Signature: request refused, nothing changed")
+    return form
+
+
+def _event(customer_id: str, name: str, key: str, properties: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """An event whose id derives from Twilio's ids: a callback Twilio retries is applied once."""
+    now = runtime.clock.now()
+    digest = hashlib.sha256(f"{runtime.settings.workspace}\x00{customer_id}\x00{key}".encode()).hexdigest()[:32]
+    return {"id": f"evt_{digest}", "name": name, "customer_id": customer_id, "properties": properties,
+            "timestamp": iso(now), "received_at": now}
+
+
+async def status_callback(request: web.Request) -> web.Response:
+    form = await _verified_form(request)
+    runtime = runtime_of(request)
+    sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
+    found = await runtime.customers.message_of_provider_id(sid)
+    if found is None:
+        return web.Response(status=204)  # not ours (or older than the index): nothing to update
+    customer_id, message_id = found
+    record = await runtime.customers.record_status(customer_id, message_id, status, runtime.clock.now(),
+                                                   form.get("ErrorCode"))
+    if record is None or status not in STATUS_EVENTS:
+        return web.Response(status=204)
+    properties = {"message_id": message_id, "journey": record.get("journey"), "step": record.get("step"),
+                  "channel": record.get("channel"), "status": status}
+    if form.get("ErrorCode"):
+        properties["error_code"] = form["ErrorCode"]
+    events = [_event(customer_id, STATUS_EVENTS[status], f"{sid}:{status}", properties, runtime)]
+    await runtime.queue.append_events(events)
+    if status in ("undelivered", "failed"):
+        await runtime.queue.append_fallback(customer_id, message_id)
+    return web.Response(status=204)
+
+
+async def inbound(request: web.Request) -> web.Response:
+    form = await _verified_form(request)
+    runtime = runtime_of(request)
+    sender = form.get("From", "")
+    channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
+    try:
+        phone = normalise_phone(sender, runtime.settings.default_region)
+    except ValueError:
+        return web.Response(text=TWIML_EMPTY, content_type="text/xml")  # a short code or garbage: ignore
+    customer_id = await runtime.identity.resolve("phone", phone) or phone
+    if not valid_customer_id(customer_id):
+        return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+    now = runtime.clock.now()
+    body = form.get("Body", "").strip()
+    keyword = body.upper() if body.upper() in OPT_OUT | OPT_IN else None
+    fields: dict[str, Any] = {"addresses": {channel: phone}}
+    if channel == "whatsapp":
+        fields["whatsapp_last_inbound"] = repr(now)
+    if keyword:
+        fields["consents"] = consent.normalise({channel: keyword in OPT_IN}, f"{channel}_keyword", iso(now))
+    await runtime.customers.upsert_profile(customer_id, fields, {}, now)
+    await runtime.identity.link(customer_id, [("phone", phone)])
+    properties = {"channel": channel, "from": phone, "body": body, "message_sid": form.get("MessageSid", "")}
+    if keyword:
+        properties["keyword"] = keyword
+    if form.get("ProfileName"):
+        properties["profile_name"] = form["ProfileName"]
+    event = _event(customer_id, "message.received", form.get("MessageSid", "") or f"{phone}:{now}", properties,
+                   runtime)
+    await runtime.queue.append_events([event])
+    return web.Response(text=TWIML_EMPTY, content_type="text/xml")

@@ -1,0 +1,47 @@
+"""Identifiers a customer can be found by: e-mail, phone (E.164), WhatsApp number, push token, anonymous id.
+
+Phones are normalised with `phonenumbers` so that "06 12 34 56 78" (in France), "+33612345678" and
+"whatsapp:+33612345678" are one customer. The index itself lives in Redis (store/identity.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import phonenumbers
+
+PHONE_CHANNELS = ("sms", "whatsapp")
+KINDS = ("email", "phone", "push", "anon")
+"""Identifier kinds, as written in `GET /v1/customers/email:lea@example.com`."""
+
+
+def normalise_phone(text: str, region: str) -> str:
+    """E.164 (`+33612345678`); ValueError saying what is wrong otherwise."""
+    raw = text.removeprefix("whatsapp:").strip()
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{text!r} is not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"{text!r} is not a valid phone number (write it with its country code, e.g. +33...)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise(kind: str, value: str, region: str) -> str:
+    if kind == "phone":
+        return normalise_phone(value, region)
+    return value.strip().lower() if kind == "email" else value.strip()
+
+
+def identifiers(addresses: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(kind, value) of every identifier in a profile's addresses (already normalised)."""
+    found: list[tuple[str, str]] = []
+    for channel, value in addresses.items():
+        if channel in PHONE_CHANNELS and value:
+            found.append(("phone", str(value)))
+        elif channel == "email" and value:
+            found.append(("email", str(value).lower()))
+        elif channel == "push" and isinstance(value, list):
+            found.extend(("push", str(token)) for token in value)
+    return list(dict.fromkeys(found))

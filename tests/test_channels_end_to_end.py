@@ -1,0 +1,226 @@
+"""Real connectors inside running journeys: fallbacks, receipts, replies, opt-outs — through the HTTP API and
+Twilio's signed callbacks, against local stand-ins of the providers, on real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from conftest import Api, StartApi, has_message, journey_ended
+from standins import FcmStandIn, SmtpStandIn, TwilioStandIn
+
+PHONE = "+33612345678"
+
+
+def write(project: Path, name: str, text: str) -> None:
+    (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+HANDED_OVER = ("sent", "queued", "delivered", "read")
+
+
+def sent(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["template"], e["channel"]) for e in entries if e["kind"] == "message" and e["status"] in HANDED_OVER]
+
+
+async def twilio_post(api: Api, path: str, form: dict[str, str], token: str, forged: bool = False) -> int:
+    url = str(api.client.make_url(path))
+    signature = RequestValidator("not-the-token" if forged else token).compute_signature(url, form)
+    response = await api.client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+    return response.status
+
+
+@pytest.fixture
+async def twilio(monkeypatch: pytest.MonkeyPatch) -> Any:
+    async with TwilioStandIn() as standin:
+        for name, value in standin.env().items():
+            monkeypatch.setenv(name, value)
+        yield standin
+
+
+async def test_a_dead_push_token_falls_back_to_sms_and_is_forgotten(
+    monkeypatch: pytest.MonkeyPatch, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    async with FcmStandIn() as fcm:
+        for name, value in fcm.env().items():
+            monkeypatch.setenv(name, value)
+        fcm.fail_next(status=404, code="UNREGISTERED")
+        api = await start_api(channels={"push": "fcm_push", "sms": "twilio_sms"})
+        await api.put_customer("c1", {"attributes": {"first_name": "Léa"}, "locale": "fr",
+                                      "addresses": {"push": ["dead-token"], "sms": "06 12 34 56 78"}})
+        await api.event("cart_abandoned", "c1", properties={"items": [{"sku": "S", "name": "Sneakers",
+                                                                       "price": 89.0}], "total": 89.0})
+        entries = await api.wait_until("c1", has_message("cart_discount", status="queued"))
+    discount = next(e for e in entries if e.get("template") == "cart_discount")
+    assert discount["channel"] == "sms" and discount["to"] == PHONE
+    reasons = {skip["channel"]: skip["reason"] for skip in discount["skipped"]}
+    assert reasons["push"].startswith("failed") and "UNREGISTERED" in reasons["push"]
+    [sms] = twilio.messages
+    assert sms["To"] == PHONE and "LUMIERE10" in sms["Body"]
+    assert "push" not in (await api.request("GET", "/v1/customers/c1", 200))["addresses"]
+
+
+CONVERSATION = """
+id: ask_and_answer
+trigger: {event: order_ready_for_pickup}
+steps:
+  - send: {template: click_collect_reminder, channels: [whatsapp], purpose: transactional}
+  - wait_for:
+      event: message.received
+      where: "event.properties.body | lower == 'oui'"
+      timeout: 1d
+      on_timeout: give_up
+  - send: {template: welcome, channels: [email], purpose: transactional}
+  - exit: {reason: answered}
+  - id: give_up
+    exit: {reason: no answer}
+"""
+
+
+async def test_a_whatsapp_reply_resumes_the_conversation(project: Path, start_api: StartApi,
+                                                        twilio: TwilioStandIn) -> None:
+    write(project, "ask_and_answer", CONVERSATION)
+    api = await start_api(clock_speed=60.0, channels={"whatsapp": "twilio_whatsapp"})
+    await api.put_customer("c2", {"addresses": {"whatsapp": PHONE, "email": "c2@example.com"}, "locale": "fr"})
+    # the customer wrote first, so the 24 h window is open: a free-form WhatsApp message may go
+    assert await twilio_post(api, "/webhooks/twilio/inbound", {"From": f"whatsapp:{PHONE}", "To": "whatsapp:+1",
+                                                               "Body": "Bonjour", "MessageSid": "SM1"},
+                             twilio.auth_token) == 200
+    await api.event("order_ready_for_pickup", "c2", properties={"order_id": "A-7", "store": "Lyon"})
+    await api.wait_until("c2", has_message("click_collect_reminder", status="queued"))
+    [question] = twilio.messages
+    assert question["To"] == f"whatsapp:{PHONE}" and "A-7" in question["Body"]
+    assert await twilio_post(api, "/webhooks/twilio/inbound", {"From": f"whatsapp:{PHONE}", "To": "whatsapp:+1",
+                                                               "Body": "Oui", "MessageSid": "SM2",
+                                                               "ProfileName": "Léa"}, twilio.auth_token) == 200
+    entries = await api.wait_until("c2", journey_ended("ask_and_answer"))
+    assert entries[-1]["reason"] == "answered"
+    reply = [e for e in entries if e["kind"] == "event" and e["name"] == "message.received"][-1]
+    assert reply["properties"]["channel"] == "whatsapp" and reply["properties"]["profile_name"] == "Léa"
+    assert sent(entries) == [("click_collect_reminder", "whatsapp"), ("welcome", "email")]
+
+
+async def test_stop_blocks_sms_and_the_journey_falls_back(project: Path, start_api: StartApi,
+                                                         twilio: TwilioStandIn) -> None:
+    write(project, "promo", """
+id: promo
+trigger: {event: promo}
+re_entry: always
+steps:
+  - send: {template: welcome_offer, channels: [sms, email]}
+""")
+    async with SmtpStandIn() as smtp:
+        api = await start_api(channels={"sms": "twilio_sms"})
+        await api.put_customer("c3", {"addresses": {"sms": PHONE, "email": "c3@example.com"}})
+        await api.event("promo", "c3")
+        await api.wait_until("c3", has_message("welcome_offer", status="queued"))
+        assert await twilio_post(api, "/webhooks/twilio/inbound", {"From": PHONE, "To": "+1", "Body": "ARRET",
+                                                                   "MessageSid": "SM9"}, twilio.auth_token) == 200
+        await api.event("promo", "c3")
+        entries = await api.wait_until("c3", has_message("welcome_offer"))
+    assert [m["To"] for m in twilio.messages] == [PHONE]  # one SMS, before the STOP
+    last = [e for e in entries if e["kind"] == "message"][-1]
+    assert (last["channel"], last["status"]) == ("email", "sent")
+    assert last["skipped"] == [{"channel": "sms", "reason": "no consent: marketing opted out (sms_keyword)"}]
+    profile = await api.request("GET", f"/v1/customers/phone:{PHONE}", 200)
+    assert profile["customer_id"] == "c3"
+    assert profile["consents"]["sms"]["transactional"]["granted"] is False
+    assert smtp is not None
+
+
+async def test_receipts_update_the_status_and_a_failure_tries_the_next_channel(
+    project: Path, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    write(project, "notice", """
+id: notice
+trigger: {event: notice}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email]}
+  - wait_for: {event: message.delivered, timeout: 1d}
+""")
+    api = await start_api(clock_speed=60.0, channels={"sms": "twilio_sms"})
+    await api.put_customer("c4", {"addresses": {"sms": PHONE, "email": "c4@example.com"}})
+    await api.event("notice", "c4")
+    entries = await api.wait_until("c4", has_message("welcome_offer", status="queued"))
+    message = next(e for e in entries if e.get("template") == "welcome_offer")
+    provider_sid = message["provider_id"]
+    assert message["channel"] == "sms" and provider_sid.startswith("SM")
+
+    forged = {"MessageSid": provider_sid, "MessageStatus": "delivered"}
+    assert await twilio_post(api, "/webhooks/twilio/status", forged, twilio.auth_token, forged=True) == 403
+    await api.settled()
+    assert [e["status"] for e in await api.messages("c4")] == ["queued"]
+
+    for status in ("sent", "undelivered"):
+        form = {"MessageSid": provider_sid, "MessageStatus": status, "ErrorCode": "30003"}
+        assert await twilio_post(api, "/webhooks/twilio/status", form, twilio.auth_token) == 204
+    entries = await api.wait_until("c4", lambda es: any(e.get("channel") == "email" for e in es))
+    messages = [e for e in entries if e["kind"] == "message"]
+    assert messages[0]["status"] == "undelivered"
+    assert [h["status"] for h in messages[0]["status_history"]] == ["sending", "queued", "sent", "undelivered"]
+    assert (messages[1]["channel"], messages[1]["status"]) == ("email", "sent")
+    failed = [e for e in entries if e["kind"] == "event" and e["name"] == "message.failed"]
+    assert failed[0]["properties"]["error_code"] == "30003"
+
+
+
+async def test_a_throttled_provider_is_retried_after_its_retry_after(project: Path, start_api: StartApi,
+                                                                    twilio: TwilioStandIn) -> None:
+    write(project, "promo", """
+id: promo
+trigger: {event: promo}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email]}
+""")
+    twilio.fail_next(2, status=429, code=20429, retry_after=30)
+    api = await start_api(channels={"sms": "twilio_sms"})
+    await api.put_customer("c5", {"addresses": {"sms": PHONE, "email": "c5@example.com"}})
+    await api.event("promo", "c5")
+    entries = await api.wait_until("c5", journey_ended("promo"))
+    messages = [e for e in entries if e["kind"] == "message"]
+    assert [m["status"] for m in messages] == ["retrying", "retrying", "queued"]
+    assert all(m["retry_in"] >= 30 for m in messages[:2])  # never sooner than Retry-After
+    assert messages[-1]["channel"] == "sms" and len(twilio.received) == 3
+
+
+async def test_fallback_after_tries_the_next_channel_when_nothing_is_delivered(
+    project: Path, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    write(project, "promo", """
+id: promo
+trigger: {event: promo}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email], fallback_after: 2h}
+""")
+    api = await start_api(channels={"sms": "twilio_sms"})
+    for customer_id in ("c6", "c7"):
+        await api.put_customer(customer_id, {"addresses": {"sms": PHONE, "email": f"{customer_id}@example.com"}})
+        await api.event("promo", customer_id)
+    delivered = await api.wait_until("c7", has_message("welcome_offer", status="queued"))
+    sid = next(e for e in delivered if e["kind"] == "message")["provider_id"]
+    assert await twilio_post(api, "/webhooks/twilio/status", {"MessageSid": sid, "MessageStatus": "delivered"},
+                             twilio.auth_token) == 204
+    entries = await api.wait_until("c6", lambda es: any(e.get("channel") == "email" for e in es))
+    assert sent(entries) == [("welcome_offer", "sms"), ("welcome_offer", "email")]
+    await api.wait_until("c7", lambda es: any(e.get("name") == "message.delivered" for e in es))
+    await api.settled()
+    assert sent(await api.timeline("c7")) == [("welcome_offer", "sms")]  # delivered in time: no fallback
+
+
+async def test_whatsapp_outside_the_window_sends_the_approved_template(start_api: StartApi,
+                                                                      twilio: TwilioStandIn) -> None:
+    api = await start_api(channels={"whatsapp": "twilio_whatsapp"})
+    await api.put_customer("c8", {"addresses": {"whatsapp": PHONE}, "locale": "fr",
+                                  "attributes": {"first_name": "Léa"}})
+    await api.event("cart_abandoned", "c8", properties={"items": [{"sku": "S", "name": "Sneakers", "price": 89.0}],
+                                                        "total": 89.0})
+    await api.event("order_placed", "c8", properties={"order_id": "T-1", "channel": "store", "store": "Lyon",
+                                                      "items": [{"sku": "S", "name": "Sneakers", "price": 89.0}],
+                                                      "total": 89.0})
+    await api.wait_until("c8", has_message("order_thanks", status="queued"))
+    [message] = twilio.messages
+    assert message["ContentSid"].startswith("HX") and "Body" not in message
+    assert '"2": "T-1"' in message["ContentVariables"]
