@@ -16,6 +16,7 @@ from omnicanal.errors import InputError, NotFound
 from omnicanal.identity import KINDS, PHONE_CHANNELS, identifiers, normalise, normalise_phone
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
+from omnicanal.store.merge import MERGED_INTO
 
 
 def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> dict[str, Any]:
@@ -54,6 +55,8 @@ async def resolve_customer(runtime: Runtime, given: str) -> str:
         candidates = [(kind, value)]
     else:
         profile, attributes, _ = await runtime.customers.profile(given)
+        if profile.get(MERGED_INTO):
+            return str(profile[MERGED_INTO])  # an anonymous visitor who identified: now that customer
         if profile or attributes:
             return given
         candidates = [(k, given) for k in KINDS]

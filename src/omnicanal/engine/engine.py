@@ -17,8 +17,11 @@ from omnicanal.engine.clock import Clock
 from omnicanal.engine.interpreter import Interpreter
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.session import CustomerSession
+from omnicanal.identity import identifiers
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
+from omnicanal.store.merge import MERGED_INTO, CustomerMerge
 from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.engine")
@@ -34,11 +37,38 @@ class Engine:
     journey_store: JourneyStore
     idempotency_window: float
     default_timezone: str
+    identity: IdentityIndex
+    merges: CustomerMerge
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
-        """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered)."""
+        """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
+
+        Journey work goes through a session; a merge (`identify`) is an operation between two customers, done
+        in its place in the order: what came before it applies to the visitor, what comes after is forwarded.
+        """
+        pending: list[WorkItem] = []
+        for position, item in enumerate(items):
+            if item.kind not in ("merge", "absorb"):
+                pending.append(item)
+                continue
+            if pending and await self._apply_session(customer_id, pending):
+                return
+            pending = []
+            if item.kind == "absorb":
+                await self._absorb(customer_id, item)
+            else:
+                await self._hand_over(customer_id, item, items[position + 1:])
+                return
+        if pending:
+            await self._apply_session(customer_id, pending)
+
+    async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
+        """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
         event_ids = [item.event["id"] for item in items if item.event is not None]
         snapshot = await self.customers.snapshot(customer_id, event_ids)
+        if (into := snapshot.profile.get(MERGED_INTO)) is not None:
+            await self.queue.append(item.for_customer(into) for item in items)
+            return True
         session = CustomerSession(self, snapshot)
         for item in items:
             await session.apply(item)
@@ -53,3 +83,28 @@ class Engine:
         after = {instance.journey for instance in session.instances.values()}
         if before != after:
             await self.journey_store.track_active(customer_id, after - before, before - after)
+        for visitor in session.identified:
+            await self.identity.link(customer_id, [("anon", visitor)])
+            await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
+        return False
+
+    async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> None:
+        """The visitor's side of a merge: send everything to the known customer, leave a tombstone."""
+        into = (item.payload or {})["into"]
+        state = await self.merges.export(visitor)
+        if state["profile"].get(MERGED_INTO) is None and visitor != into:
+            absorb = WorkItem(-1, "", "absorb", into, payload={"from": visitor, "state": state})
+            await self.queue.append([absorb, *(later.for_customer(into) for later in rest)])
+            await self.merges.tombstone(visitor, into, self.clock.now())
+            journeys = {instance["journey"] for instance in state["instances"].values()}
+            await self.journey_store.track_active(visitor, (), journeys)
+        elif rest:
+            await self.queue.append(later.for_customer(state["profile"].get(MERGED_INTO, into)) for later in rest)
+
+    async def _absorb(self, customer_id: str, item: WorkItem) -> None:
+        """The known customer's side of a merge."""
+        payload = item.payload or {}
+        state = payload["state"]
+        moved = await self.merges.absorb(customer_id, payload["from"], state, self.clock.now())
+        await self.journey_store.track_active(customer_id, {state["instances"][iid]["journey"] for iid in moved}, ())
+        await self.identity.link(customer_id, identifiers(state["profile"].get("addresses", {})))

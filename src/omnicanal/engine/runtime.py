@@ -40,6 +40,7 @@ from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
+from omnicanal.store.merge import CustomerMerge
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
 from omnicanal.store.work import WorkQueue
@@ -141,13 +142,15 @@ class Runtime:
                 channel_rules(settings), parse_caps(settings.frequency_caps), settings.default_locale,
                 settings.send_retry_budget,
             )
+            identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
-                            settings.idempotency_window, settings.default_timezone)
+                            settings.idempotency_window, settings.default_timezone, identity,
+                            CustomerMerge(redis, keys))
             ownership = PartitionOwnership(LeaseStore(redis, keys), queue, settings.worker_id, settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, delivery,
-                          connectors, IdentityIndex(redis, keys), worker, ownership, stack.pop_all())
+                          connectors, identity, worker, ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  clock_speed=settings.clock_speed, workspace=settings.workspace, worker_id=settings.worker_id)

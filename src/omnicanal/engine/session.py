@@ -20,12 +20,17 @@ from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, SendStep, WaitForStep
 from omnicanal.store.customers import Commit, Snapshot
+from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.work import FALLBACK_TOKEN, WorkItem
 
 if TYPE_CHECKING:
     from omnicanal.engine.engine import Engine
 
 log = structlog.get_logger("omnicanal.engine")
+
+IDENTIFY = "identify"
+"""`{"name": "identify", "customer_id": "c42", "properties": {"anonymous_id": "anon-123"}}`: the visitor
+anon-123 is c42 — their history, attributes and running journeys are merged into c42."""
 
 
 @dataclass(slots=True)
@@ -65,6 +70,8 @@ class CustomerSession:
         self.new_timers: list[TimerChange] = []
         self.old_timers: list[TimerChange] = []
         self.stats: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.identified: list[str] = []
+        """Anonymous ids an `identify` event said are this customer: merged after the commit."""
         self.now = engine.clock.now()
 
     # -- scope and conditions -------------------------------------------------------------------------------
@@ -139,8 +146,8 @@ class CustomerSession:
     async def apply(self, item: WorkItem) -> None:
         if item.kind == "event" and item.event is not None:
             await self.apply_event(item.event)
-        elif item.kind == "drain":
-            await self.apply_drain(item.journey or "")
+        elif item.kind == "drain" and item.payload:
+            await self.apply_drain(item.payload["journey"])
         elif item.instance_id is not None and item.token is not None:
             await self.apply_timer(item.instance_id, item.token)
 
@@ -151,6 +158,9 @@ class CustomerSession:
         self.commit.seen[event_id] = self.now
         self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                     occurred_at=event["timestamp"])
+        visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
+        if isinstance(visitor, str) and visitor != self.customer_id and valid_customer_id(visitor):
+            self.identified.append(visitor)
         for instance in list(self.instances.values()):
             await self._route_to_instance(instance, event)
         for journey in self.engine.registry.triggered_by(event["name"]):

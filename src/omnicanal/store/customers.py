@@ -15,7 +15,7 @@ from omnicanal.policy import consent
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
-PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents")
+PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents", "merged_from")
 """Profile fields stored as JSON documents; the others (locale, timezone, timestamps, whatsapp_last_inbound)
 are plain strings."""
 

@@ -35,7 +35,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9._:@+\-]{0,127}$"
 """Customer ids appear inside a hash tag: braces and spaces would break it, so they are refused at the door."""
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)

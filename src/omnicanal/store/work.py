@@ -36,7 +36,9 @@ return #due
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One stream entry: an event for a customer, or a timer of one of their journey instances."""
+    """One stream entry for a customer: an `event`, a `timer` of one of their journey instances, or an
+    operation — `drain` (payload: journey), `merge` (payload: into, the known customer this anonymous one
+    becomes) or `absorb` (payload: from, state: what the anonymous customer had)."""
 
     partition: int
     entry_id: str
@@ -45,7 +47,12 @@ class WorkItem:
     event: dict[str, Any] | None = None
     instance_id: str | None = None
     token: str | None = None
-    journey: str | None = None
+    payload: dict[str, Any] | None = None
+
+    def for_customer(self, customer_id: str) -> WorkItem:
+        """The same work, addressed to another customer (forwarding after a merge)."""
+        event = {**self.event, "customer_id": customer_id} if self.event is not None else None
+        return WorkItem(-1, "", self.kind, customer_id, event, self.instance_id, self.token, self.payload)
 
 
 FALLBACK_TOKEN = "fallback"
@@ -56,8 +63,8 @@ def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
         return {"k": "event", "c": item.customer_id, "d": json.dumps(item.event, ensure_ascii=False)}
-    if item.kind == "drain":
-        return {"k": "drain", "c": item.customer_id, "j": item.journey or ""}
+    if item.kind != "timer":
+        return {"k": item.kind, "c": item.customer_id, "d": json.dumps(item.payload, ensure_ascii=False, default=str)}
     return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
 
 
@@ -88,11 +95,7 @@ class WorkQueue:
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
         """Store events durably (one pipelined round trip for a batch); raises StoreUnavailable on failure."""
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.partition(event["customer_id"]).work,
-                          _encode(WorkItem(-1, "", "event", event["customer_id"], event=event)))
-            await pipe.execute()
+        await self.append(WorkItem(-1, "", "event", event["customer_id"], event=event) for event in events)
 
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
                    pending: bool = False) -> list[WorkItem]:
@@ -135,8 +138,8 @@ class WorkQueue:
     def _item(partition: int, entry_id: str, fields: dict[str, str]) -> WorkItem:
         if fields["k"] == "event":
             return WorkItem(partition, entry_id, "event", fields["c"], event=json.loads(fields["d"]))
-        if fields["k"] == "drain":
-            return WorkItem(partition, entry_id, "drain", fields["c"], journey=fields["j"])
+        if fields["k"] != "timer":
+            return WorkItem(partition, entry_id, fields["k"], fields["c"], payload=json.loads(fields["d"]))
         customer_id, instance_id, token = fields["m"].split("|", 2)
         return WorkItem(partition, entry_id, "timer", customer_id, instance_id=instance_id, token=token)
 
@@ -174,21 +177,22 @@ class WorkQueue:
             fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
         return fired
 
+    async def append(self, items: Iterable[WorkItem]) -> None:
+        """Add work items to their customers' partitions, in order, in one round trip."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for item in items:
+                pipe.xadd(self.partition(item.customer_id).work, _encode(item))
+            await pipe.execute()
+
     async def append_fallback(self, customer_id: str, message_id: str) -> None:
         """Ask the customer's worker to try the next channel of the step that sent this message."""
-        item = WorkItem(-1, "", "timer", customer_id, instance_id=message_id, token=FALLBACK_TOKEN)
-        await call(self._redis.xadd(self.partition(customer_id).work, _encode(item)))
+        await self.append([WorkItem(-1, "", "timer", customer_id, instance_id=message_id, token=FALLBACK_TOKEN)])
 
     async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
         """Ask the owners of these customers to exit their instances of the journey; returns how many."""
-        count = 0
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for customer_id in customer_ids:
-                pipe.xadd(self.partition(customer_id).work,
-                          _encode(WorkItem(-1, "", "drain", customer_id, journey=journey_id)))
-                count += 1
-            await pipe.execute()
-        return count
+        items = [WorkItem(-1, "", "drain", cid, payload={"journey": journey_id}) for cid in customer_ids]
+        await self.append(items)
+        return len(items)
 
     async def dead_letter(self, item: WorkItem, error: str) -> None:
         """Park an item that keeps failing in the dead-letter stream, then acknowledge it."""

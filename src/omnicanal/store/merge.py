@@ -1,0 +1,124 @@
+"""Merging an anonymous visitor into the customer they turn out to be, one slot at a time.
+
+An anonymous id and a customer id hash onto different slots (and usually different workers), so the merge is
+two atomic steps, each applied in its customer's order by the worker that owns it:
+
+1. `hand_over` (anonymous side): everything the visitor has is read, sent to the known customer as an
+   `absorb` work item, and the visitor is replaced by a tombstone `merged_into`. From then on, work for the
+   visitor (late events, timers of the moved journeys) is forwarded to the known customer, behind the absorb.
+2. `absorb` (known side): the visitor's timeline is woven into the customer's in time order, attributes and
+   addresses they did not have are added (the known customer's own win), running journeys they were not already
+   in move over with their timers, consents merge with opt-outs winning — all in one transaction. An absorb
+   applied twice (a re-delivery) changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omnicanal.store.connection import Redis, decode_map, translated
+from omnicanal.store.customers import PROFILE_JSON_FIELDS, dumps
+from omnicanal.store.keys import Keyspace
+
+MERGED_INTO = "merged_into"
+
+
+def _json_map(raw: Any) -> dict[str, Any]:
+    return {name: json.loads(value) for name, value in decode_map(raw).items()}
+
+
+class CustomerMerge:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def export(self, customer_id: str) -> dict[str, Any]:
+        """All a customer has, as plain data."""
+        k = self._keys.customer(customer_id)
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.profile)
+            pipe.hgetall(k.attrs)
+            pipe.hgetall(k.instances)
+            pipe.hgetall(k.entries)
+            pipe.lrange(k.timeline, 0, -1)
+            pipe.hgetall(k.messages)
+            pipe.zrange(k.seen, 0, -1, withscores=True)
+            pipe.zrange(k.sends, 0, -1, withscores=True)
+            profile, attrs, instances, entries, timeline, messages, seen, sends = await pipe.execute()
+        return {
+            "profile": {n: json.loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in decode_map(profile).items()},
+            "attributes": _json_map(attrs),
+            "instances": _json_map(instances),
+            "entries": {journey: float(at) for journey, at in decode_map(entries).items()},
+            "timeline": [json.loads(entry) for entry in timeline],
+            "messages": _json_map(messages),
+            "seen": dict(seen),
+            "sends": dict(sends),
+        }
+
+    async def tombstone(self, customer_id: str, into: str, now: float) -> None:
+        """Replace a merged customer by a pointer to the one it became."""
+        k = self._keys.customer(customer_id)
+        async with translated(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*k.all())
+            pipe.hset(k.profile, mapping={MERGED_INTO: into, "merged_at": repr(now)})
+            await pipe.execute()
+
+    async def absorb(self, customer_id: str, source: str, state: dict[str, Any], now: float) -> list[str]:
+        """Merge `state` (exported from `source`) into the customer; returns the ids of the instances moved."""
+        mine = await self.export(customer_id)
+        if source in mine["profile"].get("merged_from", []):
+            return []  # applied before (the item was delivered again)
+        k = self._keys.customer(customer_id)
+        running = {instance["journey"] for instance in mine["instances"].values()}
+        moved = {iid: {**inst, "customer_id": customer_id} for iid, inst in state["instances"].items()
+                 if inst["journey"] not in running}
+        timeline = sorted([*mine["timeline"], *state["timeline"]], key=lambda entry: entry["at"])
+        timeline.append({"kind": "identity", "at": timeline[-1]["at"] if timeline else "", "merged": source,
+                         "moved_journeys": sorted(i["journey"] for i in moved.values())})
+        profile = _merged_profile(mine["profile"], state["profile"], source)
+        attributes = {n: v for n, v in state["attributes"].items() if n not in mine["attributes"]}
+        entries = {j: max(at, mine["entries"].get(j, at)) for j, at in state["entries"].items()}
+        async with translated(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(k.profile, "created_at", repr(now))
+            pipe.hset(k.profile, mapping={n: dumps(v) if n in PROFILE_JSON_FIELDS else str(v)
+                                          for n, v in profile.items()})
+            if attributes:
+                pipe.hset(k.attrs, mapping={n: dumps(v) for n, v in attributes.items()})
+            if moved:
+                pipe.hset(k.instances, mapping={iid: dumps(inst) for iid, inst in moved.items()})
+            if entries:
+                pipe.hset(k.entries, mapping={j: repr(at) for j, at in entries.items()})
+            pipe.delete(k.timeline)
+            if timeline:
+                pipe.rpush(k.timeline, *(dumps(entry) for entry in timeline))
+            if state["messages"]:
+                pipe.hset(k.messages, mapping={mid: dumps(m) for mid, m in state["messages"].items()})
+            if state["seen"]:
+                pipe.zadd(k.seen, state["seen"])
+            if state["sends"]:
+                pipe.zadd(k.sends, state["sends"])
+            await pipe.execute()
+        return list(moved)
+
+
+def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -> dict[str, Any]:
+    """The known customer's profile wins field by field; addresses and consents are combined."""
+    addresses = dict(theirs.get("addresses", {}))
+    for channel, value in mine.get("addresses", {}).items():
+        if channel == "push" and isinstance(value, list):
+            addresses["push"] = list(dict.fromkeys([*addresses.get("push", []), *value]))
+        else:
+            addresses[channel] = value
+    consents: dict[str, Any] = {ch: dict(purposes) for ch, purposes in theirs.get("consents", {}).items()}
+    for channel, purposes in mine.get("consents", {}).items():
+        for purpose, decision in purposes.items():
+            other = consents.setdefault(channel, {}).get(purpose)
+            if other is None or other.get("granted") or not decision.get("granted"):
+                consents[channel][purpose] = decision  # an opt-out, on either side, is kept
+    profile = {n: v for n, v in theirs.items() if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at")}
+    profile.update({n: v for n, v in mine.items() if n not in ("created_at",)})
+    profile.update(addresses=addresses, consents=consents,
+                   merged_from=[*mine.get("merged_from", []), source])
+    return profile
