@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     redis_url: str | None = Field(
-        default=None, description="Redis URL (redis://host:6379/0). Unset: the embedded in-process store."
+        default=None,
+        description="Redis URL (redis://host:6379/0) or a Cluster node (redis+cluster://host:7000). "
+        "Unset: the embedded in-process store.",
     )
     workspace: str = Field(
         default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Key namespace in Redis."

@@ -15,8 +15,11 @@ from redis import exceptions as redis_errors
 
 from omnicanal.errors import StoreUnavailable
 
-Redis = redis.Redis
-"""The client type the store works with (fakeredis' async client is a subclass)."""
+Redis = redis.Redis | redis.RedisCluster
+"""The client types the store works with: a single Redis (fakeredis' async client is a subclass) or a Cluster."""
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""`redis+cluster://host:port` names any node of a Redis Cluster; the client discovers the others."""
 
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
@@ -25,6 +28,8 @@ _UNAVAILABLE = (
     redis_errors.ReadOnlyError,
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
+    redis_errors.SlotNotCoveredError,
     OSError,
 )
 
@@ -36,6 +41,12 @@ def open_redis(url: str | None) -> Redis:
 
         client: Redis = FakeAsyncRedis(decode_responses=True, protocol=2)
         return client
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        return redis.RedisCluster.from_url(
+            f"{CLUSTER_SCHEMES[scheme]}://{rest}", decode_responses=True, protocol=2, socket_connect_timeout=2,
+            socket_timeout=5,
+        )
     return redis.Redis.from_url(
         url,
         decode_responses=True,

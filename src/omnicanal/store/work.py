@@ -11,6 +11,7 @@ pollers, and a million waiting customers cost Redis memory only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as redis_errors
+from redis.asyncio import RedisCluster
 
 from omnicanal.store.connection import FieldMap, Redis, call, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
@@ -106,14 +108,29 @@ class WorkQueue:
         start = "0" if pending else ">"
         streams: FieldMap = {self._keys.partition(n).work: start for n in sorted(partitions)}
         try:
-            answer = await call(self._redis.xreadgroup(
-                STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms))
+            if isinstance(self._redis, RedisCluster):
+                answer = await self._read_cluster(streams, consumer, count, pending, block_ms)
+            else:
+                answer = await call(self._redis.xreadgroup(
+                    STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms))
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await self.ensure_groups()  # Redis came back empty (no persistence): start afresh
             return []
         return self._decode(answer or [])
+
+    async def _read_cluster(self, streams: FieldMap, consumer: str, count: int, pending: bool,
+                            block_ms: int | None) -> list[Any]:
+        """On a Cluster the partitions live on different nodes: one read each, pipelined per node; when all
+        are empty, a pause stands in for the blocking read a single Redis would do."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for stream, start in streams.items():
+                pipe.xreadgroup(STREAM_GROUP, consumer, {stream: start}, count=count)
+            answers = [entry for answer in await pipe.execute() for entry in (answer or [])]
+        if not answers and not pending and block_ms:
+            await asyncio.sleep(min(block_ms, 20) / 1000)
+        return answers
 
     async def take_over(self, partition: int, consumer: str) -> list[WorkItem]:
         """Claim every entry of a partition left pending by its previous owner (whose lease ended)."""

@@ -1,0 +1,88 @@
+"""The same engine on a real 3-primary Redis Cluster started on loopback ports: the reference journey runs
+across it, every multi-key operation staying inside one slot."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from conftest import StartApi, has_message, journey_ended
+from test_reference_journey import CART, LEA, in_store_order
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Ports whose cluster-bus twins (+10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20000, 29999)
+        if port not in ports and _free(port) and _free(port + 10000):
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[str]:
+    ports = _cluster_ports(3)
+    servers = []
+    for port in ports:
+        node_dir = tmp_path / str(port)
+        node_dir.mkdir()
+        servers.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no", "--dir", str(node_dir)],
+            stdout=subprocess.DEVNULL))
+    try:
+        for port in ports:
+            async with asyncio.timeout(10):
+                while _free(port):
+                    await asyncio.sleep(0.05)
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
+             "--cluster-yes"], capture_output=True, text=True, timeout=30)
+        assert created.returncode == 0, created.stdout + created.stderr
+        async with asyncio.timeout(20):
+            while "cluster_state:ok" not in subprocess.run(
+                ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True
+            ).stdout:
+                await asyncio.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
+async def test_the_reference_journey_runs_on_a_redis_cluster(start_api: StartApi, cluster: str) -> None:
+    api = await start_api(redis_url=cluster, partitions=8)
+    customers = [f"c{n}" for n in range(12)]  # spread over the three primaries
+    for customer_id in customers:
+        await api.put_customer(customer_id, LEA)
+        await api.event("cart_abandoned", customer_id, idempotency_key="cart-1", properties=CART)
+    for customer_id in customers:
+        await api.wait_until(customer_id, has_message("cart_discount"))
+        await api.event("order_placed", customer_id, properties=in_store_order())
+    for customer_id in customers:
+        entries = await api.wait_until(customer_id, journey_ended("abandoned_cart"))
+        assert [(m["template"], m["channel"]) for m in entries if m["kind"] == "message"] == [
+            ("cart_discount", "push"), ("order_thanks", "whatsapp")]
+    journey = await api.request("GET", "/v1/journeys/abandoned_cart", 200)
+    assert journey["counts"]["started"] == journey["counts"]["exited"] == len(customers)
+    assert (await api.request("GET", "/readyz", 200))["checks"]["store"] == "ok"
