@@ -8,8 +8,9 @@ item repairs.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -39,6 +40,18 @@ class Engine:
     default_timezone: str
     identity: IdentityIndex
     merges: CustomerMerge
+    _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    _active: list[tuple[str, set[str], set[str]]] = field(default_factory=list)
+
+    async def flush(self) -> None:
+        """Write the counters and the running-journey index of everything applied since the last flush, in
+        one round trip for a whole batch (they are statistics and an index: losing some to a crash is fine)."""
+        stats, self._stats = self._stats, defaultdict(Counter)
+        active, self._active = self._active, []
+        await self.journey_store.record(
+            {jid: {name: delta for name, delta in counters.items() if delta} for jid, counters in stats.items()},
+            active,
+        )
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -75,14 +88,16 @@ class Engine:
         if session.new_timers:
             await self.queue.schedule((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers)
         if session.commit:
-            await self.customers.commit(customer_id, session.commit, session.now, self.idempotency_window)
+            await self.customers.commit(customer_id, session.commit, session.now, self.idempotency_window,
+                                        new=not snapshot.exists)
         if session.old_timers:
             await self.queue.cancel((t.customer_id, t.instance_id, t.token) for t in session.old_timers)
-        await self.journey_store.count({jid: {k: v for k, v in c.items() if v} for jid, c in session.stats.items()})
+        for journey_id, counters in session.stats.items():
+            self._stats[journey_id].update(counters)
         before = {raw["journey"] for raw in snapshot.instances.values()}
         after = {instance.journey for instance in session.instances.values()}
         if before != after:
-            await self.journey_store.track_active(customer_id, after - before, before - after)
+            self._active.append((customer_id, after - before, before - after))
         for visitor in session.identified:
             await self.identity.link(customer_id, [("anon", visitor)])
             await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])

@@ -93,6 +93,7 @@ class Worker:
         for item in items:
             by_customer.setdefault(item.customer_id, []).append(item)
         await asyncio.gather(*(self._apply(cid, its) for cid, its in by_customer.items()))
+        await self._engine.flush()
         await self._queue.acknowledge(items)
         self.processed += len(items)
         for item in items:

@@ -23,6 +23,59 @@ TIMELINE_LIMIT = 5_000
 """Entries kept per customer timeline; older ones are trimmed as new ones arrive."""
 
 
+# KEYS: profile, attrs, instances, entries, seen; ARGV: event ids.
+# One round trip and one command for all a worker reads before applying a customer's work.
+_SNAPSHOT = """
+local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+             redis.call('HGETALL', KEYS[4])}
+local seen = {}
+for i, id in ipairs(ARGV) do
+  if redis.call('ZSCORE', KEYS[5], id) then seen[#seen + 1] = id end
+end
+out[5] = seen
+return out
+"""
+
+# KEYS: profile, attrs, instances, entries, timeline, seen; ARGV: now, created (0/1: create the profile),
+# oldest seen score kept, timeline limit, then sections, each a count followed by its items:
+# seen (id, score), timeline entries, instances to set (id, json), instances to delete (id),
+# entries (journey, at), attributes to set (name, json), attributes to delete (name).
+# A script rather than MULTI: one command to encode and parse instead of eight, same atomicity.
+_COMMIT = """
+local i = 5
+local function section(width, apply)
+  local n = tonumber(ARGV[i]); i = i + 1
+  if n > 0 then
+    local items = {}
+    for j = i, i + n * width - 1 do items[#items + 1] = ARGV[j] end
+    apply(items)
+  end
+  i = i + n * width
+end
+if ARGV[2] == '1' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1]) end
+section(2, function(items)
+  local zargs = {}
+  for j = 1, #items, 2 do zargs[#zargs + 1] = items[j + 1]; zargs[#zargs + 1] = items[j] end
+  redis.call('ZADD', KEYS[6], unpack(zargs))
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[3])
+end)
+section(1, function(items)
+  redis.call('RPUSH', KEYS[5], unpack(items))
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[4]), -1)
+end)
+section(2, function(items) redis.call('HSET', KEYS[3], unpack(items)) end)
+section(1, function(items) redis.call('HDEL', KEYS[3], unpack(items)) end)
+section(2, function(items) redis.call('HSET', KEYS[4], unpack(items)) end)
+section(2, function(items) redis.call('HSET', KEYS[2], unpack(items)) end)
+section(1, function(items) redis.call('HDEL', KEYS[2], unpack(items)) end)
+return 1
+"""
+
+
+def _section(pairs: list[Any], width: int) -> list[Any]:
+    return [len(pairs) // width, *pairs]
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -58,6 +111,11 @@ class Commit:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes)
 
 
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    """A flat HGETALL answer from a script (`[field, value, ...]`) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
     return {k: json.loads(v) if k in PROFILE_JSON_FIELDS else v for k, v in raw.items()}
 
@@ -68,49 +126,43 @@ class CustomerStore:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self._redis = redis
         self._keys = keys
+        self._snapshot = redis.register_script(_SNAPSHOT)
+        self._commit = redis.register_script(_COMMIT)
 
     def keys(self, customer_id: str) -> CustomerKeys:
         return self._keys.customer(customer_id)
 
     async def snapshot(self, customer_id: str, event_ids: list[str]) -> Snapshot:
         k = self.keys(customer_id)
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.profile)
-            pipe.hgetall(k.attrs)
-            pipe.hgetall(k.instances)
-            pipe.hgetall(k.entries)
-            for event_id in event_ids:
-                pipe.zscore(k.seen, event_id)
-            profile, attrs, instances, entries, *scores = await pipe.execute()
+        keys = [k.profile, k.attrs, k.instances, k.entries, k.seen]
+        profile, attrs, instances, entries, seen = await call(self._snapshot(keys=keys, args=event_ids))
         return Snapshot(
             customer_id=customer_id,
-            profile=_decode_profile(decode_map(profile)),
-            attributes={name: json.loads(v) for name, v in decode_map(attrs).items()},
-            instances={iid: json.loads(v) for iid, v in decode_map(instances).items()},
-            entries={jid: float(v) for jid, v in decode_map(entries).items()},
-            seen={eid for eid, score in zip(event_ids, scores, strict=True) if score is not None},
+            profile=_decode_profile(_pairs(profile)),
+            attributes={name: json.loads(v) for name, v in _pairs(attrs).items()},
+            instances={iid: json.loads(v) for iid, v in _pairs(instances).items()},
+            entries={jid: float(v) for jid, v in _pairs(entries).items()},
+            seen=set(seen),
         )
 
-    async def commit(self, customer_id: str, commit: Commit, now: float, seen_window: float) -> None:
-        """Apply a Commit in one MULTI/EXEC; the customer is created if new."""
+    async def commit(self, customer_id: str, commit: Commit, now: float, seen_window: float, new: bool) -> None:
+        """Apply a Commit atomically (one script); a `new` customer gets its creation time and is listed."""
         k = self.keys(customer_id)
-        async with translated(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(k.profile, "created_at", repr(now))
-            if commit.seen:
-                pipe.zadd(k.seen, commit.seen)
-                pipe.zremrangebyscore(k.seen, "-inf", now - seen_window)
-            if commit.timeline:
-                pipe.rpush(k.timeline, *(dumps(entry) for entry in commit.timeline))
-                pipe.ltrim(k.timeline, -TIMELINE_LIMIT, -1)
-            if commit.instances:
-                pipe.hset(k.instances, mapping={iid: dumps(i) for iid, i in commit.instances.items()})
-            if commit.ended:
-                pipe.hdel(k.instances, *commit.ended)
-            if commit.entries:
-                pipe.hset(k.entries, mapping={jid: repr(at) for jid, at in commit.entries.items()})
-            self._write_attributes(pipe, k, commit.attributes)
-            await pipe.execute()
-        await call(self._redis.sadd(self._keys.customers, customer_id))
+        kept = {name: dumps(value) for name, value in commit.attributes.items() if value is not None}
+        args: list[Any] = [
+            repr(now), "1" if new else "0", repr(now - seen_window), TIMELINE_LIMIT,
+            *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
+            *_section([dumps(entry) for entry in commit.timeline], 1),
+            *_section([x for iid, i in commit.instances.items() for x in (iid, dumps(i))], 2),
+            *_section(list(commit.ended), 1),
+            *_section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
+            *_section([x for pair in kept.items() for x in pair], 2),
+            *_section([name for name, value in commit.attributes.items() if value is None], 1),
+        ]
+        keys = [k.profile, k.attrs, k.instances, k.entries, k.timeline, k.seen]
+        await call(self._commit(keys=keys, args=args))
+        if new:
+            await call(self._redis.sadd(self._keys.customers, customer_id))
 
     @staticmethod
     def _write_attributes(pipe: Any, k: CustomerKeys, attributes: dict[str, Any]) -> None:

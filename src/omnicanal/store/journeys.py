@@ -26,24 +26,25 @@ class JourneyStore:
         )
         return result
 
-    async def count(self, increments: Mapping[str, Mapping[str, int]]) -> None:
-        """Apply {journey id: {counter: delta}} in one round trip."""
-        if not increments:
-            return
+    async def record(self, increments: Mapping[str, Mapping[str, int]],
+                     active: Iterable[tuple[str, Iterable[str], Iterable[str]]] = ()) -> None:
+        """In one round trip: counters ({journey: {counter: delta}}) and changes to the per-journey index of
+        customers with a running instance ((customer, journeys joined, journeys left))."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for journey_id, counters in increments.items():
                 for counter, delta in counters.items():
                     pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
-            await pipe.execute()
+            for customer_id, joined, left in active:
+                for journey_id in joined:
+                    pipe.sadd(self._keys.journey_active(journey_id), customer_id)
+                for journey_id in left:
+                    pipe.srem(self._keys.journey_active(journey_id), customer_id)
+            if len(pipe):
+                await pipe.execute()
 
     async def track_active(self, customer_id: str, joined: Iterable[str], left: Iterable[str]) -> None:
         """Keep the per-journey index of customers with a running instance (a best-effort index, not state)."""
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for journey_id in joined:
-                pipe.sadd(self._keys.journey_active(journey_id), customer_id)
-            for journey_id in left:
-                pipe.srem(self._keys.journey_active(journey_id), customer_id)
-            await pipe.execute()
+        await self.record({}, [(customer_id, joined, left)])
 
     async def active_customers(self, journey_id: str) -> AsyncIterator[str]:
         key = self._keys.journey_active(journey_id)
