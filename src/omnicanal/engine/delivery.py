@@ -188,7 +188,8 @@ class Delivery:
                                   **({"error": str(error)} if error else {})})
         if provider_id:
             record["provider_id"] = provider_id
-            await self._customers.index_provider_id(provider_id, session.customer_id, message_id)
+            if connector.provider:  # its provider calls back with receipts: they must find the message
+                await self._customers.index_provider_id(provider_id, session.customer_id, message_id)
         if status != "failed" and candidate.later:  # what the fallback needs, should the message not arrive
             record["fallback"] = {"journey": send.journey.id, "version": send.journey.version, "step": send.step_id,
                                   "channels": list(candidate.later), "event": send.instance.event,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -42,7 +42,16 @@ class Instance:
     """The send step being retried: since when, how many attempts, which channels are exhausted."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The stored form. Built by hand, not with `asdict`: that deep-copies vars and the event, and this runs
+        for every step of every customer, only to be serialised at once."""
+        return {
+            "id": self.id, "journey": self.journey, "version": self.version, "customer_id": self.customer_id,
+            "started_at": self.started_at, "event": self.event, "position": self.position, "seq": self.seq,
+            "vars": self.vars, "converted": self.converted, "messages": self.messages, "digest": self.digest,
+            "retry": self.retry,
+            "waiting": {"kind": self.waiting.kind, "token": self.waiting.token, "until": self.waiting.until}
+            if self.waiting else None,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
