@@ -124,6 +124,20 @@ async def start_api(project: Path, redis_url: str) -> AsyncIterator[StartApi]:
         await runtime.stop()
 
 
+def write_journey(project: Path, name: str, text: str) -> None:
+    """Add (or replace) a journey file in the test's project copy."""
+    (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+HANDED_OVER = ("sent", "queued", "delivered", "read")
+"""Statuses of a message the provider took."""
+
+
+def sent(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(template, channel) of every message handed over to a provider, in timeline order."""
+    return [(e["template"], e["channel"]) for e in entries if e["kind"] == "message" and e["status"] in HANDED_OVER]
+
+
 def has_message(template: str, status: str = "sent") -> Callable[[list[dict[str, Any]]], bool]:
     return lambda entries: any(
         e["kind"] == "message" and e.get("template") == template and e["status"] == status for e in entries

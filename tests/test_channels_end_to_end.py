@@ -9,21 +9,12 @@ from typing import Any
 import pytest
 from twilio.request_validator import RequestValidator
 
-from conftest import Api, StartApi, has_message, journey_ended
+from conftest import Api, StartApi, has_message, journey_ended, sent, write_journey
 from standins import FcmStandIn, SmtpStandIn, TwilioStandIn
 
 PHONE = "+33612345678"
 
 
-def write(project: Path, name: str, text: str) -> None:
-    (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
-
-
-HANDED_OVER = ("sent", "queued", "delivered", "read")
-
-
-def sent(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(e["template"], e["channel"]) for e in entries if e["kind"] == "message" and e["status"] in HANDED_OVER]
 
 
 async def twilio_post(api: Api, path: str, form: dict[str, str], token: str, forged: bool = False) -> int:
@@ -82,7 +73,7 @@ steps:
 
 async def test_a_whatsapp_reply_resumes_the_conversation(project: Path, start_api: StartApi,
                                                         twilio: TwilioStandIn) -> None:
-    write(project, "ask_and_answer", CONVERSATION)
+    write_journey(project, "ask_and_answer", CONVERSATION)
     api = await start_api(clock_speed=60.0, channels={"whatsapp": "twilio_whatsapp"})
     await api.put_customer("c2", {"addresses": {"whatsapp": PHONE, "email": "c2@example.com"}, "locale": "fr"})
     # the customer wrote first, so the 24 h window is open: a free-form WhatsApp message may go
@@ -103,9 +94,10 @@ async def test_a_whatsapp_reply_resumes_the_conversation(project: Path, start_ap
     assert sent(entries) == [("click_collect_reminder", "whatsapp"), ("welcome", "email")]
 
 
-async def test_stop_blocks_sms_and_the_journey_falls_back(project: Path, start_api: StartApi,
-                                                         twilio: TwilioStandIn) -> None:
-    write(project, "promo", """
+async def test_stop_blocks_sms_and_the_journey_falls_back(
+    project: Path, start_api: StartApi, twilio: TwilioStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_journey(project, "promo", """
 id: promo
 trigger: {event: promo}
 re_entry: always
@@ -113,7 +105,9 @@ steps:
   - send: {template: welcome_offer, channels: [sms, email]}
 """)
     async with SmtpStandIn() as smtp:
-        api = await start_api(channels={"sms": "twilio_sms"})
+        for name, value in smtp.env().items():
+            monkeypatch.setenv(name, value)
+        api = await start_api(channels={"sms": "twilio_sms", "email": "smtp_email"})
         await api.put_customer("c3", {"addresses": {"sms": PHONE, "email": "c3@example.com"}})
         await api.event("promo", "c3")
         await api.wait_until("c3", has_message("welcome_offer", status="queued"))
@@ -128,13 +122,14 @@ steps:
     profile = await api.request("GET", f"/v1/customers/phone:{PHONE}", 200)
     assert profile["customer_id"] == "c3"
     assert profile["consents"]["sms"]["transactional"]["granted"] is False
-    assert smtp is not None
+    [email] = smtp.received
+    assert email.message["To"] == "c3@example.com"
 
 
 async def test_receipts_update_the_status_and_a_failure_tries_the_next_channel(
     project: Path, start_api: StartApi, twilio: TwilioStandIn
 ) -> None:
-    write(project, "notice", """
+    write_journey(project, "notice", """
 id: notice
 trigger: {event: notice}
 steps:
@@ -169,7 +164,7 @@ steps:
 
 async def test_a_throttled_provider_is_retried_after_its_retry_after(project: Path, start_api: StartApi,
                                                                     twilio: TwilioStandIn) -> None:
-    write(project, "promo", """
+    write_journey(project, "promo", """
 id: promo
 trigger: {event: promo}
 steps:
@@ -189,7 +184,7 @@ steps:
 async def test_fallback_after_tries_the_next_channel_when_nothing_is_delivered(
     project: Path, start_api: StartApi, twilio: TwilioStandIn
 ) -> None:
-    write(project, "promo", """
+    write_journey(project, "promo", """
 id: promo
 trigger: {event: promo}
 steps:

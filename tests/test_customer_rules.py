@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as redis
 import yaml
 
-from conftest import REDIS_URL, ROOT, StartApi, has_message, journey_ended
+from conftest import REDIS_URL, ROOT, StartApi, has_message, journey_ended, sent, write_journey
 from omnicanal.policy.caps import Cap
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.sends import SendLog
@@ -24,12 +24,6 @@ EVERYWHERE = {"sms": "+33612345678", "whatsapp": "+33612345678", "email": "c@exa
 CART = {"items": [{"sku": "SKU-1", "name": "Sneakers", "price": 89.0}], "total": 89.0}
 
 
-def write(project: Path, name: str, text: str) -> None:
-    (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
-
-
-def sent(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(e["template"], e["channel"]) for e in entries if e["kind"] == "message" and e["status"] == "sent"]
 
 
 async def test_an_opt_out_moves_the_send_to_the_next_channel(start_api: StartApi) -> None:
@@ -46,7 +40,7 @@ async def test_an_opt_out_moves_the_send_to_the_next_channel(start_api: StartApi
 
 
 async def test_opt_in_channels_need_a_grant_for_marketing_only(project: Path, start_api: StartApi) -> None:
-    write(project, "notify", """
+    write_journey(project, "notify", """
 id: notify
 trigger: {event: ping}
 re_entry: always
@@ -74,14 +68,14 @@ async def test_the_customers_preference_reorders_the_steps_channels(start_api: S
 
 async def test_frequency_caps_hold_across_journeys_and_spare_transactional(project: Path,
                                                                           start_api: StartApi) -> None:
-    write(project, "promo", """
+    write_journey(project, "promo", """
 id: promo
 trigger: {event: promo}
 re_entry: always
 steps:
   - send: {template: welcome_offer, channels: [email, sms]}
 """)
-    write(project, "receipt", """
+    write_journey(project, "receipt", """
 id: receipt
 trigger: {event: receipt}
 re_entry: always
@@ -139,7 +133,7 @@ def at(entry: dict[str, Any]) -> datetime:
 
 
 def test_quiet_hours_hold_marketing_across_a_dst_change(project: Path, tmp_path: Path) -> None:
-    write(project, "late", """
+    write_journey(project, "late", """
 id: late
 trigger: {event: ping}
 steps:
@@ -164,7 +158,7 @@ steps:
 
 
 def test_a_channel_without_quiet_hours_goes_at_once(project: Path, tmp_path: Path) -> None:
-    write(project, "night", """
+    write_journey(project, "night", """
 id: night
 trigger: {event: ping}
 steps:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import StartApi, has_message, journey_ended
+from conftest import StartApi, has_message, journey_ended, write_journey
 
 TOM = {"attributes": {"first_name": "Tom"}, "locale": "en",
        "addresses": {"email": "tom@example.com", "sms": "+447911123456", "push": ["tok-1"]}}
 ORDER = {"order_id": "A-1", "channel": "web", "items": [{"sku": "S", "name": "Scarf", "price": 30.0}],
          "total": 30.0}
 
-
-def write_journey(project: Path, name: str, text: str) -> None:
-    (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
 
 
 BRANCHING = """
