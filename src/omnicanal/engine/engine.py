@@ -8,6 +8,7 @@ item repairs.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from omnicanal.engine.clock import Clock
 from omnicanal.engine.interpreter import Interpreter
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.session import CustomerSession
+from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
-from omnicanal.store.customers import CustomerStore
+from omnicanal.store.customers import CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge
@@ -85,23 +87,71 @@ class Engine:
         session = CustomerSession(self, snapshot)
         for item in items:
             await session.apply(item)
-        if session.new_timers:
-            await self.queue.schedule((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers)
+        async with self.customers.writes() as pipe:
+            await self._write(pipe, session)
+        self._account(session)
+        await self._merge_identified(session)
+        return False
+
+    async def _merge_identified(self, session: CustomerSession) -> None:
+        """Anonymous ids the customer's `identify` events named: link them, ask their owners to hand over."""
+        for visitor in session.identified:
+            await self.identity.link(session.customer_id, [("anon", visitor)])
+            await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
+
+    async def apply_batch(self, work: dict[str, list[WorkItem]]) -> dict[str, list[WorkItem]]:
+        """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
+        one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
+        away (their work is forwarded there), and customers whose session failed (retried there)."""
+        left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
+        simple = {cid: items for cid, items in work.items() if cid not in left}
+        snapshots = await self.customers.snapshots(
+            {cid: [i.event["id"] for i in items if i.event is not None] for cid, items in simple.items()})
+        ready = {cid: snap for cid, snap in snapshots.items()
+                 if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
+        runnable = list(ready)
+        left.update({cid: items for cid, items in simple.items() if cid not in ready})
+        results = await asyncio.gather(*(self._run(ready[cid], simple[cid]) for cid in runnable),
+                                       return_exceptions=True)
+        sessions: list[CustomerSession] = []
+        for cid, result in zip(runnable, results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                raise result
+            if isinstance(result, BaseException):
+                left[cid] = simple[cid]
+            else:
+                sessions.append(result)
+        async with self.customers.writes() as pipe:
+            for session in sessions:
+                await self._write(pipe, session)
+        for session in sessions:
+            self._account(session)
+            await self._merge_identified(session)
+        return left
+
+    async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem]) -> CustomerSession:
+        session = CustomerSession(self, snapshot)
+        for item in items:
+            await session.apply(item)
+        return session
+
+    async def _write(self, writes: Writes, session: CustomerSession) -> None:
+        """Queue a session's writes: new timers first (a timer for a state never committed is found stale and
+        ignored), then the commit, then the removal of timers no longer needed."""
+        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers))
         if session.commit:
-            await self.customers.commit(customer_id, session.commit, session.now, self.idempotency_window,
-                                        new=not snapshot.exists)
-        if session.old_timers:
-            await self.queue.cancel((t.customer_id, t.instance_id, t.token) for t in session.old_timers)
+            await self.customers.commit(writes, session.customer_id, session.commit, session.now,
+                                        self.idempotency_window, new=not session.snapshot.exists)
+        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token) for t in session.old_timers))
+
+    def _account(self, session: CustomerSession) -> None:
+        """Counters and running-journey index changes, written by the next `flush`."""
         for journey_id, counters in session.stats.items():
             self._stats[journey_id].update(counters)
-        before = {raw["journey"] for raw in snapshot.instances.values()}
+        before = {raw["journey"] for raw in session.snapshot.instances.values()}
         after = {instance.journey for instance in session.instances.values()}
         if before != after:
-            self._active.append((customer_id, after - before, before - after))
-        for visitor in session.identified:
-            await self.identity.link(customer_id, [("anon", visitor)])
-            await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
-        return False
+            self._active.append((session.customer_id, after - before, before - after))
 
     async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> None:
         """The visitor's side of a merge: send everything to the known customer, leave a tombstone."""

@@ -92,7 +92,8 @@ class Worker:
         by_customer: dict[str, list[WorkItem]] = {}
         for item in items:
             by_customer.setdefault(item.customer_id, []).append(item)
-        await asyncio.gather(*(self._apply(cid, its) for cid, its in by_customer.items()))
+        left = await self._engine.apply_batch(by_customer)
+        await asyncio.gather(*(self._apply(cid, its) for cid, its in left.items()))
         await self._engine.flush()
         await self._queue.acknowledge(items)
         self.processed += len(items)

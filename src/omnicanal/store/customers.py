@@ -7,9 +7,14 @@ guarded by `claim_message`, see engine/delivery.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.asyncio import RedisCluster
 
 from omnicanal.policy import consent
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
@@ -81,6 +86,16 @@ def dumps(value: Any) -> str:
 
 
 @dataclass(slots=True)
+class Writes:
+    """Where a batch's writes go: `before` the commits (new timers), the commits, `after` them (cancelled
+    timers, the customer list). `scripts` is None when everything shares one pipeline."""
+
+    before: Any
+    after: Any
+    scripts: list[Callable[[], Awaitable[Any]]] | None
+
+
+@dataclass(slots=True)
 class Snapshot:
     """What the worker needs to apply an event to one customer."""
 
@@ -132,21 +147,74 @@ class CustomerStore:
     def keys(self, customer_id: str) -> CustomerKeys:
         return self._keys.customer(customer_id)
 
-    async def snapshot(self, customer_id: str, event_ids: list[str]) -> Snapshot:
-        k = self.keys(customer_id)
-        keys = [k.profile, k.attrs, k.instances, k.entries, k.seen]
-        profile, attrs, instances, entries, seen = await call(self._snapshot(keys=keys, args=event_ids))
-        return Snapshot(
-            customer_id=customer_id,
-            profile=_decode_profile(_pairs(profile)),
-            attributes={name: json.loads(v) for name, v in _pairs(attrs).items()},
-            instances={iid: json.loads(v) for iid, v in _pairs(instances).items()},
-            entries={jid: float(v) for jid, v in _pairs(entries).items()},
-            seen=set(seen),
-        )
+    async def prepare(self) -> None:
+        """Load the scripts on every primary: pipelines (on a Cluster above all) cannot load them half-way."""
+        for script in (_SNAPSHOT, _COMMIT):
+            await call(self._redis.script_load(script))
 
-    async def commit(self, customer_id: str, commit: Commit, now: float, seen_window: float, new: bool) -> None:
-        """Apply a Commit atomically (one script); a `new` customer gets its creation time and is listed."""
+    async def snapshot(self, customer_id: str, event_ids: list[str]) -> Snapshot:
+        found = (await self.snapshots({customer_id: event_ids}))[customer_id]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    async def snapshots(self, wanted: dict[str, list[str]]) -> dict[str, Snapshot | Exception]:
+        """The snapshots of many customers (with which of their event ids were applied), in one round trip
+        (on a Cluster, one concurrent script call each: its client cannot pipeline scripts). A customer whose
+        stored state cannot be read gets the error instead, so one corrupted record stops only its owner."""
+        def keys(customer_id: str) -> list[str]:
+            k = self.keys(customer_id)
+            return [k.profile, k.attrs, k.instances, k.entries, k.seen]
+
+        async with translated():
+            if isinstance(self._redis, RedisCluster):
+                calls = (self._snapshot(keys=keys(cid), args=ids) for cid, ids in wanted.items())
+                answers = list(await asyncio.gather(*calls))
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for cid, ids in wanted.items():
+                        await self._snapshot(keys=keys(cid), args=ids, client=pipe)
+                    answers = await pipe.execute()
+        return {cid: self._decode_snapshot(cid, answer) for cid, answer in zip(wanted, answers, strict=True)}
+
+    @staticmethod
+    def _decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception:
+        try:
+            profile, attrs, instances, entries, seen = answer
+            return Snapshot(
+                customer_id=customer_id,
+                profile=_decode_profile(_pairs(profile)),
+                attributes={name: json.loads(v) for name, v in _pairs(attrs).items()},
+                instances={iid: json.loads(v) for iid, v in _pairs(instances).items()},
+                entries={jid: float(v) for jid, v in _pairs(entries).items()},
+                seen=set(seen),
+            )
+        except (ValueError, TypeError) as exc:  # JSON that is not, a record of the wrong shape
+            return exc
+
+    @asynccontextmanager
+    async def writes(self) -> AsyncIterator[Writes]:
+        """The writes of a whole batch, sent when the block ends: on one Redis in a single round trip, in the
+        order queued; on a Cluster (whose client cannot pipeline scripts) in three steps, `before`, the
+        scripts, `after` — either way every customer's timers land before its commit."""
+        if isinstance(self._redis, RedisCluster):
+            async with translated(), self._redis.pipeline() as before, self._redis.pipeline() as after:
+                writes = Writes(before, after, [])
+                yield writes
+                if len(before):
+                    await before.execute()
+                await asyncio.gather(*(script() for script in writes.scripts or ()))
+                if len(after):
+                    await after.execute()
+            return
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            yield Writes(pipe, pipe, None)
+            if len(pipe):
+                await pipe.execute()
+
+    async def commit(self, writes: Writes, customer_id: str, commit: Commit, now: float, seen_window: float,
+                     new: bool) -> None:
+        """Queue a Commit on `pipe`: atomic (one script); a `new` customer gets its creation time and is listed."""
         k = self.keys(customer_id)
         kept = {name: dumps(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
@@ -160,9 +228,12 @@ class CustomerStore:
             *_section([name for name, value in commit.attributes.items() if value is None], 1),
         ]
         keys = [k.profile, k.attrs, k.instances, k.entries, k.timeline, k.seen]
-        await call(self._commit(keys=keys, args=args))
+        if writes.scripts is not None:
+            writes.scripts.append(lambda: self._commit(keys=keys, args=args))
+        else:
+            await self._commit(keys=keys, args=args, client=writes.before)
         if new:
-            await call(self._redis.sadd(self._keys.customers, customer_id))
+            writes.after.sadd(self._keys.customers, customer_id)
 
     @staticmethod
     def _write_attributes(pipe: Any, k: CustomerKeys, attributes: dict[str, Any]) -> None:

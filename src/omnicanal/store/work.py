@@ -173,18 +173,15 @@ class WorkQueue:
                 pipe.xdel(stream, *ids)
             await pipe.execute()
 
-    async def schedule(self, timers: Iterable[tuple[str, str, str, float]]) -> None:
-        """Add (customer, instance, token, due) timers; adding the same one twice is harmless."""
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for customer_id, instance_id, token, due in timers:
-                pipe.zadd(self.partition(customer_id).timers, {timer_member(customer_id, instance_id, token): due})
-            await pipe.execute()
+    def schedule(self, pipe: Any, timers: Iterable[tuple[str, str, str, float]]) -> None:
+        """Queue on `pipe` the addition of (customer, instance, token, due) timers (idempotent)."""
+        for customer_id, instance_id, token, due in timers:
+            pipe.zadd(self.partition(customer_id).timers, {timer_member(customer_id, instance_id, token): due})
 
-    async def cancel(self, timers: Iterable[tuple[str, str, str]]) -> None:
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for customer_id, instance_id, token in timers:
-                pipe.zrem(self.partition(customer_id).timers, timer_member(customer_id, instance_id, token))
-            await pipe.execute()
+    def cancel(self, pipe: Any, timers: Iterable[tuple[str, str, str]]) -> None:
+        """Queue on `pipe` the removal of timers no longer needed."""
+        for customer_id, instance_id, token in timers:
+            pipe.zrem(self.partition(customer_id).timers, timer_member(customer_id, instance_id, token))
 
     async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> int:
         """Move the timers of these partitions due at `now` into their streams; returns how many fired."""
