@@ -219,3 +219,21 @@ async def test_whatsapp_outside_the_window_sends_the_approved_template(start_api
     [message] = twilio.messages
     assert message["ContentSid"].startswith("HX") and "Body" not in message
     assert '"2": "T-1"' in message["ContentVariables"]
+
+
+async def test_a_providers_rate_limit_spreads_the_sends(project: Path, start_api: StartApi,
+                                                       twilio: TwilioStandIn) -> None:
+    write_journey(project, "promo", """
+id: promo
+trigger: {event: promo}
+steps:
+  - send: {template: welcome_offer, channels: [sms]}
+""")
+    api = await start_api(channels={"sms": "twilio_sms"}, rate_limits={"twilio_sms": "2"})
+    for n in range(5):
+        await api.put_customer(f"r{n}", {"addresses": {"sms": PHONE}})
+        await api.event("promo", f"r{n}")
+    for n in range(5):
+        await api.wait_until(f"r{n}", journey_ended("promo"))
+    seconds = sorted({int(received.at) for received in twilio.received})
+    assert len(twilio.received) == 5 and len(seconds) >= 3  # at most 2 a second: 5 sends need 3 seconds

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -31,6 +32,8 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)
+    """When it arrived (wall clock), for tests of pacing."""
 
     @property
     def form(self) -> dict[str, str]:
