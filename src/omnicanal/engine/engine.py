@@ -99,10 +99,11 @@ class Engine:
             await self.identity.link(session.customer_id, [("anon", visitor)])
             await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
 
-    async def apply_batch(self, work: dict[str, list[WorkItem]]) -> dict[str, list[WorkItem]]:
+    async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore) -> dict[str, list[WorkItem]]:
         """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
         one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
-        away (their work is forwarded there), and customers whose session failed (retried there)."""
+        away (their work is forwarded there), and customers whose session failed (retried there). `limit` bounds
+        how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
         left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
         simple = {cid: items for cid, items in work.items() if cid not in left}
         snapshots = await self.customers.snapshots(
@@ -111,7 +112,7 @@ class Engine:
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
         runnable = list(ready)
         left.update({cid: items for cid, items in simple.items() if cid not in ready})
-        results = await asyncio.gather(*(self._run(ready[cid], simple[cid]) for cid in runnable),
+        results = await asyncio.gather(*(self._run(ready[cid], simple[cid], limit) for cid in runnable),
                                        return_exceptions=True)
         sessions: list[CustomerSession] = []
         for cid, result in zip(runnable, results, strict=True):
@@ -129,11 +130,12 @@ class Engine:
             await self._merge_identified(session)
         return left
 
-    async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem]) -> CustomerSession:
-        session = CustomerSession(self, snapshot)
-        for item in items:
-            await session.apply(item)
-        return session
+    async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem], limit: asyncio.Semaphore) -> CustomerSession:
+        async with limit:
+            session = CustomerSession(self, snapshot)
+            for item in items:
+                await session.apply(item)
+            return session
 
     async def _write(self, writes: Writes, session: CustomerSession) -> None:
         """Queue a session's writes: new timers first (a timer for a state never committed is found stale and

@@ -92,7 +92,7 @@ class Worker:
         by_customer: dict[str, list[WorkItem]] = {}
         for item in items:
             by_customer.setdefault(item.customer_id, []).append(item)
-        left = await self._engine.apply_batch(by_customer)
+        left = await self._engine.apply_batch(by_customer, self._limit)
         await asyncio.gather(*(self._apply(cid, its) for cid, its in left.items()))
         await self._engine.flush()
         await self._queue.acknowledge(items)

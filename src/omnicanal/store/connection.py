@@ -34,6 +34,12 @@ _UNAVAILABLE = (
 )
 
 
+MAX_CONNECTIONS = 128
+"""Connections per process; the worker runs at most WORKER_CONCURRENCY customers at once, each one call at a time."""
+POOL_WAIT = 10.0
+"""Seconds a call waits for a free connection before the store counts as unavailable."""
+
+
 def open_redis(url: str | None) -> Redis:
     """A client for `url`, or an embedded in-process store when `url` is empty."""
     if not url:
@@ -47,8 +53,12 @@ def open_redis(url: str | None) -> Redis:
             f"{CLUSTER_SCHEMES[scheme]}://{rest}", decode_responses=True, protocol=2, socket_connect_timeout=2,
             socket_timeout=5,
         )
-    return redis.Redis.from_url(
+    # A blocking pool: under a burst, a call waits for a free connection instead of failing with "Too many
+    # connections" (which the API would have to answer with 503).
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
         decode_responses=True,
         protocol=2,
         socket_connect_timeout=2,
@@ -56,6 +66,7 @@ def open_redis(url: str | None) -> Redis:
         health_check_interval=15,
         retry_on_timeout=False,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 @asynccontextmanager

@@ -193,8 +193,12 @@ class WorkQueue:
 
     async def append(self, items: Iterable[WorkItem]) -> None:
         """Add work items to their customers' partitions, in order, in one round trip."""
+        batch = list(items)
+        if len(batch) == 1:  # the single-event API path: a pipeline would only add its own overhead
+            await call(self._redis.xadd(self.partition(batch[0].customer_id).work, _encode(batch[0])))
+            return
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for item in items:
+            for item in batch:
                 pipe.xadd(self.partition(item.customer_id).work, _encode(item))
             await pipe.execute()
 
