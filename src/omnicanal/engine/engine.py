@@ -43,17 +43,13 @@ class Engine:
     identity: IdentityIndex
     merges: CustomerMerge
     _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    _active: list[tuple[str, set[str], set[str]]] = field(default_factory=list)
 
     async def flush(self) -> None:
-        """Write the counters and the running-journey index of everything applied since the last flush, in
-        one round trip for a whole batch (they are statistics and an index: losing some to a crash is fine)."""
+        """Write the counters of everything applied since the last flush, in one round trip for a whole batch.
+        They are statistics: a crash before the flush loses some, and a replay may count twice."""
         stats, self._stats = self._stats, defaultdict(Counter)
-        active, self._active = self._active, []
         await self.journey_store.record(
-            {jid: {name: delta for name, delta in counters.items() if delta} for jid, counters in stats.items()},
-            active,
-        )
+            {jid: {name: delta for name, delta in counters.items() if delta} for jid, counters in stats.items()})
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -90,14 +86,7 @@ class Engine:
         async with self.customers.writes() as pipe:
             await self._write(pipe, session)
         self._account(session)
-        await self._merge_identified(session)
         return False
-
-    async def _merge_identified(self, session: CustomerSession) -> None:
-        """Anonymous ids the customer's `identify` events named: link them, ask their owners to hand over."""
-        for visitor in session.identified:
-            await self.identity.link(session.customer_id, [("anon", visitor)])
-            await self.queue.append([WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
 
     async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore) -> dict[str, list[WorkItem]]:
         """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
@@ -127,7 +116,6 @@ class Engine:
                 await self._write(pipe, session)
         for session in sessions:
             self._account(session)
-            await self._merge_identified(session)
         return left
 
     async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem], limit: asyncio.Semaphore) -> CustomerSession:
@@ -138,22 +126,32 @@ class Engine:
             return session
 
     async def _write(self, writes: Writes, session: CustomerSession) -> None:
-        """Queue a session's writes: new timers first (a timer for a state never committed is found stale and
-        ignored), then the commit, then the removal of timers no longer needed."""
-        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers))
-        if session.commit:
-            await self.customers.commit(writes, session.customer_id, session.commit, session.now,
-                                        self.idempotency_window, new=not session.snapshot.exists)
-        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token) for t in session.old_timers))
+        """Queue a session's writes around its commit so that a crash between any two of them is harmless.
 
-    def _account(self, session: CustomerSession) -> None:
-        """Counters and running-journey index changes, written by the next `flush`."""
-        for journey_id, counters in session.stats.items():
-            self._stats[journey_id].update(counters)
+        Before the commit, what a replay could not redo once the commit marks the work done: new timers (one for
+        a state never committed is found stale and ignored), journeys joined in the running-journey index, and
+        merges asked for by `identify` (one asked twice is done once). After it, what may safely be left undone:
+        the removal of timers no longer needed, and of journeys left from the index (a drain of a customer no
+        longer in the journey does nothing).
+        """
+        customer_id = session.customer_id
+        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers))
         before = {raw["journey"] for raw in session.snapshot.instances.values()}
         after = {instance.journey for instance in session.instances.values()}
-        if before != after:
-            self._active.append((session.customer_id, after - before, before - after))
+        self.journey_store.mark_active(writes.before, customer_id, after - before)
+        for visitor in session.identified:
+            self.identity.link_into(writes.before, customer_id, [("anon", visitor)])
+            self.queue.append_into(writes.before, [WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
+        if session.commit:
+            await self.customers.commit(writes, customer_id, session.commit, session.now,
+                                        self.idempotency_window, new=not session.snapshot.exists)
+        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token) for t in session.old_timers))
+        self.journey_store.mark_inactive(writes.after, customer_id, before - after)
+
+    def _account(self, session: CustomerSession) -> None:
+        """Counters, written by the next `flush`."""
+        for journey_id, counters in session.stats.items():
+            self._stats[journey_id].update(counters)
 
     async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> None:
         """The visitor's side of a merge: send everything to the known customer, leave a tombstone."""

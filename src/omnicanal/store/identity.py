@@ -7,6 +7,7 @@ every lookup is checked against the profile it points to before use.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from omnicanal.store.connection import Redis, call, translated
 from omnicanal.store.keys import Keyspace
@@ -20,9 +21,14 @@ class IdentityIndex:
     async def link(self, customer_id: str, identifiers: Iterable[tuple[str, str]]) -> None:
         """Point these identifiers at the customer (the latest profile to claim one wins)."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for kind, value in identifiers:
-                pipe.set(self._keys.identity(kind, value), customer_id)
-            await pipe.execute()
+            self.link_into(pipe, customer_id, identifiers)
+            if len(pipe):
+                await pipe.execute()
+
+    def link_into(self, pipe: Any, customer_id: str, identifiers: Iterable[tuple[str, str]]) -> None:
+        """Queue the links on `pipe`, with other writes."""
+        for kind, value in identifiers:
+            pipe.set(self._keys.identity(kind, value), customer_id)
 
     async def resolve(self, kind: str, value: str) -> str | None:
         found: str | None = await call(self._redis.get(self._keys.identity(kind, value)))

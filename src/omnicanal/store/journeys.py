@@ -7,6 +7,7 @@ version it began with even after the file changed and the daemon restarted.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
 from omnicanal.store.connection import Redis, call, decode_map, translated
 from omnicanal.store.keys import Keyspace
@@ -26,25 +27,31 @@ class JourneyStore:
         )
         return result
 
-    async def record(self, increments: Mapping[str, Mapping[str, int]],
-                     active: Iterable[tuple[str, Iterable[str], Iterable[str]]] = ()) -> None:
-        """In one round trip: counters ({journey: {counter: delta}}) and changes to the per-journey index of
-        customers with a running instance ((customer, journeys joined, journeys left))."""
+    async def record(self, increments: Mapping[str, Mapping[str, int]]) -> None:
+        """Counters ({journey: {counter: delta}}) in one round trip."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             for journey_id, counters in increments.items():
                 for counter, delta in counters.items():
                     pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
-            for customer_id, joined, left in active:
-                for journey_id in joined:
-                    pipe.sadd(self._keys.journey_active(journey_id), customer_id)
-                for journey_id in left:
-                    pipe.srem(self._keys.journey_active(journey_id), customer_id)
             if len(pipe):
                 await pipe.execute()
 
+    def mark_active(self, pipe: Any, customer_id: str, journeys: Iterable[str]) -> None:
+        """Queue on `pipe`: the customer now runs these journeys (the index `journeys drain` walks)."""
+        for journey_id in journeys:
+            pipe.sadd(self._keys.journey_active(journey_id), customer_id)
+
+    def mark_inactive(self, pipe: Any, customer_id: str, journeys: Iterable[str]) -> None:
+        for journey_id in journeys:
+            pipe.srem(self._keys.journey_active(journey_id), customer_id)
+
     async def track_active(self, customer_id: str, joined: Iterable[str], left: Iterable[str]) -> None:
-        """Keep the per-journey index of customers with a running instance (a best-effort index, not state)."""
-        await self.record({}, [(customer_id, joined, left)])
+        """Change the index at once (merges, outside a batch's writes)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            self.mark_active(pipe, customer_id, joined)
+            self.mark_inactive(pipe, customer_id, left)
+            if len(pipe):
+                await pipe.execute()
 
     async def active_customers(self, journey_id: str) -> AsyncIterator[str]:
         key = self._keys.journey_active(journey_id)

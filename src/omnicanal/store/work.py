@@ -191,6 +191,11 @@ class WorkQueue:
             fired += int(await call(self._fire_due(keys=[p.timers, p.work], args=[repr(now), limit])))
         return fired
 
+    def append_into(self, pipe: Any, items: Iterable[WorkItem]) -> None:
+        """Queue on `pipe` the addition of work items (written with other writes of a batch)."""
+        for item in items:
+            pipe.xadd(self.partition(item.customer_id).work, _encode(item))
+
     async def append(self, items: Iterable[WorkItem]) -> None:
         """Add work items to their customers' partitions, in order, in one round trip."""
         batch = list(items)
@@ -198,8 +203,7 @@ class WorkQueue:
             await call(self._redis.xadd(self.partition(batch[0].customer_id).work, _encode(batch[0])))
             return
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for item in batch:
-                pipe.xadd(self.partition(item.customer_id).work, _encode(item))
+            self.append_into(pipe, batch)
             await pipe.execute()
 
     async def append_fallback(self, customer_id: str, message_id: str) -> None:
