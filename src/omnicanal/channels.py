@@ -14,7 +14,7 @@ message instead of sending it, so a journey runs end to end on a laptop with no 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -162,9 +162,6 @@ class ConnectorRegistry:
 
     def for_channel(self, channel: str) -> Connector:
         return self._routes.get(channel, self._fallback)
-
-    def connectors(self) -> Iterable[Connector]:
-        return self._instances.values()
 
     def callback_secret(self, provider: str) -> str | None:
         """The secret to verify a provider's callbacks with, from a configured connector of that provider."""

@@ -31,10 +31,6 @@ class Clock:
     def now_datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), UTC)
 
-    def real_seconds(self, journey_seconds: float) -> float:
-        """How long to really wait for `journey_seconds` of journey time to pass."""
-        return journey_seconds / self.speed
-
     @classmethod
     async def shared(cls, redis: Redis, keys: Keyspace, speed: float) -> Clock:
         """The clock every process of this workspace agrees on."""
@@ -65,9 +61,6 @@ class ManualClock(Clock):
 
     def advance_to(self, moment: float) -> None:
         self._now = max(self._now, moment)
-
-    def real_seconds(self, journey_seconds: float) -> float:
-        return 0.0
 
 
 def iso(timestamp: float) -> str:

@@ -58,11 +58,3 @@ class LeaseStore:
 
     async def release(self, partition: int, worker_id: str) -> None:
         await call(self._release(keys=[self._keys.partition(partition).lease], args=[worker_id]))
-
-    async def owners(self) -> dict[int, str | None]:
-        """Partition -> owning worker (None: free), for status displays and tests."""
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for n in range(self._keys.partitions):
-                pipe.get(self._keys.partition(n).lease)
-            owners = await pipe.execute()
-        return dict(enumerate(owners))
