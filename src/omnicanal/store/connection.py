@@ -66,7 +66,7 @@ def open_redis(url: str | None) -> Redis:
         health_check_interval=15,
         retry_on_timeout=False,
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 @asynccontextmanager
