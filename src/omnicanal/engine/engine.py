@@ -1,14 +1,14 @@
-"""The engine: applies one customer's work items and writes the outcome back.
+"""The engine: applies customers' work items and writes the outcome back.
 
-Order of writes after a customer's items are applied: new timers first (a timer for a state that was never
-committed is recognised as stale and ignored), then the customer's Commit in one transaction, then removal of
-timers that are no longer needed, then counters. A crash between any two leaves a state the re-delivered work
-item repairs.
+Writes are ordered so that a crash between any two is harmless (see `_write`): what a replay could not redo goes
+before the customer's commit, what may be left undone after it. Counters are the exception: they are statistics,
+flushed once per batch, and a crash can lose or (on replay) double some.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -144,7 +144,7 @@ class Engine:
             self.queue.append_into(writes.before, [WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
         if session.commit:
             await self.customers.commit(writes, customer_id, session.commit, session.now,
-                                        self.idempotency_window, new=not session.snapshot.exists)
+                                        time.time() - self.idempotency_window, new=not session.snapshot.exists)
         self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token) for t in session.old_timers))
         self.journey_store.mark_inactive(writes.after, customer_id, before - after)
 

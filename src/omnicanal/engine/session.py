@@ -8,6 +8,7 @@ instance then advances until it waits or ends. All of it is collected into one C
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,7 @@ class CustomerSession:
         event_id = event["id"]
         if event_id in self.snapshot.seen or event_id in self.commit.seen:
             return  # a retry with the same idempotency key, or a re-delivery after a crash
-        self.commit.seen[event_id] = self.now
+        self.commit.seen[event_id] = time.time()  # real time: the idempotency window is a promise to API clients
         self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                     occurred_at=event["timestamp"])
         visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None

@@ -212,13 +212,14 @@ class CustomerStore:
             if len(pipe):
                 await pipe.execute()
 
-    async def commit(self, writes: Writes, customer_id: str, commit: Commit, now: float, seen_window: float,
+    async def commit(self, writes: Writes, customer_id: str, commit: Commit, now: float, seen_since: float,
                      new: bool) -> None:
-        """Queue a Commit on `pipe`: atomic (one script); a `new` customer gets its creation time and is listed."""
+        """Queue a Commit: atomic (one script); a `new` customer gets its creation time and is listed; applied
+        event ids older than `seen_since` (real time) are forgotten."""
         k = self.keys(customer_id)
         kept = {name: dumps(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
-            repr(now), "1" if new else "0", repr(now - seen_window), TIMELINE_LIMIT,
+            repr(now), "1" if new else "0", repr(seen_since), TIMELINE_LIMIT,
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
             *_section([dumps(entry) for entry in commit.timeline], 1),
             *_section([x for iid, i in commit.instances.items() for x in (iid, dumps(i))], 2),
