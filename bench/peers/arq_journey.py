@@ -173,25 +173,15 @@ async def profiles(prefix: str, count: int) -> None:
     await pool.aclose()
 
 
-def cart(customer_id: str) -> dict[str, Any]:
-    return {"cart_id": f"cart-{customer_id}", "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0},
-            {"sku": "SKU-7", "name": "Chaussettes", "price": 12.5}], "total": 101.5}
-
-
-def order(customer_id: str) -> dict[str, Any]:
-    return {"order_id": f"T-{customer_id}", "channel": "store", "store": "Lyon Part-Dieu",
-            "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0}], "total": 89.0}
-
-
 async def steps(prefix: str, count: int, orders_every: int) -> None:
     """N carts; every `orders_every`-th customer also orders at once (before the first wait is over)."""
     pool = await create_pool(redis_settings())
     for start in range(0, count, 500):
         jobs = []
         for i in range(start, min(start + 500, count)):
-            jobs.append(pool.enqueue_job("cart_abandoned", f"{prefix}{i}", cart(f"{prefix}{i}")))
+            jobs.append(pool.enqueue_job("cart_abandoned", f"{prefix}{i}", shop.cart(f"{prefix}{i}")))
             if orders_every and i % orders_every == 0:
-                jobs.append(pool.enqueue_job("order_placed", f"{prefix}{i}", order(f"{prefix}{i}")))
+                jobs.append(pool.enqueue_job("order_placed", f"{prefix}{i}", shop.order(f"{prefix}{i}")))
         await asyncio.gather(*jobs)
     await pool.aclose()
 
@@ -209,7 +199,7 @@ async def burst(prefix: str, count: int, at: float) -> None:
         async with pool.pipeline(transaction=False) as pipe:
             for i in batch:
                 pipe.hset(shop.cart_key(f"{prefix}{i}"), mapping={"state": "waiting_first", "token": f"t{i}",
-                                                                     "cart": json.dumps(cart(f"{prefix}{i}"))})
+                                                                     "cart": json.dumps(shop.cart(f"{prefix}{i}"))})
             await pipe.execute()
         await asyncio.gather(*(pool.enqueue_job("first_wait_over", f"{prefix}{i}", f"t{i}", _defer_until=due)
                                for i in batch))

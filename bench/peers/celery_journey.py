@@ -138,16 +138,6 @@ def web_app() -> web.Application:
     return application
 
 
-def cart(customer_id: str) -> dict[str, Any]:
-    return {"cart_id": f"cart-{customer_id}", "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0},
-            {"sku": "SKU-7", "name": "Chaussettes", "price": 12.5}], "total": 101.5}
-
-
-def order(customer_id: str) -> dict[str, Any]:
-    return {"order_id": f"T-{customer_id}", "channel": "store", "store": "Lyon Part-Dieu",
-            "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0}], "total": 89.0}
-
-
 def profiles(prefix: str, count: int) -> None:
     for start in range(0, count, 1000):
         with db.pipeline(transaction=False) as pipe:
@@ -158,9 +148,9 @@ def profiles(prefix: str, count: int) -> None:
 
 def steps(prefix: str, count: int, orders_every: int) -> None:
     for i in range(count):
-        cart_abandoned.delay(f"{prefix}{i}", cart(f"{prefix}{i}"))
+        cart_abandoned.delay(f"{prefix}{i}", shop.cart(f"{prefix}{i}"))
         if orders_every and i % orders_every == 0:
-            order_placed.delay(f"{prefix}{i}", order(f"{prefix}{i}"))
+            order_placed.delay(f"{prefix}{i}", shop.order(f"{prefix}{i}"))
 
 
 def burst(prefix: str, count: int, at: float) -> None:
@@ -170,7 +160,7 @@ def burst(prefix: str, count: int, at: float) -> None:
         with db.pipeline(transaction=False) as pipe:
             for i in batch:
                 pipe.hset(shop.cart_key(f"{prefix}{i}"), mapping={"state": "waiting_first", "token": f"t{i}",
-                                                                     "cart": json.dumps(cart(f"{prefix}{i}"))})
+                                                                     "cart": json.dumps(shop.cart(f"{prefix}{i}"))})
             pipe.execute()
         for i in batch:
             first_wait_over.apply_async((f"{prefix}{i}", f"t{i}"), eta=due)

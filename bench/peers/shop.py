@@ -116,3 +116,15 @@ def bought_from_cart(order: dict[str, Any], cart: dict[str, Any]) -> bool:
 def discount(cart: dict[str, Any]) -> dict[str, Any]:
     percent = 15 if cart["total"] >= 100 else 10
     return {"percent": percent, "code": f"LUMIERE{percent}"}
+
+
+def cart(customer_id: str) -> dict[str, Any]:
+    """The bench's abandoned cart, the same for both peers (and the engine's run)."""
+    return {"cart_id": f"cart-{customer_id}", "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0},
+            {"sku": "SKU-7", "name": "Chaussettes", "price": 12.5}], "total": 101.5}
+
+
+def order(customer_id: str) -> dict[str, Any]:
+    """The in-store order of the cart's first item."""
+    return {"order_id": f"T-{customer_id}", "channel": "store", "store": "Lyon Part-Dieu",
+            "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0}], "total": 89.0}
