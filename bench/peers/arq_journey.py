@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -207,13 +206,7 @@ async def burst(prefix: str, count: int, at: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["worker", "web", "profiles", "steps", "park", "burst"])
-    parser.add_argument("--port", type=int, default=8720)
-    parser.add_argument("--prefix", default="c")
-    parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--orders-every", type=int, default=4)
-    parser.add_argument("--at", type=float, default=0.0)
+    parser = shop.arguments(__doc__.splitlines()[0], default_port=8720)
     args = parser.parse_args()
     started = time.time()
     if args.command == "worker":

@@ -10,7 +10,6 @@ countdowns longer than an hour (otherwise a waiting task is delivered a second t
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from datetime import UTC, datetime
@@ -167,14 +166,8 @@ def burst(prefix: str, count: int, at: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["worker", "web", "profiles", "steps", "park", "burst"])
-    parser.add_argument("--port", type=int, default=8721)
+    parser = shop.arguments(__doc__.splitlines()[0], default_port=8721)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--prefix", default="c")
-    parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--orders-every", type=int, default=4)
-    parser.add_argument("--at", type=float, default=0.0)
     args = parser.parse_args()
     started = time.time()
     if args.command == "worker":

@@ -12,6 +12,7 @@ order), the copywriting's Jinja2 templates (the same files as the engine's), and
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import uuid
@@ -128,3 +129,15 @@ def order(customer_id: str) -> dict[str, Any]:
     """The in-store order of the cart's first item."""
     return {"order_id": f"T-{customer_id}", "channel": "store", "store": "Lyon Part-Dieu",
             "items": [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0}], "total": 89.0}
+
+
+def arguments(description: str, default_port: int) -> argparse.ArgumentParser:
+    """The command line both peers share (the bench drives them the same way); each adds its own options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("command", choices=["worker", "web", "profiles", "steps", "park", "burst"])
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--prefix", default="c")
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--orders-every", type=int, default=4)
+    parser.add_argument("--at", type=float, default=0.0)
+    return parser
