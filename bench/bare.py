@@ -22,6 +22,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from omnicanal.eventloop import loop_factory
+
 STREAM = "bench:relay"
 GROUP = "relay"
 
@@ -99,11 +101,10 @@ def main() -> None:
     parser.add_argument("--db", type=int, default=15)
     parser.add_argument("--provider", default="http://127.0.0.1:8700/msg")
     args = parser.parse_args()
-    if args.mode == "ingest":
-        web.run_app(ingest_app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
-    else:
-        web.run_app(relay_app(args.db, args.provider), host="127.0.0.1", port=args.port, access_log=None,
-                    print=None)
+    factory = loop_factory()  # the engine's own event loop (uvloop when installed): the same footing
+    loop = factory() if factory else None
+    app = ingest_app() if args.mode == "ingest" else relay_app(args.db, args.provider)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

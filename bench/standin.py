@@ -23,6 +23,8 @@ from collections import Counter
 
 from aiohttp import web
 
+from omnicanal.eventloop import run
+
 OK = b'{"id":"standin"}'
 
 
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    run(serve(args.host, args.port))  # uvloop when installed: the stand-in takes less of the 2 cores
 
 
 if __name__ == "__main__":

@@ -101,17 +101,24 @@ async def test_the_cap_is_atomic_under_concurrent_senders() -> None:
     keys = Keyspace("captest", 4)
     clients = [redis.Redis.from_url(REDIS_URL, decode_responses=True) for _ in range(20)]
     try:
-        await clients[0].delete(keys.customer("racer").sends)
+        racer = keys.customer("racer")
+        await clients[0].delete(racer.sends, racer.messages)
         caps = (Cap(3, 86400.0), Cap(2, 3600.0, "channel"))
         results = await asyncio.gather(*(
-            SendLog(client, keys).admit("racer", f"m{n}", ("sms", "email")[n % 2], "j", 1000.0 + n / 100, caps)
+            SendLog(client, keys).claim("racer", f"m{n}", {"status": "sending"}, ("sms", "email")[n % 2], "j",
+                                        1000.0 + n / 100, caps)
             for n, client in enumerate(clients)
         ))
-        admitted = [n for n, hit in enumerate(results) if hit is None]
+        admitted = [n for n, claim in enumerate(results) if claim.cap is None and claim.previous is None]
         assert len(admitted) == 3
-        assert await clients[0].zcard(keys.customer("racer").sends) == 3
+        assert await clients[0].zcard(racer.sends) == 3
+        records = {mid: json.loads(raw) for mid, raw in (await clients[0].hgetall(racer.messages)).items()}
+        assert sorted(r["status"] for r in records.values()) == ["capped"] * 17 + ["sending"] * 3
+        again = await SendLog(clients[0], keys).claim("racer", f"m{admitted[0]}", {"status": "sending"}, "sms", "j",
+                                                      1001.0, caps)
+        assert again.previous == {"status": "sending"}  # claimed once: a replay never sends again
     finally:
-        await clients[0].delete(keys.customer("racer").sends)
+        await clients[0].delete(racer.sends, racer.messages)
         for client in clients:
             await client.aclose()
 

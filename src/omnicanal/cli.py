@@ -6,7 +6,6 @@ clear line when something is wrong; `--help` on each command says what it does a
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 
 from omnicanal.config import Settings, load_settings
 from omnicanal.errors import OmnicanalError, ProjectError
+from omnicanal.eventloop import run
 from omnicanal.logging import configure_logging
 
 app = typer.Typer(
@@ -54,7 +54,7 @@ def _run_process(role_name: str, config: Path | None, host: str | None, port: in
     settings = _settings(config, host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_process(settings, Role(role_name)))
+        run(run_process(settings, Role(role_name)))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
 
@@ -157,7 +157,7 @@ def simulate(
     configure_logging("error", "console")
     settings = _settings(config, redis_url="", channels={}, port=0)
     try:
-        asyncio.run(run_simulation(settings, journey, scenario, sys.stdout, as_json))
+        run(run_simulation(settings, journey, scenario, sys.stdout, as_json))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
 
@@ -188,7 +188,7 @@ def send_event(
         body["idempotency_key"] = idempotency_key
     base = url or f"http://{settings.host}:{settings.port}"
     try:
-        status, answer = asyncio.run(post_json(f"{base}/v1/events", body, api_key))
+        status, answer = run(post_json(f"{base}/v1/events", body, api_key))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
     typer.echo(json.dumps(answer, ensure_ascii=False))
@@ -210,7 +210,7 @@ def demo(
     configure_logging("warning", "console")
     settings = _settings(None, redis_url="", clock_speed=speed, port=0)
     try:
-        asyncio.run(run_demo(settings, sys.stdout))
+        run(run_demo(settings, sys.stdout))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
 
@@ -227,7 +227,7 @@ def _admin(config: Path | None, job: Any) -> Any:
     """Run an admin coroutine factory with the settings; errors as one line."""
     settings = _settings(config)
     try:
-        return asyncio.run(job(settings))
+        return run(job(settings))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
 

@@ -11,8 +11,10 @@ backoff and jitter) until the retry budget is spent, then the next channel; noth
 quiet hours → the step waits for the window to open; nothing qualifies at all → `suppressed`.
 
 At most once: before the provider is called the message is claimed in Redis under an id derived from the
-instance and the step visit. A replay (re-delivered event after a crash) finds the claim and does not send
-again; a claim still marked `sending` means the process died during the call, so the outcome is `unknown`.
+instance and the step visit — with the frequency-cap check, one script (store/sends.py). A replay (re-delivered
+event after a crash) finds the claim and does not send again; a claim still marked `sending` means the process
+died during the call or before the customer's commit, so the outcome is `unknown`. The record with the
+provider's answer is written with the commit (or at once, with its provider id, where receipts will ask for it).
 """
 
 from __future__ import annotations
@@ -160,16 +162,13 @@ class Delivery:
         now = session.engine.clock.now()
         record: dict[str, Any] = {"status": "sending", "history": [{"status": "sending", "at": now}],
                                   "journey": send.journey.id, "step": send.step_id, "channel": channel}
-        previous = await self._customers.claim_message(session.customer_id, message_id, record)
-        if previous is not None:
-            return await self._replayed(send, previous, message_id, shown, now)
-        if send.action.purpose == "marketing":
-            caps = (*self._caps, *send.journey.caps)
-            hit = await self._sends.admit(session.customer_id, message_id, channel, send.journey.id, now, caps)
-            if hit is not None:
-                await self._customers.save_message(session.customer_id, message_id, {**record, "status": "capped"})
-                send.skipped.append({"channel": channel, "reason": f"frequency cap {hit}"})
-                return "next"
+        caps = (*self._caps, *send.journey.caps) if send.action.purpose == "marketing" else ()
+        claim = await self._sends.claim(session.customer_id, message_id, record, channel, send.journey.id, now, caps)
+        if claim.previous is not None:
+            return await self._replayed(send, claim.previous, message_id, shown, now)
+        if claim.cap is not None:
+            send.skipped.append({"channel": channel, "reason": f"frequency cap {claim.cap}"})
+            return "next"
         connector = self._connectors.for_channel(channel)
         await self._rates.acquire(connector.name, connector.rate_limit)
         message = OutboundMessage(id=message_id, customer_id=session.customer_id, channel=channel, to=candidate.to,
@@ -188,13 +187,14 @@ class Delivery:
                                   **({"error": str(error)} if error else {})})
         if provider_id:
             record["provider_id"] = provider_id
-            if connector.provider:  # its provider calls back with receipts: they must find the message
-                await self._customers.index_provider_id(provider_id, session.customer_id, message_id)
         if status != "failed" and candidate.later:  # what the fallback needs, should the message not arrive
             record["fallback"] = {"journey": send.journey.id, "version": send.journey.version, "step": send.step_id,
                                   "channels": list(candidate.later), "event": send.instance.event,
                                   "vars": send.instance.vars}
-        await self._customers.save_message(session.customer_id, message_id, record)
+        if provider_id and connector.provider:  # its provider calls back with receipts: they must find the message
+            await self._customers.save_sent_message(session.customer_id, message_id, record, provider_id)
+        else:  # written with the customer's commit; a crash before it leaves the claim, read as `unknown`
+            session.commit.messages[message_id] = record
         fallback_after = getattr(send.action, "fallback_after", None)
         if status != "failed" and candidate.later and fallback_after:
             session.schedule(message_id, FALLBACK_TOKEN, session.now + fallback_after)

@@ -2,13 +2,12 @@
 
 Reads come as one snapshot (one pipelined round trip); the worker's changes go back as one MULTI/EXEC on the
 customer's slot, so a crash leaves either all of an event's effects or none of them (sends excepted: those are
-guarded by `claim_message`, see engine/delivery.py).
+guarded by their claim, see store/sends.py and engine/delivery.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 from redis.asyncio import RedisCluster
 
 from omnicanal.policy import consent
+from omnicanal.store.codec import dumps, loads
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
@@ -41,10 +41,10 @@ out[5] = seen
 return out
 """
 
-# KEYS: profile, attrs, instances, entries, timeline, seen; ARGV: now, created (0/1: create the profile),
-# oldest seen score kept, timeline limit, then sections, each a count followed by its items:
+# KEYS: profile, attrs, instances, entries, timeline, seen, messages; ARGV: now, created (0/1: create the
+# profile), oldest seen score kept, timeline limit, then sections, each a count followed by its items:
 # seen (id, score), timeline entries, instances to set (id, json), instances to delete (id),
-# entries (journey, at), attributes to set (name, json), attributes to delete (name).
+# entries (journey, at), attributes to set (name, json), attributes to delete (name), messages (id, json).
 # A script rather than MULTI: one command to encode and parse instead of eight, same atomicity.
 _COMMIT = """
 local i = 5
@@ -73,16 +73,13 @@ section(1, function(items) redis.call('HDEL', KEYS[3], unpack(items)) end)
 section(2, function(items) redis.call('HSET', KEYS[4], unpack(items)) end)
 section(2, function(items) redis.call('HSET', KEYS[2], unpack(items)) end)
 section(1, function(items) redis.call('HDEL', KEYS[2], unpack(items)) end)
+section(2, function(items) redis.call('HSET', KEYS[7], unpack(items)) end)
 return 1
 """
 
 
 def _section(pairs: list[Any], width: int) -> list[Any]:
     return [len(pairs) // width, *pairs]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(slots=True)
@@ -121,9 +118,12 @@ class Commit:
     ended: set[str] = field(default_factory=set)
     entries: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Records of messages sent (their claim was written before the provider call)."""
 
     def __bool__(self) -> bool:
-        return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes)
+        return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
+                    or self.messages)
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -132,7 +132,7 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 
 def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
-    return {k: json.loads(v) if k in PROFILE_JSON_FIELDS else v for k, v in raw.items()}
+    return {k: loads(v) if k in PROFILE_JSON_FIELDS else v for k, v in raw.items()}
 
 
 class CustomerStore:
@@ -184,8 +184,8 @@ class CustomerStore:
             return Snapshot(
                 customer_id=customer_id,
                 profile=_decode_profile(_pairs(profile)),
-                attributes={name: json.loads(v) for name, v in _pairs(attrs).items()},
-                instances={iid: json.loads(v) for iid, v in _pairs(instances).items()},
+                attributes={name: loads(v) for name, v in _pairs(attrs).items()},
+                instances={iid: loads(v) for iid, v in _pairs(instances).items()},
                 entries={jid: float(v) for jid, v in _pairs(entries).items()},
                 seen=set(seen),
             )
@@ -227,8 +227,9 @@ class CustomerStore:
             *_section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
             *_section([x for pair in kept.items() for x in pair], 2),
             *_section([name for name, value in commit.attributes.items() if value is None], 1),
+            *_section([x for mid, record in commit.messages.items() for x in (mid, dumps(record))], 2),
         ]
-        keys = [k.profile, k.attrs, k.instances, k.entries, k.timeline, k.seen]
+        keys = [k.profile, k.attrs, k.instances, k.entries, k.timeline, k.seen, k.messages]
         if writes.scripts is not None:
             writes.scripts.append(lambda: self._commit(keys=keys, args=args))
         else:
@@ -256,10 +257,10 @@ class CustomerStore:
             raw_addresses, raw_consents = await call(self._redis.hmget(k.profile, ["addresses", "consents"]))
             fields = dict(fields)
             if "addresses" in fields:
-                merged = {**(json.loads(raw_addresses) if raw_addresses else {}), **fields["addresses"]}
+                merged = {**(loads(raw_addresses) if raw_addresses else {}), **fields["addresses"]}
                 fields["addresses"] = {ch: a for ch, a in merged.items() if a not in (None, [], "")}
             if "consents" in fields:
-                fields["consents"] = consent.merge(json.loads(raw_consents) if raw_consents else {},
+                fields["consents"] = consent.merge(loads(raw_consents) if raw_consents else {},
                                                    fields["consents"])
         encoded: FieldMap = {name: dumps(v) if name in PROFILE_JSON_FIELDS else str(v) for name, v in fields.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
@@ -281,8 +282,8 @@ class CustomerStore:
             pipe.lrange(k.timeline, 0, -1)
             pipe.hgetall(k.messages)
             raw_entries, raw_messages = await pipe.execute()
-        messages = {mid: json.loads(v) for mid, v in decode_map(raw_messages).items()}
-        entries = [json.loads(raw) for raw in raw_entries]
+        messages = {mid: loads(v) for mid, v in decode_map(raw_messages).items()}
+        entries = [loads(raw) for raw in raw_entries]
         for entry in entries:
             record = messages.get(entry.get("message_id", ""))
             if entry.get("kind") == "message" and record:
@@ -294,7 +295,7 @@ class CustomerStore:
         """Forget an address the provider says is dead (an unregistered push token, an unknown number)."""
         k = self.keys(customer_id)
         raw = await call(self._redis.hget(k.profile, "addresses"))
-        addresses = json.loads(raw) if raw else {}
+        addresses = loads(raw) if raw else {}
         value = addresses.get(channel)
         if isinstance(value, list) and address in value:
             value.remove(address)
@@ -304,10 +305,14 @@ class CustomerStore:
             return
         await call(self._redis.hset(k.profile, "addresses", dumps({c: a for c, a in addresses.items() if a})))
 
-    async def index_provider_id(self, provider_id: str, customer_id: str, message_id: str) -> None:
-        """Remember whose message a provider id is, for its delivery receipts (kept 30 days)."""
-        key = self._keys.provider_message(provider_id)
-        await call(self._redis.set(key, f"{customer_id}|{message_id}", ex=30 * 86400))
+    async def save_sent_message(self, customer_id: str, message_id: str, record: dict[str, Any],
+                                provider_id: str) -> None:
+        """Save a message's record and remember whose message its provider id is (kept 30 days), in one round
+        trip, before the provider's receipts can ask."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys(customer_id).messages, message_id, dumps(record))
+            pipe.set(self._keys.provider_message(provider_id), f"{customer_id}|{message_id}", ex=30 * 86400)
+            await pipe.execute()
 
     async def message_of_provider_id(self, provider_id: str) -> tuple[str, str] | None:
         raw = await call(self._redis.get(self._keys.provider_message(provider_id)))
@@ -318,7 +323,7 @@ class CustomerStore:
 
     async def message(self, customer_id: str, message_id: str) -> dict[str, Any] | None:
         raw = await call(self._redis.hget(self.keys(customer_id).messages, message_id))
-        return json.loads(raw) if raw else None
+        return loads(raw) if raw else None
 
     async def record_status(self, customer_id: str, message_id: str, status: str, at: float,
                             error_code: str | None = None) -> dict[str, Any] | None:
@@ -331,15 +336,6 @@ class CustomerStore:
             record["status"] = status
             await self.save_message(customer_id, message_id, record)
         return record
-
-    async def claim_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Reserve a send before calling the provider; the existing record when it was reserved before."""
-        key = self.keys(customer_id).messages
-        async with translated():
-            if await self._redis.hsetnx(key, message_id, dumps(record)):
-                return None
-            existing = await self._redis.hget(key, message_id)
-        return json.loads(existing) if existing else None
 
     async def save_message(self, customer_id: str, message_id: str, record: dict[str, Any]) -> None:
         await call(self._redis.hset(self.keys(customer_id).messages, message_id, dumps(record)))

@@ -14,18 +14,18 @@ two atomic steps, each applied in its customer's order by the worker that owns i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from omnicanal.store.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.customers import PROFILE_JSON_FIELDS, dumps
+from omnicanal.store.customers import PROFILE_JSON_FIELDS
 from omnicanal.store.keys import Keyspace
 
 MERGED_INTO = "merged_into"
 
 
 def _json_map(raw: Any) -> dict[str, Any]:
-    return {name: json.loads(value) for name, value in decode_map(raw).items()}
+    return {name: loads(value) for name, value in decode_map(raw).items()}
 
 
 class CustomerMerge:
@@ -47,11 +47,11 @@ class CustomerMerge:
             pipe.zrange(k.sends, 0, -1, withscores=True)
             profile, attrs, instances, entries, timeline, messages, seen, sends = await pipe.execute()
         return {
-            "profile": {n: json.loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in decode_map(profile).items()},
+            "profile": {n: loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in decode_map(profile).items()},
             "attributes": _json_map(attrs),
             "instances": _json_map(instances),
             "entries": {journey: float(at) for journey, at in decode_map(entries).items()},
-            "timeline": [json.loads(entry) for entry in timeline],
+            "timeline": [loads(entry) for entry in timeline],
             "messages": _json_map(messages),
             "seen": dict(seen),
             "sends": dict(sends),

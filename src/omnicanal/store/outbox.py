@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from omnicanal.store.codec import dumps, loads
 from omnicanal.store.connection import Redis, call, translated
 from omnicanal.store.keys import Keyspace
 
@@ -19,10 +19,10 @@ class OutboxStore:
 
     async def append(self, record: dict[str, Any]) -> None:
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(self._key, json.dumps(record, ensure_ascii=False, default=str))
+            pipe.rpush(self._key, dumps(record))
             pipe.ltrim(self._key, -OUTBOX_LIMIT, -1)
             await pipe.execute()
 
     async def records(self) -> list[dict[str, Any]]:
         raw = await call(self._redis.lrange(self._key, 0, -1))
-        return [json.loads(item) for item in raw]
+        return [loads(item) for item in raw]

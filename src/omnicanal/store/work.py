@@ -12,7 +12,6 @@ pollers, and a million waiting customers cost Redis memory only.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
+from omnicanal.store.codec import dumps, loads
 from omnicanal.store.connection import FieldMap, Redis, call, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 
@@ -64,9 +64,9 @@ FALLBACK_TOKEN = "fallback"
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
-        return {"k": "event", "c": item.customer_id, "d": json.dumps(item.event, ensure_ascii=False)}
+        return {"k": "event", "c": item.customer_id, "d": dumps(item.event)}
     if item.kind != "timer":
-        return {"k": item.kind, "c": item.customer_id, "d": json.dumps(item.payload, ensure_ascii=False, default=str)}
+        return {"k": item.kind, "c": item.customer_id, "d": dumps(item.payload)}
     return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
 
 
@@ -154,9 +154,9 @@ class WorkQueue:
     @staticmethod
     def _item(partition: int, entry_id: str, fields: dict[str, str]) -> WorkItem:
         if fields["k"] == "event":
-            return WorkItem(partition, entry_id, "event", fields["c"], event=json.loads(fields["d"]))
+            return WorkItem(partition, entry_id, "event", fields["c"], event=loads(fields["d"]))
         if fields["k"] != "timer":
-            return WorkItem(partition, entry_id, fields["k"], fields["c"], payload=json.loads(fields["d"]))
+            return WorkItem(partition, entry_id, fields["k"], fields["c"], payload=loads(fields["d"]))
         customer_id, instance_id, token = fields["m"].split("|", 2)
         return WorkItem(partition, entry_id, "timer", customer_id, instance_id=instance_id, token=token)
 
