@@ -31,7 +31,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from omnicanal.errors import ConfigError, Problem, TemplateError
-from omnicanal.expressions import context, make_sandbox
+from omnicanal.expressions import make_sandbox
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LOCALE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
@@ -104,12 +104,8 @@ class _Field:
     may_be_empty: bool  # values inside push data / webhook payload may; a message text may not
 
     def render(self, scope: Mapping[str, Any]) -> str:
-        template = self.template
         try:
-            try:
-                text = template.environment.concat(template.root_render_func(context(template, scope))).strip()
-            except Exception:
-                template.environment.handle_exception()  # re-raised with the traceback on template lines
+            text = self.template.render(scope).strip()
         except jinja2.UndefinedError as exc:
             raise self._error(str(exc), exc) from exc
         except Exception as exc:  # sandbox violations, type errors in filters...: none may escape untyped

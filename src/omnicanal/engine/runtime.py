@@ -127,7 +127,6 @@ class Runtime:
             await call(redis.ping())
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
             customers = CustomerStore(redis, keys)
-            await customers.prepare()
             queue = WorkQueue(redis, keys)
             journey_store = JourneyStore(redis, keys)
             registry = JourneyRegistry(journey_store)

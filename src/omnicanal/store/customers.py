@@ -17,7 +17,7 @@ from redis.asyncio import RedisCluster
 
 from omnicanal.policy import consent
 from omnicanal.store.codec import dumps, loads
-from omnicanal.store.connection import FieldMap, Redis, call, decode_map, translated
+from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
 PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents", "merged_from")
@@ -147,11 +147,6 @@ class CustomerStore:
     def keys(self, customer_id: str) -> CustomerKeys:
         return self._keys.customer(customer_id)
 
-    async def prepare(self) -> None:
-        """Load the scripts on every primary: pipelines (on a Cluster above all) cannot load them half-way."""
-        for script in (_SNAPSHOT, _COMMIT):
-            await call(self._redis.script_load(script))
-
     async def snapshot(self, customer_id: str, event_ids: list[str]) -> Snapshot:
         found = (await self.snapshots({customer_id: event_ids}))[customer_id]
         if isinstance(found, Exception):
@@ -173,7 +168,7 @@ class CustomerStore:
             else:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for cid, ids in wanted.items():
-                        await self._snapshot(keys=keys(cid), args=ids, client=pipe)
+                        queue_script(pipe, _SNAPSHOT, keys(cid), ids)
                     answers = await pipe.execute()
         return {cid: self._decode_snapshot(cid, answer) for cid, answer in zip(wanted, answers, strict=True)}
 
@@ -233,7 +228,7 @@ class CustomerStore:
         if writes.scripts is not None:
             writes.scripts.append(lambda: self._commit(keys=keys, args=args))
         else:
-            await self._commit(keys=keys, args=args, client=writes.before)
+            queue_script(writes.before, _COMMIT, keys, args)
         if new:
             writes.after.sadd(self._keys.customers, customer_id)
 

@@ -31,6 +31,7 @@ class RateLimiter:
         self._overrides = dict(overrides)
         self._reserved: dict[str, tuple[int, int]] = {}
         """connector -> (second, sends this worker reserved for that second and has not spent yet)."""
+        self._refills: dict[str, asyncio.Lock] = {}
 
     async def acquire(self, connector: str, default: float | None) -> None:
         """Return once a send through `connector` fits its per-second budget."""
@@ -39,20 +40,31 @@ class RateLimiter:
             return
         per_second = max(1, math.floor(limit))
         chunk = max(1, min(RESERVATION_MAX, per_second // RESERVATION_SHARE))
+        refill = self._refills.setdefault(connector, asyncio.Lock())
         while True:
-            now = time.time()
-            second = int(now)
-            held_second, left = self._reserved.get(connector, (second, 0))
-            if held_second == second and left > 0:
-                self._reserved[connector] = (second, left - 1)
+            if self._spend(connector):
                 return
-            key = self._keys.rate(connector, second)
-            async with translated(), self._redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(key, chunk)
-                pipe.expire(key, 2)
-                count, _ = await pipe.execute()
-            granted = min(chunk, per_second - (count - chunk))
-            if granted > 0:
-                self._reserved[connector] = (second, granted - 1)
-                return
-            await asyncio.sleep(second + 1 - now)
+            async with refill:  # one reservation at a time: the sends waiting meanwhile spend it
+                if self._spend(connector):
+                    return
+                now = time.time()
+                second = int(now)
+                key = self._keys.rate(connector, second)
+                async with translated(), self._redis.pipeline(transaction=False) as pipe:
+                    pipe.incrby(key, chunk)
+                    pipe.expire(key, 2)
+                    count, _ = await pipe.execute()
+                granted = min(chunk, per_second - (count - chunk))
+                if granted > 0:
+                    self._reserved[connector] = (second, granted - 1)
+                    return
+                await asyncio.sleep(second + 1 - now)
+
+    def _spend(self, connector: str) -> bool:
+        """Take one send from this worker's reservation for the current second, if any is left."""
+        second = int(time.time())
+        held_second, left = self._reserved.get(connector, (second, 0))
+        if held_second != second or left <= 0:
+            return False
+        self._reserved[connector] = (second, left - 1)
+        return True
