@@ -5,7 +5,6 @@ Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{fie
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from omnicanal.api.state import runtime_of
+from omnicanal.codec import loads
 from omnicanal.errors import InputError, NotFound, OmnicanalError, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
@@ -67,6 +67,6 @@ async def read_json(request: web.Request) -> Any:
                                                 f"not {request.content_type}")
     body = await request.read()
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return loads(body)
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc

@@ -8,6 +8,7 @@ time never jumps backwards.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -64,5 +65,12 @@ class ManualClock(Clock):
 
 
 def iso(timestamp: float) -> str:
-    """Journey time as the ISO-8601 UTC string the API shows."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated)."""
+    seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)  # rounded to the µs, as datetime does
+    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    """`2026-11-23T10:00:00` for a Unix second: every timeline entry and event asks, most for a recent one."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -7,7 +7,7 @@ demo and a laptop run with nothing installed; it keeps nothing after exit, which
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -95,7 +95,7 @@ def decode_map(raw: Any) -> dict[str, str]:
     return dict(raw or {})
 
 
-def queue_script(pipe: Any, source: str, keys: Sequence[Any], args: Sequence[Any]) -> None:
+def queue_script(pipe: Any, source: str | bytes | memoryview, keys: Sequence[Any], args: Sequence[Any]) -> None:
     """Queue a Lua script on a pipeline as EVAL with its source.
 
     Not redis-py's registered scripts: on a pipeline they cost a SCRIPT EXISTS round trip before every
@@ -105,31 +105,34 @@ def queue_script(pipe: Any, source: str, keys: Sequence[Any], args: Sequence[Any
     pipe.eval(source, len(keys), *keys, *args)
 
 
-class CoalescedScript:
-    """A Lua script whose calls made during the same turn of the event loop go to Redis as one pipeline.
+class Coalescer:
+    """Commands issued during the same turn of the event loop, sent to Redis together as one pipeline.
 
-    A worker runs many customers at once and they reach the same call together (each claims its message before
-    calling the provider): one pipeline for all of them instead of one call each saves redis-py's per-call cost
-    (a pooled connection, a timeout, a write and a read), most of what such a call costs. Each caller still gets
-    its own answer, or its own error. On a Cluster, whose client cannot pipeline scripts, each call goes alone.
+    Many coroutines reach the same call at once — the API's concurrent requests each storing an event, a
+    worker's customers each claiming a message before calling the provider — and one pipeline for all of them
+    instead of a call each saves redis-py's per-call cost (a pooled connection, a timeout, a write and a read),
+    most of what a small command costs. Each caller still waits for, and gets, its own answer or its own error.
     """
 
-    def __init__(self, redis_client: Redis, script: str) -> None:
-        self._single = None if isinstance(redis_client, redis.RedisCluster) else redis_client
-        self._source = script
-        self._script: AsyncScript = redis_client.register_script(script)
-        self._pending: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
+    def __init__(self, redis_client: Redis) -> None:
+        self._redis = redis_client
+        self._pending: list[tuple[Callable[[Any], object], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        if self._single is None:
-            return await call(self._script(keys=keys, args=args))
+    async def command(self, queue: Callable[[Any], object]) -> Any:
+        """The answer to the one command `queue` puts on the pipeline it is given."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, answer))
+        self._pending.append((queue, answer))
         if len(self._pending) == 1:  # the first call of this turn: send them all once the turn is over
             loop.call_soon(self._send)
         return await answer
+
+    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """A Lua script's answer; on a Cluster, whose client cannot pipeline scripts, the call goes alone."""
+        if isinstance(self._redis, redis.RedisCluster):
+            return await call(script(keys=keys, args=args))
+        return await self.command(lambda pipe: queue_script(pipe, script.script, keys, args))
 
     def _send(self) -> None:
         batch, self._pending = self._pending, []
@@ -137,16 +140,16 @@ class CoalescedScript:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _execute(self, batch: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]]) -> None:
-        assert self._single is not None
+    async def _execute(self, batch: list[tuple[Callable[[Any], object], asyncio.Future[Any]]]) -> None:
+        results: list[Any]
         try:
-            async with translated(), self._single.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    queue_script(pipe, self._source, keys, args)
+            async with translated(), self._redis.pipeline(transaction=False) as pipe:
+                for queue, _ in batch:
+                    queue(pipe)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # Redis unavailable (translated), or any failure: every caller hears of it
             results = [exc] * len(batch)
-        for (_, _, answer), result in zip(batch, results, strict=True):
+        for (_, answer), result in zip(batch, results, strict=True):
             if answer.done():  # its caller was cancelled
                 continue
             if isinstance(result, BaseException):

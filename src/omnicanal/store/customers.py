@@ -15,8 +15,8 @@ from typing import Any
 
 from redis.asyncio import RedisCluster
 
+from omnicanal.codec import dumps, loads
 from omnicanal.policy import consent
-from omnicanal.store.codec import dumps, loads
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 

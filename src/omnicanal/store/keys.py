@@ -81,6 +81,7 @@ class Keyspace:
     def __init__(self, workspace: str, partitions: int) -> None:
         self.workspace = workspace
         self.partitions = partitions
+        self._partitions = {number: self._partition_keys(number) for number in range(partitions)}
 
     def customer(self, customer_id: str) -> CustomerKeys:
         tag = f"oc:{{{self.workspace}:c:{customer_id}}}"
@@ -100,6 +101,10 @@ class Keyspace:
         return zlib.crc32(customer_id.encode()) % self.partitions
 
     def partition(self, number: int) -> PartitionKeys:
+        """Named once per partition (every event and timer asks); KeyError for a number out of range."""
+        return self._partitions[number]
+
+    def _partition_keys(self, number: int) -> PartitionKeys:
         tag = f"oc:{{{self.workspace}:p:{number}}}"
         return PartitionKeys(number=number, work=f"{tag}:work", timers=f"{tag}:timers", lease=f"{tag}:lease")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnicanal.store.codec import dumps, loads
+from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
 from omnicanal.store.customers import PROFILE_JSON_FIELDS
 from omnicanal.store.keys import Keyspace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnicanal.store.codec import dumps, loads
+from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, call, translated
 from omnicanal.store.keys import Keyspace
 

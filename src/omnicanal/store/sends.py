@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omnicanal.codec import dumps, loads
 from omnicanal.policy.caps import Cap
-from omnicanal.store.codec import dumps, loads
-from omnicanal.store.connection import CoalescedScript, Redis, call
+from omnicanal.store.connection import Coalescer, Redis, call
 from omnicanal.store.keys import Keyspace
 
 # KEYS[1] the customer's messages hash, KEYS[2] their sends zset (member "message_id|channel|journey", score: time)
@@ -68,7 +68,8 @@ class SendLog:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self._keys = keys
         self._redis = redis
-        self._claim = CoalescedScript(redis, _CLAIM)  # the customers of a batch claim together
+        self._claim = redis.register_script(_CLAIM)
+        self._together = Coalescer(redis)  # the customers of a batch claim together
 
     async def claim(self, customer_id: str, message_id: str, record: dict[str, Any], channel: str, journey: str,
                     now: float, caps: Sequence[Cap]) -> Claim:
@@ -81,7 +82,7 @@ class SendLog:
             args.append(repr(max(cap.seconds for cap in caps)))
             for cap in caps:
                 args += [cap.limit, repr(cap.seconds), cap.scope]
-        answer = await self._claim([k.messages, k.sends], args)
+        answer = await self._together.script(self._claim, [k.messages, k.sends], args)
         if int(answer[0]) == 1:
             return Claim(previous=loads(answer[1]))
         if int(answer[0]) == 2:

@@ -20,8 +20,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
-from omnicanal.store.codec import dumps, loads
-from omnicanal.store.connection import FieldMap, Redis, call, queue_script, translated
+from omnicanal.codec import dumps, loads
+from omnicanal.store.connection import Coalescer, FieldMap, Redis, call, queue_script, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 
 _FIRE_DUE = """
@@ -81,6 +81,7 @@ class WorkQueue:
         self._redis = redis
         self._keys = keys
         self._fire_due = redis.register_script(_FIRE_DUE)
+        self._together = Coalescer(redis)
 
     def partition(self, customer_id: str) -> PartitionKeys:
         return self._keys.partition(self._keys.partition_of(customer_id))
@@ -203,8 +204,9 @@ class WorkQueue:
     async def append(self, items: Iterable[WorkItem]) -> None:
         """Add work items to their customers' partitions, in order, in one round trip."""
         batch = list(items)
-        if len(batch) == 1:  # the single-event API path: a pipeline would only add its own overhead
-            await call(self._redis.xadd(self.partition(batch[0].customer_id).work, _encode(batch[0])))
+        if len(batch) == 1:  # the single-event API path: concurrent requests share a pipeline
+            stream, fields = self.partition(batch[0].customer_id).work, _encode(batch[0])
+            await self._together.command(lambda pipe: pipe.xadd(stream, fields))
             return
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             self.append_into(pipe, batch)

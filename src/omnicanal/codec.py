@@ -1,0 +1,38 @@
+"""JSON, fast: what the API reads and answers, what the store keeps (events in the work streams, instances,
+timeline entries, message records, profiles), what connectors post.
+
+Each event is decoded and encoded several times on its way (request, stream, instance, timeline, provider), so
+this is orjson, in C. Its few refusals fall back to the standard library, so no value the API accepted becomes
+unstorable: integers beyond 64 bits (which orjson neither writes nor reads). Values JSON has no type for (sets,
+dates in a variable) are written as text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON, UTF-8 encoded."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is."""
+    return encode(value).decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON text; ValueError when it is not JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
