@@ -9,6 +9,7 @@ templates; a broken file is reported and the previous version keeps running.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import structlog
@@ -21,12 +22,31 @@ from omnicanal.engine.runtime import Role, Runtime
 log = structlog.get_logger("omnicanal")
 
 
+GC_THRESHOLDS = (50_000, 20, 50)
+"""Allocations before a young-generation collection (Python's default: 700), and the older generations' ratios."""
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often, and never again scan what start-up built.
+
+    Applying an event allocates thousands of short-lived objects (parsed JSON, scopes, template contexts) that
+    reference counting frees; almost none form cycles. With Python's default threshold the cyclic collector ran
+    every 700 allocations and, each time, walked the young objects of every customer in flight — a quarter of a
+    worker's CPU in the bench. Start-up's objects (modules, compiled journeys and templates) are frozen out of
+    its scans. Memory stays bounded: cycles are still collected, every 50,000 allocations.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run_process(settings: Settings, role: Role) -> None:
     runtime = await Runtime.start(settings, role)
     runner = web.AppRunner(create_app(runtime), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+    tune_garbage_collector()
     log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
