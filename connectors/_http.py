@@ -14,7 +14,6 @@ falls back on `status_error` for the rest.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from omnicanal.channels import Connector, ConnectorContext, ConnectorSettings
+from omnicanal.codec import encode, loads
 from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery, UnknownDelivery
 
 
@@ -34,11 +34,16 @@ class HttpReply:
     status: int
     headers: Mapping[str, str]
     body: Any
-    text: str
+    raw: bytes
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        """The answer as text, for error messages (decoded only when one is written)."""
+        return self.raw.decode("utf-8", errors="replace")
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -84,7 +89,7 @@ async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeo
     """
     data: Any = form if form is not None else body
     if json_body is not None:
-        data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = encode(json_body)
         headers = {"Content-Type": "application/json", **(headers or {})}
     try:
         async with session.post(
@@ -92,14 +97,14 @@ async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeo
             raise_for_status=False,  # statuses are read here, whatever the shared session is set to do
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
         ) as response:
-            text = await response.text(errors="replace")
+            raw = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise transport_error(provider, exc) from exc
     try:
-        parsed = json.loads(text) if text else None
+        parsed = loads(raw) if raw else None
     except ValueError:
         parsed = None
-    return HttpReply(response.status, response.headers, parsed, text)
+    return HttpReply(response.status, response.headers, parsed, raw)
 
 
 class HttpConnector(Connector):

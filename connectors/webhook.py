@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import ClassVar
 
@@ -38,6 +37,7 @@ from pydantic import PositiveFloat, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from omnicanal.channels import ConnectorContext, ConnectorSettings, OutboundMessage, Receipt
+from omnicanal.codec import encode
 from omnicanal.errors import PermanentDelivery
 
 from ._http import HttpConnector, post, status_error
@@ -96,11 +96,11 @@ class WebhookConnector(HttpConnector):
         if url is None:
             raise PermanentDelivery(f"webhook address {message.to!r} is not a URL and OMNICANAL_WEBHOOK_URL is not "
                                     "set: nowhere to POST")
-        body = json.dumps({
+        body = encode({
             "message_id": message.id, "customer_id": message.customer_id, "channel": message.channel,
             "to": message.to, "template": message.template, "locale": message.locale, "journey": message.journey,
             "step": message.step, "content": dict(message.content),
-        }, ensure_ascii=False, separators=(",", ":")).encode()
+        })
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",

@@ -8,7 +8,6 @@ time never jumps backwards.
 
 from __future__ import annotations
 
-import functools
 import time
 from datetime import UTC, datetime
 
@@ -70,7 +69,13 @@ def iso(timestamp: float) -> str:
     return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
 
 
-@functools.lru_cache(maxsize=4096)
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def _iso_second(seconds: int) -> str:
-    """`2026-11-23T10:00:00` for a Unix second: every timeline entry and event asks, most for a recent one."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """`2026-11-23T10:00:00` for a Unix second, remembered for the next call: every timeline entry and event asks,
+    and in real time nearly all of them ask for the same second as the call before."""
+    global _last_second
+    if _last_second[0] != seconds:
+        _last_second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return _last_second[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import structlog
@@ -97,8 +98,8 @@ class Worker:
         await self._engine.flush()
         await self._queue.acknowledge(items)
         self.processed += len(items)
-        for item in items:
-            WORK_ITEMS.labels(item.kind).inc()
+        for kind, count in Counter(item.kind for item in items).items():
+            WORK_ITEMS.labels(kind).inc(count)
 
     async def _apply(self, customer_id: str, items: list[WorkItem]) -> None:
         async with self._limit:
