@@ -42,16 +42,25 @@ class Instance:
     """The send step being retried: since when, how many attempts, which channels are exhausted."""
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form. Built by hand, not with `asdict`: that deep-copies vars and the event, and this runs
-        for every step of every customer, only to be serialised at once."""
-        return {
+        """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
+        instance is Redis memory for as long as it waits. Built by hand, not with `asdict`: that deep-copies vars
+        and the event, and this runs for every step of every customer, only to be serialised at once."""
+        stored: dict[str, Any] = {
             "id": self.id, "journey": self.journey, "version": self.version, "customer_id": self.customer_id,
             "started_at": self.started_at, "event": self.event, "position": self.position, "seq": self.seq,
-            "vars": self.vars, "converted": self.converted, "messages": self.messages, "digest": self.digest,
-            "retry": self.retry,
-            "waiting": {"kind": self.waiting.kind, "token": self.waiting.token, "until": self.waiting.until}
-            if self.waiting else None,
+            "vars": self.vars,
         }
+        if self.waiting is not None:
+            stored["waiting"] = {"kind": self.waiting.kind, "token": self.waiting.token, "until": self.waiting.until}
+        if self.converted:
+            stored["converted"] = True
+        if self.messages:
+            stored["messages"] = self.messages
+        if self.digest is not None:
+            stored["digest"] = self.digest
+        if self.retry is not None:
+            stored["retry"] = self.retry
+        return stored
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
