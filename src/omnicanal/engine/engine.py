@@ -12,6 +12,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -44,12 +45,12 @@ class Engine:
     merges: CustomerMerge
     _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
-    async def flush(self) -> None:
-        """Write the counters of everything applied since the last flush, in one round trip for a whole batch.
-        They are statistics: a crash before the flush loses some, and a replay may count twice."""
+    def flush(self, pipe: Any) -> None:
+        """Queue on `pipe` the counters of everything applied since the last flush (the worker sends them with
+        the batch's acknowledgements). They are statistics: a crash before the flush loses some, and a replay
+        may count twice."""
         stats, self._stats = self._stats, defaultdict(Counter)
-        await self.journey_store.record(
-            {jid: {name: delta for name, delta in counters.items() if delta} for jid, counters in stats.items()})
+        self.journey_store.record(pipe, stats)
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).

@@ -27,14 +27,12 @@ class JourneyStore:
         )
         return result
 
-    async def record(self, increments: Mapping[str, Mapping[str, int]]) -> None:
-        """Counters ({journey: {counter: delta}}) in one round trip."""
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for journey_id, counters in increments.items():
-                for counter, delta in counters.items():
+    def record(self, pipe: Any, increments: Mapping[str, Mapping[str, int]]) -> None:
+        """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped)."""
+        for journey_id, counters in increments.items():
+            for counter, delta in counters.items():
+                if delta:
                     pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
-            if len(pipe):
-                await pipe.execute()
 
     def mark_active(self, pipe: Any, customer_id: str, journeys: Iterable[str]) -> None:
         """Queue on `pipe`: the customer now runs these journeys (the index `journeys drain` walks)."""

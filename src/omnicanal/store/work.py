@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,18 +161,20 @@ class WorkQueue:
         customer_id, instance_id, token = fields["m"].split("|", 2)
         return WorkItem(partition, entry_id, "timer", customer_id, instance_id=instance_id, token=token)
 
-    async def acknowledge(self, items: Iterable[WorkItem]) -> None:
-        """Acknowledge and delete processed entries (streams stay as small as the backlog)."""
+    async def acknowledge(self, items: Iterable[WorkItem], also: Callable[[Any], None] | None = None) -> None:
+        """Acknowledge and delete processed entries (streams stay as small as the backlog); `also` queues other
+        writes that may go in the same round trip (the batch's counters)."""
         by_stream: dict[str, list[str]] = {}
         for item in items:
             by_stream.setdefault(self._keys.partition(item.partition).work, []).append(item.entry_id)
-        if not by_stream:
-            return
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            if also is not None:
+                also(pipe)
             for stream, ids in by_stream.items():
                 pipe.xack(stream, STREAM_GROUP, *ids)
                 pipe.xdel(stream, *ids)
-            await pipe.execute()
+            if len(pipe):
+                await pipe.execute()
 
     def schedule(self, pipe: Any, timers: Iterable[tuple[str, str, str, float]]) -> None:
         """Queue on `pipe` the addition of (customer, instance, token, due) timers (idempotent)."""
