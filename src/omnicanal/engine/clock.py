@@ -28,9 +28,6 @@ class Clock:
             return time.time()
         return self._anchor_journey + (time.time() - self._anchor_real) * self.speed
 
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), UTC)
-
     @classmethod
     async def shared(cls, redis: Redis, keys: Keyspace, speed: float) -> Clock:
         """The clock every process of this workspace agrees on."""

@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -74,16 +75,16 @@ class CustomerSession:
         self.identified: list[str] = []
         """Anonymous ids an `identify` event said are this customer: merged after the commit."""
         self.now = engine.clock.now()
+        self._now_datetime: datetime | None = None
 
     # -- scope and conditions -------------------------------------------------------------------------------
 
     def scope(self, instance: Instance | None, event: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "customer": self.customer,
-            "event": event,
-            "vars": instance.vars if instance else {},
-            "now": self.engine.clock.now_datetime(),
-        }
+        """What expressions and templates see; `now` is the session's moment, the same for all its steps."""
+        if self._now_datetime is None:
+            self._now_datetime = datetime.fromtimestamp(self.now, UTC)
+        return {"customer": self.customer, "event": event, "vars": instance.vars if instance else {},
+                "now": self._now_datetime}
 
     def holds(self, condition: Expression | None, scope: dict[str, Any], where: str) -> bool:
         """A condition's truth; one that fails to evaluate is false and said on the timeline."""

@@ -76,8 +76,9 @@ class SendLog:
         """Claim the message with its `sending` record and, if `caps` apply, count it against them — unless it
         was claimed before or a cap forbids it (then its record says `capped` and nothing is counted)."""
         k = self._keys.customer(customer_id)
-        args: list[str | int | float] = [message_id, dumps(record), dumps({**record, "status": "capped"}),
-                                         repr(now), f"{message_id}|{channel}|{journey}", channel, journey]
+        capped = dumps({**record, "status": "capped"}) if caps else ""  # only a capped send keeps this one
+        args: list[str | int | float] = [message_id, dumps(record), capped, repr(now),
+                                         f"{message_id}|{channel}|{journey}", channel, journey]
         if caps:
             args.append(repr(max(cap.seconds for cap in caps)))
             for cap in caps:
