@@ -85,7 +85,7 @@ class Engine:
         for item in items:
             await session.apply(item)
         async with self.customers.writes() as pipe:
-            await self._write(pipe, session)
+            await self._write(pipe, [session])
         self._account(session)
         return False
 
@@ -113,8 +113,7 @@ class Engine:
             else:
                 sessions.append(result)
         async with self.customers.writes() as pipe:
-            for session in sessions:
-                await self._write(pipe, session)
+            await self._write(pipe, sessions)
         for session in sessions:
             self._account(session)
         return left
@@ -126,28 +125,39 @@ class Engine:
                 await session.apply(item)
             return session
 
-    async def _write(self, writes: Writes, session: CustomerSession) -> None:
-        """Queue a session's writes around its commit so that a crash between any two of them is harmless.
+    async def _write(self, writes: Writes, sessions: Sequence[CustomerSession]) -> None:
+        """Queue sessions' writes around their commits so that a crash between any two of them is harmless.
 
-        Before the commit, what a replay could not redo once the commit marks the work done: new timers (one for
+        Before the commits, what a replay could not redo once a commit marks the work done: new timers (one for
         a state never committed is found stale and ignored), journeys joined in the running-journey index, and
-        merges asked for by `identify` (one asked twice is done once). After it, what may safely be left undone:
-        the removal of timers no longer needed, and of journeys left from the index (a drain of a customer no
-        longer in the journey does nothing).
+        merges asked for by `identify` (one asked twice is done once). After them, what may safely be left
+        undone: the removal of timers no longer needed, and of journeys left from the index (a drain of a
+        customer no longer in the journey does nothing). Timers and index changes are grouped across the
+        sessions: one command per partition or journey, not one per customer.
         """
-        customer_id = session.customer_id
-        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due) for t in session.new_timers))
-        before = {raw["journey"] for raw in session.snapshot.instances.values()}
-        after = {instance.journey for instance in session.instances.values()}
-        self.journey_store.mark_active(writes.before, customer_id, after - before)
-        for visitor in session.identified:
-            self.identity.link_into(writes.before, customer_id, [("anon", visitor)])
-            self.queue.append_into(writes.before, [WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
-        if session.commit:
-            await self.customers.commit(writes, customer_id, session.commit, session.now,
-                                        time.time() - self.idempotency_window, new=not session.snapshot.exists)
-        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token) for t in session.old_timers))
-        self.journey_store.mark_inactive(writes.after, customer_id, before - after)
+        joined: list[tuple[str, str]] = []
+        left: list[tuple[str, str]] = []
+        for session in sessions:
+            before = {raw["journey"] for raw in session.snapshot.instances.values()}
+            after = {instance.journey for instance in session.instances.values()}
+            joined += ((session.customer_id, journey) for journey in after - before)
+            left += ((session.customer_id, journey) for journey in before - after)
+        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due)
+                                            for session in sessions for t in session.new_timers))
+        self.journey_store.mark_active(writes.before, joined)
+        for session in sessions:
+            for visitor in session.identified:
+                self.identity.link_into(writes.before, session.customer_id, [("anon", visitor)])
+                self.queue.append_into(writes.before, [
+                    WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
+        seen_since = time.time() - self.idempotency_window
+        for session in sessions:
+            if session.commit:
+                await self.customers.commit(writes, session.customer_id, session.commit, session.now, seen_since,
+                                            new=not session.snapshot.exists)
+        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token)
+                                         for session in sessions for t in session.old_timers))
+        self.journey_store.mark_inactive(writes.after, left)
 
     def _account(self, session: CustomerSession) -> None:
         """Counters, written by the next `flush`."""

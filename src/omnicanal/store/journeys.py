@@ -34,20 +34,28 @@ class JourneyStore:
                 if delta:
                     pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
 
-    def mark_active(self, pipe: Any, customer_id: str, journeys: Iterable[str]) -> None:
-        """Queue on `pipe`: the customer now runs these journeys (the index `journeys drain` walks)."""
-        for journey_id in journeys:
-            pipe.sadd(self._keys.journey_active(journey_id), customer_id)
+    def mark_active(self, pipe: Any, runs: Iterable[tuple[str, str]]) -> None:
+        """Queue on `pipe`: these (customer, journey) pairs now run (the index `journeys drain` walks); one
+        command per journey, however many customers."""
+        for journey_id, customers in self._by_journey(runs).items():
+            pipe.sadd(self._keys.journey_active(journey_id), *customers)
 
-    def mark_inactive(self, pipe: Any, customer_id: str, journeys: Iterable[str]) -> None:
-        for journey_id in journeys:
-            pipe.srem(self._keys.journey_active(journey_id), customer_id)
+    def mark_inactive(self, pipe: Any, runs: Iterable[tuple[str, str]]) -> None:
+        for journey_id, customers in self._by_journey(runs).items():
+            pipe.srem(self._keys.journey_active(journey_id), *customers)
+
+    @staticmethod
+    def _by_journey(runs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for customer_id, journey_id in runs:
+            grouped.setdefault(journey_id, []).append(customer_id)
+        return grouped
 
     async def track_active(self, customer_id: str, joined: Iterable[str], left: Iterable[str]) -> None:
         """Change the index at once (merges, outside a batch's writes)."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            self.mark_active(pipe, customer_id, joined)
-            self.mark_inactive(pipe, customer_id, left)
+            self.mark_active(pipe, ((customer_id, journey_id) for journey_id in joined))
+            self.mark_inactive(pipe, ((customer_id, journey_id) for journey_id in left))
             if len(pipe):
                 await pipe.execute()
 

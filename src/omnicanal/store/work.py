@@ -177,14 +177,23 @@ class WorkQueue:
                 await pipe.execute()
 
     def schedule(self, pipe: Any, timers: Iterable[tuple[str, str, str, float]]) -> None:
-        """Queue on `pipe` the addition of (customer, instance, token, due) timers (idempotent)."""
+        """Queue on `pipe` the addition of (customer, instance, token, due) timers (idempotent): one command per
+        partition, however many customers."""
+        by_set: dict[str, dict[str, float]] = {}
         for customer_id, instance_id, token, due in timers:
-            pipe.zadd(self.partition(customer_id).timers, {timer_member(customer_id, instance_id, token): due})
+            members = by_set.setdefault(self.partition(customer_id).timers, {})
+            members[timer_member(customer_id, instance_id, token)] = due
+        for key, members in by_set.items():
+            pipe.zadd(key, members)
 
     def cancel(self, pipe: Any, timers: Iterable[tuple[str, str, str]]) -> None:
-        """Queue on `pipe` the removal of timers no longer needed."""
+        """Queue on `pipe` the removal of timers no longer needed, one command per partition."""
+        by_set: dict[str, list[str]] = {}
         for customer_id, instance_id, token in timers:
-            pipe.zrem(self.partition(customer_id).timers, timer_member(customer_id, instance_id, token))
+            by_set.setdefault(self.partition(customer_id).timers, []).append(
+                timer_member(customer_id, instance_id, token))
+        for key, members in by_set.items():
+            pipe.zrem(key, *members)
 
     async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> int:
         """Move the timers of these partitions due at `now` into their streams; returns how many fired."""
