@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conftest import StartApi
@@ -114,3 +116,32 @@ async def test_health_readiness_metrics_and_openapi(start_api: StartApi) -> None
     assert spec["openapi"].startswith("3.")
     assert {"/v1/events", "/v1/events/batch", "/v1/customers/{customer_id}"} <= set(spec["paths"])
     assert "customer_id" in spec["components"]["schemas"]["EventIn"]["properties"]
+
+
+async def test_concurrent_single_events_each_get_their_own_answer(start_api: StartApi) -> None:
+    """Concurrent requests share Redis round trips: each is still answered with its own id, once stored, and an
+    idempotent retry racing its original in the same round trip still has one effect."""
+    api = await start_api()
+    bodies = [{"name": "page_viewed", "customer_id": f"burst-{n % 20}", "properties": {"n": n}} for n in range(100)]
+    bodies += [{**EVENT, "idempotency_key": "same-key"}] * 5
+    answers = await asyncio.gather(*(api.request("POST", "/v1/events", 202, json=body) for body in bodies))
+    ids = [answer["id"] for answer in answers]
+    assert len(set(ids[:100])) == 100 and len(set(ids[100:])) == 1
+    await api.settled()
+    for customer in range(20):
+        entries = await api.timeline(f"burst-{customer}")
+        assert sorted(e["properties"]["n"] for e in entries if e["kind"] == "event") == list(range(customer, 100, 20))
+    assert len([e for e in await api.timeline("c1") if e["kind"] == "event"]) == 1
+
+
+async def test_numbers_beyond_64_bits_are_accepted_and_kept_as_floats(start_api: StartApi) -> None:
+    """JSON allows any integer; like JavaScript, the engine keeps those beyond 64 bits as floating point numbers
+    (nothing refused, nothing crashes), and every other number exactly."""
+    api = await start_api()
+    properties = {"big": 2**70 + 1, "negative": -(2**65) - 3, "exact": [2**63 - 1, -(2**63), 1.5]}
+    await api.request("POST", "/v1/events", 202, json={**EVENT, "properties": properties})
+    await api.settled()
+    [event] = [e for e in await api.timeline("c1") if e["kind"] == "event"]
+    assert event["properties"]["big"] == pytest.approx(2**70)
+    assert event["properties"]["negative"] == pytest.approx(-(2**65))
+    assert event["properties"]["exact"] == [2**63 - 1, -(2**63), 1.5]

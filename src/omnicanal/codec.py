@@ -2,9 +2,9 @@
 timeline entries, message records, profiles), what connectors post.
 
 Each event is decoded and encoded several times on its way (request, stream, instance, timeline, provider), so
-this is orjson, in C. Its few refusals fall back to the standard library, so no value the API accepted becomes
-unstorable: integers beyond 64 bits (which orjson neither writes nor reads). Values JSON has no type for (sets,
-dates in a variable) are written as text.
+this is orjson, in C. It reads integers beyond 64 bits as floating point numbers (as JavaScript does) and refuses
+to write them: writing such a value (an expression can compute one) falls back to the standard library, so no
+value becomes unstorable. Values JSON has no type for (sets, dates in a variable) are written as text.
 """
 
 from __future__ import annotations
