@@ -1,8 +1,8 @@
 """A customer's state in Redis: profile, attributes, journey instances, timeline, messages, applied events.
 
-Reads come as one snapshot (one pipelined round trip); the worker's changes go back as one MULTI/EXEC on the
-customer's slot, so a crash leaves either all of an event's effects or none of them (sends excepted: those are
-guarded by their claim, see store/sends.py and engine/delivery.py).
+Reads come as one snapshot (one Lua script, pipelined with the rest of the batch's); the worker's changes go back
+as one Lua script on the customer's slot, so a crash leaves either all of an event's effects or none of them
+(sends excepted: those are guarded by their claim, see store/sends.py and engine/delivery.py).
 """
 
 from __future__ import annotations
