@@ -75,16 +75,15 @@ class CustomerSession:
         self.identified: list[str] = []
         """Anonymous ids an `identify` event said are this customer: merged after the commit."""
         self.now = engine.clock.now()
-        self._now_datetime: datetime | None = None
+        self.now_datetime = datetime.fromtimestamp(self.now, UTC)
+        """`now` in expressions and templates: the session's moment, the same for all its steps."""
 
     # -- scope and conditions -------------------------------------------------------------------------------
 
     def scope(self, instance: Instance | None, event: dict[str, Any]) -> dict[str, Any]:
-        """What expressions and templates see; `now` is the session's moment, the same for all its steps."""
-        if self._now_datetime is None:
-            self._now_datetime = datetime.fromtimestamp(self.now, UTC)
+        """What expressions and templates see."""
         return {"customer": self.customer, "event": event, "vars": instance.vars if instance else {},
-                "now": self._now_datetime}
+                "now": self.now_datetime}
 
     def holds(self, condition: Expression | None, scope: dict[str, Any], where: str) -> bool:
         """A condition's truth; one that fails to evaluate is false and said on the timeline."""

@@ -105,6 +105,19 @@ def queue_script(pipe: Any, source: str | bytes | memoryview, keys: Sequence[Any
     pipe.eval(source, len(keys), *keys, *args)
 
 
+async def run_script(redis_client: Redis, script: AsyncScript,
+                     calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+    """The answers of one Lua script called with each (keys, args), in order: in one pipeline on a single Redis,
+    as concurrent calls on a Cluster (its keys live on several nodes, and its pipelines cannot run scripts)."""
+    async with translated():
+        if isinstance(redis_client, redis.RedisCluster):
+            return list(await asyncio.gather(*(script(keys=keys, args=args) for keys, args in calls)))
+        async with redis_client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                queue_script(pipe, script.script, keys, args)
+            return list(await pipe.execute())
+
+
 class Coalescer:
     """Commands issued during the same turn of the event loop, sent to Redis together as one pipeline.
 

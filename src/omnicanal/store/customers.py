@@ -17,7 +17,7 @@ from redis.asyncio import RedisCluster
 
 from omnicanal.codec import dumps, loads
 from omnicanal.policy import consent
-from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, translated
+from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, run_script, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
 PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents", "merged_from")
@@ -161,15 +161,7 @@ class CustomerStore:
             k = self.keys(customer_id)
             return [k.profile, k.attrs, k.instances, k.entries, k.seen]
 
-        async with translated():
-            if isinstance(self._redis, RedisCluster):
-                calls = (self._snapshot(keys=keys(cid), args=ids) for cid, ids in wanted.items())
-                answers = list(await asyncio.gather(*calls))
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for cid, ids in wanted.items():
-                        queue_script(pipe, _SNAPSHOT, keys(cid), ids)
-                    answers = await pipe.execute()
+        answers = await run_script(self._redis, self._snapshot, [(keys(cid), ids) for cid, ids in wanted.items()])
         return {cid: self._decode_snapshot(cid, answer) for cid, answer in zip(wanted, answers, strict=True)}
 
     @staticmethod

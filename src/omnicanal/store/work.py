@@ -21,7 +21,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
 from omnicanal.codec import dumps, loads
-from omnicanal.store.connection import Coalescer, FieldMap, Redis, call, queue_script, translated
+from omnicanal.store.connection import Coalescer, FieldMap, Redis, call, run_script, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 
 _FIRE_DUE = """
@@ -197,15 +197,8 @@ class WorkQueue:
 
     async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> int:
         """Move the timers of these partitions due at `now` into their streams; returns how many fired."""
-        keys = [(p.timers, p.work) for p in map(self._keys.partition, partitions)]
-        if isinstance(self._redis, RedisCluster):  # partitions live on several nodes; its pipelines cannot run Lua
-            answers = await asyncio.gather(*(call(self._fire_due(keys=k, args=[repr(now), limit])) for k in keys))
-        else:
-            async with translated(), self._redis.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    queue_script(pipe, _FIRE_DUE, k, [repr(now), limit])
-                answers = await pipe.execute()
-        return sum(int(fired) for fired in answers)
+        calls = [([p.timers, p.work], [repr(now), limit]) for p in map(self._keys.partition, partitions)]
+        return sum(int(fired) for fired in await run_script(self._redis, self._fire_due, calls))
 
     def append_into(self, pipe: Any, items: Iterable[WorkItem]) -> None:
         """Queue on `pipe` the addition of work items (written with other writes of a batch)."""
