@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import hiredis
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
 from redis.commands.core import AsyncScript
@@ -42,6 +43,24 @@ POOL_WAIT = 10.0
 """Seconds a call waits for a free connection before the store counts as unavailable."""
 
 
+class PackedConnection(redis.Connection):
+    """redis-py's asyncio connection with commands packed by hiredis, in C.
+
+    redis-py packs commands in Python on asyncio connections (its blocking client already uses hiredis): ~30 µs
+    for a journey step's commit script against ~4 µs, which made packing a tenth of a worker's CPU. The bytes on
+    the wire are the same; an argument of a type Redis cannot take is the same DataError. (A Cluster's client
+    makes its node connections itself: it keeps redis-py's packing.)
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # "SCRIPT LOAD" and other command names written with a space
+            args = (*args[0].encode().split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise redis_errors.DataError(f"{exc} (got {[type(arg).__name__ for arg in args]})") from exc
+
+
 def open_redis(url: str | None) -> Redis:
     """A client for `url`, or an embedded in-process store when `url` is empty."""
     if not url:
@@ -67,6 +86,8 @@ def open_redis(url: str | None) -> Redis:
         socket_timeout=5,
         health_check_interval=15,
         retry_on_timeout=False,
+        # Plain TCP only: `rediss` and `unix` URLs name their own connection class, which the URL's wins.
+        **({"connection_class": PackedConnection} if scheme == "redis" else {}),
     )
     return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
