@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from conftest import StartApi, has_message
 
@@ -130,6 +131,34 @@ async def test_sigterm_loses_no_accepted_event(project: Path, redis_url: str, da
                 break
             await asyncio.sleep(0.1)
     assert sorted(seen) == sorted(ids)
+
+
+async def test_sigterm_leaves_no_entry_read_and_unacknowledged(
+    project: Path, redis_url: str, daemons: list[Daemon]
+) -> None:
+    # A batch is acknowledged in the round trip that reads the next one, so the batch in hand when SIGTERM
+    # arrives is acknowledged as the worker stops: what it applied is not re-applied by the next start, and
+    # what it had not read yet stays in the streams.
+    daemon = Daemon(project, redis_url, clock_speed=1.0)
+    daemons.append(daemon)
+    await daemon.start()
+    events = [{"name": "page_viewed", "customer_id": f"p{n % 50}", "properties": {"n": n}} for n in range(1000)]
+    assert (await daemon.call("POST", "/v1/events/batch", {"events": events}))[0] == 202
+    assert daemon.stop()[0] == 0
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        streams = [key async for key in client.scan_iter(match="oc:*:work", _type="stream")]
+        assert streams
+        for stream in streams:
+            assert (await client.xpending(stream, "omnicanal-workers"))["pending"] == 0, stream
+        applied = 0
+        for n in range(50):
+            timeline = await client.lrange(f"oc:{{default:c:p{n}}}:timeline", 0, -1)
+            applied += sum('"kind":"event"' in entry for entry in timeline)
+        left = sum([await client.xlen(stream) for stream in streams])
+        assert applied + left == 1000
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 A batch is grouped by customer, keeping arrival order inside each group; customers are applied concurrently,
 one customer's items strictly one after another. The next batch is read only when the whole batch is done, so
 two items of one customer are never in flight at once. Entries are acknowledged after their effects are
-committed: a crash means re-delivery (harmless: application is idempotent), never loss.
+committed — in the round trip of the next read — so a crash means re-delivery (harmless: application is
+idempotent), never loss.
 
 An item that fails for a reason other than the store being down is retried a few times in place (so the
 customer's later items keep their order behind it), then parked in the dead-letter stream with its error
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import structlog
 
@@ -49,6 +50,7 @@ class Worker:
         await self._queue.ensure_groups()
         keep_alive = asyncio.create_task(self._ownership.keep_alive(stopping), name="leases")
         backlog: list[WorkItem] = []
+        done: list[WorkItem] = []  # applied and committed: acknowledged with the next read, or at the end
         next_rebalance = 0.0
         reread_pending = True
         try:
@@ -60,13 +62,17 @@ class Worker:
                         await self._report()
                     owned = self._ownership.owned
                     if reread_pending:  # after a start or an outage, what this consumer was given comes first
-                        backlog += await self._queue.read(owned, self._consumer, BATCH, None, pending=True)
-                        reread_pending = False
+                        backlog += await self._read(owned, done, None, pending=True)
+                        done, reread_pending = [], False
                     started = time.monotonic()
-                    items = backlog or await self._queue.read(owned, self._consumer, BATCH, BLOCK_MS)
-                    backlog = []
+                    if backlog:
+                        items, backlog = backlog, []
+                    else:
+                        items = await self._read(owned, done, BLOCK_MS)
+                        done = []
                     if items:
                         await self.process(items)
+                        done += items
                     elif time.monotonic() - started < BLOCK_MS / 2000:
                         # nothing owned, or the embedded store answered a blocking read at once: don't spin
                         await asyncio.sleep(BLOCK_MS / 1000)
@@ -81,7 +87,14 @@ class Worker:
         finally:
             keep_alive.cancel()
             with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
+                await self._queue.acknowledge(done, self._engine.flush)
                 await self._ownership.release_all()
+
+    async def _read(self, owned: Collection[int], done: list[WorkItem], block_ms: int | None,
+                    pending: bool = False) -> list[WorkItem]:
+        """The next batch, in the round trip that acknowledges the last one and writes its counters."""
+        return await self._queue.read(owned, self._consumer, BATCH, block_ms, pending=pending, done=done,
+                                      also=self._engine.flush)
 
     async def _report(self) -> None:
         """Refresh the gauges an autoscaler and dashboards read."""
@@ -95,7 +108,6 @@ class Worker:
             by_customer.setdefault(item.customer_id, []).append(item)
         left = await self._engine.apply_batch(by_customer, self._limit)
         await asyncio.gather(*(self._apply(cid, its) for cid, its in left.items()))
-        await self._queue.acknowledge(items, self._engine.flush)  # one round trip for the acks and the counters
         self.processed += len(items)
         for kind, count in Counter(item.kind for item in items).items():
             WORK_ITEMS.labels(kind).inc(count)

@@ -101,19 +101,30 @@ class WorkQueue:
         await self.append(WorkItem(-1, "", "event", event["customer_id"], event=event) for event in events)
 
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
-                   pending: bool = False) -> list[WorkItem]:
+                   pending: bool = False, done: Sequence[WorkItem] = (),
+                   also: Callable[[Any], None] | None = None) -> list[WorkItem]:
         """New entries of these partitions for this consumer (or, with `pending`, the ones it was given and
-        never acknowledged). `block_ms` None: answer at once."""
-        if not partitions:
-            return []
+        never acknowledged). `block_ms` None: answer at once.
+
+        `done` (entries whose effects are committed) are acknowledged first, and `also` queues other writes (the
+        last batch's counters), in the same round trip as the read on a single Redis: a worker's cycle is a
+        round trip shorter. Redis runs them before the read blocks, so nothing waits for new work."""
         start = "0" if pending else ">"
         streams: FieldMap = {self._keys.partition(n).work: start for n in sorted(partitions)}
+        single = not isinstance(self._redis, RedisCluster)
+        if not (single and streams):  # a Cluster reads node by node: the acknowledgements go on their own
+            await self.acknowledge(done, also)
+        if not streams:
+            return []
         try:
-            if isinstance(self._redis, RedisCluster):
-                answer = await self._read_cluster(streams, consumer, count, pending, block_ms)
+            if single:
+                async with translated(), self._redis.pipeline(transaction=False) as pipe:
+                    self._queue_acks(pipe, done, also)
+                    pipe.xreadgroup(STREAM_GROUP, consumer, streams, count=count,
+                                    block=None if pending else block_ms)
+                    answer = (await pipe.execute())[-1]
             else:
-                answer = await call(self._redis.xreadgroup(
-                    STREAM_GROUP, consumer, streams, count=count, block=None if pending else block_ms))
+                answer = await self._read_cluster(streams, consumer, count, pending, block_ms)
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -164,17 +175,20 @@ class WorkQueue:
     async def acknowledge(self, items: Iterable[WorkItem], also: Callable[[Any], None] | None = None) -> None:
         """Acknowledge and delete processed entries (streams stay as small as the backlog); `also` queues other
         writes that may go in the same round trip (the batch's counters)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            self._queue_acks(pipe, items, also)
+            if len(pipe):
+                await pipe.execute()
+
+    def _queue_acks(self, pipe: Any, items: Iterable[WorkItem], also: Callable[[Any], None] | None) -> None:
+        if also is not None:
+            also(pipe)
         by_stream: dict[str, list[str]] = {}
         for item in items:
             by_stream.setdefault(self._keys.partition(item.partition).work, []).append(item.entry_id)
-        async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            if also is not None:
-                also(pipe)
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, STREAM_GROUP, *ids)
-                pipe.xdel(stream, *ids)
-            if len(pipe):
-                await pipe.execute()
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, STREAM_GROUP, *ids)
+            pipe.xdel(stream, *ids)
 
     def schedule(self, pipe: Any, timers: Iterable[tuple[str, str, str, float]]) -> None:
         """Queue on `pipe` the addition of (customer, instance, token, due) timers (idempotent): one command per
