@@ -5,9 +5,13 @@
     relay   the same hops as an event's way to a message, with nothing else: `POST /v1/events` XADDs the event
             to a Redis stream and answers 202; a consumer in the same process reads the stream (XREADGROUP,
             blocking) and POSTs a message to the stand-in provider, then XACK/XDEL: the latency floor.
+    send    no server: POSTs webhook-sized messages to the stand-in, 64 at a time, during `--seconds` from
+            `--start-at` (several processes start together): the HTTP hop of a message alone, the limit of the
+            messages/s rows.
 
 Run: python bench/bare.py ingest --port 8710
      python bench/bare.py relay --port 8711 --db 15 --provider http://127.0.0.1:8700/msg
+     python bench/bare.py send --provider http://127.0.0.1:8700/msg --start-at EPOCH --seconds 3
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from omnicanal.eventloop import loop_factory
+from omnicanal.eventloop import loop_factory, run
 
 STREAM = "bench:relay"
 GROUP = "relay"
@@ -94,15 +99,51 @@ async def relay_app(db: int, provider: str) -> web.Application:
     return app
 
 
+SEND_CONCURRENCY = 64  # the engine's worker concurrency: as many requests in flight
+
+
+async def send(provider: str, start_at: float, seconds: float) -> None:
+    """POST messages shaped like the webhook connector's (same size, unique ids) until the window ends."""
+    sender = uuid.uuid4().hex[:8]
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    deadline = start_at + seconds
+    sent = 0
+    async with aiohttp.ClientSession() as session:
+        async def lane(lane_id: int) -> None:
+            nonlocal sent
+            n = 0
+            while time.time() < deadline:
+                n += 1
+                body = json.dumps({
+                    "message_id": f"{sender}.{lane_id}.{n}", "customer_id": f"bare-{sender}-{lane_id}-{n}",
+                    "channel": "push", "to": "fcm-token-bare", "template": "cart_discount", "locale": "fr",
+                    "journey": "abandoned_cart", "step": "push_discount",
+                    "content": {"title": "Votre panier vous attend", "body": "-15 % sur Sneakers Lumière et "
+                                "Chaussettes avec le code LUMIERE15, aujourd'hui seulement."}}).encode()
+                async with session.post(provider, data=body, headers={"Content-Type": "application/json"}) as reply:
+                    await reply.read()
+                sent += 1
+
+        await asyncio.gather(*(lane(i) for i in range(SEND_CONCURRENCY)))
+    print(json.dumps({"sent": sent}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["ingest", "relay"])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("mode", choices=["ingest", "relay", "send"])
+    parser.add_argument("--port", type=int)
     parser.add_argument("--db", type=int, default=15)
     parser.add_argument("--provider", default="http://127.0.0.1:8700/msg")
+    parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    if args.mode == "send":
+        run(send(args.provider, args.start_at, args.seconds))  # on the engine's own event loop, as the others
+        return
     factory = loop_factory()  # the engine's own event loop (uvloop when installed): the same footing
     loop = factory() if factory else None
+    if args.port is None:
+        parser.error("--port is required for ingest and relay")
     app = ingest_app() if args.mode == "ingest" else relay_app(args.db, args.provider)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop)
 

@@ -73,6 +73,7 @@ class Sizes:
     burst_limit: float
     peer_burst: int
     peer_scenarios: frozenset[str] = frozenset({"steps", "ingest", "waiting", "latency", "timers"})
+    bare_send_seconds: float = 3.0  # the bare senders' window (the messages/s limit)
     latency_drain: float = 20.0  # seconds the loaded latency run waits for the last messages
     backlog_limit: float = 60.0  # seconds to let the engine drain its backlog before the next scenario
 
@@ -82,7 +83,8 @@ class Sizes:
             return cls(steps_customers=1_500, steps_limit=15, peer_steps_customers=1_000, latency_rate=1000,
                        latency_seconds=3, relay_seconds=2, peer_latency_seconds=2, ingest_seconds=2, waiting=3_000,
                        park_limit=15, peer_waiting=1_000, burst_limit=10, peer_burst=1_000,
-                       peer_scenarios=frozenset({"steps"}), latency_drain=5.0, backlog_limit=10.0)
+                       peer_scenarios=frozenset({"steps"}), bare_send_seconds=1.5, latency_drain=5.0,
+                       backlog_limit=10.0)
         return cls(steps_customers=10_000, steps_limit=60, peer_steps_customers=4_000, latency_rate=1000,
                    latency_seconds=30, relay_seconds=5, peer_latency_seconds=5, ingest_seconds=5,
                    waiting=100_000, park_limit=120, peer_waiting=5_000, burst_limit=30, peer_burst=10_000)
@@ -312,11 +314,35 @@ async def peer_steps(ctx: Context, peer: Peer) -> dict[str, Any]:
         await flush(PEER_DB)
 
 
+async def bare_send_rate(ctx: Context, processes: int) -> float:
+    """Messages/s that `processes` bare aiohttp senders get into the stand-in with nothing else running: the
+    HTTP hop of a message alone (by the stand-in's own receive times)."""
+    await standin_reset(ctx)
+    seconds = ctx.sizes.bare_send_seconds
+    start_at = time.time() + 2.0  # past the senders' start-up
+    procs = [ctx.group.start(f"bare-send-{i}", python_argv(
+        BENCH / "bare.py", "send", "--provider", f"{ctx.standin_url}/msg", "--start-at", repr(start_at),
+        "--seconds", repr(seconds))) for i in range(processes)]
+
+    async def finished() -> bool:
+        return not any(proc.alive() for proc in procs)
+
+    await wait_until(finished, seconds + 15.0, every=0.1)
+    for proc in procs:
+        await ctx.group.stop(proc)
+    stats = await standin_stats(ctx)
+    await standin_reset(ctx)
+    span = (stats["last"] or 0.0) - (stats["first"] or 0.0)
+    return float(stats["total"]) / span if span > 0 else 0.0
+
+
 async def scenario_steps(ctx: Context) -> list[Row]:
     results = {}
     for workers in (1, 2):
         ctx.log(f"steps: engine, {workers} worker(s), {ctx.sizes.steps_customers:,} customers")
         results[workers] = await engine_steps(ctx, workers)
+    ctx.log("steps: bare senders to the stand-in (the messages/s limit)")
+    send_limits = {workers: await bare_send_rate(ctx, workers) for workers in results}
     peers = {}
     for peer in ctx.peers_for("steps"):
         ctx.log(f"steps: peer {peer.name}, {ctx.sizes.peer_steps_customers:,} customers")
@@ -342,12 +368,17 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                         target="≥ 10,000/s" if workers == 2 else "",
                         met=result["steps_per_s"] >= 10_000 if workers == 2 else None, note=steps_note,
                         details=result))
-        msg_limit = result["limit_steps_per_s"] * result["messages"] / max(1, result["steps"])
+        redis_msg_limit = result["limit_steps_per_s"] * result["messages"] / max(1, result["steps"])
         rows.append(Row("steps", f"messages/s end to end, {workers} worker(s)", result["messages_per_s"], "/s",
-                        limit=msg_limit, limit_how="the steps limit x messages per step",
+                        limit=send_limits[workers],
+                        limit_how=f"{workers} bare aiohttp sender process(es), 64 requests in flight each, POSTing "
+                                  "webhook-sized messages to the stand-in with nothing else running: the HTTP hop "
+                                  "alone",
                         peer=peer_msgs, peer_how=best[0] if best else "",
                         target="≥ 4,500/s" if workers == 2 else "",
-                        met=result["messages_per_s"] >= 4_500 if workers == 2 else None, note=partial))
+                        met=result["messages_per_s"] >= 4_500 if workers == 2 else None,
+                        note="; ".join(filter(None, [partial, f"the Redis command mix alone would allow "
+                                                              f"{redis_msg_limit:,.0f} messages/s"]))))
     if best:
         times = results[2]["messages_per_s"] / best[1]["messages_per_s"]
         rows.append(Row("steps", f"messages/s, 2 workers ÷ best peer's ({best[0]}: {best[1]['messages_per_s']:,.0f}/s)",
