@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio import RedisCluster
 
-from omnicanal.codec import dumps, loads
+from omnicanal.codec import dumps, encode, loads
 from omnicanal.policy import consent
 from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, run_script, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
@@ -127,8 +127,9 @@ class Commit:
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
-    """A flat HGETALL answer from a script (`[field, value, ...]`) as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+    """A flat HGETALL answer from a script (`[field, value, ...]`) as a dict (an odd length: ValueError)."""
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=True))
 
 
 def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
@@ -204,17 +205,17 @@ class CustomerStore:
         """Queue a Commit: atomic (one script); a `new` customer gets its creation time and is listed; applied
         event ids older than `seen_since` (real time) are forgotten."""
         k = self.keys(customer_id)
-        kept = {name: dumps(value) for name, value in commit.attributes.items() if value is not None}
+        kept = {name: encode(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
             repr(now), "1" if new else "0", repr(seen_since), TIMELINE_LIMIT,
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
-            *_section([dumps(entry) for entry in commit.timeline], 1),
-            *_section([x for iid, i in commit.instances.items() for x in (iid, dumps(i))], 2),
+            *_section([encode(entry) for entry in commit.timeline], 1),
+            *_section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),
             *_section(list(commit.ended), 1),
             *_section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
             *_section([x for pair in kept.items() for x in pair], 2),
             *_section([name for name, value in commit.attributes.items() if value is None], 1),
-            *_section([x for mid, record in commit.messages.items() for x in (mid, dumps(record))], 2),
+            *_section([x for mid, record in commit.messages.items() for x in (mid, encode(record))], 2),
         ]
         keys = [k.profile, k.attrs, k.instances, k.entries, k.timeline, k.seen, k.messages]
         if writes.scripts is not None:

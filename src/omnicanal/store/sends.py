@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omnicanal.codec import dumps, loads
+from omnicanal.codec import encode, loads
 from omnicanal.policy.caps import Cap
 from omnicanal.store.connection import Coalescer, Redis, call
 from omnicanal.store.keys import Keyspace
@@ -76,8 +76,8 @@ class SendLog:
         """Claim the message with its `sending` record and, if `caps` apply, count it against them — unless it
         was claimed before or a cap forbids it (then its record says `capped` and nothing is counted)."""
         k = self._keys.customer(customer_id)
-        capped = dumps({**record, "status": "capped"}) if caps else ""  # only a capped send keeps this one
-        args: list[str | int | float] = [message_id, dumps(record), capped, repr(now),
+        capped = encode({**record, "status": "capped"}) if caps else b""  # only a capped send keeps this one
+        args: list[str | bytes | int | float] = [message_id, encode(record), capped, repr(now),
                                          f"{message_id}|{channel}|{journey}", channel, journey]
         if caps:
             args.append(repr(max(cap.seconds for cap in caps)))

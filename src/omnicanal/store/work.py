@@ -20,7 +20,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
-from omnicanal.codec import dumps, loads
+from omnicanal.codec import encode, loads
 from omnicanal.store.connection import Coalescer, FieldMap, Redis, call, run_script, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 
@@ -64,9 +64,9 @@ FALLBACK_TOKEN = "fallback"
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
-        return {"k": "event", "c": item.customer_id, "d": dumps(item.event)}
+        return {"k": "event", "c": item.customer_id, "d": encode(item.event)}
     if item.kind != "timer":
-        return {"k": item.kind, "c": item.customer_id, "d": dumps(item.payload)}
+        return {"k": item.kind, "c": item.customer_id, "d": encode(item.payload)}
     return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
 
 
