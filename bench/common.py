@@ -77,6 +77,20 @@ async def background_cores_busy(seconds: float = 1.0) -> float:
     return cores_busy_since(before)
 
 
+def cpu_probe(steps: int = 5_000_000) -> float:
+    """Seconds a fixed pure-Python loop takes (best of 3): how fast this machine's cores are right now. A shared
+    or virtual machine can be twice as slow one day as the next with no other process visible; runs compare
+    only at a similar probe."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def cores_busy_since(before: tuple[float, float]) -> float:
     """Cores kept busy (by every process of the machine) since `before` = cpu_times()."""
     total1, idle1 = cpu_times()

@@ -154,7 +154,8 @@ def record_results(path: Path, rows: list[Row], meta: dict[str, Any], label: str
         LAST_START,
         f"**{meta['date']}**, commit `{meta['commit']}`, {'quick' if meta.get('quick') else 'full'} run "
         f"({meta['seconds']:.0f} s), label: {label}  ",
-        f"machine: `{meta['uname']}`, {meta['nproc']} cores, Python {meta['python']}, Redis {meta['redis']}  ",
+        f"machine: `{meta['uname']}`, {meta['nproc']} cores, Python {meta['python']}, Redis {meta['redis']}, CPU "
+        f"probe {meta.get('cpu_probe_s', 'not measured')} s (a 5·10^6-step Python loop; lower is faster)  ",
         "other processes' CPU before each scenario (cores): "
         + (", ".join(f"{name} {cores:.2f}" for name, cores in busy.items()) or "not measured"),
         "",

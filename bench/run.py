@@ -33,7 +33,16 @@ from datetime import UTC, datetime  # noqa: E402
 import aiohttp  # noqa: E402
 import limits as redis_limits  # noqa: E402
 import report  # noqa: E402
-from common import BENCH, REPO, ProcessGroup, background_cores_busy, free_port, python_argv, wait_http  # noqa: E402
+from common import (  # noqa: E402
+    BENCH,
+    REPO,
+    ProcessGroup,
+    background_cores_busy,
+    cpu_probe,
+    free_port,
+    python_argv,
+    wait_http,
+)
 from peer import ensure_venvs  # noqa: E402
 from scenarios import ENGINE_DB, Context, Sizes, flush, scenario_ingest, scenario_population, scenario_steps  # noqa: E402
 
@@ -105,7 +114,8 @@ async def main(args: argparse.Namespace) -> int:
     group = ProcessGroup(run_dir / "logs")
     rows: list[report.Row] = []
     limits = redis_limits.Limits()
-    meta = {**machine(), "quick": args.quick, "scenarios": selected, "peers": [p.name for p in peers]}
+    meta = {**machine(), "quick": args.quick, "scenarios": selected, "peers": [p.name for p in peers],
+            "cpu_probe_s": cpu_probe()}
     fingerprint = tree_fingerprint()
     try:
         await flush(ENGINE_DB, 15)
@@ -153,6 +163,8 @@ async def main(args: argparse.Namespace) -> int:
     print()
     print(f"omnicanal bench — {meta['date']}, commit {meta['commit']}, {meta['nproc']} cores, Redis {meta['redis']}"
           f"{', QUICK run' if args.quick else ''}, {meta['seconds']:.0f}s")
+    print(f"CPU probe: a 5·10^6-step Python loop takes {meta['cpu_probe_s']:.3f} s (lower is faster; compare runs "
+          "at a similar probe)")
     busy = meta.get("background_cores_busy") or {}
     if busy:
         print("other processes' CPU before each scenario (cores): "
