@@ -325,6 +325,7 @@ async def bare_send_rate(ctx: Context, processes: int) -> float:
 
 
 async def _measure_bare_send(ctx: Context, processes: int) -> float:
+    ctx.log(f"bare senders to the stand-in, {processes} process(es) (the limit of the messages/s and timer rows)")
     await standin_reset(ctx)
     seconds = ctx.sizes.bare_send_seconds
     start_at = time.time() + 2.0  # past the senders' start-up
@@ -349,7 +350,6 @@ async def scenario_steps(ctx: Context) -> list[Row]:
     for workers in (1, 2):
         ctx.log(f"steps: engine, {workers} worker(s), {ctx.sizes.steps_customers:,} customers")
         results[workers] = await engine_steps(ctx, workers)
-    ctx.log("steps: bare senders to the stand-in (the messages/s limit)")
     send_limits = {workers: await bare_send_rate(ctx, workers) for workers in results}
     peers = {}
     for peer in ctx.peers_for("steps"):
@@ -853,7 +853,6 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
                 ctx.log(f"timers: peer {peer.name}, {sizes.peer_burst:,} tasks due at once")
                 peer_results[peer.name] = await peer_burst(ctx, peer)
             best = max(peer_results.items(), key=lambda kv: kv[1]["fire_rate"], default=None)
-            ctx.log("timers: bare senders to the stand-in (each fired timer sends a push)")
             http_rate = await bare_send_rate(ctx, 2)
             limit_rate = min(ours["limit_rate"], http_rate) if ours["limit_rate"] else http_rate
             limit_how = (f"the lower of the redis-benchmark rates of the Redis command mix per fired timer "
