@@ -163,6 +163,8 @@ def record_results(path: Path, rows: list[Row], meta: dict[str, Any], label: str
         "",
         *[f"- {row.scenario} / {row.metric}: {row.note}" for row in rows if row.note],
         *[f"- engine log: {line}" for line in (meta.get("engine_log") or [])[:8]],
+        *([f"- peers skipped in {', '.join(meta['peers_skipped_in'])}: the run was past its peer budget"]
+          if meta.get("peers_skipped_in") else []),
         *[f"- {name}: {sum(mix.values()):.1f} — " + ", ".join(f"{c} {v:.2f}" for c, v in list(mix.items())[:10])
           for name, mix in (meta.get("redis_mix") or {}).items()],
         LAST_END,

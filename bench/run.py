@@ -156,6 +156,7 @@ async def main(args: argparse.Namespace) -> int:
     meta["engine_log"] = engine_log_summary(group.log_dir)
     meta["redis_benchmark_rates"] = limits.rates
     meta["redis_mix"] = ctx.mixes
+    meta["peers_skipped_in"] = ctx.skipped_peers
     if limits.unknown:
         meta["commands_benchmarked_as_ping"] = sorted(limits.unknown)
     order = {name: i for i, name in enumerate(SCENARIOS)}
@@ -172,6 +173,9 @@ async def main(args: argparse.Namespace) -> int:
     print(report.table(rows))
     notes = [f"  {row.scenario} / {row.metric}: {row.note}" for row in rows if row.note]
     notes += [f"  engine log: {line}" for line in meta["engine_log"][:8]]
+    if ctx.skipped_peers:
+        notes.append(f"  peers skipped in {', '.join(ctx.skipped_peers)}: the run was past its peer budget "
+                     f"({ctx.sizes.peer_budget:.0f} s; the machine is slower than usual)")
     if notes:
         print("notes:\n" + "\n".join(notes))
     print(report.limits_legend(rows))
