@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +69,30 @@ class Daemon:
         return [e["template"] for e in body.get("entries", []) if e["kind"] == "message" and e["status"] == "sent"]
 
 
+StartDaemon = Callable[[float], Awaitable[Daemon]]
+
+
 @pytest.fixture
-def daemons(project: Path, redis_url: str) -> Iterator[list[Daemon]]:
+def start_daemon(project: Path, redis_url: str) -> Iterator[StartDaemon]:
+    """Start an `omnicanal serve` on the test Redis at a clock speed; whatever is still running is killed after."""
     started: list[Daemon] = []
-    yield started
+
+    async def start(clock_speed: float) -> Daemon:
+        daemon = Daemon(project, redis_url, clock_speed)
+        started.append(daemon)
+        await daemon.start()
+        return daemon
+
+    yield start
     for daemon in started:
         if daemon.process and daemon.process.returncode is None:
             daemon.process.kill()
             daemon.process.communicate()
 
 
-async def test_restart_during_a_wait_continues_the_journey(
-    project: Path, redis_url: str, daemons: list[Daemon]
-) -> None:
+async def test_restart_during_a_wait_continues_the_journey(start_daemon: StartDaemon) -> None:
     # welcome_series: welcome, wait 2d, welcome_tips, wait 5d, welcome_offer; 2 journey days = 1 real second
-    first = Daemon(project, redis_url, clock_speed=172800.0)
-    daemons.append(first)
-    await first.start()
+    first = await start_daemon(172800.0)
     await first.call("PUT", "/v1/customers/w1", {"attributes": {"first_name": "Inès"}, "locale": "fr",
                                                   "addresses": {"email": "ines@example.com"}})
     assert (await first.call("POST", "/v1/events", {"name": "signed_up", "customer_id": "w1"}))[0] == 202
@@ -97,19 +104,15 @@ async def test_restart_during_a_wait_continues_the_journey(
     assert '"event": "stopped"' in log
 
     await asyncio.sleep(1.5)  # the 2-day wait falls due while no daemon runs
-    second = Daemon(project, redis_url, clock_speed=172800.0)
-    daemons.append(second)
-    await second.start()
+    second = await start_daemon(172800.0)
     async with asyncio.timeout(15):
         while await second.messages("w1") != ["welcome", "welcome_tips", "welcome_offer"]:
             await asyncio.sleep(0.05)
     assert second.stop()[0] == 0
 
 
-async def test_sigterm_loses_no_accepted_event(project: Path, redis_url: str, daemons: list[Daemon]) -> None:
-    daemon = Daemon(project, redis_url, clock_speed=1.0)
-    daemons.append(daemon)
-    await daemon.start()
+async def test_sigterm_loses_no_accepted_event(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(1.0)
     events = [{"name": "page_viewed", "customer_id": f"v{n % 20}", "properties": {"n": n}} for n in range(600)]
     ids: list[str] = []
     for chunk in range(0, 600, 100):
@@ -118,9 +121,7 @@ async def test_sigterm_loses_no_accepted_event(project: Path, redis_url: str, da
         ids += [r["id"] for r in body["results"]]
     assert daemon.stop()[0] == 0
 
-    again = Daemon(project, redis_url, clock_speed=1.0)
-    daemons.append(again)
-    await again.start()
+    again = await start_daemon(1.0)
     async with asyncio.timeout(15):
         while True:
             seen = []
@@ -133,15 +134,11 @@ async def test_sigterm_loses_no_accepted_event(project: Path, redis_url: str, da
     assert sorted(seen) == sorted(ids)
 
 
-async def test_sigterm_leaves_no_entry_read_and_unacknowledged(
-    project: Path, redis_url: str, daemons: list[Daemon]
-) -> None:
+async def test_sigterm_leaves_no_entry_read_and_unacknowledged(start_daemon: StartDaemon, redis_url: str) -> None:
     # A batch is acknowledged in the round trip that reads the next one, so the batch in hand when SIGTERM
     # arrives is acknowledged as the worker stops: what it applied is not re-applied by the next start, and
     # what it had not read yet stays in the streams.
-    daemon = Daemon(project, redis_url, clock_speed=1.0)
-    daemons.append(daemon)
-    await daemon.start()
+    daemon = await start_daemon(1.0)
     events = [{"name": "page_viewed", "customer_id": f"p{n % 50}", "properties": {"n": n}} for n in range(1000)]
     assert (await daemon.call("POST", "/v1/events/batch", {"events": events}))[0] == 202
     assert daemon.stop()[0] == 0
