@@ -86,8 +86,11 @@ class Worker:
                     await asyncio.sleep(1.0)
         finally:
             keep_alive.cancel()
-            with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
+            try:
                 await self._queue.acknowledge(done, self._engine.flush)
+            except Exception as exc:  # the entries are re-delivered to the next owner: harmless, applied once
+                log.warning("final_acknowledge_failed", error=str(exc))
+            with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
                 await self._ownership.release_all()
 
     async def _read(self, owned: Collection[int], done: list[WorkItem], block_ms: int | None,
