@@ -57,6 +57,12 @@ class PackedConnection(redis.Connection):
             args = (*args[0].encode().split(), *args[1:])
         try:
             return [hiredis.pack_command(args)]
+        except TypeError:
+            pass
+        # hiredis takes str, bytes, int and float; redis-py also takes bytearray and memoryview
+        args = tuple(bytes(arg) if isinstance(arg, bytearray | memoryview) else arg for arg in args)
+        try:
+            return [hiredis.pack_command(args)]
         except TypeError as exc:
             raise redis_errors.DataError(f"{exc} (got {[type(arg).__name__ for arg in args]})") from exc
 
