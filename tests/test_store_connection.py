@@ -19,7 +19,7 @@ async def test_plain_tcp_urls_pack_in_c_and_every_argument_type_round_trips(redi
         assert stored == {"text": "Sneakers Lumière ✓", "int": "5000", "float": "1796118757.3223026",
                           "tiny": "0.30000000000000004", "bytes": "\x00a"}
         assert float(stored["float"]) == values["float"]
-        await client.set("pack:views", memoryview(b"view"))  # redis-py's own packer takes these: so does ours
+        await client.set("pack:views", memoryview(b"view"))  # redis-py's own packer takes both: so does ours
         await client.append("pack:views", bytearray(b"+array"))
         assert await client.get("pack:views") == "view+array"
         # A command name with a space, as redis-py writes some of them, is split like redis-py does.

@@ -59,8 +59,8 @@ class PackedConnection(redis.Connection):
             return [hiredis.pack_command(args)]
         except TypeError:
             pass
-        # hiredis takes str, bytes, int and float; redis-py also takes bytearray and memoryview
-        args = tuple(bytes(arg) if isinstance(arg, bytearray | memoryview) else arg for arg in args)
+        # hiredis takes str, bytes, memoryview, int and float; redis-py also takes bytearray
+        args = tuple(bytes(arg) if isinstance(arg, bytearray) else arg for arg in args)
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:
