@@ -78,7 +78,7 @@ class SendLog:
         k = self._keys.customer(customer_id)
         capped = encode({**record, "status": "capped"}) if caps else b""  # only a capped send keeps this one
         args: list[str | bytes | int | float] = [message_id, encode(record), capped, repr(now),
-                                         f"{message_id}|{channel}|{journey}", channel, journey]
+                                                 f"{message_id}|{channel}|{journey}", channel, journey]
         if caps:
             args.append(repr(max(cap.seconds for cap in caps)))
             for cap in caps:
