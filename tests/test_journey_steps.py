@@ -181,3 +181,32 @@ steps:
     assert entries[-1]["status"] == "failed"
     assert any(e["kind"] == "error" and "goto loop" in e["message"] for e in entries)
     await asyncio.sleep(0)
+
+
+async def test_values_json_has_no_plain_form_for_are_stored_not_lost(project: Path, start_api: StartApi) -> None:
+    """An expression can build a mapping with number keys or an integer beyond 64 bits: the instance waiting
+    with them and the attribute are stored (keys as text, as JSON has them) and the journey goes on."""
+    write_journey(project, "odd_values", """
+id: odd_values
+trigger: {event: odd}
+steps:
+  - update:
+      vars: {by_size: "{1: 'one', 2: 'two'}", huge: "2 ** 70"}
+      customer: {sizes: "{1: 'one'}"}
+  - wait_for: {event: resume, timeout: 1d}
+  - branch:
+      - {when: "vars.by_size['1'] == 'one' and vars.huge > 2 ** 69", goto: kept}
+      - {else: lost}
+  - id: kept
+    exit: {reason: kept}
+  - id: lost
+    exit: {reason: lost}
+""")
+    api = await start_api()
+    await api.event("odd", "o1")
+    await api.settled()
+    await api.event("resume", "o1")
+    entries = await api.wait_until("o1", journey_ended("odd_values"))
+    assert entries[-1]["reason"] == "kept"
+    profile = await api.request("GET", "/v1/customers/o1", 200)
+    assert profile["attributes"]["sizes"] == {"1": "one"}

@@ -31,8 +31,10 @@ so every multi-key script or transaction touches one slot and runs unchanged on 
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9._:@+\-]{0,127}$"
@@ -40,6 +42,8 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9._:@+\-]{0,127}$"
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 STREAM_GROUP = "omnicanal-workers"
+CUSTOMER_KEYS_CACHED = 4096
+"""Customers whose key names a process keeps (~600 B each): bounded, so memory does not grow with customers."""
 
 
 def valid_customer_id(customer_id: str) -> bool:
@@ -82,8 +86,12 @@ class Keyspace:
         self.workspace = workspace
         self.partitions = partitions
         self._partitions = {number: self._partition_keys(number) for number in range(partitions)}
+        self.customer: Callable[[str], CustomerKeys] = functools.lru_cache(maxsize=CUSTOMER_KEYS_CACHED)(
+            self._customer_keys)
+        """The keys of a customer: asked for several times per work item (snapshot, claim, commit), named once
+        while the customer is among the last few thousand seen."""
 
-    def customer(self, customer_id: str) -> CustomerKeys:
+    def _customer_keys(self, customer_id: str) -> CustomerKeys:
         tag = f"oc:{{{self.workspace}:c:{customer_id}}}"
         return CustomerKeys(
             profile=f"{tag}:profile",
