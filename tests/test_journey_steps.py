@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from conftest import StartApi, has_message, journey_ended, write_journey
@@ -210,3 +211,27 @@ steps:
     assert entries[-1]["reason"] == "kept"
     profile = await api.request("GET", "/v1/customers/o1", 200)
     assert profile["attributes"]["sizes"] == {"1": "one"}
+
+
+async def test_re_entry_after_counts_from_the_last_entry(project: Path, start_api: StartApi) -> None:
+    """`re_entry: after 3h`: no second instance while one runs, none within 3 h of the last entry once it ended,
+    and one again 3 h after that entry — counted from when the instance began, not from when it ended."""
+    write_journey(project, "comeback", """
+id: comeback
+trigger: {event: visited}
+re_entry: after 3h
+steps:
+  - wait: 1h
+""")
+    api = await start_api(clock_speed=3600.0)  # a journey hour per second
+    first = time.monotonic()
+    await api.event("visited", "r1")
+    await api.event("visited", "r1")  # running: refused
+    await api.wait_until("r1", journey_ended("comeback"))
+    await api.event("visited", "r1")  # ~1 h after the entry: refused
+    await api.settled()
+    await asyncio.sleep(max(0.0, 3.5 - (time.monotonic() - first)))  # 3.5 h after the entry, 2.5 h after the end
+    await api.event("visited", "r1")
+    await api.settled()
+    journey = [e["status"] for e in await api.timeline("r1") if e["kind"] == "journey"]
+    assert journey == ["started", "completed", "started"]

@@ -118,6 +118,9 @@ class CustomerSession:
         self.instances.pop(instance.id, None)
         self.commit.instances.pop(instance.id, None)
         self.commit.ended.add(instance.id)
+        # The entry time re-entry rules read is written as the instance ends: while it runs, the instance itself
+        # keeps a second one from starting, and a waiting customer costs one key less.
+        self.commit.entries[journey.id] = instance.started_at
         self.stats[journey.id][status] += 1
         self.record("journey", journey=journey.id, version=journey.version, status=status,
                     **({"reason": reason} if reason else {}))
@@ -209,7 +212,7 @@ class CustomerSession:
     async def _maybe_start(self, journey: Journey, event: dict[str, Any]) -> None:
         if any(i.journey == journey.id for i in self.instances.values()):
             return  # one running instance per journey and customer
-        last = self.snapshot.entries.get(journey.id) or self.commit.entries.get(journey.id)
+        last = self.commit.entries.get(journey.id, self.snapshot.entries.get(journey.id))
         re_entry = journey.re_entry
         if last is not None and (
             re_entry.mode == "never" or (re_entry.mode == "after" and self.now - last < (re_entry.after or 0))
@@ -221,7 +224,6 @@ class CustomerSession:
         instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
         instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
                             customer_id=self.customer_id, started_at=self.now, event=event)
-        self.commit.entries[journey.id] = self.now
         self.stats[journey.id]["started"] += 1
         self.record("journey", journey=journey.id, version=journey.version, status="started",
                     instance_id=instance_id)

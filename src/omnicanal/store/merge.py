@@ -79,7 +79,11 @@ class CustomerMerge:
                          "moved_journeys": sorted(i["journey"] for i in moved.values())})
         profile = _merged_profile(mine["profile"], state["profile"], source)
         attributes = {n: v for n, v in state["attributes"].items() if n not in mine["attributes"]}
-        entries = {j: max(at, mine["entries"].get(j, at)) for j, at in state["entries"].items()}
+        theirs = dict(state["entries"])
+        for instance in state["instances"].values():  # not moved: it ends here, and its entry is kept as it would be
+            if instance["journey"] in running:
+                theirs[instance["journey"]] = max(instance["started_at"], theirs.get(instance["journey"], 0.0))
+        entries = {j: max(at, mine["entries"].get(j, at)) for j, at in theirs.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(k.profile, "created_at", repr(now))
             pipe.hset(k.profile, mapping={n: dumps(v) if n in PROFILE_JSON_FIELDS else str(v)
