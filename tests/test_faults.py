@@ -422,3 +422,26 @@ async def test_a_kill_right_after_an_identify_commit_still_merges_the_visitor(
     assert (await must(api, "GET", "/v1/customers/anon-9"))["customer_id"] == "c9"  # before 165de7e: "anon-9"
     customer = await must(api, "GET", "/v1/customers/c9")
     assert [j["journey"] for j in customer["journeys"]] == [JOURNEY]  # before 165de7e: [], the cart stayed behind
+
+
+async def test_a_kill_right_after_the_commit_applies_events_without_a_key_once(
+    start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events sent without an idempotency key are not in the applied-events index: their re-delivery (the worker
+    died between commit and acknowledgement) is recognised by the customer's last applied entry."""
+    api = await start_api(clock_speed=1.0)
+    await must(api, "PUT", "/v1/customers/k3", json={"addresses": {"push": ["tok-k3"], "email": "k3@example.com"}})
+    await api.settled()
+    killed = die_after_next_commit(monkeypatch, api)
+    await must(api, "POST", "/v1/events/batch", json={"events": [
+        {"name": "page_viewed", "customer_id": "k3", "properties": {"n": 1}},
+        {"name": "cart_abandoned", "customer_id": "k3", "properties": CART},
+    ]})
+    await settle_after_the_kill(api)
+    assert killed
+    await must(api, "POST", "/v1/events", json={"name": "page_viewed", "customer_id": "k3", "properties": {"n": 2}})
+    await api.settled()
+    timeline = await api.timeline("k3")
+    assert [(e["name"], e["properties"].get("n")) for e in timeline if e["kind"] == "event"] == [
+        ("page_viewed", 1), ("cart_abandoned", None), ("page_viewed", 2)]
+    assert [e["status"] for e in timeline if e["kind"] == "journey"] == ["started"]

@@ -21,6 +21,7 @@ from omnicanal.codec import dumps
 from omnicanal.engine.clock import iso
 from omnicanal.engine.runtime import Runtime
 from omnicanal.metrics import EVENTS_ACCEPTED
+from omnicanal.store.work import WorkItem
 
 _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()
@@ -51,7 +52,7 @@ async def post_event(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     event = EventIn.model_validate(await read_json(request))
     stored = to_stored(runtime, event)
-    await runtime.queue.append_events([stored])
+    await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
     EVENTS_ACCEPTED.inc()
     return web.json_response({"id": stored["id"], "status": "accepted"}, status=202, dumps=dumps)
 
@@ -60,18 +61,19 @@ async def post_batch(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     batch = BatchIn.model_validate(await read_json(request))
     results: list[dict[str, Any]] = []
-    accepted: list[dict[str, Any]] = []
+    accepted: list[WorkItem] = []
     for index, raw in enumerate(batch.events):
         try:
-            stored = to_stored(runtime, EventIn.model_validate(raw))
+            event = EventIn.model_validate(raw)
         except ValidationError as exc:
             results.append({"index": index, "status": "rejected",
                             "errors": input_error(exc, prefix=f"events.{index}.").errors})
             continue
-        accepted.append(stored)
+        stored = to_stored(runtime, event)
+        accepted.append(WorkItem.of_event(stored, unique=event.idempotency_key is None))
         results.append({"index": index, "status": "accepted", "id": stored["id"]})
     if accepted:
-        await runtime.queue.append_events(accepted)
+        await runtime.queue.append(accepted)
         EVENTS_ACCEPTED.inc(len(accepted))
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     return web.json_response(body, status=202 if accepted else 422, dumps=dumps)

@@ -31,6 +31,11 @@ from omnicanal.store.work import WorkItem, WorkQueue
 log = structlog.get_logger("omnicanal.engine")
 
 
+def _ids_to_check(items: Sequence[WorkItem]) -> list[str]:
+    """The event ids to look up in the customer's applied-events index: those that may come again (not unique)."""
+    return [item.event["id"] for item in items if item.event is not None and not item.unique]
+
+
 @dataclass
 class Engine:
     clock: Clock
@@ -76,7 +81,7 @@ class Engine:
 
     async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
         """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
-        event_ids = [item.event["id"] for item in items if item.event is not None]
+        event_ids = _ids_to_check(items)
         snapshot = await self.customers.snapshot(customer_id, event_ids)
         if (into := snapshot.profile.get(MERGED_INTO)) is not None:
             await self.queue.append(item.for_customer(into) for item in items)
@@ -96,8 +101,7 @@ class Engine:
         how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
         left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
         simple = {cid: items for cid, items in work.items() if cid not in left}
-        snapshots = await self.customers.snapshots(
-            {cid: [i.event["id"] for i in items if i.event is not None] for cid, items in simple.items()})
+        snapshots = await self.customers.snapshots({cid: _ids_to_check(items) for cid, items in simple.items()})
         ready = {cid: snap for cid, snap in snapshots.items()
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
         runnable = list(ready)

@@ -23,7 +23,7 @@ from omnicanal.expressions import Expression
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, SendStep, WaitForStep
 from omnicanal.store.customers import Commit, Snapshot
 from omnicanal.store.keys import valid_customer_id
-from omnicanal.store.work import FALLBACK_TOKEN, WorkItem
+from omnicanal.store.work import FALLBACK_TOKEN, WorkItem, stream_position
 
 if TYPE_CHECKING:
     from omnicanal.engine.engine import Engine
@@ -74,6 +74,8 @@ class CustomerSession:
         self.stats: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.identified: list[str] = []
         """Anonymous ids an `identify` event said are this customer: merged after the commit."""
+        self.applied = stream_position(snapshot.applied) if snapshot.applied else None
+        """Where in the customer's work stream their stored state stands."""
         self.now = engine.clock.now()
         self.now_datetime = datetime.fromtimestamp(self.now, UTC)
         """`now` in expressions and templates: the session's moment, the same for all its steps."""
@@ -148,18 +150,25 @@ class CustomerSession:
     # -- work items ------------------------------------------------------------------------------------------
 
     async def apply(self, item: WorkItem) -> None:
+        if item.entry_id:  # from the stream: one at or before the last applied entry was applied already
+            position = stream_position(item.entry_id)
+            if self.applied is not None and position <= self.applied:
+                return
+            self.applied = position
+            self.commit.applied = item.entry_id
         if item.kind == "event" and item.event is not None:
-            await self.apply_event(item.event)
+            await self.apply_event(item.event, item.unique)
         elif item.kind == "drain" and item.payload:
             await self.apply_drain(item.payload["journey"])
         elif item.instance_id is not None and item.token is not None:
             await self.apply_timer(item.instance_id, item.token)
 
-    async def apply_event(self, event: dict[str, Any]) -> None:
+    async def apply_event(self, event: dict[str, Any], unique: bool = False) -> None:
         event_id = event["id"]
-        if event_id in self.snapshot.seen or event_id in self.commit.seen:
-            return  # a retry with the same idempotency key, or a re-delivery after a crash
-        self.commit.seen[event_id] = time.time()  # real time: the idempotency window is a promise to API clients
+        if not unique:  # it may come again under its id, in another entry: the applied-events index says
+            if event_id in self.snapshot.seen or event_id in self.commit.seen:
+                return  # a retry with the same idempotency key, a provider's retried callback, a forwarded event
+            self.commit.seen[event_id] = time.time()  # real time: the idempotency window is a promise to clients
         self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                     occurred_at=event["timestamp"])
         visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None

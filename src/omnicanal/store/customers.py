@@ -24,6 +24,10 @@ PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents", "merged_fr
 """Profile fields stored as JSON documents; the others (locale, timezone, timestamps, whatsapp_last_inbound)
 are plain strings."""
 
+APPLIED_ENTRY = "applied_entry"
+"""Profile field: the id of the last work entry whose effects this customer's state holds (written by the same
+commit). An entry at or before it is a re-delivery (the worker stopped between commit and acknowledgement)."""
+
 TIMELINE_LIMIT = 5_000
 """Entries kept per customer timeline; older ones are trimmed as new ones arrive."""
 
@@ -42,12 +46,13 @@ return out
 """
 
 # KEYS: profile, attrs, instances, entries, timeline, seen, messages; ARGV: now, created (0/1: create the
-# profile), oldest seen score kept, timeline limit, then sections, each a count followed by its items:
+# profile), oldest seen score kept, timeline limit, last applied entry ("": none), then sections, each a count
+# followed by its items:
 # seen (id, score), timeline entries, instances to set (id, json), instances to delete (id),
 # entries (journey, at), attributes to set (name, json), attributes to delete (name), messages (id, json).
 # A script rather than MULTI: one command to encode and parse instead of eight, same atomicity.
 _COMMIT = """
-local i = 5
+local i = 6
 local function section(width, apply)
   local n = tonumber(ARGV[i]); i = i + 1
   if n > 0 then
@@ -58,6 +63,7 @@ local function section(width, apply)
   i = i + n * width
 end
 if ARGV[2] == '1' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '""" + APPLIED_ENTRY + """', ARGV[5]) end
 section(2, function(items)
   local zargs = {}
   for j = 1, #items, 2 do zargs[#zargs + 1] = items[j + 1]; zargs[#zargs + 1] = items[j] end
@@ -102,6 +108,8 @@ class Snapshot:
     instances: dict[str, dict[str, Any]]
     entries: dict[str, float]
     seen: set[str]
+    applied: str | None = None
+    """The last work entry applied (APPLIED_ENTRY)."""
 
     @property
     def exists(self) -> bool:
@@ -120,6 +128,8 @@ class Commit:
     attributes: dict[str, Any] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Records of messages sent (their claim was written before the provider call)."""
+    applied: str | None = None
+    """The last work entry whose effects this commit holds (not a change by itself: see __bool__)."""
 
     def __bool__(self) -> bool:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
@@ -169,13 +179,16 @@ class CustomerStore:
     def _decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception:
         try:
             profile, attrs, instances, entries, seen = answer
+            fields = _pairs(profile)
+            applied = fields.pop(APPLIED_ENTRY, None)
             return Snapshot(
                 customer_id=customer_id,
-                profile=_decode_profile(_pairs(profile)),
+                profile=_decode_profile(fields),
                 attributes={name: loads(v) for name, v in _pairs(attrs).items()},
                 instances={iid: loads(v) for iid, v in _pairs(instances).items()},
                 entries={jid: float(v) for jid, v in _pairs(entries).items()},
                 seen=set(seen),
+                applied=applied,
             )
         except (ValueError, TypeError) as exc:  # JSON that is not, a record of the wrong shape
             return exc
@@ -207,7 +220,7 @@ class CustomerStore:
         k = self.keys(customer_id)
         kept = {name: encode(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
-            repr(now), "1" if new else "0", repr(seen_since), TIMELINE_LIMIT,
+            repr(now), "1" if new else "0", repr(seen_since), TIMELINE_LIMIT, commit.applied or "",
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
             *_section([encode(entry) for entry in commit.timeline], 1),
             *_section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),

@@ -2,13 +2,15 @@
 
 Layout (workspace `ws`, customer `cid`, partition `p`):
 
-    oc:{ws:c:cid}:profile       hash   locale, timezone, addresses, channel_preference, consents (JSON), created_at
+    oc:{ws:c:cid}:profile       hash   locale, timezone, addresses, channel_preference, consents (JSON), created_at,
+                                       applied_entry (the last work entry the customer's state holds)
     oc:{ws:c:cid}:attrs         hash   attribute -> JSON value (field-level writes never clobber each other)
     oc:{ws:c:cid}:instances     hash   instance id -> JSON of a running journey instance
     oc:{ws:c:cid}:entries       hash   journey id -> when the customer's last finished instance began (re-entry)
     oc:{ws:c:cid}:timeline      list   JSON entries, oldest first (events, messages, journey milestones)
     oc:{ws:c:cid}:messages      hash   message key -> JSON message record (content, status history)
-    oc:{ws:c:cid}:seen          zset   applied event ids scored by time (idempotent re-delivery)
+    oc:{ws:c:cid}:seen          zset   ids of applied events that may come again (idempotency key, provider
+                                       callback, forwarded by a merge), scored by time
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time

@@ -18,7 +18,7 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.customers import PROFILE_JSON_FIELDS
+from omnicanal.store.customers import APPLIED_ENTRY, PROFILE_JSON_FIELDS
 from omnicanal.store.keys import Keyspace
 
 MERGED_INTO = "merged_into"
@@ -121,7 +121,8 @@ def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -
             other = consents.setdefault(channel, {}).get(purpose)
             if other is None or other.get("granted") or not decision.get("granted"):
                 consents[channel][purpose] = decision  # an opt-out, on either side, is kept
-    profile = {n: v for n, v in theirs.items() if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at")}
+    profile = {n: v for n, v in theirs.items()  # the last applied entry is of the visitor's own work stream
+               if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at", APPLIED_ENTRY)}
     profile.update({n: v for n, v in mine.items() if n not in ("created_at",)})
     profile.update(addresses=addresses, consents=consents,
                    merged_from=[*mine.get("merged_from", []), source])

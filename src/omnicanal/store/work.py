@@ -50,11 +50,28 @@ class WorkItem:
     instance_id: str | None = None
     token: str | None = None
     payload: dict[str, Any] | None = None
+    unique: bool = False
+    """An event whose id no other entry carries (the API's, sent without an idempotency key): only a re-delivery
+    of this very entry could apply it twice, and the customer's last applied entry recognises that, so its id is
+    not kept in the applied-events index. Events that may come again under the same id (an idempotency key, a
+    provider's retried callback, a forwarded event) are not unique."""
+
+    @classmethod
+    def of_event(cls, event: dict[str, Any], unique: bool = False) -> WorkItem:
+        return cls(-1, "", "event", event["customer_id"], event=event, unique=unique)
 
     def for_customer(self, customer_id: str) -> WorkItem:
-        """The same work, addressed to another customer (forwarding after a merge)."""
+        """The same work, addressed to another customer (forwarding after a merge: it may be forwarded twice,
+        so it is no longer `unique`)."""
         event = {**self.event, "customer_id": customer_id} if self.event is not None else None
         return WorkItem(-1, "", self.kind, customer_id, event, self.instance_id, self.token, self.payload)
+
+
+def stream_position(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("1718000000000-3") as a comparable pair: a customer's entries are all in one stream,
+    added in order, so a larger id is later work."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 FALLBACK_TOKEN = "fallback"
@@ -64,7 +81,10 @@ FALLBACK_TOKEN = "fallback"
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
-        return {"k": "event", "c": item.customer_id, "d": encode(item.event)}
+        fields: FieldMap = {"k": "event", "c": item.customer_id, "d": encode(item.event)}
+        if item.unique:
+            fields["u"] = "1"
+        return fields
     if item.kind != "timer":
         return {"k": item.kind, "c": item.customer_id, "d": encode(item.payload)}
     return {"k": "timer", "m": timer_member(item.customer_id, item.instance_id or "", item.token or "")}
@@ -98,7 +118,7 @@ class WorkQueue:
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
         """Store events durably (one pipelined round trip for a batch); raises StoreUnavailable on failure."""
-        await self.append(WorkItem(-1, "", "event", event["customer_id"], event=event) for event in events)
+        await self.append(map(WorkItem.of_event, events))
 
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
                    pending: bool = False, done: Sequence[WorkItem] = (),
@@ -166,7 +186,8 @@ class WorkQueue:
     @staticmethod
     def _item(partition: int, entry_id: str, fields: dict[str, str]) -> WorkItem:
         if fields["k"] == "event":
-            return WorkItem(partition, entry_id, "event", fields["c"], event=loads(fields["d"]))
+            return WorkItem(partition, entry_id, "event", fields["c"], event=loads(fields["d"]),
+                            unique=fields.get("u") == "1")
         if fields["k"] != "timer":
             return WorkItem(partition, entry_id, fields["k"], fields["c"], payload=loads(fields["d"]))
         customer_id, instance_id, token = fields["m"].split("|", 2)
