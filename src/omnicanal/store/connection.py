@@ -146,12 +146,16 @@ async def run_script(redis_client: Redis, script: AsyncScript,
 
 
 class Coalescer:
-    """Commands issued during the same turn of the event loop, sent to Redis together as one pipeline.
+    """Commands issued during the same two turns of the event loop, sent to Redis together as one pipeline.
 
     Many coroutines reach the same call at once — the API's concurrent requests each storing an event, a
     worker's customers each claiming a message before calling the provider — and one pipeline for all of them
     instead of a call each saves redis-py's per-call cost (a pooled connection, a timeout, a write and a read),
     most of what a small command costs. Each caller still waits for, and gets, its own answer or its own error.
+
+    The pipeline leaves one turn later than the first call's: the API's concurrent requests reach the store
+    over two turns of the loop, and waiting for the second put about twice as many in each pipeline (measured:
+    single-event ingest 17,700 -> 20,900 events/s with 64 connections; a third turn gained nothing).
     """
 
     def __init__(self, redis_client: Redis) -> None:
@@ -164,8 +168,8 @@ class Coalescer:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         self._pending.append((queue, answer))
-        if len(self._pending) == 1:  # the first call of this turn: send them all once the turn is over
-            loop.call_soon(self._send)
+        if len(self._pending) == 1:  # the first call: send them all once this turn and the next are over
+            loop.call_soon(self._send_after_this_turn)
         return await answer
 
     async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -173,6 +177,9 @@ class Coalescer:
         if isinstance(self._redis, redis.RedisCluster):
             return await call(script(keys=keys, args=args))
         return await self.command(lambda pipe: queue_script(pipe, script.script, keys, args))
+
+    def _send_after_this_turn(self) -> None:
+        asyncio.get_running_loop().call_soon(self._send)
 
     def _send(self) -> None:
         batch, self._pending = self._pending, []
