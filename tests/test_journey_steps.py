@@ -184,7 +184,7 @@ steps:
     await asyncio.sleep(0)
 
 
-async def test_values_json_has_no_plain_form_for_are_stored_not_lost(project: Path, start_api: StartApi) -> None:
+async def test_values_without_a_plain_json_form_are_stored_not_lost(project: Path, start_api: StartApi) -> None:
     """An expression can build a mapping with number keys or an integer beyond 64 bits: the instance waiting
     with them and the attribute are stored (keys as text, as JSON has them) and the journey goes on."""
     write_journey(project, "odd_values", """

@@ -58,6 +58,7 @@ class WorkItem:
 
     @classmethod
     def of_event(cls, event: dict[str, Any], unique: bool = False) -> WorkItem:
+        """A stored event (see api/events.py) about to be added to its customer's stream."""
         return cls(-1, "", "event", event["customer_id"], event=event, unique=unique)
 
     def for_customer(self, customer_id: str) -> WorkItem:
