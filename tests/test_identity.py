@@ -35,6 +35,7 @@ async def test_an_anonymous_cart_continues_for_the_customer_who_logs_in(start_ap
     discount = next(e for e in entries if e.get("template") == "cart_discount")
     assert (discount["channel"], discount["to"]) == ("push", "tok-1")
     assert discount["content"]["title"].startswith("Léa")
+    assert "Sneakers" in discount["content"]["body"]  # the cart the visitor left: its event moved with the journey
     names = [e["name"] for e in entries if e["kind"] == "event"]
     assert names[:2] == ["page_viewed", "cart_abandoned"] and "identify" in names
     assert names.count("page_viewed") == 2  # the late event was forwarded, not lost

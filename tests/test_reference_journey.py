@@ -95,3 +95,19 @@ async def test_small_carts_do_not_start_the_journey(start_api: StartApi) -> None
     await api.settled()
     entries = await api.timeline("c7")
     assert [e["kind"] for e in entries] == ["event"]
+
+
+async def test_the_cart_is_remembered_when_its_timeline_entry_is_trimmed(start_api: StartApi) -> None:
+    """A waiting instance keeps its event on the timeline, not a copy; when the timeline's limit trims that entry
+    away while the shopper browses on, the instance stores the event again, and the push still names the item."""
+    api = await start_api(clock_speed=1200.0, timeline_limit=10)  # the hour before the push lasts 3 s
+    await abandon_cart(api)
+    await api.settled()
+    for n in range(15):
+        await api.event("page_viewed", "c42", properties={"n": n})
+    await api.settled()
+    entries = await api.timeline("c42")
+    assert len(entries) == 10 and all(e["kind"] == "event" and e["name"] == "page_viewed" for e in entries)
+    entries = await api.wait_until("c42", has_message("cart_discount"), timeout=10)
+    push = next(e for e in entries if e.get("template") == "cart_discount")
+    assert "Sneakers" in push["content"]["body"]

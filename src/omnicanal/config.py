@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     idempotency_window: float = Field(
         default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
     )
+    timeline_limit: int = Field(
+        default=5_000, ge=10, description="Timeline entries kept per customer; the oldest go as new ones come."
+    )
     timer_poll_interval: float = Field(
         default=0.05, gt=0, description="Real seconds between two looks for due timers."
     )

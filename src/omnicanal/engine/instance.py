@@ -40,16 +40,23 @@ class Instance:
     """A digest step collecting: `items` so far, `total` seen, `ready` once its window closed."""
     retry: dict[str, Any] | None = None
     """The send step being retried: since when, how many attempts, which channels are exhausted."""
+    event_at: int | None = None
+    """Where `event` is on the customer's timeline (its position since the first entry ever): stored instead of
+    a copy of the event, which the snapshot reads back from there. None: the event is stored with the instance
+    (its timeline entry is about to be trimmed, or was written by a version before this field)."""
 
     def to_json(self) -> dict[str, Any]:
         """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
         instance is Redis memory for as long as it waits. Built by hand, not with `asdict`: that deep-copies vars
-        and the event, and this runs for every step of every customer, only to be serialised at once."""
-        stored: dict[str, Any] = {
+        and the event, and this runs for every step of every customer, only to be serialised at once.
+        `event_at` comes first: the snapshot script finds it at the start of the JSON (EVENT_AT_PATTERN)."""
+        stored: dict[str, Any] = {} if self.event_at is None else {"event_at": self.event_at}
+        stored.update({
             "id": self.id, "journey": self.journey, "version": self.version, "customer_id": self.customer_id,
-            "started_at": self.started_at, "event": self.event, "position": self.position, "seq": self.seq,
-            "vars": self.vars,
-        }
+            "started_at": self.started_at, "position": self.position, "seq": self.seq, "vars": self.vars,
+        })
+        if self.event_at is None:
+            stored["event"] = self.event
         if self.waiting is not None:
             stored["waiting"] = {"kind": self.waiting.kind, "token": self.waiting.token, "until": self.waiting.until}
         if self.converted:

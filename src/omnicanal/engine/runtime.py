@@ -126,7 +126,7 @@ class Runtime:
             keys = Keyspace(settings.workspace, settings.partitions)
             await call(redis.ping())
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
-            customers = CustomerStore(redis, keys)
+            customers = CustomerStore(redis, keys, settings.timeline_limit)
             queue = WorkQueue(redis, keys)
             journey_store = JourneyStore(redis, keys)
             registry = JourneyRegistry(journey_store)

@@ -76,6 +76,8 @@ class CustomerSession:
         """Anonymous ids an `identify` event said are this customer: merged after the commit."""
         self.applied = stream_position(snapshot.applied) if snapshot.applied else None
         """Where in the customer's work stream their stored state stands."""
+        self.event_at: int | None = None
+        """The timeline position of the event being applied: instances it starts or moves keep it there."""
         self.now = engine.clock.now()
         self.now_datetime = datetime.fromtimestamp(self.now, UTC)
         """`now` in expressions and templates: the session's moment, the same for all its steps."""
@@ -147,6 +149,15 @@ class CustomerSession:
         if wait.until is not None:
             self.old_timers.append(TimerChange(self.customer_id, instance.id, wait.token, wait.until))
 
+    def keep_events_past_trimming(self) -> None:
+        """Called before the commit: an instance whose event's timeline entry the commit trims away (a timeline
+        keeps OMNICANAL_TIMELINE_LIMIT entries) stores the event itself again."""
+        first_kept = self.snapshot.timeline_end + len(self.commit.timeline) - self.engine.customers.timeline_limit
+        for instance in list(self.instances.values()):
+            if instance.event_at is not None and instance.event_at < first_kept:
+                instance.event_at = None
+                self.save(instance)
+
     # -- work items ------------------------------------------------------------------------------------------
 
     async def apply(self, item: WorkItem) -> None:
@@ -171,6 +182,7 @@ class CustomerSession:
             self.commit.seen[event_id] = time.time()  # real time: the idempotency window is a promise to clients
         self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                     occurred_at=event["timestamp"])
+        self.event_at = self.snapshot.timeline_end + len(self.commit.timeline) - 1
         visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
         if isinstance(visitor, str) and visitor != self.customer_id and valid_customer_id(visitor):
             self.identified.append(visitor)
@@ -204,7 +216,7 @@ class CustomerSession:
             step.action, event, instance, f"{journey.id}.{step.id}.where"
         ):
             self.stop_waiting(instance, journey)
-            instance.event = event
+            instance.event, instance.event_at = event, self.event_at
             instance.vars["timed_out"] = False
             instance.position += 1
             await self.engine.interpreter.advance(self, instance, journey)
@@ -232,7 +244,7 @@ class CustomerSession:
         # Derived from the event: a replayed event re-creates the same instance, so its sends are recognised.
         instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
         instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
-                            customer_id=self.customer_id, started_at=self.now, event=event)
+                            customer_id=self.customer_id, started_at=self.now, event=event, event_at=self.event_at)
         self.stats[journey.id]["started"] += 1
         self.record("journey", journey=journey.id, version=journey.version, status="started",
                     instance_id=instance_id)

@@ -28,12 +28,16 @@ APPLIED_ENTRY = "applied_entry"
 """Profile field: the id of the last work entry whose effects this customer's state holds (written by the same
 commit). An entry at or before it is a re-delivery (the worker stopped between commit and acknowledgement)."""
 
-TIMELINE_LIMIT = 5_000
-"""Entries kept per customer timeline; older ones are trimmed as new ones arrive."""
+TIMELINE_TRIMMED = "timeline_trimmed"
+"""Profile field: how many timeline entries were ever trimmed (absent: none), so that a position counted from
+the first entry ever (an instance's `event_at`) finds its entry: index = position - trimmed."""
 
+EVENT_AT_PATTERN = '^{"event_at":(%d+)'
+"""Lua pattern of an instance that keeps its event on the timeline (Instance.to_json writes `event_at` first)."""
 
-# KEYS: profile, attrs, instances, entries, seen; ARGV: event ids.
-# One round trip and one command for all a worker reads before applying a customer's work.
+# KEYS: profile, attrs, instances, entries, seen, timeline; ARGV: event ids.
+# One round trip and one command for all a worker reads before applying a customer's work: with the instances
+# that keep their event on the timeline, the timeline entries they point at, and the timeline's length.
 _SNAPSHOT = """
 local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
              redis.call('HGETALL', KEYS[4])}
@@ -42,6 +46,18 @@ for i, id in ipairs(ARGV) do
   if redis.call('ZSCORE', KEYS[5], id) then seen[#seen + 1] = id end
 end
 out[5] = seen
+local events = {}
+local trimmed = nil
+for j = 2, #out[3], 2 do
+  local at = string.match(out[3][j], '""" + EVENT_AT_PATTERN + """')
+  if at then
+    trimmed = trimmed or tonumber(redis.call('HGET', KEYS[1], '""" + TIMELINE_TRIMMED + """') or 0)
+    events[#events + 1] = out[3][j - 1]
+    events[#events + 1] = redis.call('LINDEX', KEYS[6], tonumber(at) - trimmed) or ''
+  end
+end
+out[6] = events
+out[7] = redis.call('LLEN', KEYS[6])
 return out
 """
 
@@ -71,8 +87,11 @@ section(2, function(items)
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[3])
 end)
 section(1, function(items)
-  redis.call('RPUSH', KEYS[5], unpack(items))
-  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[4]), -1)
+  local over = redis.call('RPUSH', KEYS[5], unpack(items)) - tonumber(ARGV[4])
+  if over > 0 then
+    redis.call('LTRIM', KEYS[5], over, -1)
+    redis.call('HINCRBY', KEYS[1], '""" + TIMELINE_TRIMMED + """', over)
+  end
 end)
 section(2, function(items) redis.call('HSET', KEYS[3], unpack(items)) end)
 section(1, function(items) redis.call('HDEL', KEYS[3], unpack(items)) end)
@@ -110,6 +129,8 @@ class Snapshot:
     seen: set[str]
     applied: str | None = None
     """The last work entry applied (APPLIED_ENTRY)."""
+    timeline_end: int = 0
+    """The position (counted from the first entry ever) the next timeline entry will have."""
 
     @property
     def exists(self) -> bool:
@@ -142,6 +163,15 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(pairs, pairs, strict=True))
 
 
+def event_of_entry(customer_id: str, instance_id: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """The event an instance keeps on the timeline, rebuilt from its entry (ValueError if the entry is gone:
+    the instance's state can no longer be read, and its owner's work is dead-lettered, not run without it)."""
+    if entry is None or entry.get("kind") != "event":
+        raise ValueError(f"instance {instance_id} of {customer_id} points at a timeline entry that is not its event")
+    return {"id": entry["event_id"], "name": entry["name"], "customer_id": customer_id,
+            "properties": entry["properties"], "timestamp": entry["occurred_at"]}
+
+
 def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
     return {k: loads(v) if k in PROFILE_JSON_FIELDS else v for k, v in raw.items()}
 
@@ -149,9 +179,11 @@ def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
 class CustomerStore:
     """Reads and writes the keys of one customer at a time."""
 
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, timeline_limit: int = 5_000) -> None:
         self._redis = redis
         self._keys = keys
+        self.timeline_limit = timeline_limit
+        """Entries kept per customer timeline (OMNICANAL_TIMELINE_LIMIT); older ones are trimmed as new ones come."""
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._commit = redis.register_script(_COMMIT)
 
@@ -170,7 +202,7 @@ class CustomerStore:
         stored state cannot be read gets the error instead, so one corrupted record stops only its owner."""
         def keys(customer_id: str) -> list[str]:
             k = self.keys(customer_id)
-            return [k.profile, k.attrs, k.instances, k.entries, k.seen]
+            return [k.profile, k.attrs, k.instances, k.entries, k.seen, k.timeline]
 
         answers = await run_script(self._redis, self._snapshot, [(keys(cid), ids) for cid, ids in wanted.items()])
         return {cid: self._decode_snapshot(cid, answer) for cid, answer in zip(wanted, answers, strict=True)}
@@ -178,17 +210,22 @@ class CustomerStore:
     @staticmethod
     def _decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception:
         try:
-            profile, attrs, instances, entries, seen = answer
+            profile, attrs, instances, entries, seen, events, length = answer
             fields = _pairs(profile)
             applied = fields.pop(APPLIED_ENTRY, None)
+            trimmed = int(fields.pop(TIMELINE_TRIMMED, 0))
+            running = {iid: loads(v) for iid, v in _pairs(instances).items()}
+            for iid, entry in _pairs(events).items():
+                running[iid]["event"] = event_of_entry(customer_id, iid, loads(entry) if entry else None)
             return Snapshot(
                 customer_id=customer_id,
                 profile=_decode_profile(fields),
                 attributes={name: loads(v) for name, v in _pairs(attrs).items()},
-                instances={iid: loads(v) for iid, v in _pairs(instances).items()},
+                instances=running,
                 entries={jid: float(v) for jid, v in _pairs(entries).items()},
                 seen=set(seen),
                 applied=applied,
+                timeline_end=trimmed + int(length),
             )
         except (ValueError, TypeError) as exc:  # JSON that is not, a record of the wrong shape
             return exc
@@ -220,7 +257,7 @@ class CustomerStore:
         k = self.keys(customer_id)
         kept = {name: encode(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
-            repr(now), "1" if new else "0", repr(seen_since), TIMELINE_LIMIT, commit.applied or "",
+            repr(now), "1" if new else "0", repr(seen_since), self.timeline_limit, commit.applied or "",
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
             *_section([encode(entry) for entry in commit.timeline], 1),
             *_section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),

@@ -18,7 +18,7 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.customers import APPLIED_ENTRY, PROFILE_JSON_FIELDS
+from omnicanal.store.customers import APPLIED_ENTRY, PROFILE_JSON_FIELDS, TIMELINE_TRIMMED, event_of_entry
 from omnicanal.store.keys import Keyspace
 
 MERGED_INTO = "merged_into"
@@ -71,8 +71,11 @@ class CustomerMerge:
         if source in mine["profile"].get("merged_from", []):
             return []  # applied before (the item was delivered again)
         k = self._keys.customer(customer_id)
-        running = {instance["journey"] for instance in mine["instances"].values()}
-        moved = {iid: {**inst, "customer_id": customer_id} for iid, inst in state["instances"].items()
+        # The timeline is rebuilt (both woven in time order): instances that keep their event on a timeline
+        # store it themselves again, the customer's own ones included.
+        own = _with_events(customer_id, mine)
+        running = {instance["journey"] for instance in own.values()}
+        moved = {iid: {**inst, "customer_id": customer_id} for iid, inst in _with_events(source, state).items()
                  if inst["journey"] not in running}
         timeline = sorted([*mine["timeline"], *state["timeline"]], key=lambda entry: entry["at"])
         timeline.append({"kind": "identity", "at": timeline[-1]["at"] if timeline else "", "merged": source,
@@ -90,8 +93,9 @@ class CustomerMerge:
                                           for n, v in profile.items()})
             if attributes:
                 pipe.hset(k.attrs, mapping={n: dumps(v) for n, v in attributes.items()})
-            if moved:
-                pipe.hset(k.instances, mapping={iid: dumps(inst) for iid, inst in moved.items()})
+            if moved or own != mine["instances"]:
+                pipe.hset(k.instances, mapping={iid: dumps(inst) for iid, inst in {**own, **moved}.items()})
+            pipe.hdel(k.profile, TIMELINE_TRIMMED)  # positions start again at the rebuilt timeline's first entry
             if entries:
                 pipe.hset(k.entries, mapping={j: repr(at) for j, at in entries.items()})
             pipe.delete(k.timeline)
@@ -105,6 +109,22 @@ class CustomerMerge:
                 pipe.zadd(k.sends, state["sends"])
             await pipe.execute()
         return list(moved)
+
+
+def _with_events(customer_id: str, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An exported state's running instances, each with its event stored in it (read from the exported
+    timeline for those that keep it there)."""
+    trimmed = int(state["profile"].get(TIMELINE_TRIMMED, 0))
+    timeline = state["timeline"]
+    instances: dict[str, dict[str, Any]] = {}
+    for iid, instance in state["instances"].items():
+        if "event_at" in instance:
+            index = instance["event_at"] - trimmed
+            entry = timeline[index] if 0 <= index < len(timeline) else None
+            instance = {name: value for name, value in instance.items() if name != "event_at"}
+            instance["event"] = event_of_entry(customer_id, iid, entry)
+        instances[iid] = instance
+    return instances
 
 
 def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -> dict[str, Any]:
@@ -122,8 +142,8 @@ def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -
             if other is None or other.get("granted") or not decision.get("granted"):
                 consents[channel][purpose] = decision  # an opt-out, on either side, is kept
     profile = {n: v for n, v in theirs.items()  # the last applied entry is of the visitor's own work stream
-               if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at", APPLIED_ENTRY)}
-    profile.update({n: v for n, v in mine.items() if n not in ("created_at",)})
+               if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at", APPLIED_ENTRY, TIMELINE_TRIMMED)}
+    profile.update({n: v for n, v in mine.items() if n not in ("created_at", TIMELINE_TRIMMED)})
     profile.update(addresses=addresses, consents=consents,
                    merged_from=[*mine.get("merged_from", []), source])
     return profile
