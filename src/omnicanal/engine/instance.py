@@ -49,11 +49,13 @@ class Instance:
         """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
         instance is Redis memory for as long as it waits. Built by hand, not with `asdict`: that deep-copies vars
         and the event, and this runs for every step of every customer, only to be serialised at once.
-        `event_at` comes first: the snapshot script finds it at the start of the JSON (EVENT_AT_PATTERN)."""
+        `event_at` comes first: the snapshot script finds it at the start of the JSON (EVENT_AT_PATTERN). The id
+        and the customer are not stored: they are the field and the key it is stored under (see
+        store/customers.decode_instances)."""
         stored: dict[str, Any] = {} if self.event_at is None else {"event_at": self.event_at}
         stored.update({
-            "id": self.id, "journey": self.journey, "version": self.version, "customer_id": self.customer_id,
-            "started_at": self.started_at, "position": self.position, "seq": self.seq, "vars": self.vars,
+            "journey": self.journey, "version": self.version, "started_at": self.started_at,
+            "position": self.position, "seq": self.seq, "vars": self.vars,
         })
         if self.event_at is None:
             stored["event"] = self.event

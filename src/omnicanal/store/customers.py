@@ -163,6 +163,13 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(pairs, pairs, strict=True))
 
 
+def decode_instances(customer_id: str, stored: Any) -> dict[str, dict[str, Any]]:
+    """The running instances as stored (an HGETALL answer), each with its id and customer, which the stored form
+    leaves to the field and key it is under (instances stored before that have them: the same values)."""
+    return {iid: {**loads(value), "id": iid, "customer_id": customer_id}
+            for iid, value in decode_map(_pairs(stored) if isinstance(stored, list) else stored).items()}
+
+
 def event_of_entry(customer_id: str, instance_id: str, entry: dict[str, Any] | None) -> dict[str, Any]:
     """The event an instance keeps on the timeline, rebuilt from its entry (ValueError if the entry is gone:
     the instance's state can no longer be read, and its owner's work is dead-lettered, not run without it)."""
@@ -214,7 +221,7 @@ class CustomerStore:
             fields = _pairs(profile)
             applied = fields.pop(APPLIED_ENTRY, None)
             trimmed = int(fields.pop(TIMELINE_TRIMMED, 0))
-            running = {iid: loads(v) for iid, v in _pairs(instances).items()}
+            running = decode_instances(customer_id, instances)
             for iid, entry in _pairs(events).items():
                 running[iid]["event"] = event_of_entry(customer_id, iid, loads(entry) if entry else None)
             return Snapshot(

@@ -18,7 +18,13 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.customers import APPLIED_ENTRY, PROFILE_JSON_FIELDS, TIMELINE_TRIMMED, event_of_entry
+from omnicanal.store.customers import (
+    APPLIED_ENTRY,
+    PROFILE_JSON_FIELDS,
+    TIMELINE_TRIMMED,
+    decode_instances,
+    event_of_entry,
+)
 from omnicanal.store.keys import Keyspace
 
 MERGED_INTO = "merged_into"
@@ -49,7 +55,7 @@ class CustomerMerge:
         return {
             "profile": {n: loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in decode_map(profile).items()},
             "attributes": _json_map(attrs),
-            "instances": _json_map(instances),
+            "instances": decode_instances(customer_id, instances),
             "entries": {journey: float(at) for journey, at in decode_map(entries).items()},
             "timeline": [loads(entry) for entry in timeline],
             "messages": _json_map(messages),
