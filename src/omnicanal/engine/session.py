@@ -149,10 +149,14 @@ class CustomerSession:
         if wait.until is not None:
             self.old_timers.append(TimerChange(self.customer_id, instance.id, wait.token, wait.until))
 
+    def _timeline_end(self) -> int:
+        """The position the customer's next timeline entry will have, counting this session's entries."""
+        return self.snapshot.timeline_end + len(self.commit.timeline)
+
     def keep_events_past_trimming(self) -> None:
         """Called before the commit: an instance whose event's timeline entry the commit trims away (a timeline
         keeps OMNICANAL_TIMELINE_LIMIT entries) stores the event itself again."""
-        first_kept = self.snapshot.timeline_end + len(self.commit.timeline) - self.engine.customers.timeline_limit
+        first_kept = self._timeline_end() - self.engine.customers.timeline_limit
         for instance in list(self.instances.values()):
             if instance.event_at is not None and instance.event_at < first_kept:
                 instance.event_at = None
@@ -182,7 +186,7 @@ class CustomerSession:
             self.commit.seen[event_id] = time.time()  # real time: the idempotency window is a promise to clients
         self.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                     occurred_at=event["timestamp"])
-        self.event_at = self.snapshot.timeline_end + len(self.commit.timeline) - 1
+        self.event_at = self._timeline_end() - 1  # the entry just recorded
         visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
         if isinstance(visitor, str) and visitor != self.customer_id and valid_customer_id(visitor):
             self.identified.append(visitor)
