@@ -27,11 +27,13 @@ PARTITIONS = 16
 ITEMS = [{"sku": "SKU-1", "name": "Sneakers Lumière", "price": 89.0},
          {"sku": "SKU-7", "name": "Chaussettes", "price": 12.5}]
 TOTAL = 101.5
+SMALL_TOTAL = 15.0
+"""Below the reference journey's trigger (`total >= 20`): a cart of this total starts no journey."""
 
 
-def cart_event(customer_id: str) -> dict[str, Any]:
+def cart_event(customer_id: str, total: float = TOTAL) -> dict[str, Any]:
     return {"name": "cart_abandoned", "customer_id": customer_id,
-            "properties": {"cart_id": f"cart-{customer_id}", "items": ITEMS, "total": TOTAL}}
+            "properties": {"cart_id": f"cart-{customer_id}", "items": ITEMS, "total": total}}
 
 
 def order_event(customer_id: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from common import (
 )
 from engine import (
     PARTITIONS,
+    SMALL_TOTAL,
     Engine,
     cart_event,
     create_profiles,
@@ -54,6 +55,7 @@ ENGINE_DB = 14
 STEPS_SPEED = 172_800.0  # journey seconds per real second in `steps`: 1 h -> 0.02 s, 48 h -> 1 s
 FIRST_WAIT = 3600.0  # the reference journey's give_them_time timeout
 LIGHT_RATE = 100  # events/s of the unloaded latency measure
+HISTORY_CUSTOMERS = 20_000  # the control group of `waiting`: the same event, no journey started
 ORDERS_EVERY = 4  # in `steps`, every 4th customer orders at once (thank-you path); the others never do
 
 
@@ -544,6 +546,19 @@ async def park(ctx: Context, engine: Engine, customers: Sequence[str], expected_
     return waiting, time.monotonic() - started
 
 
+async def history_bytes(ctx: Context, engine: Engine, redis: Any, customers: Sequence[str]) -> float:
+    """Redis bytes per customer of the same cart event applied without starting the journey (its total is below
+    the trigger's): what any event costs a customer — its timeline record and the last-applied mark. Parked
+    customers cost this plus their waiting instance."""
+    before = await settle_memory(redis)
+    batches = [[cart_event(cid, SMALL_TOTAL) for cid in customers[start:start + 1000]]
+               for start in range(0, len(customers), 1000)]
+    await post_batches(ctx.session, engine.url, batches)
+    if not await wait_until(lambda: backlog_empty(engine.workspace), ctx.sizes.park_limit, every=0.5):
+        ctx.log("waiting: warning, the history control group was not applied in time")
+    return (await settle_memory(redis) - before) / len(customers)
+
+
 async def minimal_waiting_bytes(n: int) -> float:
     """Redis bytes per waiting instance when it is only what a wait needs: one small hash (journey, step, token,
     the cart's skus and total) and one timer member in a sorted set."""
@@ -776,6 +791,7 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
     rows: list[Row] = []
     sizes = ctx.sizes
     n_wait = sizes.waiting if selected & {"waiting", "timers"} else 0
+    n_history = min(n_wait, HISTORY_CUSTOMERS) if "waiting" in selected else 0
     n_lat = int(sizes.latency_rate * sizes.latency_seconds) if "latency" in selected else 0
     n_light = int(LIGHT_RATE * sizes.relay_seconds) if n_lat else 0  # the same path, unloaded
     await flush(ENGINE_DB)
@@ -783,9 +799,11 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
     engine = await Engine(ctx.group, ENGINE_DB, ctx.run_dir, ctx.standin_url, workers=2, clock_speed=1.0).start()
     redis = redis_client(ENGINE_DB)
     try:
-        ctx.log(f"population: profiles for {n_wait + n_lat:,} customers")
+        ctx.log(f"population: profiles for {n_wait + n_history + n_lat:,} customers")
         if n_wait:
             await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "w-", n_wait)
+        if n_history:
+            await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "h-", n_history)
         if n_lat:
             await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "l-", n_lat + n_light)
         lat_parked = 0
@@ -804,6 +822,7 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
             if "waiting" in selected:
                 ctx.log("waiting: the minimal representation, and the peers")
                 per_instance = (memory2 - memory0) / max(1, parked)
+                history = await history_bytes(ctx, engine, redis, [f"h-{i}" for i in range(n_history)])
                 floor = await minimal_waiting_bytes(min(n_wait, 20_000))
                 peer_results = {p.name: await peer_waiting(ctx, p) for p in ctx.peers_for("waiting")}
                 arq = peer_results.get("arq")
@@ -816,6 +835,12 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
                                 met=per_instance <= 500, note=note,
                                 details={"used_memory_before": memory0, "used_memory_after": memory2,
                                          "parked": parked, "peers": peer_results}))
+                rows.append(Row("waiting", "of which the waiting instance's own", per_instance - history, "B",
+                                limit=floor, limit_how="the minimal state above",
+                                note=f"the rest, {history:,.0f} B, is what the cart event costs a customer it "
+                                     f"starts no journey for (its timeline record, the last-applied mark; "
+                                     f"{n_history:,} customers)",
+                                details={"history_bytes_per_customer": history, "history_customers": n_history}))
                 growth = rss2 - rss1
                 rows.append(Row("waiting", f"engine worker RSS, {parked:,} waiting", rss2, "MiB", limit=rss1,
                                 limit_how=f"the same worker's RSS with {parked1 - lat_parked:,} waiting",
