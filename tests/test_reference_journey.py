@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as redis
+
 from conftest import Api, StartApi, has_message, journey_ended
 
 LEA = {
@@ -111,3 +113,35 @@ async def test_the_cart_is_remembered_when_its_timeline_entry_is_trimmed(start_a
     entries = await api.wait_until("c42", has_message("cart_discount"), timeout=10)
     push = next(e for e in entries if e.get("template") == "cart_discount")
     assert "Sneakers" in push["content"]["body"]
+
+
+async def test_instances_stored_the_way_of_before_go_on_and_move_into_the_profile(start_api: StartApi,
+                                                                                  redis_url: str) -> None:
+    """A waiting instance is a field of its customer's profile hash; one left in the `instances` hash by an
+    earlier version is still read, and the customer's next commit moves it: the journey goes on either way."""
+    api = await start_api()
+    await abandon_cart(api)
+    await api.settled()
+    keys = api.runtime.keys.customer("c42")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        profile = await client.hgetall(keys.profile)
+        (field, stored), = ((name, value) for name, value in profile.items() if name.startswith("i:"))
+        assert not await client.exists(keys.instances)
+        # as an earlier version stored it
+        await client.hdel(keys.profile, field)
+        await client.hset(keys.instances, field.removeprefix("i:"), stored)
+        customer = await api.request("GET", "/v1/customers/c42", 200)
+        assert [j["journey"] for j in customer["journeys"]] == ["abandoned_cart"]
+
+        await api.event("page_viewed", "c42")  # a commit that does not touch the instance moves it
+        await api.settled()
+        assert not await client.exists(keys.instances)
+        assert await client.hget(keys.profile, field) == stored
+
+        await api.event("order_placed", "c42", properties=in_store_order())
+        entries = await api.wait_until("c42", journey_ended("abandoned_cart"))
+        assert [m["template"] for m in entries if m["kind"] == "message"] == ["order_thanks"]
+        assert not [name for name in await client.hkeys(keys.profile) if name.startswith("i:")]
+    finally:
+        await client.aclose()

@@ -156,7 +156,7 @@ class Engine:
                     WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
         seen_since = time.time() - self.idempotency_window
         for session in sessions:
-            session.keep_events_past_trimming()
+            session.prepare_commit()
             if session.commit:
                 await self.customers.commit(writes, session.customer_id, session.commit, session.now, seen_since,
                                             new=not session.snapshot.exists)

@@ -35,40 +35,61 @@ the first entry ever (an instance's `event_at`) finds its entry: index = positio
 EVENT_AT_PATTERN = '^{"event_at":(%d+)'
 """Lua pattern of an instance that keeps its event on the timeline (Instance.to_json writes `event_at` first)."""
 
-# KEYS: profile, attrs, instances, entries, seen, timeline; ARGV: event ids.
-# One round trip and one command for all a worker reads before applying a customer's work: with the instances
-# that keep their event on the timeline, the timeline entries they point at, and the timeline's length.
+INSTANCE_FIELD = "i:"
+"""Profile field prefix of a running instance (`i:<instance id>` -> its JSON). Instances live in the profile hash,
+not in a hash of their own: a waiting customer is then one key less (~200 B of Redis memory each). Profile
+fields are the engine's own names (locale, addresses, ...), so none starts with this. Instances stored before
+that, in the `instances` hash (CustomerKeys.instances), are still read; the customer's next commit moves them."""
+
+# KEYS: profile, attrs, instances of before (see INSTANCE_FIELD), entries, seen, timeline; ARGV: event ids.
+# One round trip and one command for all a worker reads before applying a customer's work: the profile split
+# into its fields and the running instances, with the timeline entries the instances that keep their event
+# there point at, and the timeline's length.
 _SNAPSHOT = """
-local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-             redis.call('HGETALL', KEYS[4])}
+local profile = redis.call('HGETALL', KEYS[1])
+local fields = {}
+local instances = redis.call('HGETALL', KEYS[3])
+local legacy = #instances
+local trimmed = 0
+for j = 1, #profile, 2 do
+  local name = profile[j]
+  if string.sub(name, 1, """ + str(len(INSTANCE_FIELD)) + """) == '""" + INSTANCE_FIELD + """' then
+    instances[#instances + 1] = string.sub(name, """ + str(len(INSTANCE_FIELD) + 1) + """)
+    instances[#instances + 1] = profile[j + 1]
+  else
+    if name == '""" + TIMELINE_TRIMMED + """' then trimmed = tonumber(profile[j + 1]) end
+    fields[#fields + 1] = name
+    fields[#fields + 1] = profile[j + 1]
+  end
+end
+local out = {fields, redis.call('HGETALL', KEYS[2]), instances, redis.call('HGETALL', KEYS[4])}
 local seen = {}
 for i, id in ipairs(ARGV) do
   if redis.call('ZSCORE', KEYS[5], id) then seen[#seen + 1] = id end
 end
 out[5] = seen
 local events = {}
-local trimmed = nil
-for j = 2, #out[3], 2 do
-  local at = string.match(out[3][j], '""" + EVENT_AT_PATTERN + """')
+for j = 2, #instances, 2 do
+  local at = string.match(instances[j], '""" + EVENT_AT_PATTERN + """')
   if at then
-    trimmed = trimmed or tonumber(redis.call('HGET', KEYS[1], '""" + TIMELINE_TRIMMED + """') or 0)
-    events[#events + 1] = out[3][j - 1]
+    events[#events + 1] = instances[j - 1]
     events[#events + 1] = redis.call('LINDEX', KEYS[6], tonumber(at) - trimmed) or ''
   end
 end
 out[6] = events
 out[7] = redis.call('LLEN', KEYS[6])
+out[8] = legacy
 return out
 """
 
-# KEYS: profile, attrs, instances, entries, timeline, seen, messages; ARGV: now, created (0/1: create the
-# profile), oldest seen score kept, timeline limit, last applied entry ("": none), then sections, each a count
-# followed by its items:
-# seen (id, score), timeline entries, instances to set (id, json), instances to delete (id),
+# KEYS: profile, attrs, instances of before, entries, timeline, seen, messages; ARGV: now, created (0/1: create
+# the profile), oldest seen score kept, timeline limit, last applied entry ("": none), move (1: delete the
+# instances of before: all running instances are among those set), then sections, each a count followed by its
+# items: seen (id, score), timeline entries, instances to set (id, json), instances to delete (id),
 # entries (journey, at), attributes to set (name, json), attributes to delete (name), messages (id, json).
 # A script rather than MULTI: one command to encode and parse instead of eight, same atomicity.
 _COMMIT = """
-local i = 6
+local i = 7
 local function section(width, apply)
   local n = tonumber(ARGV[i]); i = i + 1
   if n > 0 then
@@ -80,6 +101,15 @@ local function section(width, apply)
 end
 if ARGV[2] == '1' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '""" + APPLIED_ENTRY + """', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('DEL', KEYS[3]) end
+local function instance_fields(items, width)
+  local named = {}
+  for j = 1, #items, width do
+    named[#named + 1] = '""" + INSTANCE_FIELD + """' .. items[j]
+    if width == 2 then named[#named + 1] = items[j + 1] end
+  end
+  return named
+end
 section(2, function(items)
   local zargs = {}
   for j = 1, #items, 2 do zargs[#zargs + 1] = items[j + 1]; zargs[#zargs + 1] = items[j] end
@@ -93,8 +123,8 @@ section(1, function(items)
     redis.call('HINCRBY', KEYS[1], '""" + TIMELINE_TRIMMED + """', over)
   end
 end)
-section(2, function(items) redis.call('HSET', KEYS[3], unpack(items)) end)
-section(1, function(items) redis.call('HDEL', KEYS[3], unpack(items)) end)
+section(2, function(items) redis.call('HSET', KEYS[1], unpack(instance_fields(items, 2))) end)
+section(1, function(items) redis.call('HDEL', KEYS[1], unpack(instance_fields(items, 1))) end)
 section(2, function(items) redis.call('HSET', KEYS[4], unpack(items)) end)
 section(2, function(items) redis.call('HSET', KEYS[2], unpack(items)) end)
 section(1, function(items) redis.call('HDEL', KEYS[2], unpack(items)) end)
@@ -131,6 +161,8 @@ class Snapshot:
     """The last work entry applied (APPLIED_ENTRY)."""
     timeline_end: int = 0
     """The position (counted from the first entry ever) the next timeline entry will have."""
+    legacy_instances: bool = False
+    """Some instances are still in the instances hash of before (see INSTANCE_FIELD): the next commit moves them."""
 
     @property
     def exists(self) -> bool:
@@ -151,6 +183,8 @@ class Commit:
     """Records of messages sent (their claim was written before the provider call)."""
     applied: str | None = None
     """The last work entry whose effects this commit holds (not a change by itself: see __bool__)."""
+    move_instances: bool = False
+    """`instances` holds every running instance, and the instances hash of before goes (see INSTANCE_FIELD)."""
 
     def __bool__(self) -> bool:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
@@ -177,6 +211,18 @@ def event_of_entry(customer_id: str, instance_id: str, entry: dict[str, Any] | N
         raise ValueError(f"instance {instance_id} of {customer_id} points at a timeline entry that is not its event")
     return {"id": entry["event_id"], "name": entry["name"], "customer_id": customer_id,
             "properties": entry["properties"], "timestamp": entry["occurred_at"]}
+
+
+def split_profile(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A profile hash as read with HGETALL: (its profile fields, its instances by id)."""
+    fields: dict[str, str] = {}
+    instances: dict[str, str] = {}
+    for name, value in raw.items():
+        if name.startswith(INSTANCE_FIELD):
+            instances[name[len(INSTANCE_FIELD):]] = value
+        else:
+            fields[name] = value
+    return fields, instances
 
 
 def _decode_profile(raw: dict[str, str]) -> dict[str, Any]:
@@ -217,7 +263,7 @@ class CustomerStore:
     @staticmethod
     def _decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception:
         try:
-            profile, attrs, instances, entries, seen, events, length = answer
+            profile, attrs, instances, entries, seen, events, length, legacy = answer
             fields = _pairs(profile)
             applied = fields.pop(APPLIED_ENTRY, None)
             trimmed = int(fields.pop(TIMELINE_TRIMMED, 0))
@@ -233,6 +279,7 @@ class CustomerStore:
                 seen=set(seen),
                 applied=applied,
                 timeline_end=trimmed + int(length),
+                legacy_instances=bool(legacy),
             )
         except (ValueError, TypeError) as exc:  # JSON that is not, a record of the wrong shape
             return exc
@@ -265,6 +312,7 @@ class CustomerStore:
         kept = {name: encode(value) for name, value in commit.attributes.items() if value is not None}
         args: list[Any] = [
             repr(now), "1" if new else "0", repr(seen_since), self.timeline_limit, commit.applied or "",
+            "1" if commit.move_instances else "0",
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
             *_section([encode(entry) for entry in commit.timeline], 1),
             *_section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),

@@ -3,9 +3,11 @@
 Layout (workspace `ws`, customer `cid`, partition `p`):
 
     oc:{ws:c:cid}:profile       hash   locale, timezone, addresses, channel_preference, consents (JSON), created_at,
-                                       applied_entry (the last work entry the customer's state holds)
+                                       applied_entry (the last work entry the customer's state holds),
+                                       i:<instance id> -> JSON of a running journey instance
     oc:{ws:c:cid}:attrs         hash   attribute -> JSON value (field-level writes never clobber each other)
-    oc:{ws:c:cid}:instances     hash   instance id -> JSON of a running journey instance
+    oc:{ws:c:cid}:instances     hash   instance id -> JSON: where running instances were stored before they moved
+                                       into the profile; still read, emptied by the customer's next commit
     oc:{ws:c:cid}:entries       hash   journey id -> when the customer's last finished instance began (re-entry)
     oc:{ws:c:cid}:timeline      list   JSON entries, oldest first (events, messages, journey milestones)
     oc:{ws:c:cid}:messages      hash   message key -> JSON message record (content, status history)

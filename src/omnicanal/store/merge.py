@@ -20,10 +20,12 @@ from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
 from omnicanal.store.customers import (
     APPLIED_ENTRY,
+    INSTANCE_FIELD,
     PROFILE_JSON_FIELDS,
     TIMELINE_TRIMMED,
     decode_instances,
     event_of_entry,
+    split_profile,
 )
 from omnicanal.store.keys import Keyspace
 
@@ -51,11 +53,12 @@ class CustomerMerge:
             pipe.hgetall(k.messages)
             pipe.zrange(k.seen, 0, -1, withscores=True)
             pipe.zrange(k.sends, 0, -1, withscores=True)
-            profile, attrs, instances, entries, timeline, messages, seen, sends = await pipe.execute()
+            profile, attrs, legacy, entries, timeline, messages, seen, sends = await pipe.execute()
+        fields, instances = split_profile(decode_map(profile))
         return {
-            "profile": {n: loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in decode_map(profile).items()},
+            "profile": {n: loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in fields.items()},
             "attributes": _json_map(attrs),
-            "instances": decode_instances(customer_id, instances),
+            "instances": decode_instances(customer_id, {**decode_map(legacy), **instances}),
             "entries": {journey: float(at) for journey, at in decode_map(entries).items()},
             "timeline": [loads(entry) for entry in timeline],
             "messages": _json_map(messages),
@@ -99,8 +102,10 @@ class CustomerMerge:
                                           for n, v in profile.items()})
             if attributes:
                 pipe.hset(k.attrs, mapping={n: dumps(v) for n, v in attributes.items()})
-            if moved or own != mine["instances"]:
-                pipe.hset(k.instances, mapping={iid: dumps(inst) for iid, inst in {**own, **moved}.items()})
+            if moved or own:  # where instances live now: those in the instances hash of before move too
+                pipe.hset(k.profile, mapping={INSTANCE_FIELD + iid: dumps(instance)
+                                              for iid, instance in {**own, **moved}.items()})
+            pipe.delete(k.instances)
             pipe.hdel(k.profile, TIMELINE_TRIMMED)  # positions start again at the rebuilt timeline's first entry
             if entries:
                 pipe.hset(k.entries, mapping={j: repr(at) for j, at in entries.items()})
