@@ -111,6 +111,18 @@ def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """The rows and meta of a run written by `write_json` (infinities, written as text, come back as floats)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+
+    def number(value: Any) -> Any:
+        return float(value) if isinstance(value, str) else value
+
+    rows = [Row(**{**{k: v for k, v in row.items() if k != "ratio"}, "value": number(row["value"]),
+                   "limit": number(row["limit"]), "peer": number(row["peer"])}) for row in payload["rows"]]
+    return rows, payload["meta"]
+
+
 LAST_START, LAST_END, HISTORY_NEXT = "<!-- last-run:start -->", "<!-- last-run:end -->", "<!-- history:next -->"
 HISTORY_HEADER = ("| date | commit | run | label | steps/s 2w | msgs/s 2w | × peer | p99 @1000/s | "
                   "/v1/events (× bare) | batch ev/s | B/waiting | timers fired in | other CPU |")

@@ -94,6 +94,14 @@ def engine_log_summary(log_dir: Path) -> list[str]:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.record_from is not None:
+        if args.record is None:
+            print("--record-from needs --record LABEL: the label of the history line", file=sys.stderr)
+            return 2
+        rows, meta = report.read_json(Path(args.record_from))
+        report.record_results(BENCH / "RESULTS.md", rows, meta, args.record)
+        print(f"recorded {args.record_from} in bench/RESULTS.md (last run, and a line of history)")
+        return 0
     selected = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = set(selected) - set(SCENARIOS)
     if unknown:
@@ -200,6 +208,8 @@ def cli() -> None:
     parser.add_argument("--record", metavar="LABEL",
                         help="write this run into bench/RESULTS.md: the last-run section, and a history line "
                              "labelled LABEL (e.g. 'after: one Lua script per commit')")
+    parser.add_argument("--record-from", metavar="JSON",
+                        help="with --record: record a run already made (its --json file) instead of running one")
     sys.exit(asyncio.run(main(parser.parse_args())))
 
 
