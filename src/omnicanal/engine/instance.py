@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omnicanal.store.customers import INSTANCE_NAMES, WAIT_NAMES
+
 
 @dataclass(slots=True)
 class Wait:
@@ -47,28 +49,31 @@ class Instance:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
-        instance is Redis memory for as long as it waits. Built by hand, not with `asdict`: that deep-copies vars
-        and the event, and this runs for every step of every customer, only to be serialised at once.
-        `event_at` comes first: the snapshot script finds it at the start of the JSON (EVENT_AT_PATTERN). The id
-        and the customer are not stored: they are the field and the key it is stored under (see
-        store/customers.decode_instances)."""
-        stored: dict[str, Any] = {} if self.event_at is None else {"event_at": self.event_at}
+        instance is Redis memory for as long as it waits, so the fields go under their short stored names
+        (store/customers.INSTANCE_NAMES; the snapshot gives them back under their full names). Built by hand, not
+        with `asdict`: that deep-copies vars and the event, and this runs for every step of every customer, only
+        to be serialised at once. `event_at` comes first: the snapshot script finds it at the start of the JSON
+        (EVENT_AT_PATTERNS). The id and the customer are not stored: they are the field and the key it is stored
+        under (see store/customers.decode_instances)."""
+        names = INSTANCE_NAMES
+        stored: dict[str, Any] = {} if self.event_at is None else {names["event_at"]: self.event_at}
         stored.update({
-            "journey": self.journey, "version": self.version, "started_at": self.started_at,
-            "position": self.position, "seq": self.seq, "vars": self.vars,
+            names["journey"]: self.journey, names["version"]: self.version, names["started_at"]: self.started_at,
+            names["position"]: self.position, names["seq"]: self.seq, names["vars"]: self.vars,
         })
         if self.event_at is None:
-            stored["event"] = self.event
+            stored[names["event"]] = self.event
         if self.waiting is not None:
-            stored["waiting"] = {"kind": self.waiting.kind, "token": self.waiting.token, "until": self.waiting.until}
+            stored[names["waiting"]] = {WAIT_NAMES["kind"]: self.waiting.kind, WAIT_NAMES["token"]: self.waiting.token,
+                                        WAIT_NAMES["until"]: self.waiting.until}
         if self.converted:
-            stored["converted"] = True
+            stored[names["converted"]] = True
         if self.messages:
-            stored["messages"] = self.messages
+            stored[names["messages"]] = self.messages
         if self.digest is not None:
-            stored["digest"] = self.digest
+            stored[names["digest"]] = self.digest
         if self.retry is not None:
-            stored["retry"] = self.retry
+            stored[names["retry"]] = self.retry
         return stored
 
     @classmethod

@@ -24,6 +24,7 @@ from omnicanal.store.customers import (
     PROFILE_JSON_FIELDS,
     TIMELINE_TRIMMED,
     decode_instances,
+    encode_instance,
     event_of_entry,
     split_profile,
 )
@@ -103,7 +104,7 @@ class CustomerMerge:
             if attributes:
                 pipe.hset(k.attrs, mapping={n: dumps(v) for n, v in attributes.items()})
             if moved or own:  # where instances live now: those in the instances hash of before move too
-                pipe.hset(k.profile, mapping={INSTANCE_FIELD + iid: dumps(instance)
+                pipe.hset(k.profile, mapping={INSTANCE_FIELD + iid: encode_instance(instance)
                                               for iid, instance in {**own, **moved}.items()})
             pipe.delete(k.instances)
             pipe.hdel(k.profile, TIMELINE_TRIMMED)  # positions start again at the rebuilt timeline's first entry
