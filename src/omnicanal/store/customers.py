@@ -210,9 +210,11 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 
 def encode_instance(instance: dict[str, Any]) -> bytes:
-    """An instance as `decode_instances` gives it (full names) in its stored form, the one Instance.to_json
-    builds: JSON with the short names, in the same order."""
-    stored = {INSTANCE_NAMES.get(name, name): value for name, value in instance.items()}
+    """An instance as `decode_instances` gives it (full names, with its id and customer) in its stored form, the
+    one Instance.to_json builds: JSON with the short names, in the same order, without the id and customer (the
+    field and key it is stored under)."""
+    stored = {INSTANCE_NAMES.get(name, name): value for name, value in instance.items()
+              if name not in ("id", "customer_id")}
     wait = stored.get("w")
     if wait is not None:
         stored["w"] = {WAIT_NAMES.get(name, name): value for name, value in wait.items()}
