@@ -55,7 +55,7 @@ ENGINE_DB = 14
 STEPS_SPEED = 172_800.0  # journey seconds per real second in `steps`: 1 h -> 0.02 s, 48 h -> 1 s
 FIRST_WAIT = 3600.0  # the reference journey's give_them_time timeout
 LIGHT_RATE = 100  # events/s of the unloaded latency measure
-HISTORY_CUSTOMERS = 20_000  # the control group of `waiting`: the same event, no journey started
+HISTORY_CUSTOMERS = 10_000  # the control group of `waiting`: the same event, no journey started
 ORDERS_EVERY = 4  # in `steps`, every 4th customer orders at once (thank-you path); the others never do
 
 
@@ -820,9 +820,10 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
             memory2, rss2 = await settle_memory(redis), max(rss_mb(pid) for pid in engine.pids())
             parked = parked2 - lat_parked
             if "waiting" in selected:
-                ctx.log("waiting: the minimal representation, and the peers")
                 per_instance = (memory2 - memory0) / max(1, parked)
+                ctx.log(f"waiting: the same cart for {n_history:,} customers it starts no journey for")
                 history = await history_bytes(ctx, engine, redis, [f"h-{i}" for i in range(n_history)])
+                ctx.log("waiting: the minimal representation, and the peers")
                 floor = await minimal_waiting_bytes(min(n_wait, 20_000))
                 peer_results = {p.name: await peer_waiting(ctx, p) for p in ctx.peers_for("waiting")}
                 arq = peer_results.get("arq")
