@@ -838,6 +838,9 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
                                          "parked": parked, "peers": peer_results}))
                 rows.append(Row("waiting", "of which the waiting instance's own", per_instance - history, "B",
                                 limit=floor, limit_how="the minimal state above",
+                                peer=arq["bytes_per_waiting"] if arq else None,
+                                peer_how=f"arq, {arq['n']:,} waiting: all its state (it keeps no history)"
+                                if arq else "",
                                 note=f"the rest, {history:,.0f} B, is what the cart event costs a customer it "
                                      f"starts no journey for (its timeline record, the last-applied mark; "
                                      f"{n_history:,} customers)",
