@@ -85,8 +85,7 @@ class CustomerMerge:
         # store it themselves again, the customer's own ones included.
         own = _with_events(customer_id, mine)
         running = {instance["journey"] for instance in own.values()}
-        moved = {iid: {**inst, "customer_id": customer_id} for iid, inst in _with_events(source, state).items()
-                 if inst["journey"] not in running}
+        moved = {iid: inst for iid, inst in _with_events(source, state).items() if inst["journey"] not in running}
         timeline = sorted([*mine["timeline"], *state["timeline"]], key=lambda entry: entry["at"])
         timeline.append({"kind": "identity", "at": timeline[-1]["at"] if timeline else "", "merged": source,
                          "moved_journeys": sorted(i["journey"] for i in moved.values())})
