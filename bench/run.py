@@ -133,8 +133,8 @@ async def main(args: argparse.Namespace) -> int:
         await wait_http(f"http://127.0.0.1:{port}/stats", standin)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             ctx = Context(quick=args.quick, sizes=Sizes.for_run(args.quick), run_dir=run_dir, group=group,
-                          standin_url=f"http://127.0.0.1:{port}", limits=limits, peers=peers, session=session,
-                          log=log)
+                          standin_url=f"http://127.0.0.1:{port}", standin_pid=standin.pid, limits=limits,
+                          peers=peers, session=session, log=log)
             background: dict[str, float] = {}
             meta["background_cores_busy"] = background
 

@@ -100,6 +100,8 @@ class Context:
     run_dir: Path
     group: ProcessGroup
     standin_url: str
+    standin_pid: int
+    """The stand-in provider's process: its CPU is part of what each message costs the machine."""
     limits: redis_limits.Limits
     peers: list[Peer]
     session: aiohttp.ClientSession
@@ -271,6 +273,7 @@ async def engine_steps(ctx: Context, workers: int) -> dict[str, Any]:
         batches = customer_batches(customers, lambda i: i % ORDERS_EVERY == 0)
         stats_before, redis_cpu_before = await commandstats(), await redis_cpu()
         cpu_before = {pid: cpu_seconds(pid) for pid in engine.pids()}
+        standin_before = cpu_seconds(ctx.standin_pid)
         machine_before = cpu_times()
         started = time.time()
         await post_batches(ctx.session, engine.url, batches)
@@ -290,14 +293,17 @@ async def engine_steps(ctx: Context, workers: int) -> dict[str, Any]:
         calls = redis_limits.delta(stats_before, await commandstats())
         redis_busy = (await redis_cpu() - redis_cpu_before) / wall
         worker_busy = sum(cpu_seconds(pid) - cpu_before[pid] for pid in engine.pids()) / wall
+        standin_busy = (cpu_seconds(ctx.standin_pid) - standin_before) / wall
         limit, mix = await ctx.limits.per_unit(calls, steps)
         ctx.mixes[f"steps, {workers} worker(s): Redis calls per journey step"] = mix
-        return {"customers": n, "finished": finished, "elapsed": elapsed, "ingest_seconds": ingested - started,
+        return {"customers": n, "finished": finished, "elapsed": elapsed, "wall": wall,
+                "ingest_seconds": ingested - started,
                 "steps": steps, "messages": stats["total"], "expected_messages": expected,
                 "duplicates": stats["duplicates"] + stats["duplicate_ids"], "steps_per_s": steps / elapsed,
                 "messages_per_s": stats["total"] / elapsed, "limit_steps_per_s": limit,
                 "redis_commands_per_step": sum(mix.values()), "worker_cores_busy": worker_busy,
-                "redis_core_busy": redis_busy, "machine_cores_busy": machine_busy, "counts": journey["counts"]}
+                "redis_core_busy": redis_busy, "standin_core_busy": standin_busy, "machine_cores_busy": machine_busy,
+                "counts": journey["counts"]}
     finally:
         await engine.stop()
         await flush(ENGINE_DB)
@@ -391,6 +397,10 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                         met=result["steps_per_s"] >= 10_000 if workers == 2 else None, note=steps_note,
                         details=result))
         redis_msg_limit = result["limit_steps_per_s"] * result["messages"] / max(1, result["steps"])
+        # What one message costs the whole machine, by process (the stand-in is the provider's side of it)
+        per_message = {name: result[key] * result["wall"] * 1e6 / max(1, result["messages"]) for name, key in (
+            ("workers", "worker_cores_busy"), ("Redis", "redis_core_busy"), ("the stand-in", "standin_core_busy"))}
+        costs = "CPU per message: " + ", ".join(f"{name} {us:,.0f} µs" for name, us in per_message.items())
         rows.append(Row("steps", f"messages/s end to end, {workers} worker(s)", result["messages_per_s"], "/s",
                         limit=send_limits[workers],
                         limit_how=f"{workers} bare aiohttp sender process(es), 64 requests in flight each, POSTing "
@@ -399,8 +409,8 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                         peer=peer_msgs, peer_how=best[0] if best else "",
                         target="≥ 4,500/s" if workers == 2 else "",
                         met=result["messages_per_s"] >= 4_500 if workers == 2 else None,
-                        note="; ".join(filter(None, [partial, f"the Redis command mix alone would allow "
-                                                              f"{redis_msg_limit:,.0f} messages/s"]))))
+                        note="; ".join(filter(None, [partial, costs, f"the Redis command mix alone would allow "
+                                                                     f"{redis_msg_limit:,.0f} messages/s"]))))
     if best:
         times = results[2]["messages_per_s"] / best[1]["messages_per_s"]
         rows.append(Row("steps", f"messages/s, 2 workers ÷ best peer's ({best[0]}: {best[1]['messages_per_s']:,.0f}/s)",
