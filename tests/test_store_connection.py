@@ -1,11 +1,26 @@
-"""The Redis connection the engine opens: commands packed by hiredis carry every argument exactly."""
+"""The Redis connection the engine opens: commands packed by hiredis carry every argument exactly; scripts and
+batch writes sent straight to a connection answer each caller in order, and an exchange that fails leaves no
+reply behind for the next one."""
 
 from __future__ import annotations
 
-import pytest
-from redis.exceptions import DataError
+import asyncio
+import time
 
-from omnicanal.store.connection import PackedConnection, open_redis
+import pytest
+import redis.asyncio as redis
+from redis.exceptions import DataError, ResponseError
+
+from omnicanal.errors import StoreUnavailable
+from omnicanal.store.connection import (
+    Coalescer,
+    PackedConnection,
+    open_redis,
+    run_script,
+    send_commands,
+    sends_directly,
+    translated,
+)
 
 
 async def test_plain_tcp_urls_pack_in_c_and_every_argument_type_round_trips(redis_url: str) -> None:
@@ -45,3 +60,42 @@ async def test_an_argument_redis_cannot_take_is_a_data_error_naming_the_types(re
 def test_tls_and_unix_socket_urls_keep_redis_pys_own_connection_class() -> None:
     assert open_redis("rediss://127.0.0.1:6380/0").connection_pool.connection_class is not PackedConnection
     assert open_redis("unix:///tmp/redis.sock").connection_pool.connection_class is not PackedConnection
+
+
+async def test_scripts_sent_directly_answer_each_caller_and_an_error_reply_is_its_callers_alone(
+        redis_url: str) -> None:
+    client = open_redis(redis_url)
+    try:
+        assert sends_directly(client)
+        echo = client.register_script("return ARGV[1] .. KEYS[1]")
+        refuse = client.register_script("return redis.error_reply('ERR refused ' .. ARGV[1])")
+        together = Coalescer(client)
+        answers = await asyncio.gather(together.script(echo, ["a"], [1]), together.script(refuse, [], ["b"]),
+                                       together.script(echo, ["c"], [3]), return_exceptions=True)
+        assert answers[0] == "1a" and answers[2] == "3c"
+        assert isinstance(answers[1], ResponseError) and "refused b" in str(answers[1])
+        # The first error of a batch of scripts is raised, as a redis-py pipeline raises it.
+        assert await run_script(client, echo, [(["x"], [1]), (["y"], [2])]) == ["1x", "2y"]
+        with pytest.raises(ResponseError, match="refused z"):
+            await run_script(client, refuse, [([], ["z"])])
+        assert await client.ping()  # and the connection still answers in step
+    finally:
+        await client.aclose()
+
+
+async def test_an_exchange_that_times_out_is_dropped_and_leaves_no_reply_for_the_next_caller(redis_url: str) -> None:
+    # One connection, a short socket timeout: the next exchange must reuse the pool's only slot.
+    pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=1, socket_timeout=0.3,
+                                                 decode_responses=True, connection_class=PackedConnection)
+    client = redis.Redis.from_pool(pool)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            async with translated():
+                await send_commands(client, [("BLPOP", "direct:list", 5)])  # blocks past the timeout
+        assert time.monotonic() - started < 2.0
+        # Had the connection been kept, its pending BLPOP would take this element and its reply be read next.
+        assert await client.rpush("direct:list", "x") == 1
+        assert await send_commands(client, [("LRANGE", "direct:list", 0, -1), ("PING",)]) == [["x"], "PONG"]
+    finally:
+        await client.aclose()

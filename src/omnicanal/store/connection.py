@@ -1,4 +1,5 @@
-"""Opening Redis (real or embedded) and translating its failures into StoreUnavailable.
+"""Opening Redis (real or embedded), translating its failures into StoreUnavailable, and sending the hot path's
+scripts and batch writes at the least CPU per command.
 
 The embedded store is fakeredis: the same Redis API, commands, streams and Lua, in the process. It lets the
 demo and a laptop run with nothing installed; it keeps nothing after exit, which `serve` says at start.
@@ -7,9 +8,10 @@ demo and a laptop run with nothing installed; it keeps nothing after exit, which
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as redis
@@ -129,20 +131,75 @@ def queue_script(pipe: Any, source: str | bytes | memoryview, keys: Sequence[Any
     execution. Redis caches a script by its digest either way, and EVAL needs nothing loaded beforehand, so a
     Redis that restarted (and lost its script cache) needs nothing done either.
     """
-    pipe.eval(source, len(keys), *keys, *args)
+    pipe.execute_command(*eval_command(source, keys, args))
+
+
+def eval_command(source: str | bytes | memoryview, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    """The EVAL command running `source` on `keys` with `args`."""
+    return ("EVAL", source, len(keys), *keys, *args)
+
+
+def sends_directly(redis_client: Redis) -> bool:
+    """Whether `send_commands` can carry this client's commands: a single Redis on the connections this module
+    packs (not a Cluster, whose client routes each command, nor the embedded store, which has no socket)."""
+    return isinstance(redis_client, redis.Redis) and \
+        getattr(redis_client.connection_pool, "connection_class", None) is PackedConnection
+
+
+async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Commands written to one connection at once, their raw replies read in order: an error reply comes back
+    as its ResponseError (not raised), the others as Redis sent them, without redis-py's response callbacks.
+
+    What a pipeline of scripts and writes needs, for less than half what redis-py's pipeline costs: measured
+    here, ~13 µs of CPU per EVAL of a snapshot script in a 50-command pipeline against ~6 µs this way. Most of
+    the difference is a timeout armed around every reply (~3.4 µs each); here one timeout, the connection's
+    socket timeout, bounds the whole exchange. A connection whose exchange fails or times out is dropped (a
+    reply left unread would be the next caller's): redis-py's reads and writes disconnect on any exception.
+    The caller translates failures (`translated`). Only for clients that `sends_directly`.
+    """
+    pool = redis_client.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py 8
+    try:
+        async with asyncio.timeout(connection.socket_timeout):
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response(timeout=math.inf))
+                except redis_errors.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+    finally:
+        await pool.release(connection)
+
+
+def first_error(replies: Sequence[Any]) -> list[Any]:
+    """`replies`, unless one is an error reply: then that error is raised, as redis-py's pipelines do."""
+    for reply in replies:
+        if isinstance(reply, redis_errors.ResponseError):
+            raise reply
+    return list(replies)
 
 
 async def run_script(redis_client: Redis, script: AsyncScript,
                      calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
-    """The answers of one Lua script called with each (keys, args), in order: in one pipeline on a single Redis,
-    as concurrent calls on a Cluster (its keys live on several nodes, and its pipelines cannot run scripts)."""
+    """The answers of one Lua script called with each (keys, args), in order: in one round trip on a single
+    Redis, as concurrent calls on a Cluster (its keys live on several nodes, and its pipelines cannot run
+    scripts)."""
     async with translated():
         if isinstance(redis_client, redis.RedisCluster):
             return list(await asyncio.gather(*(script(keys=keys, args=args) for keys, args in calls)))
+        if sends_directly(redis_client):
+            return first_error(await send_commands(redis_client, [eval_command(script.script, keys, args)
+                                                                  for keys, args in calls]))
         async with redis_client.pipeline(transaction=False) as pipe:
             for keys, args in calls:
                 queue_script(pipe, script.script, keys, args)
             return list(await pipe.execute())
+
+
+Queued = Callable[[Any], object] | tuple[Any, ...]
+"""What a Coalescer sends: a call queuing one command on a redis-py pipeline, or a raw command (`eval_command`)."""
 
 
 class Coalescer:
@@ -160,23 +217,28 @@ class Coalescer:
 
     def __init__(self, redis_client: Redis) -> None:
         self._redis = redis_client
-        self._pending: list[tuple[Callable[[Any], object], asyncio.Future[Any]]] = []
+        self._direct = sends_directly(redis_client)
+        self._cluster = isinstance(redis_client, redis.RedisCluster)  # a Protocol check: ~0.4 µs each time
+        self._pending: list[tuple[Queued, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def command(self, queue: Callable[[Any], object]) -> Any:
         """The answer to the one command `queue` puts on the pipeline it is given."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((queue, answer))
-        if len(self._pending) == 1:  # the first call: send them all once this turn and the next are over
-            loop.call_soon(self._send_after_this_turn)
-        return await answer
+        return await self._enqueue(queue)
 
     async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """A Lua script's answer; on a Cluster, whose client cannot pipeline scripts, the call goes alone."""
-        if isinstance(self._redis, redis.RedisCluster):
+        if self._cluster:
             return await call(script(keys=keys, args=args))
-        return await self.command(lambda pipe: queue_script(pipe, script.script, keys, args))
+        return await self._enqueue(eval_command(script.script, keys, args))
+
+    async def _enqueue(self, queued: Queued) -> Any:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((queued, answer))
+        if len(self._pending) == 1:  # the first call: send them all once this turn and the next are over
+            loop.call_soon(self._send_after_this_turn)
+        return await answer
 
     def _send_after_this_turn(self) -> None:
         asyncio.get_running_loop().call_soon(self._send)
@@ -187,13 +249,11 @@ class Coalescer:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _execute(self, batch: list[tuple[Callable[[Any], object], asyncio.Future[Any]]]) -> None:
+    async def _execute(self, batch: list[tuple[Queued, asyncio.Future[Any]]]) -> None:
         results: list[Any]
         try:
-            async with translated(), self._redis.pipeline(transaction=False) as pipe:
-                for queue, _ in batch:
-                    queue(pipe)
-                results = await pipe.execute(raise_on_error=False)
+            async with translated():
+                results = await self._replies([queued for queued, _ in batch])
         except Exception as exc:  # Redis unavailable (translated), or any failure: every caller hears of it
             results = [exc] * len(batch)
         for (_, answer), result in zip(batch, results, strict=True):
@@ -203,3 +263,16 @@ class Coalescer:
                 answer.set_exception(result)
             else:
                 answer.set_result(result)
+
+    async def _replies(self, batch: list[Queued]) -> list[Any]:
+        """Raw commands (scripts) go straight to the connection when they can; a command that needs redis-py's
+        reply parsing takes the pipeline, and the raw ones with it."""
+        if self._direct and all(isinstance(queued, tuple) for queued in batch):
+            return await send_commands(cast(redis.Redis, self._redis), cast(list[tuple[Any, ...]], batch))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for queued in batch:
+                if isinstance(queued, tuple):
+                    pipe.execute_command(*queued)
+                else:
+                    queued(pipe)
+            return list(await pipe.execute(raise_on_error=False))

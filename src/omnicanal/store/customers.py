@@ -17,7 +17,18 @@ from redis.asyncio import RedisCluster
 
 from omnicanal.codec import dumps, encode, loads
 from omnicanal.policy import consent
-from omnicanal.store.connection import FieldMap, Redis, call, decode_map, queue_script, run_script, translated
+from omnicanal.store.connection import (
+    FieldMap,
+    Redis,
+    call,
+    decode_map,
+    first_error,
+    queue_script,
+    run_script,
+    send_commands,
+    sends_directly,
+    translated,
+)
 from omnicanal.store.keys import CustomerKeys, Keyspace
 
 PROFILE_JSON_FIELDS = ("addresses", "channel_preference", "consents", "merged_from")
@@ -334,7 +345,11 @@ class CustomerStore:
             return
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             yield Writes(pipe, pipe, None)
-            if len(pipe):
+            if not len(pipe):
+                return
+            if sends_directly(self._redis):  # queued with redis-py's commands, sent without its per-reply cost
+                first_error(await send_commands(self._redis, [args for args, _ in pipe.command_stack]))
+            else:
                 await pipe.execute()
 
     async def commit(self, writes: Writes, customer_id: str, commit: Commit, now: float, seen_since: float,
