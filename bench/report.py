@@ -144,7 +144,9 @@ def history_line(rows: list[Row], meta: dict[str, Any], label: str) -> str:
 
     busy = meta.get("background_cores_busy") or {}
     timers = _pick(rows, "timers", "")
-    fired = cell(timers, "s") if timers and timers.note == "" else (timers.note.split(";")[0] if timers else "-")
+    # All fired: the time; the time limit hit: the note's first part says how many were
+    all_fired = timers is not None and math.isfinite(timers.value)
+    fired = cell(timers, "s") if all_fired else (timers.note.split(";")[0] if timers else "-")
     return "| " + " | ".join([
         str(meta.get("date", "")), str(meta.get("commit", "")), "quick" if meta.get("quick") else "full", label,
         cell(_pick(rows, "steps", "journey steps/s, 2")),
