@@ -15,8 +15,10 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from omnicanal import native
 from omnicanal.errors import ExpressionError
 
 
@@ -62,10 +64,21 @@ def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
 _SANDBOX = make_sandbox()
 
 
-class Expression:
-    """A compiled expression; evaluate it against a scope as many times as needed."""
+def _native(source: str) -> native.Compiled | None:
+    """The expression as Python closures when it is of the kind native.py compiles (else Jinja evaluates it)."""
+    try:
+        return native.compile_native(Parser(_SANDBOX, source, state="variable").parse_expression(), _SANDBOX)
+    except native.NotCompiled:
+        return None
 
-    __slots__ = ("_compiled", "source")
+
+class Expression:
+    """A compiled expression; evaluate it against a scope as many times as needed.
+
+    Most journey expressions are also compiled to Python closures (native.py), which give Jinja's answer
+    without Jinja's per-evaluation context; where those cannot answer as Jinja would, Jinja does."""
+
+    __slots__ = ("_compiled", "_native", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -73,9 +86,18 @@ class Expression:
             self._compiled = _SANDBOX.compile_expression(source, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
+        self._native = _native(source)
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         """The expression's value; raises ExpressionError on an undefined name or any failure inside it."""
+        if self._native is not None:
+            try:
+                return native.evaluate(self._native, scope)
+            except native.Fallback:
+                pass  # Jinja says what it is, or what the error is
+        return self._jinja(scope)
+
+    def _jinja(self, scope: Mapping[str, Any]) -> Any:
         try:
             value = self._compiled(**scope)
         except jinja2.UndefinedError as exc:
