@@ -39,7 +39,8 @@ class Fallback(Exception):
 
 
 class _Lazy(list[Any]):
-    """What `map` and `select` give: a generator in Jinja, so only `list` and other such filters may take it."""
+    """What `map`, `select` and `reject` give: a generator in Jinja, so only `list`, `map`, `select` and `reject`
+    may take it here (anything else given one leaves the expression to Jinja)."""
 
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -199,18 +200,15 @@ class _Compiler:
         if node.node is None or node.dyn_args is not None or node.dyn_kwargs is not None:
             raise NotCompiled("filter block or dynamic arguments")
         value = self.expr(node.node)
-        args = [self.expr(arg) for arg in node.args]
-        kwargs = {keyword.key: self.expr(keyword.value) for keyword in _keywords(node)}
         if node.name in ("map", "select", "reject"):
             return getattr(self, f"_filter_{node.name}")(value, node)  # type: ignore[no-any-return]
-        function = self._env.filters.get(node.name)
-        if function is None:
-            raise NotCompiled(f"filter {node.name}")
-        passes = getattr(function, "jinja_pass_arg", None)
         if node.name == "list":
             return lambda scope: list(value(scope))
-        if passes is not None:  # wants Jinja's context, evaluation context or environment
-            raise NotCompiled(f"filter {node.name}")
+        function = self._env.filters.get(node.name)
+        if function is None or getattr(function, "jinja_pass_arg", None) is not None:
+            raise NotCompiled(f"filter {node.name}")  # unknown, or wants Jinja's context or environment
+        args = [self.expr(arg) for arg in node.args]
+        kwargs = {keyword.key: self.expr(keyword.value) for keyword in _keywords(node)}
 
         def call(scope: Scope) -> Any:
             return function(_eager(value(scope)), *[_eager(arg(scope)) for arg in args],
