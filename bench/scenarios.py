@@ -56,6 +56,9 @@ STEPS_SPEED = 172_800.0  # journey seconds per real second in `steps`: 1 h -> 0.
 FIRST_WAIT = 3600.0  # the reference journey's give_them_time timeout
 LIGHT_RATE = 100  # events/s of the unloaded latency measure
 HISTORY_CUSTOMERS = 10_000  # the control group of `waiting`: the same event, no journey started
+WARM_UP_CUSTOMERS = 3_000
+"""Parked before the RSS baseline when nothing else was: a worker's first few thousand customers grow its RSS
+(~17 MiB here: connection pools filling, allocator arenas) whatever number waits afterwards."""
 ORDERS_EVERY = 4  # in `steps`, every 4th customer orders at once (thank-you path); the others never do
 
 
@@ -803,23 +806,29 @@ async def scenario_population(ctx: Context, selected: set[str]) -> list[Row]:
     n_wait = sizes.waiting if selected & {"waiting", "timers"} else 0
     n_history = min(n_wait, HISTORY_CUSTOMERS) if "waiting" in selected else 0
     n_lat = int(sizes.latency_rate * sizes.latency_seconds) if "latency" in selected else 0
+    n_warm = min(n_wait, WARM_UP_CUSTOMERS) if "waiting" in selected and not n_lat else 0
     n_light = int(LIGHT_RATE * sizes.relay_seconds) if n_lat else 0  # the same path, unloaded
     await flush(ENGINE_DB)
     await standin_reset(ctx)
     engine = await Engine(ctx.group, ENGINE_DB, ctx.run_dir, ctx.standin_url, workers=2, clock_speed=1.0).start()
     redis = redis_client(ENGINE_DB)
     try:
-        ctx.log(f"population: profiles for {n_wait + n_history + n_lat:,} customers")
+        ctx.log(f"population: profiles for {n_wait + n_history + n_lat + n_warm:,} customers")
         if n_wait:
             await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "w-", n_wait)
         if n_history:
             await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "h-", n_history)
         if n_lat:
             await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "l-", n_lat + n_light)
+        if n_warm:
+            await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "u-", n_warm)
         lat_parked = 0
         if n_lat:
             ctx.log(f"latency: parking {n_lat + n_light:,} customers in give_them_time")
             lat_parked, _ = await park(ctx, engine, [f"l-{i}" for i in range(n_lat + n_light)], n_lat + n_light)
+        if n_warm:  # the latency customers warm the workers up when there are any; else these do
+            ctx.log(f"waiting: warming the workers up with {n_warm:,} parked customers (before the baselines)")
+            lat_parked, _ = await park(ctx, engine, [f"u-{i}" for i in range(n_warm)], n_warm)
         if n_wait:
             memory0, rss0 = await settle_memory(redis), max(rss_mb(pid) for pid in engine.pids())
             tenth = n_wait // 10
