@@ -135,10 +135,10 @@ class _Compiler:
         return lambda scope: _key(container(scope), key(scope))
 
     def _Compare(self, node: nodes.Compare) -> Compiled:
-        first = self.expr(node.expr)
-        ops = [(_COMPARE[op.op], self.expr(op.expr)) for op in node.ops if op.op in _COMPARE]
-        if len(ops) != len(node.ops):
+        if any(op.op not in _COMPARE for op in node.ops):
             raise NotCompiled("comparison")
+        first = self.expr(node.expr)
+        ops = [(_COMPARE[op.op], self.expr(op.expr)) for op in node.ops]
         if len(ops) == 1:
             (compare, right), = ops
             return lambda scope: compare(_eager(first(scope)), _eager(right(scope)))

@@ -220,24 +220,27 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(pairs, pairs, strict=True))
 
 
+def _renamed(instance: dict[str, Any], names: dict[str, str], waiting: str, wait_names: dict[str, str]
+             ) -> dict[str, Any]:
+    """An instance's fields, and its wait's (under `waiting`, as named after renaming), under other names; a
+    name the mapping does not know stays as it is (instances stored under the names of before)."""
+    fields = {names.get(name, name): value for name, value in instance.items()}
+    wait = fields.get(waiting)
+    if wait is not None:
+        fields[waiting] = {wait_names.get(name, name): value for name, value in wait.items()}
+    return fields
+
+
 def encode_instance(instance: dict[str, Any]) -> bytes:
     """An instance as `decode_instances` gives it (full names, with its id and customer) in its stored form, the
     one Instance.to_json builds: JSON with the short names, in the same order, without the id and customer (the
     field and key it is stored under)."""
-    stored = {INSTANCE_NAMES.get(name, name): value for name, value in instance.items()
-              if name not in ("id", "customer_id")}
-    wait = stored.get("w")
-    if wait is not None:
-        stored["w"] = {WAIT_NAMES.get(name, name): value for name, value in wait.items()}
-    return encode(stored)
+    stored = {name: value for name, value in instance.items() if name not in ("id", "customer_id")}
+    return encode(_renamed(stored, INSTANCE_NAMES, INSTANCE_NAMES["waiting"], WAIT_NAMES))
 
 
 def _instance_fields(stored: dict[str, Any]) -> dict[str, Any]:
-    fields = {_FIELD_NAMES.get(name, name): value for name, value in stored.items()}
-    wait = fields.get("waiting")
-    if wait is not None:
-        fields["waiting"] = {_WAIT_FIELD_NAMES.get(name, name): value for name, value in wait.items()}
-    return fields
+    return _renamed(stored, _FIELD_NAMES, "waiting", _WAIT_FIELD_NAMES)
 
 
 def decode_instances(customer_id: str, stored: Any) -> dict[str, dict[str, Any]]:
