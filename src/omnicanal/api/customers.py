@@ -9,14 +9,14 @@ from aiohttp import web
 from omnicanal.api.errors import read_json
 from omnicanal.api.schemas import CustomerIn
 from omnicanal.api.state import runtime_of
-from omnicanal.engine.clock import iso
-from omnicanal.engine.instance import Instance
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
 from omnicanal.identity import KINDS, PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO
+from omnicanal.timestamps import iso
 
 
 def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ async def resolve_customer(runtime: Runtime, given: str) -> str:
 
 
 async def _instance_view(runtime: Runtime, raw: dict[str, Any]) -> dict[str, Any]:
-    instance = Instance.from_json(raw)
+    instance = Instance.from_dict(raw)
     journey = await runtime.registry.version(instance.journey, instance.version)
     step = journey.steps[instance.position] if instance.position < len(journey.steps) else None
     view: dict[str, Any] = {

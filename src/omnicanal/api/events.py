@@ -18,10 +18,10 @@ from omnicanal.api.errors import input_error, read_json
 from omnicanal.api.schemas import BatchIn, EventIn
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
-from omnicanal.engine.clock import iso
 from omnicanal.engine.runtime import Runtime
 from omnicanal.metrics import EVENTS_ACCEPTED
 from omnicanal.store.work import WorkItem
+from omnicanal.timestamps import iso
 
 _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()
