@@ -12,7 +12,7 @@ from omnicanal.errors import ConfigError, JourneyError, Problem
 from omnicanal.expressions import compile_expression
 from omnicanal.journey.durations import format_duration, parse_duration
 from omnicanal.journey.graph import to_mermaid
-from omnicanal.journey.loader import TemplateLookup, load_journeys, parse_journey, validate_project
+from omnicanal.journey.loader import load_journeys, parse_journey, validate_project
 from omnicanal.journey.model import (
     BranchStep,
     ExitStep,
@@ -23,6 +23,7 @@ from omnicanal.journey.model import (
     WaitForStep,
     WaitStep,
 )
+from omnicanal.journey.validate import TemplateLookup
 from omnicanal.render import TemplateCatalog
 
 # Three header lines, so the first step is on line 4.
@@ -190,6 +191,19 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_yaml_syntax_error_has_its_line() -> None:
     problem = only(HEAD + "  - send: {template: x, channels: [push}\n")
     assert problem.line == 4 and "YAML syntax error" in problem.message
+
+
+def test_a_character_yaml_refuses_is_a_located_problem_in_journeys_and_templates(tmp_path: Path) -> None:
+    problem = only(HEAD + '  - wait: "1h\x07"\n')
+    assert (problem.line, problem.message) == (4, "YAML syntax error: unacceptable character #x0007: special "
+                                                  "characters are not allowed")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.yaml").write_text('en:\n  sms: {body: "hi\x07"}\n', encoding="utf-8")
+    (tmp_path / "journeys").mkdir()
+    found = validate_project(tmp_path / "journeys", tmp_path / "templates", "en")
+    assert [(Path(p.path).name, p.line, p.message) for p in found] == [
+        ("t.yaml", 2, "YAML syntax error: unacceptable character #x0007: special characters are not allowed")
+    ]
 
 
 @pytest.mark.parametrize(("source", "gist"), [("- a\n- b\n", "holds list"), ("", "holds NoneType")])
