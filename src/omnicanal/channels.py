@@ -2,7 +2,8 @@
 channels to connectors.
 
 The catalogue (`CHANNELS`) is what journeys and templates are checked against when they load: a channel not in
-it, or a template field it does not have, is refused there, not discovered at send time.
+it, a template field it does not have, or a fallback waiting for a receipt it never sends is refused there, not
+discovered at send time.
 
 A connector hands one rendered message to one provider. It implements a single coroutine, `send`, declares the
 channels it can serve, and translates its provider's failures into the DeliveryError tree (errors.py). Built-in
@@ -40,30 +41,37 @@ FALLBACK_CONNECTOR = "outbox"
 class ChannelSpec:
     """One channel as journeys and templates see it.
 
-    The fields its messages are made of, so that a typo in a template fails at load, not at send.
+    The fields its messages are made of, so that a typo in a template fails at load, not at send; and whether
+    its providers report delivery (`delivery_receipts`), since a `fallback_after` waiting for a receipt that
+    never comes would always send the next channel too.
     """
 
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
     mappings: frozenset[str] = frozenset()  # fields whose value is a mapping of key -> template string
     html: frozenset[str] = frozenset()  # fields rendered with HTML autoescape: customer data is not markup
+    delivery_receipts: bool = False
 
     @property
     def fields(self) -> frozenset[str]:
         return self.required | self.optional
 
 
-def _spec(required: str, optional: str = "", mappings: str = "", html: str = "") -> ChannelSpec:
+def _spec(required: str, optional: str = "", mappings: str = "", html: str = "", *,
+          receipts: bool = False) -> ChannelSpec:
     def names(text: str) -> frozenset[str]:
         return frozenset(text.split())
 
-    return ChannelSpec(names(required), names(optional), names(mappings), names(html))
+    return ChannelSpec(names(required), names(optional), names(mappings), names(html), delivery_receipts=receipts)
 
 
 CHANNELS: Mapping[str, ChannelSpec] = MappingProxyType(
     {
-        "sms": _spec("body"),
-        "whatsapp": _spec("body", optional="content_sid content_variables", mappings="content_variables"),
+        # Twilio reports delivered/undelivered through /webhooks/twilio/status.
+        "sms": _spec("body", receipts=True),
+        "whatsapp": _spec("body", optional="content_sid content_variables", mappings="content_variables",
+                          receipts=True),
+        # The provider accepts the message (FCM, SMTP, a webhook, Messenger); no delivery callback reaches us.
         "push": _spec("title body", optional="data", mappings="data"),
         "email": _spec("subject text", optional="html", html="html"),
         "webhook": _spec("payload", mappings="payload"),

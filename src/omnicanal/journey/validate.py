@@ -1,5 +1,5 @@
 """The checks a step cannot make on its own: where its jumps lead, whether it can ever run, and whether the
-templates and channels it names exist.
+templates and channels it names exist and can do what it asks of them.
 
 They run once every step of a file is read, so that a jump to a step further down, or to a broken step, is
 judged against every id the author declared.
@@ -28,6 +28,7 @@ def check_steps(report: FileReport, steps: list[Step], step_lines: dict[str, int
     _check_flow(report, steps, step_lines, complete=complete)
     for step in steps:
         _check_send(report, step, templates)
+        _check_fallback(report, step)
 
 
 def _check_flow(report: FileReport, steps: list[Step], step_lines: dict[str, int], *, complete: bool) -> None:
@@ -67,3 +68,23 @@ def _check_send(report: FileReport, step: Step, templates: TemplateLookup | None
         elif available is not None and channel not in available:
             report.add((*where, "channels", number), f"template {name!r} has no {channel!r} variant: add one "
                                                      f"to {name}.yaml or drop {channel!r} here")
+
+
+def _check_fallback(report: FileReport, step: Step) -> None:
+    """`fallback_after` waits for a delivery: each channel it may fall back from must report one, or the step
+    must name the events that count as one (`delivered_on`); otherwise the next channel would always be sent
+    too."""
+    send = step.action
+    if not isinstance(send, SendStep) or send.fallback_after is None or send.delivered_on:
+        return
+    silent = [channel for channel in send.channels[:-1]
+              if channel in CHANNELS and not CHANNELS[channel].delivery_receipts]
+    if not silent:
+        return
+    loc = ("steps", step.index, step.kind, "fallback_after")
+    subject = f"channel {silent[0]}" if len(silent) == 1 else f"channels {', '.join(silent)}"
+    reporting = ", ".join(sorted(name for name, spec in CHANNELS.items() if spec.delivery_receipts))
+    report.add(loc, f"{report.where(loc)}: {subject} never {'reports' if len(silent) == 1 else 'report'} "
+                    "delivery, so the fallback would always send: add e.g. "
+                    f"`delivered_on: {silent[0]}.opened` (an event your app sends when the message is seen) "
+                    f"or put channels that report delivery ({reporting}) first")
