@@ -271,3 +271,31 @@ steps:
         await api.wait_until(f"r{n}", journey_ended("promo"))
     seconds = sorted({int(received.at) for received in twilio.received})
     assert len(twilio.received) == 5 and len(seconds) >= 3  # at most 2 a second: 5 sends need 3 seconds
+
+
+async def test_push_falls_back_to_sms_unless_the_app_says_it_was_opened(
+    monkeypatch: pytest.MonkeyPatch, project: Path, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    """FCM never reports delivery: the step names the app's `push.opened` as its delivery."""
+    write_journey(project, "nudge", """
+id: nudge
+trigger: {event: nudge}
+steps:
+  - send: {template: cart_discount, channels: [push, sms], fallback_after: 2h, delivered_on: push.opened}
+  - wait: 1d
+""")
+    cart = {"items": [{"sku": "S", "name": "Sneakers", "price": 89.0}], "total": 89.0}
+    async with FcmStandIn() as fcm:
+        for name, value in fcm.env().items():
+            monkeypatch.setenv(name, value)
+        api = await start_api(clock_speed=3600.0, channels={"push": "fcm_push", "sms": "twilio_sms"})
+        for customer_id in ("opens", "ignores"):
+            await api.put_customer(customer_id, {"addresses": {"push": [f"tok-{customer_id}"], "sms": PHONE}})
+            await api.event("nudge", customer_id, properties=cart)
+            await api.wait_until(customer_id, has_message("cart_discount"))
+        await api.event("push.opened", "opens")
+        entries = await api.wait_until("ignores", lambda es: any(e.get("channel") == "sms" for e in es), timeout=20)
+        assert [e["kind"] for e in entries if e["kind"] == "fallback"] == ["fallback"]
+        await api.settled()
+        assert [e["channel"] for e in await api.messages("opens")] == ["push"]
+        assert len(fcm.received) == 2 and len(twilio.messages) == 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnicanal.channels import CHANNELS
 from omnicanal.journey import core
 from omnicanal.journey.effects import (
     Attempt,
@@ -32,6 +33,8 @@ TEMPLATES = TemplateCatalog.load(ROOT / "templates", "en")
 START = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 REACHABLE = {"sms": "+33600000001", "whatsapp": "+33600000001", "email": "alex@example.com",
              "push": ["device-token"], "webhook": "https://crm.example/hook"}
+
+RECEIPTS = frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts)
 
 Answer = Callable[[Attempt], Outcome]
 
@@ -79,7 +82,8 @@ class Customer:
 
     def __post_init__(self) -> None:
         self.state = CustomerState(self.customer_id, customer_view(self.customer_id, self.profile, self.attributes))
-        self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget)
+        self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget,
+                               receipts=RECEIPTS)
         self._events = 0
 
     def apply(self, *work: Work) -> Changes:

@@ -159,3 +159,70 @@ def test_a_permanent_refusal_tries_the_next_channel_at_once() -> None:
     [message] = customer.messages("sent")
     assert message["channel"] == "email"
     assert message["skipped"] == [{"channel": "sms", "reason": "failed: 21211 invalid number"}]
+
+
+PUSH_FIRST = journey("""
+id: push_first
+trigger: {event: go}
+steps:
+  - send: {template: cart_discount, channels: [push, sms], fallback_after: 2h, delivered_on: [push.opened]}
+  - wait: 1d
+""")
+
+
+def _pushed() -> tuple[Customer, str]:
+    customer = Customer([PUSH_FIRST])
+    customer.event("go", total=50.0, items=[{"sku": "S", "name": "Sneakers", "price": 50.0}])
+    [message] = customer.messages("sent")
+    assert message["channel"] == "push"
+    return customer, message["message_id"]
+
+
+def test_an_engagement_event_named_in_delivered_on_cancels_the_fallback() -> None:
+    customer, _ = _pushed()
+    customer.event("push.opened")
+    customer.pass_time(3 * 3600)
+    assert [channel for _, channel in customer.sent()] == ["push"]
+
+
+def test_an_engagement_event_about_another_message_does_not() -> None:
+    customer, _ = _pushed()
+    customer.event("push.opened", message_id="other.1.push")
+    customer.pass_time(3 * 3600)
+    assert [channel for _, channel in customer.sent()] == ["push", "sms"]
+
+
+def test_without_engagement_the_next_channel_goes_after_fallback_after() -> None:
+    customer, message_id = _pushed()
+    customer.event("app.launched")
+    customer.pass_time(2 * 3600)
+    assert [channel for _, channel in customer.sent()] == ["push", "sms"]
+    assert customer.messages("sent")[-1]["message_id"] == f"{message_id}~fallback.sms"
+
+
+def test_a_channel_without_receipts_keeps_no_fallback_without_fallback_after() -> None:
+    customer = Customer([journey("""
+id: plain
+trigger: {event: go}
+steps:
+  - send: {template: welcome_offer, channels: [email, sms]}
+  - wait: 1d
+""")])
+    customer.event("go")
+    instance = customer.instance("plain")
+    assert instance is not None and instance.fallbacks is None  # nothing could ever ask for it
+
+
+def test_a_channel_with_receipts_keeps_its_later_channels_for_a_failure_receipt() -> None:
+    customer = Customer([journey("""
+id: receipts
+trigger: {event: go}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email]}
+  - wait: 1d
+""")])
+    customer.event("go")
+    [message] = customer.messages("sent")
+    assert len(customer.timers) == 1  # the wait's: no deadline, the fallback waits for a failure receipt
+    customer.event("message.failed", message_id=message["message_id"])
+    assert customer.sent() == [("welcome_offer", "sms"), ("welcome_offer", "email")]

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from omnicanal.channels import ConnectorContext, ConnectorRegistry
+from omnicanal.channels import CHANNELS, ConnectorContext, ConnectorRegistry
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
@@ -141,7 +141,9 @@ class Runtime:
                 RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}), clock,
             )
             journey_context = Context(registry, templates, channel_rules(settings), parse_caps(settings.frequency_caps),
-                              settings.default_locale, settings.send_retry_budget, settings.timeline_limit)
+                              settings.default_locale, settings.send_retry_budget, settings.timeline_limit,
+                                      receipts=frozenset(name for name, spec in CHANNELS.items()
+                                                         if spec.delivery_receipts))
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys))

@@ -122,11 +122,9 @@ def _settle_fallbacks(session: Session, instance: Instance, journey: Journey, ev
             if message_id != pending_id:
                 continue
         else:
-            step = journey.steps[journey.step_index(pending["step"])]
-            engaged = getattr(step.action, "delivered_on", None) or ()
-            if name not in ((engaged,) if isinstance(engaged, str) else engaged) or (
-                message_id is not None and message_id != pending_id
-            ):
+            action = journey.steps[journey.step_index(pending["step"])].action
+            engaged = action.delivered_on if isinstance(action, SendStep) else None
+            if name not in (engaged or ()) or (message_id is not None and message_id != pending_id):
                 continue
         session.cancel_fallback(instance, pending_id)
         if name == FAILED:

@@ -44,9 +44,9 @@ class Context:
     retry_budget: float = 3600.0
     """Journey seconds a send retries a failing channel before the next channel."""
     timeline_limit: int = 5_000
-    receipts: frozenset[str] = frozenset({"sms", "whatsapp"})
-    """Channels whose providers report delivery (and failure after the send): a message sent there keeps its
-    later channels for a fallback even without `fallback_after`."""
+    receipts: frozenset[str] = frozenset()
+    """Channels whose providers report delivery (channels.CHANNELS): a message sent there keeps its later
+    channels for a fallback even without `fallback_after`, should a failure receipt come."""
 
 
 class Session:
