@@ -15,9 +15,8 @@ _last_day: tuple[int, str] = (0, "1970-01-01T")
 
 
 def _iso_second(seconds: int) -> str:
-    """`2026-11-23T10:00:00` for a Unix second. Every timeline entry and event asks, so the date part is made
-    once a day and the time of day by arithmetic (strftime took a fiftieth of a worker's CPU under an
-    accelerated clock, where nearly every call asks for another second)."""
+    """`2026-11-23T10:00:00` for a Unix second. Every timeline entry and event asks, under an accelerated clock
+    nearly always for another second: the date part is made once a day, the time of day by arithmetic."""
     global _last_day
     day, second_of_day = divmod(seconds, 86_400)
     if _last_day[0] != day:
