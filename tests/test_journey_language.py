@@ -29,7 +29,7 @@ from omnicanal.render import TemplateCatalog
 # Three header lines, so the first step is on line 4.
 HEAD = "id: j\ntrigger: {event: e}\nsteps:\n"
 DURATION_HINT = "use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d"
-ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest; this one has"
+ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest, split; this one has"
 
 REFERENCE = """\
 id: abandoned_cart
@@ -234,9 +234,9 @@ def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
         steps: [exit]
         """))
     assert [(p.line, p.message) for p in found] == [
-        (2, "unknown key 'wehre' in trigger; expected one of: event, where (did you mean 'where'?)"),
-        (4, "unknown key 'when' in exit_on item; expected one of: event, where (did you mean 'where'?)"),
-        (5, "unknown key 'witihn' in goal; expected one of: event, where, within (did you mean 'within'?)"),
+        (2, "unknown key 'wehre' in trigger; expected one of: event, key, where (did you mean 'where'?)"),
+        (4, "unknown key 'when' in exit_on item; expected one of: any_key, event, where (did you mean 'where'?)"),
+        (5, "unknown key 'witihn' in goal; expected one of: any_key, event, where, within (did you mean 'within'?)"),
     ]
 
 

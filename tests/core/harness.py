@@ -70,6 +70,7 @@ class Customer:
     rules: Rules = field(default_factory=Rules)
     caps: tuple[Cap, ...] = ()
     retry_budget: float = 3600.0
+    global_control: float = 0.0
     answer: Answer = sent
     now: float = START
     customer_id: str = "c1"
@@ -83,7 +84,7 @@ class Customer:
     def __post_init__(self) -> None:
         self.state = CustomerState(self.customer_id, customer_view(self.customer_id, self.profile, self.attributes))
         self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget,
-                               receipts=RECEIPTS)
+                               global_control=self.global_control, receipts=RECEIPTS)
         self._events = 0
 
     def apply(self, *work: Work) -> Changes:

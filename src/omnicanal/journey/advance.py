@@ -7,6 +7,9 @@ stopped after MAX_STEPS steps and marked failed, so a mistake in a file cannot s
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from omnicanal.errors import ExpressionError
 from omnicanal.journey.effects import Sends
 from omnicanal.journey.model import (
     BranchStep,
@@ -15,14 +18,16 @@ from omnicanal.journey.model import (
     GotoStep,
     Journey,
     SendStep,
+    SplitArm,
+    SplitStep,
     UpdateStep,
     WaitForStep,
     WaitStep,
 )
 from omnicanal.journey.sending import Plan, deliver
-from omnicanal.journey.session import Session
+from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
-from omnicanal.policy.windows import next_wall_time, parse_clock, zone
+from omnicanal.policy.windows import next_wall_time, parse_clock, parse_moment, zone
 
 MAX_STEPS = 1000
 """Steps one instance may run in a row without waiting."""
@@ -51,10 +56,31 @@ def advance(session: Session, instance: Instance, journey: Journey) -> Sends[Non
                 session.save(instance)
                 return
             instance.position += 1
+        elif isinstance(action, WaitStep) and action.at is not None:
+            moment = _moment(session, instance, journey, step.id, action)
+            if isinstance(moment, float) and moment > session.now:
+                session.wait(instance, journey, "wait", moment)
+                session.save(instance)
+                return
+            target = action.on_past if isinstance(moment, float) else action.on_error
+            if moment is None and target is None:
+                session.end(instance, journey, "failed", reason=f"{step.id}: not a date")
+                return
+            instance.position = journey.step_index(target) if target else instance.position + 1
         elif isinstance(action, WaitStep):
             session.wait(instance, journey, "wait", _until(session, action.seconds, action.until))
             session.save(instance)
             return
+        elif isinstance(action, SplitStep):
+            arm = _arm(session, instance, journey, step.id, action)
+            if arm.goto is not None:
+                instance.position = journey.step_index(arm.goto)
+            elif not _hold_out(session, instance, journey):
+                session.end(instance, journey, "exited", reason="holdout")
+                return
+            else:
+                session.save(instance)
+                return
         elif isinstance(action, WaitForStep):
             until = session.now + action.timeout if action.timeout is not None else None
             session.wait(instance, journey, "wait_for", until)
@@ -78,6 +104,54 @@ def advance(session: Session, instance: Instance, journey: Journey) -> Sends[Non
             return
     session.record_error(journey.id, f"more than {MAX_STEPS} steps without a wait: is there a goto loop?")
     session.end(instance, journey, "failed", reason="step limit")
+
+
+def _arm(session: Session, instance: Instance, journey: Journey, step_id: str, action: SplitStep) -> SplitArm:
+    """The customer's arm: sticky by a hash of customer, journey and step, recorded and counted."""
+    total = sum(arm.weight for arm in action.arms)
+    point = share_of(session.customer_id, journey.id, step_id) * total
+    arm = action.arms[-1]
+    for candidate in action.arms:
+        if point < candidate.weight:
+            arm = candidate
+            break
+        point -= candidate.weight
+    instance.arms = {**(instance.arms or {}), step_id: arm.name}
+    session.count(journey.id, f"step:{step_id}:arm:{arm.name}")
+    session.record("split", journey=journey.id, step=step_id, arm=arm.name)
+    return arm
+
+
+def _hold_out(session: Session, instance: Instance, journey: Journey) -> bool:
+    """A holdout gets no message but stays until its goal window closes, so that its conversions count;
+    False when there is no window left to wait out."""
+    goal = journey.goal
+    if goal is None or goal.within is None or instance.started_at + goal.within <= session.now:
+        return False
+    session.wait(instance, journey, "holdout", instance.started_at + goal.within)
+    return True
+
+
+def _moment(session: Session, instance: Instance, journey: Journey, step_id: str, action: WaitStep
+            ) -> float | None:
+    """The moment a `wait: {at}` waits for (offset applied), or None, said on the timeline with the value."""
+    where = f"{journey.id}.{step_id}.at"
+    assert action.at is not None
+    try:
+        value = action.at.evaluate(session.scope(instance, instance.event))
+    except ExpressionError as exc:
+        session.record_error(where, str(exc))
+        return None
+    tz = zone(session.state.customer.get("timezone"), session.context.rules.default_timezone)
+    moment = parse_moment(value, tz)
+    if moment is None:
+        session.record_error(where, f"{action.at.source} gave {value!r}: not an ISO 8601 timestamp or epoch "
+                                    "seconds")
+        return None
+    offset = action.offset or 0.0
+    if offset and offset % 86400 == 0:  # whole days: the same wall-clock time, across a DST change too
+        return (moment.astimezone(tz) + timedelta(days=offset // 86400)).timestamp()
+    return moment.timestamp() + offset
 
 
 def _until(session: Session, seconds: float | None, clock: str | None) -> float:

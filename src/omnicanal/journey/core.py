@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from omnicanal.errors import ExpressionError
 from omnicanal.journey.advance import advance, collect
 from omnicanal.journey.effects import (
     FALLBACK_TOKEN_PREFIX,
@@ -27,9 +28,9 @@ from omnicanal.journey.effects import (
     TimerFired,
     Work,
 )
-from omnicanal.journey.model import DigestStep, Journey, SendStep, WaitForStep
+from omnicanal.journey.model import DigestStep, InstanceRule, Journey, SendStep, WaitForStep
 from omnicanal.journey.sending import Plan, deliver
-from omnicanal.journey.session import Context, Session
+from omnicanal.journey.session import Context, Session, entry_name
 from omnicanal.journey.state import CustomerState, Instance
 
 IDENTIFY = "identify"
@@ -79,22 +80,43 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
         yield from _maybe_start(session, journey, event)
 
 
+def _key_of(session: Session, journey: Journey, event: dict[str, Any]) -> str | None:
+    """The key an event carries for a keyed journey (`trigger.key` evaluated on it); None: no key (missing, or
+    the journey is not keyed). Numbers and text of the same value are one key (`42` and "42")."""
+    key = journey.trigger.key
+    if key is None:
+        return None
+    try:
+        value = key.evaluate(session.scope(None, event))
+    except ExpressionError:
+        return None
+    return None if value is None else str(value)
+
+
+def _sees(rule: InstanceRule | WaitForStep, instance: Instance, event_key: str | None) -> bool:
+    """Whether a rule of a keyed instance sees an event: its own key, no key (customer-wide), or `any_key`."""
+    return rule.any_key or event_key is None or instance.key is None or event_key == instance.key
+
+
 def _route_to_instance(session: Session, instance: Instance, event: dict[str, Any]) -> Sends[None]:
     journey = _journey_of(session, instance)
+    event_key = _key_of(session, journey, event)
     if instance.fallbacks:
         yield from _settle_fallbacks(session, instance, journey, event)
     for rule in journey.exit_on:
-        if session.matches(rule, event, instance, f"{journey.id}.exit_on"):
+        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
             session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
             return
     goal = journey.goal
-    if goal and not instance.converted and session.matches(goal, event, instance, f"{journey.id}.goal") and (
-        goal.within is None or session.now - instance.started_at <= goal.within
-    ):
+    if goal and not instance.converted and _sees(goal, instance, event_key) and session.matches(
+        goal, event, instance, f"{journey.id}.goal"
+    ) and (goal.within is None or session.now - instance.started_at <= goal.within):
         instance.converted = True
         session.count(journey.id, "converted")
+        for step_id, arm in (instance.arms or {}).items():
+            session.count(journey.id, f"step:{step_id}:arm:{arm}:converted")
         session.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
-                       attributed_to=list(instance.messages))
+                       attributed_to=list(instance.messages), **({"arms": instance.arms} if instance.arms else {}))
         session.save(instance)
     waiting = instance.waiting
     step = journey.steps[instance.position]
@@ -102,9 +124,9 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
         collect(session, instance, journey, step.action, event)
         session.save(instance)
         return
-    if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and session.matches(
-        step.action, event, instance, f"{journey.id}.{step.id}.where"
-    ):
+    if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and _sees(
+        step.action, instance, event_key
+    ) and session.matches(step.action, event, instance, f"{journey.id}.{step.id}.where"):
         session.stop_waiting(instance, journey)
         instance.event, instance.event_at = event, session.event_at
         instance.vars["timed_out"] = False
@@ -150,9 +172,14 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
 
 def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> Sends[None]:
     state = session.state
-    if any(instance.journey == journey.id for instance in state.instances.values()):
-        return  # one running instance per journey and customer
-    last = state.entries.get(journey.id)
+    key = _key_of(session, journey, event)
+    if journey.trigger.key is not None and key is None:
+        session.record_error(f"{journey.id}.trigger.key", f"{journey.trigger.key.source} gave no value for this "
+                                                          f"{event['name']} event: the journey did not start")
+        return
+    if any(i.journey == journey.id and i.key == key for i in state.instances.values()):
+        return  # one running instance per journey (and key) and customer
+    last = state.entries.get(entry_name(journey.id, key))
     re_entry = journey.re_entry
     if last is not None and (
         re_entry.mode == "never" or (re_entry.mode == "after" and session.now - last < (re_entry.after or 0))
@@ -164,10 +191,10 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> S
     instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
     instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
                         customer_id=session.customer_id, started_at=session.now, event=event,
-                        event_at=session.event_at)
+                        event_at=session.event_at, key=key)
     session.count(journey.id, "started")
     session.record("journey", journey=journey.id, version=journey.version, status="started",
-                   instance_id=instance_id)
+                   instance_id=instance_id, **({"key": key} if key is not None else {}))
     yield from advance(session, instance, journey)
 
 
@@ -204,5 +231,8 @@ def _apply_timer(session: Session, instance_id: str, token: str) -> Sends[None]:
         instance.digest["ready"] = True  # the same step runs again, now to send
     elif kind == "wait":
         instance.position += 1
+    elif kind == "holdout":  # the goal window closed: the holdout's conversion, if any, is counted
+        session.end(instance, journey, "exited", reason="holdout")
+        return
     # "hold": the same step runs again (quiet hours over, or time to retry a provider)
     yield from advance(session, instance, journey)

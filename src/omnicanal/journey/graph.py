@@ -17,6 +17,7 @@ from omnicanal.journey.model import (
     GotoStep,
     Journey,
     SendStep,
+    SplitStep,
     Step,
     UpdateStep,
     WaitForStep,
@@ -51,6 +52,15 @@ def step_edges(step: Step, following: str | None) -> list[Edge]:
             for number, case in enumerate(action.cases)
         ]
         return [*cases, Edge(index, action.otherwise, "else", ("otherwise",))]
+    if isinstance(action, SplitStep):
+        total = sum(arm.weight for arm in action.arms)
+        return [Edge(index, arm.goto, f"{arm.name} {100 * arm.weight / total:g}%",
+                     ("arms", number, "goto") if arm.goto is not None else None)
+                for number, arm in enumerate(action.arms)]
+    if isinstance(action, WaitStep) and action.at is not None:
+        jumps = [Edge(index, target, label, (key,)) for key, target, label in (
+            ("on_past", action.on_past, "already past"), ("on_error", action.on_error, "not a date")) if target]
+        return [*jumps, Edge(index, following, f"at {action.at.source}")]
     if isinstance(action, WaitForStep) and action.on_timeout is not None and action.timeout is not None:
         label = f"timeout {format_duration(action.timeout)}"
         return [Edge(index, action.on_timeout, label, ("on_timeout",)), Edge(index, following, action.event)]
@@ -87,6 +97,10 @@ def describe(step: Step) -> str:
     if isinstance(action, SendStep):
         return f"send {action.template} via {', '.join(action.channels)}"
     if isinstance(action, WaitStep):
+        if action.at is not None:
+            offset = f" {'+' if action.offset > 0 else '-'}{format_duration(abs(action.offset))}" \
+                if action.offset else ""
+            return f"wait until {action.at.source}{offset}"
         return f"wait {format_duration(action.seconds)}" if action.seconds else f"wait until {action.until}"
     if isinstance(action, DigestStep):
         period = format_duration(action.window) if action.window else f"until {action.until}"
@@ -100,6 +114,8 @@ def describe(step: Step) -> str:
         return f"goto {action.target}"
     if isinstance(action, ExitStep):
         return f"exit ({action.reason})" if action.reason else "exit"
+    if isinstance(action, SplitStep):
+        return "split " + " / ".join(f"{arm.name} {arm.weight}" for arm in action.arms)
     return "branch"
 
 

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from omnicanal.errors import ConfigError, JourneyError, Problem, TemplateError
 from omnicanal.journey.durations import parse_duration
-from omnicanal.journey.model import EventMatch, Goal, Journey, ReEntry, check_id
+from omnicanal.journey.model import Goal, InstanceRule, Journey, ReEntry, Trigger, check_id
 from omnicanal.journey.report import FileReport
 from omnicanal.journey.steps import StepReader
 from omnicanal.journey.validate import TemplateLookup, check_steps
@@ -54,9 +54,9 @@ class _JourneyFile(BaseModel):
 
     id: Annotated[str, AfterValidator(check_id)]
     name: str | None = None
-    trigger: EventMatch
+    trigger: Trigger
     re_entry: Annotated[ReEntry, BeforeValidator(_re_entry)] = ReEntry(mode="never")
-    exit_on: tuple[EventMatch, ...] = ()
+    exit_on: tuple[InstanceRule, ...] = ()
     goal: Goal | None = None
     caps: list[Annotated[Cap, BeforeValidator(_journey_cap)]] = []
     steps: list[Any] = Field(min_length=1)

@@ -25,7 +25,7 @@ from typing import Any
 from omnicanal.errors import ExpressionError, TemplateError
 from omnicanal.journey.effects import Attempt, Capped, Refused, Replayed, Sends
 from omnicanal.journey.model import DigestStep, Journey, SendStep
-from omnicanal.journey.session import Session
+from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
 from omnicanal.policy.choice import Candidate, choose
 from omnicanal.render import Rendered
@@ -79,6 +79,9 @@ class Plan:
 def deliver(session: Session, plan: Plan) -> Sends[float | None]:
     """Carry out the send; returns when to try again (quiet hours, a provider to retry), or None: done."""
     instance, action, context = plan.instance, plan.action, session.context
+    if action.purpose == "marketing" and share_of(session.customer_id) < context.global_control:
+        _record(session, plan, "control")  # the global control group: no marketing, goals still counted
+        return None
     scope = session.scope(instance, instance.event)
     exhausted = set((instance.retry or {}).get("exhausted", ())) if plan.retries else set()
     choice = choose(plan.channels, session.state.customer, context.templates.channels(action.template) or (),

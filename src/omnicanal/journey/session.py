@@ -6,6 +6,7 @@ No I/O: what it collects (Changes) is written by the engine afterwards.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ class Context:
     retry_budget: float = 3600.0
     """Journey seconds a send retries a failing channel before the next channel."""
     timeline_limit: int = 5_000
+    global_control: float = 0.0
+    """The share of customers (0-1, by a hash of their id) who get no marketing at all, whose goals still
+    count: the baseline of the whole programme (OMNICANAL_GLOBAL_CONTROL)."""
     receipts: frozenset[str] = frozenset()
     """Channels whose providers report delivery (channels.CHANNELS): a message sent there keeps its later
     channels for a fallback even without `fallback_after`, should a failure receipt come."""
@@ -126,7 +130,8 @@ class Session:
         self.changes.ended.add(instance.id)
         # Re-entry rules read when the last instance began; written as it ends (while it runs, the instance
         # itself keeps a second one from starting).
-        self.state.entries[journey.id] = self.changes.entries[journey.id] = instance.started_at
+        entry = entry_name(journey.id, instance.key)
+        self.state.entries[entry] = self.changes.entries[entry] = instance.started_at
         self.count(journey.id, status)
         self.record("journey", journey=journey.id, version=journey.version, status=status,
                     **({"reason": reason} if reason else {}))
@@ -180,6 +185,18 @@ class Session:
                 instance.event_at = None
                 self.save(instance)
         return changes
+
+
+def entry_name(journey_id: str, key: str | None) -> str:
+    """Where re-entry rules keep when the last instance began: per journey, or per journey and key."""
+    return journey_id if key is None else f"{journey_id}|{key}"
+
+
+def share_of(*parts: str) -> float:
+    """A stable number in [0, 1) for these parts (a hash, the same in every process and on every run):
+    experiment arms and the global control group are sticky by it."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
 
 
 def fallback_token(message_id: str) -> str:

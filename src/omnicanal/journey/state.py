@@ -49,6 +49,10 @@ class Instance:
     fallbacks: dict[str, dict[str, Any]] | None = None
     """Messages that may still fall back to a later channel, by message id: the `step` that sent them and the
     `channels` left. They belong to the running instance: when it ends, no fallback is sent."""
+    key: str | None = None
+    """In a keyed journey (`trigger.key`), the value this instance is for (an order id)."""
+    arms: dict[str, str] | None = None
+    """The experiment arm taken at each split step (step id -> arm), for the conversions per arm."""
     event_at: int | None = None
     """Where `event` is on the customer's timeline (its position since the first entry ever): the store keeps
     that instead of a copy of the event. None: the event is stored with the instance."""
@@ -74,6 +78,10 @@ class Instance:
             stored["retry"] = self.retry
         if self.fallbacks:
             stored["fallbacks"] = self.fallbacks
+        if self.key is not None:
+            stored["key"] = self.key
+        if self.arms:
+            stored["arms"] = self.arms
         return stored
 
     @classmethod

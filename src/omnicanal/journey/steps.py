@@ -89,6 +89,14 @@ class StepReader:
             return {**{k: v for k, v in value.items() if k != "channel"}, "channels": [value["channel"]]}
         if kind == "branch":
             return self._reshape_branch(value, where)
+        if kind == "split":
+            if not isinstance(value, list):
+                self.report.add(where, "a split is a list of arms: `- {weight: 45, goto: <step id>}`, and at most "
+                                       "one `- {weight: 10, holdout: true}`")
+                return None
+            for number in range(len(value)):
+                self.report.doc.alias((*where, number), (*where, "arms", number))
+            return {"arms": value}
         return value
 
     def _reshape_branch(self, items: Any, where: tuple[Any, ...]) -> object:

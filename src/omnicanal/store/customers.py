@@ -45,7 +45,8 @@ the first entry ever (an instance's `event_at`) finds its entry: index = positio
 
 INSTANCE_NAMES = {"event_at": "e", "journey": "j", "version": "v", "started_at": "s", "position": "p", "seq": "n",
                   "vars": "x", "event": "ev", "waiting": "w", "converted": "c", "messages": "m", "digest": "g",
-                  "retry": "r", "fallbacks": "f"}
+                  "retry": "r", "fallbacks": "f",
+                  "key": "y", "arms": "a"}
 """Stored names of an instance's fields (and of its wait's: WAIT_NAMES). A waiting instance is Redis memory for as
 long as it waits: the short names take ~57 B off the bench's (236 -> 179 B of JSON, an allocator size class
 down). Instances stored with the full names, before, read the same."""
