@@ -10,14 +10,14 @@ from omnicanal.api.errors import read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind
 from omnicanal.api.schemas import CustomerIn, storable
 from omnicanal.api.state import runtime_of
-from omnicanal.engine.clock import iso
-from omnicanal.engine.instance import Instance
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
 from omnicanal.identity import PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO
+from omnicanal.timestamps import iso
 
 
 def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def resolve_customer(runtime: Runtime, given: str) -> str:
 
 
 async def _instance_view(runtime: Runtime, raw: dict[str, Any]) -> dict[str, Any]:
-    instance = Instance.from_json(raw)
+    instance = Instance.from_dict(raw)
     journey = await runtime.registry.version(instance.journey, instance.version)
     step = journey.steps[instance.position] if instance.position < len(journey.steps) else None
     view: dict[str, Any] = {

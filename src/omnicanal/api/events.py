@@ -19,11 +19,11 @@ from omnicanal.api.identifiers import Unresolved, customer_behind, customers_beh
 from omnicanal.api.schemas import BatchIn, EventIn, storable
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
-from omnicanal.engine.clock import iso
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError
 from omnicanal.metrics import EVENTS_ACCEPTED
 from omnicanal.store.work import WorkItem
+from omnicanal.timestamps import iso
 
 _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()

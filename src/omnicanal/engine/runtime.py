@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,11 @@ from typing import Any
 import aiohttp
 import structlog
 
-from omnicanal.channels import ConnectorContext, ConnectorRegistry
+from omnicanal.channels import CHANNELS, ConnectorContext, ConnectorRegistry
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.engine import Engine
-from omnicanal.engine.interpreter import Interpreter
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.timers import run_timers
@@ -30,6 +29,7 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
+from omnicanal.journey.session import Context
 from omnicanal.policy.caps import parse_caps
 from omnicanal.policy.choice import Rules
 from omnicanal.policy.windows import QuietHours
@@ -99,7 +99,7 @@ class Runtime:
     customers: CustomerStore
     queue: WorkQueue
     journey_store: JourneyStore
-    delivery: Delivery
+    engine: Engine
     connectors: ConnectorRegistry
     identity: IdentityIndex
     worker: Worker
@@ -137,19 +137,20 @@ class Runtime:
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
-                templates, connectors, customers, SendLog(redis, keys),
-                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}),
-                channel_rules(settings), parse_caps(settings.frequency_caps), settings.default_locale,
-                settings.send_retry_budget,
+                connectors, customers, SendLog(redis, keys),
+                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}), clock,
             )
+            journey_context = Context(registry, templates, channel_rules(settings), parse_caps(settings.frequency_caps),
+                              settings.default_locale, settings.send_retry_budget, settings.timeline_limit,
+                                      receipts=frozenset(name for name, spec in CHANNELS.items()
+                                                         if spec.delivery_receipts))
             identity = IdentityIndex(redis, keys)
-            engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
-                            settings.idempotency_window, settings.default_timezone, identity,
-                            CustomerMerge(redis, keys))
+            engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
+                            settings.idempotency_window, identity, CustomerMerge(redis, keys))
             ownership = PartitionOwnership(LeaseStore(redis, keys), queue, settings.worker_id, settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
-            runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, delivery,
+            runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, worker, ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
@@ -184,7 +185,7 @@ class Runtime:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False
         await self.registry.replace(journeys)
-        self.delivery.templates = templates
+        self.engine.context = replace(self.engine.context, templates=templates)
         log.info("reloaded", journeys={j.id: j.version for j in journeys})
         return True
 

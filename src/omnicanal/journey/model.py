@@ -67,6 +67,11 @@ def _value(value: object) -> Expression:
     return _condition(value)
 
 
+def _one_or_more(value: object) -> object:
+    """`delivered_on: push.opened` is short for a list of one."""
+    return (value,) if isinstance(value, str) else value
+
+
 _as_source = PlainSerializer(lambda expression: expression.source, return_type=str, when_used="json")
 Condition = Annotated[Expression, PlainValidator(_condition), _as_source]
 """A condition (`where`, `when`): an expression written as a string."""
@@ -114,7 +119,8 @@ class SendStep(_Strict):
     `purpose` decides the rules: marketing needs consent where the brand requires opt-in, counts against
     frequency caps and waits out quiet hours; transactional (an order confirmation) goes unless opted out.
     `fallback_after`: if the message is not delivered (or read, where the channel says so) by then, the next
-    channel is tried.
+    channel is tried. Channels whose providers never report delivery (channels.CHANNELS) need `delivered_on`:
+    the events that count as delivery instead, such as the app's `push.opened` or `message.clicked`.
     """
 
     template: Name
@@ -122,6 +128,14 @@ class SendStep(_Strict):
     data: dict[str, Value] = {}
     purpose: Literal["marketing", "transactional"] = "marketing"
     fallback_after: Duration | None = None
+    delivered_on: Annotated[tuple[Name, ...], BeforeValidator(_one_or_more), Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _delivered_on_needs_fallback(self) -> SendStep:
+        if self.delivered_on is not None and self.fallback_after is None:
+            raise ValueError("delivered_on is set but fallback_after is not, so it would change nothing: add "
+                             "e.g. `fallback_after: 2h`, or remove delivered_on")
+        return self
 
 
 class WaitStep(_Strict):

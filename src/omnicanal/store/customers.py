@@ -45,7 +45,7 @@ the first entry ever (an instance's `event_at`) finds its entry: index = positio
 
 INSTANCE_NAMES = {"event_at": "e", "journey": "j", "version": "v", "started_at": "s", "position": "p", "seq": "n",
                   "vars": "x", "event": "ev", "waiting": "w", "converted": "c", "messages": "m", "digest": "g",
-                  "retry": "r"}
+                  "retry": "r", "fallbacks": "f"}
 """Stored names of an instance's fields (and of its wait's: WAIT_NAMES). A waiting instance is Redis memory for as
 long as it waits: the short names take ~57 B off the bench's (236 -> 179 B of JSON, an allocator size class
 down). Instances stored with the full names, before, read the same."""
@@ -366,7 +366,7 @@ class CustomerStore:
             "1" if commit.move_instances else "0",
             *_section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
             *_section([encode(entry) for entry in commit.timeline], 1),
-            *_section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),
+            *_section([x for iid, i in commit.instances.items() for x in (iid, encode_instance(i))], 2),
             *_section(list(commit.ended), 1),
             *_section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
             *_section([x for pair in kept.items() for x in pair], 2),

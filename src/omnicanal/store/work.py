@@ -75,10 +75,6 @@ def stream_position(entry_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-FALLBACK_TOKEN = "fallback"
-"""A timer whose token is this concerns a message (its id in place of the instance): try the next channel."""
-
-
 def _encode(item: WorkItem) -> FieldMap:
     """The stream fields of an item (the inverse of WorkQueue._item)."""
     if item.kind == "event":
@@ -251,10 +247,6 @@ class WorkQueue:
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             self.append_into(pipe, batch)
             await pipe.execute()
-
-    async def append_fallback(self, customer_id: str, message_id: str) -> None:
-        """Ask the customer's worker to try the next channel of the step that sent this message."""
-        await self.append([WorkItem(-1, "", "timer", customer_id, instance_id=message_id, token=FALLBACK_TOKEN)])
 
     async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
         """Ask the owners of these customers to exit their instances of the journey; returns how many."""
