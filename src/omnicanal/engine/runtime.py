@@ -30,9 +30,7 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
-from omnicanal.policy.caps import parse_caps
 from omnicanal.policy.choice import Rules
-from omnicanal.policy.windows import QuietHours
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
 from omnicanal.store.customers import CustomerStore
@@ -63,11 +61,11 @@ def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
 
 
 def channel_rules(settings: Settings) -> Rules:
-    """The brand's channel-choice rules, from the settings (already validated)."""
+    """The brand's channel-choice rules, from the settings (parsed and validated there)."""
     return Rules(
         opt_in_channels=frozenset(settings.opt_in_channels),
-        quiet_hours=QuietHours.parse(settings.quiet_hours),
-        quiet_hours_by_channel={ch: QuietHours.parse(text) for ch, text in settings.quiet_hours_by_channel.items()},
+        quiet_hours=settings.quiet_hours,
+        quiet_hours_by_channel=settings.quiet_hours_by_channel,
         default_timezone=settings.default_timezone,
     )
 
@@ -138,8 +136,8 @@ class Runtime:
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
                 templates, connectors, customers, SendLog(redis, keys),
-                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}),
-                channel_rules(settings), parse_caps(settings.frequency_caps), settings.default_locale,
+                RateLimiter(redis, keys, settings.rate_limits),
+                channel_rules(settings), settings.frequency_caps, settings.default_locale,
                 settings.send_retry_budget,
             )
             identity = IdentityIndex(redis, keys)
