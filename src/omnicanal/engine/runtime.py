@@ -30,6 +30,7 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
+from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
@@ -175,13 +176,21 @@ class Runtime:
         log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
-        """Load journeys and templates again; a broken file is reported and the previous version keeps running."""
+        """Load journeys and templates again; True once the files' versions run.
+
+        When it cannot (a broken file, the store down, a directory gone) the previous version keeps running,
+        the reason is logged, and a failure other than a broken file is counted in `omnicanal_loop_errors_total`;
+        the next file change or SIGHUP tries again."""
         try:
             templates, journeys = load_project(self.settings)
+            await self.registry.replace(journeys)
         except ProjectError as exc:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False
-        await self.registry.replace(journeys)
+        except Exception as exc:
+            LOOP_ERRORS.labels(loop="reload").inc()
+            log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
         self.delivery.templates = templates
         log.info("reloaded", journeys={j.id: j.version for j in journeys})
         return True
@@ -194,8 +203,7 @@ class Runtime:
             current = _files_signature(self.settings)
             if current != signature:
                 signature = current
-                with contextlib.suppress(Exception):  # a store outage during reload: the next change retries
-                    await self.reload()
+                await self.reload()
 
     async def stop(self) -> None:
         """Stop taking work, let the batch in hand finish (up to the grace period), then close everything."""
