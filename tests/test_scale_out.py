@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import StartApi, has_message, journey_ended
+
+pytestmark = pytest.mark.slow  # several workers, lease hand-overs and file reloads in real time
 
 OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
 
