@@ -206,6 +206,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"cannot read config file {path}: no such file (--config or {ENV_PREFIX}CONFIG_FILE)")
 
         class FileSettings(Settings):
+            """Settings that read this file: the TOML source takes its path from `model_config`."""
+
             model_config = SettingsConfigDict(toml_file=path)
 
         settings_cls = FileSettings
