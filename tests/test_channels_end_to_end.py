@@ -255,6 +255,7 @@ async def test_whatsapp_outside_the_window_sends_the_approved_template(start_api
     assert '"2": "T-1"' in message["ContentVariables"]
 
 
+@pytest.mark.slow  # sends spread over real seconds
 async def test_a_providers_rate_limit_spreads_the_sends(project: Path, start_api: StartApi,
                                                        twilio: TwilioStandIn) -> None:
     write_journey(project, "promo", """

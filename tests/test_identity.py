@@ -28,6 +28,7 @@ async def test_any_identifier_finds_the_customer(start_api: StartApi) -> None:
     await api.request("GET", "/v1/customers/email:nobody@example.com", 404)
 
 
+@pytest.mark.slow  # the journey's hour lasts 6 real seconds
 async def test_an_anonymous_cart_continues_for_the_customer_who_logs_in(start_api: StartApi) -> None:
     api = await start_api(clock_speed=600.0)  # the hour before the push lasts 6 s: time to log in
     await api.event("page_viewed", "anon-7", properties={"path": "/sneakers"})

@@ -30,9 +30,8 @@ from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
 from omnicanal.journey.session import Context
-from omnicanal.policy.caps import parse_caps
+from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
-from omnicanal.policy.windows import QuietHours
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call, open_redis
 from omnicanal.store.customers import CustomerStore
@@ -63,11 +62,11 @@ def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
 
 
 def channel_rules(settings: Settings) -> Rules:
-    """The brand's channel-choice rules, from the settings (already validated)."""
+    """The brand's channel-choice rules, from the settings (parsed and validated there)."""
     return Rules(
         opt_in_channels=frozenset(settings.opt_in_channels),
-        quiet_hours=QuietHours.parse(settings.quiet_hours),
-        quiet_hours_by_channel={ch: QuietHours.parse(text) for ch, text in settings.quiet_hours_by_channel.items()},
+        quiet_hours=settings.quiet_hours,
+        quiet_hours_by_channel=settings.quiet_hours_by_channel,
         default_timezone=settings.default_timezone,
     )
 
@@ -137,13 +136,13 @@ class Runtime:
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
-                connectors, customers, SendLog(redis, keys),
-                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}), clock,
+                connectors, customers, SendLog(redis, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
             )
-            journey_context = Context(registry, templates, channel_rules(settings), parse_caps(settings.frequency_caps),
-                              settings.default_locale, settings.send_retry_budget, settings.timeline_limit,
-                                      receipts=frozenset(name for name, spec in CHANNELS.items()
-                                                         if spec.delivery_receipts))
+            journey_context = Context(
+                registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
+                settings.send_retry_budget, settings.timeline_limit, settings.global_control,
+                receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
+            )
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys))
@@ -178,13 +177,21 @@ class Runtime:
         log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
-        """Load journeys and templates again; a broken file is reported and the previous version keeps running."""
+        """Load journeys and templates again; True once the files' versions run.
+
+        When it cannot (a broken file, the store down, a directory gone) the previous version keeps running,
+        the reason is logged, and a failure other than a broken file is counted in `omnicanal_loop_errors_total`;
+        the next file change or SIGHUP tries again."""
         try:
             templates, journeys = load_project(self.settings)
+            await self.registry.replace(journeys)
         except ProjectError as exc:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False
-        await self.registry.replace(journeys)
+        except Exception as exc:
+            LOOP_ERRORS.labels(loop="reload").inc()
+            log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
         self.engine.context = replace(self.engine.context, templates=templates)
         log.info("reloaded", journeys={j.id: j.version for j in journeys})
         return True
@@ -197,8 +204,7 @@ class Runtime:
             current = _files_signature(self.settings)
             if current != signature:
                 signature = current
-                with contextlib.suppress(Exception):  # a store outage during reload: the next change retries
-                    await self.reload()
+                await self.reload()
 
     async def stop(self) -> None:
         """Stop taking work, let the batch in hand finish (up to the grace period), then close everything."""
