@@ -200,3 +200,21 @@ def test_an_attribute_named_like_a_profile_field_does_not_replace_it() -> None:
 """)], profile=profile(consents=opted_out))
     customer.event("go")
     assert customer.channels() == ["email"]
+
+
+def test_a_case_that_fails_does_not_stop_a_later_case_from_winning() -> None:
+    customer = Customer([flow("""
+- branch:
+    - {when: "event.properties.total > 100", goto: big}
+    - {when: "event.properties.vip", goto: vip}
+    - {else: other}
+- id: big
+  exit: {reason: big}
+- id: vip
+  exit: {reason: vip}
+- id: other
+  exit: {reason: other}
+""")])
+    customer.event("go", total="a lot", vip=True)
+    assert customer.milestones() == ["started", "exited (vip)"]
+    assert len(customer.errors()) == 1

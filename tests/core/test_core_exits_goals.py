@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import DAY, HOUR, START, Customer, flow, journey
+from harness import DAY, HOUR, Customer, flow, journey
 
 PROMO = flow("""
 - send: {template: offer, channels: [sms]}
@@ -244,4 +244,52 @@ def test_a_goal_without_within_counts_at_any_time() -> None:
     customer.event("go")
     customer.pass_time(999 * DAY)
     customer.event("order")
-    assert len(_conversions(customer)) == 1 and customer.now > START
+    assert len(_conversions(customer)) == 1
+
+
+CORRELATED = flow("""
+- update: {vars: {cart: "event.properties.cart_id"}}
+- send: {template: offer, channels: [sms, email], fallback_after: 1h}
+- wait: 3d
+""", """
+goal: {event: order, where: "event.properties.cart_id == vars.cart"}
+exit_on: [{event: cart_emptied, where: "event.properties.cart_id == vars.cart"}]
+""")
+
+
+@pytest.mark.parametrize(("cart", "matches"), [("K1", True), ("K2", False)])
+def test_goal_and_exit_on_correlate_with_vars(cart: str, matches: bool) -> None:
+    customer = Customer([CORRELATED])
+    customer.event("go", cart_id="K1")
+    customer.event("order", cart_id=cart)
+    assert len(_conversions(customer)) == int(matches)
+    customer.event("cart_emptied", cart_id=cart)
+    assert (customer.instance("j") is None) is matches
+
+
+def test_a_fallback_is_a_touchpoint_of_the_conversion() -> None:
+    customer = Customer([CORRELATED])
+    customer.event("go", cart_id="K1")
+    customer.pass_time(HOUR)
+    customer.event("order", cart_id="K1")
+    assert customer.channels() == ["sms", "email"]
+    assert _conversions(customer)[0]["attributed_to"] == [a.message_id for a in customer.attempts]
+
+
+def test_a_new_trigger_can_replace_the_running_instance() -> None:
+    """The "restart on every cart update" pattern: the event exits the running instance and starts a new one."""
+    customer = Customer([journey("""
+id: cart
+trigger: {event: cart_updated}
+re_entry: always
+exit_on: [{event: cart_updated}]
+steps:
+  - wait: 1h
+  - send: {template: echo, channels: [sms]}
+""")])
+    customer.event("cart_updated", order_id="first")
+    customer.pass_time(HOUR / 2)
+    customer.event("cart_updated", order_id="second")
+    customer.pass_time(2 * HOUR)
+    assert customer.milestones() == ["started", "exited (exit_on cart_updated)", "started", "completed"]
+    assert [a.content["body"].split(" vars")[0] for a in customer.attempts] == ["cart_updated second"]

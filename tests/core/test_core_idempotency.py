@@ -204,17 +204,19 @@ def test_a_retry_is_scheduled_at_the_same_moment_on_replay() -> None:
     assert first.timers == second.timers and first.messages("retrying") == second.messages("retrying")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a replay after a transient refusal decides differently from the first run: the claim's record says only "
-    "`failed`, and Replayed('failed') makes the core try the next channel at once (sending a message the first "
-    "run did not), where the first run held the step to retry the same channel"))
-def test_a_replay_after_a_transient_refusal_holds_the_step_again() -> None:
+def test_a_crash_after_a_transient_refusal_replays_as_unknown_and_never_sends_again() -> None:
+    """The claim still says `sending` (its record is written with the commit that never happened): the core
+    cannot tell a refusal from a send that went, so it records `unknown` and moves on rather than risk a
+    duplicate."""
     first = Customer([SERIES], answer=lambda attempt: Refused("503", transient=True))
     replay = first.fork()
     first.event("go")
-    replay.answer = lambda attempt: Replayed("failed")
+    replay.answer = lambda attempt: Replayed("unknown")
     replay.event("go")
-    assert replay.attempts[-1].channel == "sms" and replay.timers == first.timers
+    assert [a.message_id for a in replay.attempts] == [first.attempts[0].message_id]
+    assert [m["status"] for m in replay.messages()] == ["unknown"]
+    instance = replay.instance("j")
+    assert instance is not None and instance.waiting is not None and instance.waiting.kind == "wait_for"
 
 
 def test_each_visit_of_a_step_sends_under_its_own_id() -> None:

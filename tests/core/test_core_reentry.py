@@ -191,3 +191,18 @@ def test_an_instance_starts_at_the_event_and_keeps_it() -> None:
     assert instance.event["properties"] == {"cart": "K1"}
     [started] = [e for e in customer.of_kind("journey") if e["status"] == "started"]
     assert started["instance_id"] == instance.id and started["version"] == instance.version
+
+
+def test_a_running_instance_of_an_older_version_still_counts_as_running() -> None:
+    v2 = flow("""
+- send: {template: offer, channels: [email]}
+- wait: 3d
+""", "re_entry: always")
+    customer = Customer([flow(LONG, "re_entry: always")])
+    customer.event("go")
+    customer.reload(v2)
+    customer.event("go")
+    assert _started(customer) == 1 and customer.channels() == ["sms"]
+    customer.pass_time(3 * DAY)
+    customer.event("go")
+    assert customer.channels() == ["sms", "email"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from harness import DAY, HOUR, START, Customer, flow, journey, profile
 
+from omnicanal.errors import JourneyError
 from omnicanal.journey.effects import Attempt, Capped, Handed, Outcome, Refused, Replayed
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.choice import Rules
@@ -38,16 +39,19 @@ def test_the_customers_preference_reorders_the_steps_channels(preference: list[s
     assert customer.channels() == [channel]
 
 
-def test_the_fallback_follows_the_customers_order_too() -> None:
-    customer = Customer([flow("""
-- send: {template: offer, channels: [sms, email, push], fallback_after: 1h}
+CHAIN = flow("""
+- send: {template: offer, channels: [push, sms, email], fallback_after: 1h}
 - wait: 1d
-""")], profile=profile(channel_preference=["push", "email"]))
+""")
+
+
+def test_the_fallback_follows_the_customers_order_too() -> None:
+    customer = Customer([CHAIN], profile=profile(channel_preference=["email", "sms"]))
     customer.event("go")
     customer.pass_time(HOUR)
-    assert customer.channels() == ["push", "email"]
+    assert customer.channels() == ["email", "sms"]
     customer.pass_time(HOUR)
-    assert customer.channels() == ["push", "email", "sms"]
+    assert customer.channels() == ["email", "sms", "push"]
 
 
 @pytest.mark.parametrize(("addresses", "channel", "skipped"), [
@@ -295,7 +299,6 @@ def test_a_handed_message_is_settled_on_its_channel(outcome: Outcome, status: st
     [message] = customer.messages()
     assert message["status"] == status
     assert {k: message[k] for k in fields} == fields
-    assert "error" in message or "error" not in fields
 
 
 @pytest.mark.parametrize(("status", "recorded", "channels"), [
@@ -398,3 +401,65 @@ def test_a_channel_without_receipts_keeps_no_fallback_without_fallback_after() -
     assert instance is not None and instance.fallbacks is None
     customer.event("message.failed", message_id=customer.attempts[0].message_id)
     assert customer.channels() == ["email"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "choose() forgets held_until as soon as one channel qualifies: when that channel then fails (refused for "
+    "good), the message is `failed` although a channel that was only in quiet hours could take it when they "
+    "end — the README promises marketing in quiet hours is held, not dropped"))
+def test_a_channel_in_quiet_hours_still_gets_the_message_when_the_open_one_fails() -> None:
+    def answer(attempt: Attempt) -> Outcome:
+        return Refused("mailbox does not exist") if attempt.channel == "email" else Handed("sent")
+
+    customer = Customer([flow("- send: {template: offer, channels: [sms, email]}")], now=START + 14 * HOUR,
+                        rules=Rules(quiet_hours=NIGHT.quiet_hours, quiet_hours_by_channel={"email": None}),
+                        answer=answer)
+    customer.event("go")  # 22:00: sms is quiet, e-mail is not
+    customer.pass_time(10 * HOUR)
+    assert customer.channels() == ["sms"]
+
+
+@pytest.mark.xfail(strict=True, raises=JourneyError, reason=(
+    "the README's Fallbacks section and core._settle_fallbacks read a send step's `delivered_on` (engagement "
+    "events that count as a delivery), but SendStep has no such field: the loader refuses the key"))
+def test_an_engagement_event_named_in_delivered_on_cancels_the_fallback() -> None:
+    customer = Customer([flow("""
+- send: {template: offer, channels: [push, sms], fallback_after: 2h, delivered_on: [push.opened]}
+- wait: 1d
+""")])
+    customer.event("go")
+    customer.event("push.opened", message_id=customer.attempts[0].message_id)
+    customer.pass_time(3 * HOUR)
+    assert customer.channels() == ["push"]
+
+
+def test_a_fallback_goes_down_the_channels_one_after_the_other() -> None:
+    customer = Customer([CHAIN])
+    customer.event("go")
+    customer.pass_time(HOUR)
+    assert customer.channels() == ["push", "sms"]
+    customer.event("message.delivered", message_id=customer.attempts[-1].message_id)
+    customer.pass_time(5 * HOUR)
+    assert customer.channels() == ["push", "sms"]
+
+
+def test_an_undelivered_fallback_falls_back_again() -> None:
+    customer = Customer([CHAIN])
+    customer.event("go")
+    customer.pass_time(2 * HOUR)
+    assert customer.channels() == ["push", "sms", "email"]
+    assert len({a.message_id for a in customer.attempts}) == 3
+
+
+@pytest.mark.parametrize("receipt", ["message.failed", "message.delivered"])
+def test_a_receipt_after_the_fallback_went_sends_nothing_more(receipt: str) -> None:
+    customer = Customer([flow("""
+- send: {template: offer, channels: [sms, email], fallback_after: 1h}
+- wait: 1d
+""")])
+    customer.event("go")
+    customer.pass_time(HOUR)
+    customer.event(receipt, message_id=customer.attempts[0].message_id)
+    customer.pass_time(DAY)
+    assert customer.channels() == ["sms", "email"]
+    assert len(customer.of_kind("fallback")) == 1

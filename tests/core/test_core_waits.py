@@ -11,6 +11,7 @@ from harness import DAY, HOUR, START, Customer, flow, journey, profile
 
 from omnicanal.journey.effects import EventArrived, TimerFired
 from omnicanal.policy.choice import Rules
+from omnicanal.policy.windows import QuietHours
 
 
 def _utc(text: str) -> float:
@@ -297,3 +298,30 @@ def test_a_where_that_fails_is_recorded_and_does_not_resume() -> None:
     assert error.startswith("j.1_wait_for.where: ")
     customer.event("order", total=11)
     assert customer.channels() == ["sms"]
+
+
+def test_two_wait_fors_in_a_row_need_two_events() -> None:
+    customer = Customer([flow("""
+- wait_for: {event: order}
+- wait_for: {event: order}
+- send: {template: offer, channels: [sms]}
+""")])
+    customer.event("go")
+    customer.event("order")
+    assert customer.sent() == []
+    customer.event("order")
+    assert customer.channels() == ["sms"]
+
+
+def test_an_event_during_a_held_send_does_not_count_for_the_wait_for_after_it() -> None:
+    customer = Customer([flow("""
+- send: {template: offer, channels: [sms]}
+- wait_for: {event: order, timeout: 1d}
+- exit: {reason: bought}
+""")], rules=Rules(quiet_hours=QuietHours.parse("07:00-09:00")))
+    customer.event("go")  # 08:00: held until 09:00
+    customer.event("order")
+    customer.pass_time(HOUR)
+    assert customer.channels() == ["sms"] and customer.milestones() == ["started"]
+    customer.event("order")
+    assert customer.milestones() == ["started", "exited (bought)"]
