@@ -166,10 +166,6 @@ def test_a_digest_goes_on_the_first_channel_that_qualifies() -> None:
     assert [(a.channel, a.content["body"]) for a in customer.attempts] == [("push", "A")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a digest sent on a channel with receipts (sms) keeps a fallback, but when `message.failed` comes "
-    "_send_fallback returns at once for a DigestStep: a `fallback` entry is recorded and nothing is sent (and the "
-    "fallback plan has no `data`, so the items would be missing anyway)"))
 def test_a_digest_that_failed_falls_back_to_the_next_channel() -> None:
     customer = _digest(template="offer", channels="[sms, email]", after="  - wait: 1d")
     customer.event("viewed", sku="A")
@@ -179,9 +175,6 @@ def test_a_digest_that_failed_falls_back_to_the_next_channel() -> None:
     assert [a.channel for a in customer.attempts] == ["sms", "email"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a digest step visited again (a loop) opens its window with `collect(instance.event)`, and instance.event is "
-    "still the trigger of the journey: the event of the first digest is listed again in every later one"))
 def test_a_digest_in_a_loop_lists_each_event_once() -> None:
     customer = _digest(after="  - wait: 1h\n  - goto: 1_digest")
     customer.event("viewed", sku="A")
@@ -191,9 +184,6 @@ def test_a_digest_in_a_loop_lists_each_event_once() -> None:
     assert _texts(customer) == ["A", "B"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a digest's `where` that fails is recorded under `<journey>.digest.where`, without the step id that "
-    "wait_for's (`<journey>.<step>.where`) has: two digests of a journey cannot be told apart"))
 def test_a_digest_where_that_fails_is_recorded_under_its_step() -> None:
     customer = _digest(extra=", where: \"event.properties.price > 3\"")
     customer.event("viewed", price="cheap")

@@ -209,9 +209,6 @@ def test_each_instance_converts_once_again_after_re_entry() -> None:
     assert customer.milestones() == ["started", "completed", "started"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_route_to_instance checks exit_on before the goal and returns at once: an event that is both the goal and "
-    "an exit criterion (order_placed: the customer bought) ends the instance without recording the conversion"))
 def test_an_event_that_is_goal_and_exit_is_a_conversion_then_an_exit() -> None:
     customer = Customer([flow("""
 - send: {template: offer, channels: [sms]}

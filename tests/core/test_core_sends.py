@@ -402,10 +402,6 @@ def test_a_channel_without_receipts_keeps_no_fallback_without_fallback_after() -
     assert customer.channels() == ["email"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "choose() forgets held_until as soon as one channel qualifies: when that channel then fails (refused for "
-    "good), the message is `failed` although a channel that was only in quiet hours could take it when they "
-    "end — the README promises marketing in quiet hours is held, not dropped"))
 def test_a_channel_in_quiet_hours_still_gets_the_message_when_the_open_one_fails() -> None:
     def answer(attempt: Attempt) -> Outcome:
         return Refused("mailbox does not exist") if attempt.channel == "email" else Handed("sent")

@@ -234,9 +234,7 @@ def _counting_loop(turns: int) -> Customer:
 @pytest.mark.parametrize(("turns", "outcome"), [
     (10, "completed"),
     (498, "completed"),  # 998 steps
-    pytest.param(499, "completed", marks=pytest.mark.xfail(strict=True, reason=(
-        "advance() runs MAX_STEPS steps then fails without checking whether the instance reached the end: a "
-        "journey that completes in exactly 1000 steps is marked failed with 'more than 1000 steps'"))),
+    (499, "completed"),  # exactly 1000 steps
     (500, "failed (step limit)"),  # 1002 steps
 ])
 def test_the_step_limit_counts_the_steps_run_without_waiting(turns: int, outcome: str) -> None:

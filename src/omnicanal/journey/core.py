@@ -48,8 +48,10 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
     session = Session(context, state, now)
     for item in work:
         if isinstance(item, EventArrived):
+            session.applying = item.event
             yield from _apply_event(session, item.event, item.unique)
         elif isinstance(item, TimerFired):
+            session.applying = None
             yield from _apply_timer(session, item.instance_id, item.token)
         elif isinstance(item, DrainJourney):
             _apply_drain(session, item.journey)
@@ -103,10 +105,6 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
     event_key = _key_of(session, journey, event)
     if instance.fallbacks:
         yield from _settle_fallbacks(session, instance, journey, event)
-    for rule in journey.exit_on:
-        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
-            session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
-            return
     goal = journey.goal
     if goal and not instance.converted and _sees(goal, instance, event_key) and session.matches(
         goal, event, instance, f"{journey.id}.goal"
@@ -118,10 +116,14 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
         session.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
                        attributed_to=list(instance.messages), **({"arms": instance.arms} if instance.arms else {}))
         session.save(instance)
+    for rule in journey.exit_on:  # after the goal: the purchase that ends the journey is its conversion too
+        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
+            session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
+            return
     waiting = instance.waiting
     step = journey.steps[instance.position]
     if waiting and waiting.kind == "digest" and isinstance(step.action, DigestStep):
-        collect(session, instance, journey, step.action, event)
+        collect(session, instance, journey, step, event)
         session.save(instance)
         return
     if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and _sees(
@@ -160,13 +162,14 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
                    pending: dict[str, Any]) -> Sends[None]:
     """Send the step's message again, on the channels after the one it went on, without moving the instance."""
     step = journey.steps[journey.step_index(pending["step"])]
-    if not isinstance(step.action, SendStep):
+    if not isinstance(step.action, SendStep | DigestStep):
         return
+    data = pending.get("data")
     plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), f"{message_id}~fallback",
-                retries=False)
+                data, retries=False)
     held_until = yield from deliver(session, plan)
     if held_until is not None:  # quiet hours on every channel left: the fallback goes when they end
-        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until)
+        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until, data)
     session.save(instance)
 
 

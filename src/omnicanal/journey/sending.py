@@ -98,7 +98,7 @@ def deliver(session: Session, plan: Plan) -> Sends[float | None]:
             if plan.retries:
                 instance.retry = None
             return None
-    if choice.held_until is not None and not choice.candidates:
+    if choice.held_until is not None:  # a channel in quiet hours may still take it when they end
         _record(session, plan, "held", until=choice.held_until)
         return choice.held_until
     if plan.retries:
@@ -178,7 +178,7 @@ def _handed(session: Session, plan: Plan, candidate: Candidate, message_id: str,
     fallback_after = plan.action.fallback_after if isinstance(plan.action, SendStep) else None
     if candidate.later and (fallback_after is not None or candidate.channel in session.context.receipts):
         due = session.now + fallback_after if fallback_after is not None else None
-        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due)
+        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due, plan.data)
     _record(session, plan, status, **shown)
 
 

@@ -67,6 +67,8 @@ class Session:
         self.changes = Changes()
         self.event_at: int | None = None
         """The timeline position of the event being applied: instances it starts or moves keep it there."""
+        self.applying: dict[str, Any] | None = None
+        """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
 
     # -- scope and conditions -------------------------------------------------------------------------------
 
@@ -154,10 +156,12 @@ class Session:
             self.changes.old_timers.append(TimerChange(instance.id, wait.token, wait.until))
 
     def schedule_fallback(self, instance: Instance, message_id: str, step_id: str, channels: Sequence[str],
-                          due: float | None) -> None:
-        """Keep a message's later channels on its instance; with `due`, try them then unless it is delivered."""
+                          due: float | None, data: dict[str, Any] | None = None) -> None:
+        """Keep a message's later channels on its instance (with the `data` it was rendered with, when the step
+        computed it: a digest's items); with `due`, try them then unless it is delivered."""
         fallbacks = instance.fallbacks if instance.fallbacks is not None else {}
-        fallbacks[message_id] = {"step": step_id, "channels": list(channels), "due": due}
+        fallbacks[message_id] = {"step": step_id, "channels": list(channels), "due": due,
+                                 **({"data": data} if data is not None else {})}
         instance.fallbacks = fallbacks
         if due is not None:
             self.changes.new_timers.append(TimerChange(instance.id, fallback_token(message_id), due))

@@ -91,6 +91,11 @@ class Instance:
         return cls(**{**data, "waiting": Wait(**wait) if wait else None})
 
 
+PROFILE_FIELDS = frozenset({"id", "attributes", "locale", "timezone", "addresses", "channel_preference", "consents",
+                            "whatsapp_last_inbound"})
+"""Names `customer` gives the profile's own fields: an attribute cannot take them (it would shadow them)."""
+
+
 def customer_view(customer_id: str, profile: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]:
     """`customer` in expressions and templates: attributes at the top, reserved profile fields over them."""
     return {
