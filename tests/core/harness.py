@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,15 @@ from omnicanal.journey import core
 from omnicanal.journey.effects import (
     Attempt,
     Changes,
+    Counts,
     DrainJourney,
     EventArrived,
     Handed,
     Outcome,
     TimerFired,
     Work,
+    add_counts,
+    new_counts,
 )
 from omnicanal.journey.loader import parse_journey
 from omnicanal.journey.model import Journey
@@ -105,7 +107,7 @@ class Customer:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     timers: dict[tuple[str, str], float] = field(default_factory=dict)
     """(instance, token) -> due: the timers the changes left, as the store would keep them."""
-    stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    stats: Counts = field(default_factory=new_counts)
     """Journey id -> counter -> total of every change so far, as the store would keep them."""
     state: CustomerState = field(init=False)
     last: Changes = field(init=False)
@@ -131,8 +133,7 @@ class Customer:
             self.timers.pop((timer.instance_id, timer.token), None)
         for timer in changes.new_timers:
             self.timers[(timer.instance_id, timer.token)] = timer.due
-        for journey_id, counters in changes.stats.items():
-            self.stats[journey_id].update(counters)
+        add_counts(self.stats, changes.stats)
         self.last = changes
         return changes
 

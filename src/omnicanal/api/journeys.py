@@ -14,7 +14,7 @@ from omnicanal.journey.model import Journey
 JOURNEY_COUNTERS = ("started", "completed", "exited", "converted", "failed")
 
 
-def _summary(journey: Journey, counters: dict[str, int]) -> dict[str, Any]:
+def _summary(journey: Journey, counters: dict[str, float]) -> dict[str, Any]:
     return {
         "id": journey.id,
         "name": journey.name,
@@ -30,11 +30,13 @@ async def list_journeys(request: web.Request) -> web.Response:
     return web.json_response({"journeys": sorted(items, key=lambda item: item["id"])})
 
 
-def _step_counts(journey: Journey, counters: dict[str, int]) -> list[dict[str, Any]]:
+def _step_counts(journey: Journey, counters: dict[str, float]) -> list[dict[str, Any]]:
+    """Each step's counts by status (the finer counters, by channel, arm or reason, are the stats endpoint's)."""
     steps = []
     for step in journey.steps:
         prefix = f"step:{step.id}:"
-        counts = {name[len(prefix):]: value for name, value in counters.items() if name.startswith(prefix)}
+        counts = {name[len(prefix):]: value for name, value in counters.items()
+                  if name.startswith(prefix) and ":" not in name[len(prefix):]}
         steps.append({"id": step.id, "kind": step.kind, "line": step.line,
                       "counts": {"entered": 0, **counts}})
     return steps
@@ -46,7 +48,7 @@ async def get_journey(request: web.Request) -> web.Response:
     if journey is None:
         raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
     counters = await runtime.journey_store.counters(journey.id)
-    channels: dict[str, dict[str, int]] = {}
+    channels: dict[str, dict[str, float]] = {}
     for name, value in counters.items():
         if name.startswith("channel:"):
             _, channel, status = name.split(":", 2)

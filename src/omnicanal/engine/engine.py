@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,16 @@ from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
 from omnicanal.journey import core
-from omnicanal.journey.effects import Changes, DrainJourney, EventArrived, TimerFired, Work
+from omnicanal.journey.effects import (
+    Changes,
+    Counts,
+    DrainJourney,
+    EventArrived,
+    TimerFired,
+    Work,
+    add_counts,
+    new_counts,
+)
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import MESSAGES
@@ -77,13 +85,13 @@ class Engine:
     idempotency_window: float
     identity: IdentityIndex
     merges: CustomerMerge
-    _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    _stats: Counts = field(default_factory=new_counts)
 
     def flush(self, pipe: Any) -> None:
         """Queue on `pipe` the counters of everything applied since the last flush (the worker sends them with
         the batch's acknowledgements). They are statistics: a crash before the flush loses some, and a replay
         may count twice."""
-        stats, self._stats = self._stats, defaultdict(Counter)
+        stats, self._stats = self._stats, new_counts()
         self.journey_store.record(pipe, stats)
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
@@ -227,8 +235,7 @@ class Engine:
 
     def _account(self, applied: Applied) -> None:
         """Counters, written by the next `flush`; errors and message outcomes said in the log and metrics."""
-        for journey_id, counters in applied.changes.stats.items():
-            self._stats[journey_id].update(counters)
+        add_counts(self._stats, applied.changes.stats)
         for entry in applied.changes.timeline:
             kind = entry["kind"]
             if kind == "message" and "channel" in entry:

@@ -113,9 +113,15 @@ class InstanceRule(EventMatch):
 
 
 class Goal(InstanceRule):
-    """The conversion a journey aims at, counted if it happens within `within` seconds of entry."""
+    """The conversion a journey aims at, counted if it happens within `within` seconds of entry.
+
+    `revenue` is what the conversion is worth (an expression; by default the event's `total` when it is a
+    number). The messages the customer received within the window before it, on any channel and from any
+    journey, share the credit (journey/attribution.py).
+    """
 
     within: Duration | None = None
+    revenue: Value | None = None
 
 
 class ReEntry(_Strict):

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
+from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
 from omnicanal.journey.state import CustomerState, Instance, Wait
@@ -111,7 +112,7 @@ class Session:
     def record_error(self, where: str, message: str) -> None:
         self.record("error", where=where, message=message)
 
-    def count(self, journey_id: str, counter: str, by: int = 1) -> None:
+    def count(self, journey_id: str, counter: str, by: float = 1) -> None:
         self.changes.stats[journey_id][counter] += by
 
     def timeline_end(self) -> int:
@@ -135,6 +136,8 @@ class Session:
         entry = entry_name(journey.id, instance.key)
         self.state.entries[entry] = self.changes.entries[entry] = instance.started_at
         self.count(journey.id, status)
+        if reason:
+            self.count(journey.id, f"{status}:{reason}")
         self.record("journey", journey=journey.id, version=journey.version, status=status,
                     **({"reason": reason} if reason else {}))
 
@@ -154,6 +157,12 @@ class Session:
         self.count(journey.id, f"step:{journey.steps[instance.position].id}:waiting", -1)
         if wait.until is not None:
             self.changes.old_timers.append(TimerChange(instance.id, wait.token, wait.until))
+
+    def touched(self, message_id: str, journey_id: str, step_id: str, channel: str) -> None:
+        """A message reached the customer (or may have): a touchpoint later conversions may credit."""
+        self.state.touchpoints = kept([*self.state.touchpoints, touchpoint(message_id, journey_id, step_id, channel,
+                                                                           self.now)], self.now)
+        self.changes.touchpoints = True
 
     def schedule_fallback(self, instance: Instance, message_id: str, step_id: str, channels: Sequence[str],
                           due: float | None, data: dict[str, Any] | None = None) -> None:

@@ -125,3 +125,7 @@ class CustomerState:
     """Ids of events already applied, among those that may come again (an idempotency key, a callback)."""
     timeline_end: int = 0
     """The position (counted from the first entry ever) the next timeline entry will have."""
+    touchpoints: list[dict[str, Any]] = field(default_factory=list)
+    """The messages the customer received lately, oldest first, on every channel and from every journey: what
+    a conversion is attributed to (journey/attribution.py; fields `m` message id, `j` journey, `s` step,
+    `c` channel, `t` when)."""

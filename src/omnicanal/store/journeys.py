@@ -27,12 +27,15 @@ class JourneyStore:
         )
         return result
 
-    def record(self, pipe: Any, increments: Mapping[str, Mapping[str, int]]) -> None:
-        """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped)."""
+    def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]]) -> None:
+        """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,
+        such as attribution shares and revenue, are added as floats)."""
         for journey_id, counters in increments.items():
             for counter, delta in counters.items():
-                if delta:
-                    pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
+                if delta and float(delta).is_integer():
+                    pipe.hincrby(self._keys.journey_stats(journey_id), counter, int(delta))
+                elif delta:
+                    pipe.hincrbyfloat(self._keys.journey_stats(journey_id), counter, delta)
 
     def mark_active(self, pipe: Any, runs: Iterable[tuple[str, str]]) -> None:
         """Queue on `pipe`: these (customer, journey) pairs now run (the index `journeys drain` walks); one
@@ -68,6 +71,12 @@ class JourneyStore:
     async def active_count(self, journey_id: str) -> int:
         return int(await call(self._redis.scard(self._keys.journey_active(journey_id))))
 
-    async def counters(self, journey_id: str) -> dict[str, int]:
+    async def counters(self, journey_id: str) -> dict[str, float]:
+        """The journey's counters: whole numbers as int, fractions (attribution, revenue) as float."""
         raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))
-        return {name: int(value) for name, value in decode_map(raw).items()}
+        return {name: _number(value) for name, value in decode_map(raw).items()}
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
