@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnicanal.store.customers import INSTANCE_NAMES, WAIT_NAMES
+from omnicanal.store.schema import INSTANCE_NAMES, WAIT_NAMES
 
 
 @dataclass(slots=True)
@@ -50,11 +50,11 @@ class Instance:
     def to_json(self) -> dict[str, Any]:
         """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
         instance is Redis memory for as long as it waits, so the fields go under their short stored names
-        (store/customers.INSTANCE_NAMES; the snapshot gives them back under their full names). Built by hand, not
+        (store/schema.INSTANCE_NAMES; the snapshot gives them back under their full names). Built by hand, not
         with `asdict`: that deep-copies vars and the event, and this runs for every step of every customer, only
         to be serialised at once. `event_at` comes first: the snapshot script finds it at the start of the JSON
-        (EVENT_AT_PATTERNS). The id and the customer are not stored: they are the field and the key it is stored
-        under (see store/customers.decode_instances)."""
+        (schema.EVENT_AT_PATTERN). The id and the customer are not stored: they are the field and the key it is
+        stored under (see store/schema.decode_instance)."""
         names = INSTANCE_NAMES
         stored: dict[str, Any] = {} if self.event_at is None else {names["event_at"]: self.event_at}
         stored.update({

@@ -155,16 +155,12 @@ class CustomerSession:
 
     def prepare_commit(self) -> None:
         """Called before the commit. An instance whose event's timeline entry the commit trims away (a timeline
-        keeps OMNICANAL_TIMELINE_LIMIT entries) stores the event itself again; instances still in the instances
-        hash of before (store/customers.INSTANCE_FIELD) are all written again, where they live now."""
+        keeps OMNICANAL_TIMELINE_LIMIT entries) stores the event itself again."""
         first_kept = self._timeline_end() - self.engine.customers.timeline_limit
         for instance in list(self.instances.values()):
             if instance.event_at is not None and instance.event_at < first_kept:
                 instance.event_at = None
                 self.save(instance)
-            elif self.snapshot.legacy_instances:
-                self.save(instance)
-        self.commit.move_instances = self.snapshot.legacy_instances
 
     # -- work items ------------------------------------------------------------------------------------------
 
