@@ -22,38 +22,43 @@ from omnicanal.store.leases import LeaseStore
 from omnicanal.store.schema import WorkItem, decode_work, timer_member
 from omnicanal.store.scripts import Command, load, script_names
 from omnicanal.store.sends import Claim, SendLog
-from omnicanal.store.transport import DirectRedis
+from omnicanal.store.transport import DirectRedis, PipelinedRedis, Transport
 from omnicanal.store.work import WorkQueue
 
 KEYS = Keyspace("t", 4)
 SCRIPTS = {load(name).source: name for name in script_names()}
 
 
-class Recording(DirectRedis):
-    """The plain redis:// transport, noting the keys of every script it sends."""
+class Recording(Transport):
+    """A transport noting the keys of every script it sends."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(open_redis(url))
-        self.sent: list[tuple[str, list[str]]] = []
+    sent: list[tuple[str, list[str]]]
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         for command in commands:
             if command[0] == "EVAL":
                 self.sent.append((SCRIPTS[command[1]], [str(key) for key in command[3:3 + command[2]]]))
-        return await super().send(commands)
-
-    def slots(self, script: str) -> list[set[int]]:
-        """The slots of the keys of each call of `script` sent so far (one set per call)."""
-        return [{key_slot(key.encode()) for key in keys} for name, keys in self.sent if name == script]
+        return await super().send(commands)  # the concrete transport's (the classes below)
 
     def one_slot(self, script: str) -> bool:
-        calls = self.slots(script)
+        """Whether `script` was sent, every call with keys of one slot (so it runs on a Cluster)."""
+        calls = [{key_slot(key.encode()) for key in keys} for name, keys in self.sent if name == script]
         return bool(calls) and all(len(slots) == 1 for slots in calls)
 
 
-@pytest.fixture
-async def transport(redis_url: str) -> AsyncIterator[Recording]:
-    recording = Recording(redis_url)
+class RecordingDirect(Recording, DirectRedis):
+    """The plain redis:// transport."""
+
+
+class RecordingEmbedded(Recording, PipelinedRedis):
+    """The embedded store's: the scripts must behave the same on fakeredis' Lua."""
+
+
+@pytest.fixture(params=["redis", "embedded"])
+async def transport(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Recording]:
+    recording = RecordingDirect(open_redis(redis_url)) if request.param == "redis" else \
+        RecordingEmbedded(open_redis(None))
+    recording.sent = []
     yield recording
     await recording.aclose()
 
@@ -215,8 +220,10 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
                                             "transactional": {**decision, "granted": False}}}}
     assert attributes == {"tier": "gold", "zero": 0}
     assert await transport.client.sismember(KEYS.customers, "c1")
-    await store.upsert_profile("c1", {"addresses": {"push": []}}, {}, now=3000.0)
-    assert (await store.profile("c1"))[0]["addresses"] == {"whatsapp": "+2"}
+    await store.upsert_profile("c1", {"addresses": {"push": [], "whatsapp": None}, "consents": {"push": {}}}, {},
+                               now=3000.0)
+    profile = (await store.profile("c1"))[0]
+    assert profile["addresses"] == {} and "push" not in profile["consents"]
     assert transport.one_slot("upsert_profile")
 
 
@@ -227,7 +234,7 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
       "email": {"transactional": {"granted": True, "source": "api", "at": "b"}}}),
     ({"sms": {"marketing": {"granted": False, "source": "api", "at": "a"},
               "transactional": {"granted": True, "source": "api", "at": "a"}}},
-     {"sms": {"transactional": {"granted": False, "source": "api", "at": "b"}}, "push": {}}),
+     {"sms": {"transactional": {"granted": False, "source": "api", "at": "b"}}}),
 ])
 async def test_lua_upsert_profile_merges_consents_as_policy_consent_merge_does(
         transport: Recording, current: dict[str, Any], update: dict[str, Any]) -> None:

@@ -21,5 +21,5 @@ elseif value == address then
 else
   return 0
 end
-redis.call('HSET', profile_key, ADDRESSES, cjson.encode(addresses))
+redis.call('HSET', profile_key, ADDRESSES, encode_object(addresses))
 return 1

@@ -1,7 +1,8 @@
 -- A profile update (PUT /v1/customers, an inbound message, a STOP keyword), applied in one step so that it never
 -- loses a change a worker or another request made meanwhile: given fields replace, addresses merge per channel
 -- (an empty or null address removes the channel's), consents merge per channel and purpose (a later decision
--- replaces an earlier one purpose by purpose: policy/consent.merge), attributes are set or (null) removed.
+-- replaces an earlier one purpose by purpose: policy/consent.merge; a channel without any is not kept),
+-- attributes are set or (null) removed.
 -- ARGV after the fixed ones: sections, each a count followed by its items: fields to set (name, text), fields to
 -- delete (name), attributes to set (name, JSON), attributes to delete (name).
 local profile_key = KEYS[1]
@@ -28,17 +29,17 @@ if addresses ~= '' then
     if removes(address) then merged[channel] = nil else merged[channel] = address end
   end
   fields[#fields + 1] = ADDRESSES
-  fields[#fields + 1] = cjson.encode(merged)
+  fields[#fields + 1] = encode_object(merged)
 end
 if consents ~= '' then
   local merged = stored(CONSENTS)
   for channel, purposes in pairs(cjson.decode(consents)) do
     local decisions = merged[channel] or {}
     for purpose, decision in pairs(purposes) do decisions[purpose] = decision end
-    merged[channel] = decisions
+    if next(decisions) ~= nil then merged[channel] = decisions end
   end
   fields[#fields + 1] = CONSENTS
-  fields[#fields + 1] = cjson.encode(merged)
+  fields[#fields + 1] = encode_object(merged)
 end
 for _, item in ipairs(args.section(2)) do fields[#fields + 1] = item end
 redis.call('HSET', profile_key, unpack(fields))
