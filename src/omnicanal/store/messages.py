@@ -8,13 +8,14 @@ while the worker holds an older copy of the record stays when the worker writes 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from omnicanal.codec import encode
 from omnicanal.store import schema
-from omnicanal.store.connection import call, first_error, translated
+from omnicanal.store.connection import call
 from omnicanal.store.keys import Keyspace
-from omnicanal.store.scripts import Command, load
+from omnicanal.store.scripts import load
 from omnicanal.store.transport import Transport
 
 SAVE_MESSAGE = load("save_message")
@@ -28,23 +29,18 @@ class MessageLog:
         self._transport = transport
         self._keys = keys
 
-    def _save(self, customer_id: str, message_id: str, record: dict[str, Any]) -> Command:
-        stored = schema.encode_message(record)
-        return SAVE_MESSAGE.command([self._keys.customer(customer_id).messages],
-                                    [message_id, stored.record, *stored.flat_history()])
-
     async def save(self, customer_id: str, message_id: str, record: dict[str, Any]) -> None:
         """Write a message's record; its status history merges with the stored one."""
-        async with translated():
-            first_error(await self._transport.send([self._save(customer_id, message_id, record)]))
+        stored = schema.encode_message(record)
+        await self._transport.script(SAVE_MESSAGE, [self._keys.customer(customer_id).messages],
+                                     [message_id, stored.record, *stored.flat_history()])
 
     async def save_sent(self, customer_id: str, message_id: str, record: dict[str, Any], provider_id: str) -> None:
-        """Save a message's record and remember whose message its provider id is, in one round trip, before the
-        provider's receipts can ask."""
-        index = ("SET", self._keys.provider_message(provider_id), schema.provider_entry(customer_id, message_id),
-                 "EX", PROVIDER_INDEX_SECONDS)
-        async with translated():
-            first_error(await self._transport.send([self._save(customer_id, message_id, record), index]))
+        """Save a message's record and remember whose message its provider id is, in the same round trip (shared
+        with the other messages sent at the same time), before the provider's receipts can ask."""
+        index = self._transport.command("SET", self._keys.provider_message(provider_id),
+                                        schema.provider_entry(customer_id, message_id), "EX", PROVIDER_INDEX_SECONDS)
+        await asyncio.gather(self.save(customer_id, message_id, record), index)
 
     async def of_provider_id(self, provider_id: str) -> tuple[str, str] | None:
         """(customer, message) of a provider's message id, if it is ours and recent."""

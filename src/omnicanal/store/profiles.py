@@ -5,11 +5,11 @@ nor one another's: addresses and consents are merged inside Redis, not read and 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from omnicanal.codec import encode
 from omnicanal.store import schema
-from omnicanal.store.connection import first_error, translated
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load, section
 from omnicanal.store.transport import Transport
@@ -44,9 +44,9 @@ class ProfileWrites:
         """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
         merge per channel and purpose, null fields and attributes go; the customer is listed."""
         k = self._keys.customer(customer_id)
-        upsert = UPSERT_PROFILE.command([k.profile, k.attrs], upsert_args(fields, attributes, now))
-        async with translated():
-            first_error(await self._transport.send([upsert, ("SADD", self._keys.customers, customer_id)]))
+        await asyncio.gather(self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs],
+                                                    upsert_args(fields, attributes, now)),
+                             self._transport.command("SADD", self._keys.customers, customer_id))
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
         """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if

@@ -143,26 +143,28 @@ numbers), and a status is appended only if the history does not hold it yet: rec
 merge, in any order. Message ids never contain `|`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredMessage:
-    """A message record in its stored form: the record without its status, and its history entries (status,
-    JSON of the entry) in order."""
+    """A message record in its stored form: the record without its status, and its history, encoded as the
+    write needs it (whole for a fresh one, entry by entry for one that merges)."""
 
     record: bytes
-    history: list[tuple[str, bytes]]
+    history: list[dict[str, Any]]
 
     def history_json(self) -> bytes:
-        return b"[" + b",".join(entry for _, entry in self.history) + b"]"
+        return encode(self.history)
 
-    def flat_history(self) -> list[str | bytes]:
-        """The entries as a script takes them: status, entry, status, entry..."""
-        return [x for status, entry in self.history for x in (status, entry)]
+    def flat_history(self) -> list[Any]:
+        """The entries as a merging script takes them: status, entry JSON, status, entry JSON..."""
+        return [x for entry in self.history for x in (entry["status"], encode(entry))]
 
 
 def encode_message(record: dict[str, Any]) -> StoredMessage:
     """A message record (`status`, `history` and the rest) in its stored form; its status is its history's."""
-    rest = {name: value for name, value in record.items() if name not in ("status", "history")}
-    return StoredMessage(encode(rest), [(str(entry["status"]), encode(entry)) for entry in record["history"]])
+    rest = record.copy()
+    del rest["status"]
+    history = rest.pop("history")
+    return StoredMessage(encode(rest), history)
 
 
 def decode_message(message_id: str, record: str | bytes, history: str | bytes | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omnicanal.codec import encode
 from omnicanal.policy.caps import Cap
 from omnicanal.store import schema
 from omnicanal.store.connection import call
@@ -42,8 +43,7 @@ class SendLog:
         was claimed before or a cap forbids it (then its history ends with `capped` and nothing is counted)."""
         k = self._keys.customer(customer_id)
         stored = schema.encode_message(record)
-        capped = schema.encode_message({**record, "history": [*record["history"], {"status": "capped", "at": now}]}
-                                       ).history_json() if caps else b""
+        capped = encode([*stored.history, {"status": "capped", "at": now}]) if caps else b""
         args: list[str | bytes | int | float] = [message_id, stored.record, stored.history_json(), capped, repr(now),
                                                  schema.send_member(message_id, channel, journey), channel, journey]
         if caps:
