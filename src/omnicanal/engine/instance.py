@@ -45,7 +45,7 @@ class Instance:
     event_at: int | None = None
     """Where `event` is on the customer's timeline (its position since the first entry ever): stored instead of
     a copy of the event, which the snapshot reads back from there. None: the event is stored with the instance
-    (its timeline entry is about to be trimmed, or was written by a version before this field)."""
+    (its timeline entry is about to be trimmed)."""
 
     def to_json(self) -> dict[str, Any]:
         """The stored form, without the fields still at their defaults (`from_json` restores them): a waiting
