@@ -172,15 +172,20 @@ steps:
     assert messages[-1]["channel"] == "sms" and len(twilio.received) == 3
 
 
+PROMO_WITH_FALLBACK = """
+id: promo
+trigger: {event: promo}
+exit_on: [{event: order_placed}]
+steps:
+  - send: {template: welcome_offer, channels: [sms, email], fallback_after: 2h}
+  - wait_for: {event: order_placed, timeout: 3d}
+"""
+
+
 async def test_fallback_after_tries_the_next_channel_when_nothing_is_delivered(
     project: Path, start_api: StartApi, twilio: TwilioStandIn
 ) -> None:
-    write_journey(project, "promo", """
-id: promo
-trigger: {event: promo}
-steps:
-  - send: {template: welcome_offer, channels: [sms, email], fallback_after: 2h}
-""")
+    write_journey(project, "promo", PROMO_WITH_FALLBACK)
     api = await start_api(channels={"sms": "twilio_sms"})
     for customer_id in ("c6", "c7"):
         await api.put_customer(customer_id, {"addresses": {"sms": PHONE, "email": f"{customer_id}@example.com"}})
@@ -194,6 +199,35 @@ steps:
     await api.wait_until("c7", lambda es: any(e.get("name") == "message.delivered" for e in es))
     await api.settled()
     assert sent(await api.timeline("c7")) == [("welcome_offer", "sms")]  # delivered in time: no fallback
+
+
+async def test_no_fallback_once_the_journey_ended_or_the_channel_was_opted_out(
+    project: Path, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    """c9 buys before the deadline (the journey exits): no e-mail. c10 opts out of e-mail marketing meanwhile:
+    the fallback skips e-mail, and a failure receipt after the journey ended sends nothing either."""
+    write_journey(project, "promo", PROMO_WITH_FALLBACK)
+    api = await start_api(clock_speed=3600.0, channels={"sms": "twilio_sms"})
+    for customer_id in ("c9", "c10"):
+        await api.put_customer(customer_id, {"addresses": {"sms": PHONE, "email": f"{customer_id}@example.com"}})
+        await api.event("promo", customer_id)
+        await api.wait_until(customer_id, has_message("welcome_offer", status="queued"))
+    await api.event("order_placed", "c9")
+    await api.wait_until("c9", journey_ended("promo"))
+    await api.put_customer("c10", {"consents": {"email": {"marketing": False}}})
+    entries = await api.wait_until("c10", lambda es: any(e["kind"] == "fallback" for e in es)
+                                   and any(e.get("status") == "suppressed" for e in es), timeout=30)
+    suppressed = next(e for e in entries if e.get("status") == "suppressed")
+    assert suppressed["skipped"][0]["channel"] == "email"
+    assert suppressed["skipped"][0]["reason"].startswith("no consent")
+    sid = next(e for e in await api.timeline("c9") if e["kind"] == "message")["provider_id"]
+    form = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    assert await twilio_post(api, "/webhooks/twilio/status", form, twilio.auth_token) == 204
+    await api.wait_until("c9", lambda es: any(e.get("name") == "message.failed" for e in es))
+    await api.settled()  # c9's deadline passed before c10's, which was sent later
+    messages = await api.messages("c9")
+    assert [(m["channel"], m["status"]) for m in messages] == [("sms", "undelivered")]
+    assert not any(e["kind"] == "fallback" for e in await api.timeline("c9"))
 
 
 async def test_whatsapp_outside_the_window_sends_the_approved_template(start_api: StartApi,
@@ -212,6 +246,7 @@ async def test_whatsapp_outside_the_window_sends_the_approved_template(start_api
     assert '"2": "T-1"' in message["ContentVariables"]
 
 
+@pytest.mark.slow  # sends spread over real seconds
 async def test_a_providers_rate_limit_spreads_the_sends(project: Path, start_api: StartApi,
                                                        twilio: TwilioStandIn) -> None:
     write_journey(project, "promo", """
@@ -228,3 +263,31 @@ steps:
         await api.wait_until(f"r{n}", journey_ended("promo"))
     seconds = sorted({int(received.at) for received in twilio.received})
     assert len(twilio.received) == 5 and len(seconds) >= 3  # at most 2 a second: 5 sends need 3 seconds
+
+
+async def test_push_falls_back_to_sms_unless_the_app_says_it_was_opened(
+    monkeypatch: pytest.MonkeyPatch, project: Path, start_api: StartApi, twilio: TwilioStandIn
+) -> None:
+    """FCM never reports delivery: the step names the app's `push.opened` as its delivery."""
+    write_journey(project, "nudge", """
+id: nudge
+trigger: {event: nudge}
+steps:
+  - send: {template: cart_discount, channels: [push, sms], fallback_after: 2h, delivered_on: push.opened}
+  - wait: 1d
+""")
+    cart = {"items": [{"sku": "S", "name": "Sneakers", "price": 89.0}], "total": 89.0}
+    async with FcmStandIn() as fcm:
+        for name, value in fcm.env().items():
+            monkeypatch.setenv(name, value)
+        api = await start_api(clock_speed=3600.0, channels={"push": "fcm_push", "sms": "twilio_sms"})
+        for customer_id in ("opens", "ignores"):
+            await api.put_customer(customer_id, {"addresses": {"push": [f"tok-{customer_id}"], "sms": PHONE}})
+            await api.event("nudge", customer_id, properties=cart)
+            await api.wait_until(customer_id, has_message("cart_discount"))
+        await api.event("push.opened", "opens")
+        entries = await api.wait_until("ignores", lambda es: any(e.get("channel") == "sms" for e in es), timeout=20)
+        assert [e["kind"] for e in entries if e["kind"] == "fallback"] == ["fallback"]
+        await api.settled()
+        assert [e["channel"] for e in await api.messages("opens")] == ["push"]
+        assert len(fcm.received) == 2 and len(twilio.messages) == 1

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, StartApi
+from omnicanal.config import ENV_PREFIX, load_settings
+
+pytestmark = pytest.mark.slow  # each test starts the command as its own process
 
 OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
 
@@ -61,8 +67,8 @@ def test_graph_prints_mermaid() -> None:
     assert missing.returncode == 2 and "abandoned_cart" in missing.stderr
 
 
-def test_demo_tells_the_reference_scenario_in_seconds() -> None:
-    result = run("demo", timeout=60)
+def test_demo_tells_the_reference_scenario_in_seconds(tmp_path: Path) -> None:
+    result = run("demo", cwd=tmp_path, timeout=60)  # no journeys/ here: the reference project shipped with omnicanal
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "── lea" in out and "── tom" in out
@@ -73,6 +79,7 @@ def test_demo_tells_the_reference_scenario_in_seconds() -> None:
     tom = out[out.index("── tom"):]
     assert "email · cart_reminder · sent" in tom and "order_thanks" not in tom
     assert "embedded store" in out
+    assert "project: the reference project shipped with omnicanal" in out
 
 
 def test_simulate_tells_which_message_on_which_channel_when() -> None:
@@ -88,6 +95,52 @@ def test_simulate_tells_which_message_on_which_channel_when() -> None:
     assert "did not start" in untriggered.stdout and "--scenario" in untriggered.stdout
 
 
+def test_init_writes_a_project_that_validates_and_simulates(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    result = run("init", str(project), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "journeys/ (4), templates/ (10), examples/ (1), .env.example" in result.stdout
+    commands = [line.strip() for line in result.stdout.split("next:\n", 1)[1].splitlines()]
+    assert commands[0] == f"cd {project}"
+
+    validated = run(*commands[1].split()[1:], cwd=project)  # the next commands, as printed
+    assert validated.returncode == 0 and "valid" in validated.stderr, validated.stderr
+    simulated = run(*commands[2].split()[1:], cwd=project)
+    assert simulated.returncode == 0, simulated.stderr
+    assert "whatsapp  order_thanks" in simulated.stdout and "exited (bought)" in simulated.stdout
+    from_outside = run("validate", str(project), cwd=tmp_path)  # a project folder, from anywhere
+    assert from_outside.returncode == 0, from_outside.stdout + from_outside.stderr
+    assert f"{project / 'templates'}" in from_outside.stderr
+
+
+def test_init_writes_an_env_example_of_real_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run("init", str(tmp_path)).returncode == 0
+    text = (tmp_path / ".env.example").read_text(encoding="utf-8")
+    assignments = [line.removeprefix("# ") for line in text.splitlines() if re.match(r"(# )?OMNICANAL_\w+=", line)]
+    assert {"OMNICANAL_REDIS_URL", "OMNICANAL_JOURNEYS_DIR", "OMNICANAL_PORT", "OMNICANAL_CHANNELS"} <= {
+        line.split("=", 1)[0] for line in assignments}
+    for name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(name)
+    for line in assignments:  # the defaults as written, and every commented-out example too, are valid settings
+        name, value = line.split("=", 1)
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.redis_url == "redis://127.0.0.1:6379/0" and settings.channels["sms"] == "twilio_sms"
+
+
+def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
+    assert run("init", str(tmp_path)).returncode == 0
+    mine = tmp_path / "journeys" / "welcome_series.yaml"
+    mine.write_text("id: mine\n", encoding="utf-8")
+    refused = run("init", str(tmp_path))
+    assert refused.returncode == 2
+    assert "journeys/welcome_series.yaml" in refused.stderr and "--force" in refused.stderr
+    assert mine.read_text(encoding="utf-8") == "id: mine\n"
+    forced = run("init", str(tmp_path), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert mine.read_text(encoding="utf-8") == (ROOT / "journeys" / "welcome_series.yaml").read_text(encoding="utf-8")
+
+
 def test_config_errors_name_the_variable() -> None:
     result = run("validate", OMNICANAL_CLOCK_SPEED="fast")
     assert result.returncode == 2
@@ -97,9 +150,11 @@ def test_config_errors_name_the_variable() -> None:
 def test_help_teaches() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "api", "worker", "validate", "graph", "simulate", "send-event", "demo", "dlq", "journeys"):
+    for command in ("serve", "api", "worker", "validate", "graph", "simulate", "send-event", "demo", "init", "dlq",
+                    "journeys"):
         assert command in result.stdout
     assert "Example" in run("send-event", "--help").stdout
+    assert "Example: omnicanal init my-project" in run("init", "--help").stdout
 
 
 async def test_send_event_posts_to_a_running_daemon(start_api: StartApi) -> None:

@@ -16,7 +16,10 @@ import pytest
 from conftest import StartApi, has_message, journey_ended
 from test_reference_journey import CART, LEA, in_store_order
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+pytestmark = [
+    pytest.mark.slow,  # starts a Redis Cluster of its own
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
+]
 
 
 def _free(port: int) -> bool:

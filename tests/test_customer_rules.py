@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conftest import REDIS_URL, ROOT, StartApi, has_message, journey_ended, sent, write_journey
@@ -145,6 +146,7 @@ def at(entry: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
 
 
+@pytest.mark.slow  # runs `omnicanal simulate` as a process
 def test_quiet_hours_hold_marketing_across_a_dst_change(project: Path, tmp_path: Path) -> None:
     write_journey(project, "late", """
 id: late
@@ -170,6 +172,7 @@ steps:
     assert thanks["status"] == "sent"  # transactional: quiet hours do not apply
 
 
+@pytest.mark.slow  # runs `omnicanal simulate` as a process
 def test_a_channel_without_quiet_hours_goes_at_once(project: Path, tmp_path: Path) -> None:
     write_journey(project, "night", """
 id: night
@@ -186,6 +189,7 @@ steps:
     assert message["skipped"] == [{"channel": "sms", "reason": "quiet hours"}]
 
 
+@pytest.mark.slow  # runs `omnicanal simulate` as a process
 def test_a_digest_sends_one_message_listing_the_days_items(tmp_path: Path) -> None:
     scenario = {"customer": {"attributes": {"first_name": "Léa"}, "addresses": {"email": "l@example.com"},
                              "locale": "fr-CA", "timezone": "Europe/Paris"},

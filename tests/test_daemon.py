@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 
 from conftest import StartApi, has_message
 
+pytestmark = pytest.mark.slow  # `omnicanal serve` as real processes
+
 OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
 
 

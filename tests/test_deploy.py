@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ import pytest
 import yaml
 
 from omnicanal.config import ENV_PREFIX, Settings, load_settings
+
+pytestmark = pytest.mark.slow  # builds and installs the package into a fresh virtualenv
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -268,19 +271,70 @@ def test_dockerignore_keeps_what_the_build_copies(dockerfile: list[tuple[str, st
             assert not _dockerignored(relative, patterns), f"{relative} is copied but .dockerignore drops it"
 
 
-def test_pip_install_dot_ships_every_package() -> None:
-    """The image (and the systemd install) use `pip install .`, not an editable install: every package directory
-    must be in pyproject's explicit package list, or the installed daemon fails to import it."""
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    listed = set(setuptools["packages"])
-    missing = []
-    for top, directory in setuptools["package-dir"].items():
-        for init in sorted((ROOT / directory).rglob("__init__.py")):
-            relative = init.parent.relative_to(ROOT / directory).parts
-            name = ".".join((top, *relative))
-            if name not in listed:
-                missing.append(name)
-    assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {missing}"
+@pytest.fixture(scope="module")
+def installed(dockerfile: list[tuple[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install .` into a fresh virtualenv, as the image's builder stage runs it: from exactly the files that
+    stage copies, so the image, the systemd install and a user's `pip install` get what is checked here. Returns
+    the virtualenv. Its dependencies are this environment's (a .pth file), so only omnicanal itself is built."""
+    base = tmp_path_factory.mktemp("install")
+    source, venv = base / "source", base / "venv"
+    source.mkdir()
+    builder = dockerfile[: len(dockerfile) - len(_final_stage(dockerfile))]
+    for keyword, args in builder:
+        if keyword == "COPY" and not args.startswith("--from"):
+            for pattern in args.split()[:-1]:
+                for match in ROOT.glob(pattern.rstrip("/")):
+                    target = source / match.relative_to(ROOT)
+                    if match.is_dir():
+                        shutil.copytree(match, target, ignore=shutil.ignore_patterns("__pycache__"))
+                    else:
+                        shutil.copy2(match, target)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    [site_packages] = venv.glob("lib/python*/site-packages")
+    (site_packages / "_omnicanal_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    result = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-deps", "-q", str(source)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return venv
+
+
+def _in_empty_folder(venv: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `omnicanal` in an empty folder, with no OMNICANAL_* setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return subprocess.run([str(venv / "bin" / "omnicanal"), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_pip_install_ships_every_module_and_the_reference_project(installed: Path) -> None:
+    [site_packages] = installed.glob("lib/python*/site-packages")
+    expected = {
+        f"{package}/{path.relative_to(ROOT / directory).as_posix()}"
+        for package, directory in (("omnicanal", "src/omnicanal"), ("omnicanal_connectors", "connectors"))
+        for path in (ROOT / directory).rglob("*")
+        if path.suffix in (".py", ".lua", ".typed") and "__pycache__" not in path.parts
+    } | {
+        f"omnicanal/reference/{part}/{path.name}"
+        for part in ("journeys", "templates", "examples") for path in (ROOT / part).glob("*.yaml")
+    }
+    missing = sorted(name for name in expected if not (site_packages / name).is_file())
+    assert not missing, f"not in the installed package (pyproject's [tool.setuptools]): {missing}"
+
+
+def test_the_installed_demo_runs_in_an_empty_folder(installed: Path, tmp_path: Path) -> None:
+    result = _in_empty_folder(installed, tmp_path, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "whatsapp · order_thanks · sent" in result.stdout and "email · cart_reminder · sent" in result.stdout
+    project = re.search(r"^project: the reference project shipped with omnicanal, in (\S+) ", result.stdout,
+                        flags=re.M)
+    assert project and Path(project.group(1)).is_relative_to(installed), result.stdout
+
+
+def test_the_installed_init_writes_a_project_that_validates(installed: Path, tmp_path: Path) -> None:
+    assert _in_empty_folder(installed, tmp_path, "init", "shop").returncode == 0
+    result = _in_empty_folder(installed, tmp_path, "validate", "shop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(path.name for path in (tmp_path / "shop" / "journeys").iterdir()) == sorted(
+        path.name for path in (ROOT / "journeys").glob("*.yaml"))
 
 
 @pytest.fixture

@@ -1,143 +1,187 @@
-"""Journey expressions: the closures compiled for the common kind (native.py) answer exactly as Jinja does —
-the same value of the same type, or the same error — over the shipped journeys' expressions and every kind of
-node, on data with keys missing, of other types, empty or None."""
+"""Journey expressions and data that is not there.
+
+A condition reads a missing value as false where it stands: `and`, `or` and `not` mean what they say in either
+order, a comparison with a missing operand is false (`!=` and `not in`, the negations of `==` and `in`, are true),
+arithmetic and filters keep it missing, `default` replaces it, `is defined` tells it apart. A value (update,
+send data) with a missing part is an error, unless `default` says what to use.
+"""
 
 from __future__ import annotations
 
 import datetime
-import inspect
-from pathlib import Path
+import re
 from typing import Any
 
-import jinja2
 import pytest
-import yaml
 
-from omnicanal import native
 from omnicanal.errors import ExpressionError
-from omnicanal.expressions import Expression
+from omnicanal.expressions import Expression, compile_expression
 
-ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime.datetime(2026, 12, 1, 10, 0, tzinfo=datetime.UTC)
+ITEMS = [{"sku": "SKU-1", "price": 89.0}, {"sku": "SKU-7", "price": 61.0}]
+VIP = {"vip": True, "tier": "gold", "age": 30, "tags": ["early"], "first_name": "Lea"}
 
-ITEMS = [{"sku": "SKU-1", "name": "Sneakers", "price": 89.0}, {"sku": "SKU-7", "name": "Socks", "price": 12.5}]
-SCOPES: list[dict[str, Any]] = [
-    {"customer": {"id": "c1", "first_name": "Lea", "attributes": {"tier": "gold"}, "locale": "fr"},
-     "event": {"name": "cart_abandoned", "properties": {"items": ITEMS, "total": 101.5, "channel": "store",
-                                                        "store": "Lyon", "order_id": "T-1", "sale_price": 70,
-                                                        "fulfilment": "click_collect"}},
-     "vars": {"skus": ["SKU-1", "SKU-7"], "total": 101.5, "n": 3, "empty": [], "none": None, "order_id": "T-1",
-              "timed_out": False},
-     "now": datetime.datetime(2026, 12, 1, 10, 0, tzinfo=datetime.UTC)},
-    {"customer": {"id": "c2"},  # no first name, no attributes
-     "event": {"name": "order_placed", "properties": {"items": [{"sku": "SKU-9"}], "total": "12"}},
-     "vars": {"skus": [], "total": 15, "n": 0, "empty": [], "none": None},
-     "now": datetime.datetime(2026, 12, 1, 23, 0, tzinfo=datetime.UTC)},
-    {"customer": {"id": "c3", "first_name": None},
-     "event": {"name": "x", "properties": {}},  # no items, no total
-     "vars": {}, "now": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)},
+
+def customer(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`customer` as the engine builds it: the attributes at the top, then the profile's own fields."""
+    return {**attributes, "id": "c1", "attributes": attributes, "locale": None, "timezone": None,
+            "addresses": {}, "channel_preference": [], "consents": {}, "whatsapp_last_inbound": None}
+
+
+def scope(attributes: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"customer": customer(attributes), "event": {"name": "order_placed", "id": "e1", "properties": properties},
+            "vars": {}, "now": NOW}
+
+
+SCOPES = {
+    "vip, 150": scope(VIP, {"total": 150, "items": ITEMS, "coupon": {"code": "WELCOME"}}),
+    "plain, 150": scope({}, {"total": 150, "items": ITEMS}),
+    "plain, 50": scope({}, {"total": 50, "items": ITEMS[:1]}),
+    "vip, no properties": scope(VIP, {}),
+}
+"""Customers with and without attributes, events with and without properties (the columns of CONDITIONS)."""
+
+CONDITIONS: list[tuple[str, bool | None, bool | None, bool | None, bool | None]] = [
+    # expression                                                          vip,150 plain,150 plain,50 vip,{}
+    # `or` and `and`, both orders of the operands
+    ("customer.vip or event.properties.total >= 100",                     True,  True,  False, True),
+    ("event.properties.total >= 100 or customer.vip",                     True,  True,  False, True),
+    ("customer.vip and event.properties.total >= 100",                    True,  False, False, False),
+    ("event.properties.total >= 100 and customer.vip",                    True,  False, False, False),
+    ("customer.vip or customer.tier == 'silver' or event.properties.coupon", True, False, False, True),
+    # `not`
+    ("not customer.vip",                                                  False, True,  True,  False),
+    ("not event.properties.total",                                        False, False, False, True),
+    ("not (customer.vip and event.properties.total >= 100)",              False, True,  True,  True),
+    ("not event.properties.total >= 100",                                 False, False, True,  True),
+    # comparisons: a missing operand equals nothing and orders with nothing
+    ("customer.tier == 'gold'",                                           True,  False, False, True),
+    ("'gold' == customer.tier",                                           True,  False, False, True),
+    ("customer.tier != 'gold'",                                           False, True,  True,  False),
+    ("customer.tier == customer.segment",                                 False, False, False, False),
+    ("customer.tier in ['gold', 'silver']",                               True,  False, False, True),
+    ("customer.tier not in ['gold', 'silver']",                           False, True,  True,  False),
+    ("'early' in customer.tags",                                          True,  False, False, True),
+    ("'early' not in customer.tags",                                      False, True,  True,  False),
+    ("event.properties.total < 100",                                      False, False, True,  False),
+    ("100 > event.properties.total",                                      False, False, True,  False),
+    ("event.properties.total >= 100",                                     True,  True,  False, False),
+    ("1 <= event.properties.total < 200",                                 True,  True,  True,  False),
+    ("event.properties.total > 'a text'",                                 None,  None,  None,  False),
+    # arithmetic keeps a value missing: the comparison it is in is false
+    ("event.properties.total * 2 >= 100",                                 True,  True,  True,  False),
+    ("event.properties.total - customer.age > 100",                       True,  False, False, False),
+    ("-event.properties.total < 0",                                       True,  True,  True,  False),
+    ("not (event.properties.total * 2 >= 100)",                           False, False, False, True),
+    # filters keep a value missing, but `default`, which replaces it
+    ("customer.age | int < 18",                                           False, False, False, False),
+    ("customer.age | int >= 18",                                          True,  False, False, True),
+    ("customer.tags | length > 0",                                        True,  False, False, True),
+    ("customer.tags | length == 0",                                       False, False, False, False),
+    ("not customer.tags",                                                 False, True,  True,  False),
+    ("customer.first_name | lower == 'lea'",                              True,  False, False, True),
+    ("event.properties['items'] | map(attribute='sku') | select('in', ['SKU-7']) | list | length > 0",
+                                                                          True,  True,  False, False),
+    ("event.properties['items'] | map(attribute='sku') | select('in', vars.skus) | list",
+                                                                          False, False, False, False),
+    ("event.properties['items'] | map(attribute='size') | select('in', ['M']) | list",
+                                                                          False, False, False, False),
+    ("customer.vip | default(false) or event.properties.total >= 100",   True,  True,  False, True),
+    ("customer.tier | default('bronze') == 'bronze'",                     False, True,  True,  False),
+    ("event.properties.total | default(0) < 100",                         False, False, True,  True),
+    ("customer.nickname | default(customer.first_name) | default('you') == 'you'",
+                                                                          False, True,  True,  False),
+    # `is defined`
+    ("customer.vip is defined",                                           True,  False, False, True),
+    ("customer.vip is not defined",                                       False, True,  True,  False),
+    ("event.properties.coupon.code is defined",                           True,  False, False, False),
+    ("event.properties.coupon.code is undefined",                         False, True,  True,  True),
+    # a key missing deep in a chain is missing, not an error
+    ("event.properties.coupon.code == 'WELCOME'",                         True,  False, False, False),
+    ("event.properties.coupon.code != 'WELCOME'",                         False, True,  True,  True),
+    ("event.properties.a.b.c",                                            False, False, False, False),
+    ("not event.properties.a.b.c",                                        True,  True,  True,  True),
+    ("event.properties['a']['b'].c",                                      False, False, False, False),
+    ("vars.order_id == event.properties.order_id",                        False, False, False, False),
+    ("customer.first_name.upper() == 'LEA'",                              True,  False, False, True),
+    ("missing_name or customer.vip",                                      True,  False, False, True),
+    # the sandbox still holds, and what it refuses is a mistake, not missing data
+    ("customer.__class__.__mro__",                                        None,  None,  None,  None),
+    ("customer.nickname.__class__ is defined",                            None,  None,  None,  None),
+    ("range(3) | list | length == 3",                                     True,  True,  True,  True),
 ]
-
-HAND_WRITTEN = [
-    # look-ups: dict keys (before the dict's own methods), list indexes, missing and wrong-typed ones
-    "event.properties.total", "event.properties['total']", "event.properties.items", "event.properties.keys",
-    "event.properties['items'][0].sku", "event.properties['items'][-1]['price']", "event.properties['items'][5]",
-    "customer.first_name", "customer.attributes.tier", "vars.none", "vars.none.x", "missing_name", "now.hour",
-    "event.properties['items'][0:1]",
-    # comparisons, chained, membership, logic that returns values
-    "event.properties.total >= 20", "1 < vars.n < 5", "vars.n == 3 != 4", "'SKU-1' in vars.skus",
-    "'SKU-1' not in vars.skus", "'to' in 'store'", "vars.total > 'a'", "vars.n and vars.total", "vars.empty or 'none'",
-    "not vars.empty", "not missing_name", "vars.n > 1 and event.properties.total < 200 or false",
-    # conditionals, concatenation, arithmetic, literals
-    "15 if vars.total >= 100 else 10", "'LUMIERE' ~ (15 if vars.total >= 100 else 10)", "1 if vars.n",
-    "'x' ~ none ~ 1.5 ~ true", "vars.total * 2 - 1", "vars.total / vars.n", "vars.total // 0", "7 % 3", "2 ** 10",
-    "-vars.n", "+vars.total", "'%s!' % customer.first_name", "[1, vars.n, 'a']", "(1, 2)", "{'a': vars.n}",
-    "[vars.skus | map(attribute='sku')]",
-    # filters: plain ones, list, map/select/reject in chains, and where Jinja would hand a generator on
-    "customer.first_name | default('there', true)", "customer.first_name | default('there')",
-    "vars.total | round", "vars.total | int", "event.properties.total | money(locale='fr')", "customer.id | upper",
-    "event.properties['items'] | map(attribute='sku') | list",
-    "event.properties['items'] | map(attribute='sku') | select('in', vars.skus) | list | length > 0",
-    "event.properties['items'] | map(attribute='sku')", "event.properties['items'] | map(attribute='sku') | length",
-    "event.properties['items'] | map(attribute='price') | select('gt', 20) | list",
-    "event.properties['items'] | map(attribute='nope') | list", "vars.skus | reject('in', ['SKU-1']) | list",
-    "[0, 1, '', 'a', none] | select | list", "[0, 1, '', 'a', none] | reject | list",
-    "vars.empty | map(attribute='a') | list",
-    "event.properties['items'] | map(attribute='sku') | join(',')", "event.properties['items'] | first",
-    "event.properties['items'] | length", "vars.skus | count", "vars.none | list", "vars.skus | sum",
-    "event.properties['items'] | map(attribute='sku') | select('equalto', 'SKU-7') | list",
-    "event.properties['items'] | selectattr('price', 'gt', 20) | list",
-    # tests and calls are Jinja's alone
-    "customer.first_name is defined", "event.properties.items is defined", "vars.nope is undefined",
-    "vars.skus | length is even", "vars.none is none", "vars.skus | length is divisibleby 2", "'upper' is filter",
-    "range(3) | list",
-    "customer.id.upper()",
-]
+"""Each row: an expression, then its truth in each of SCOPES (None: an error, which the engine records)."""
 
 
-def shipped_expressions() -> list[str]:
-    """Every expression in the shipped journeys: conditions, computed vars and attributes, send data."""
-    found: set[str] = set()
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            for name, value in node.items():
-                walk(value, str(name))
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, key)
-        elif isinstance(node, str) and key not in ("id", "name", "event", "template", "purpose", "goto", "reason",
-                                                   "timeout", "within", "on_timeout", "re_entry", "after") \
-                and not key.startswith("wait") and (key in ("where", "if", "when") or " " in node or "." in node):
-            found.add(node)
-
-    for path in sorted((ROOT / "journeys").glob("*.yaml")):
-        walk(yaml.safe_load(path.read_text()))
-    return sorted(found)
-
-
-def plain(value: Any) -> Any:
-    """A value as it can be compared: what a generator yields, Jinja's undefined by its message."""
-    if isinstance(value, jinja2.Undefined):
-        return ("undefined", value._undefined_message)
-    if inspect.isgenerator(value):  # two generators are never equal: compare what they yield
-        try:
-            return ("generator", [plain(item) for item in value])
-        except Exception as exc:  # Jinja's generators fail as they are read
-            return ("generator failing", type(exc).__name__, str(exc))
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, [plain(item) for item in value])
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    return (type(value).__name__, value)
-
-
-def outcome(evaluate: Any, scope: dict[str, Any]) -> Any:
+def truth(source: str, name: str) -> bool | None:
     try:
-        return plain(evaluate(scope))
-    except ExpressionError as exc:
-        return "error", str(exc)
-
-
-@pytest.mark.parametrize("source", [*shipped_expressions(), *HAND_WRITTEN])
-def test_the_compiled_expression_answers_as_jinja_does(source: str) -> None:
-    try:
-        expression = Expression(source)
+        return Expression(source).test(SCOPES[name])
     except ExpressionError:
-        pytest.skip("not an expression (a plain value in a journey file)")
-    for scope in SCOPES:
-        assert outcome(expression.evaluate, scope) == outcome(expression._jinja, scope), scope
+        return None
 
 
-def test_the_common_expressions_are_compiled_and_the_rest_left_to_jinja() -> None:
-    compiled = [source for source in [*shipped_expressions(), *HAND_WRITTEN]
-                if Expression(source)._native is not None]
-    assert "event.properties.total >= 20" in compiled
-    assert "event.properties['items'] | map(attribute='sku') | select('in', vars.skus) | list | length > 0" \
-        in compiled
-    for source in shipped_expressions():  # compiled, and answering by themselves on data with what they read
-        compiled = Expression(source)._native
-        assert compiled is not None, source
-        native.evaluate(compiled, SCOPES[0])  # raises Fallback if it left the answer to Jinja
-    for jinja_only in ("'upper' is filter", "range(3) | list", "1 if vars.n",
-                       "event.properties['items'] | first", "event.properties['items'][0:1]"):
-        assert Expression(jinja_only)._native is None, jinja_only
+@pytest.mark.parametrize("row", CONDITIONS, ids=[row[0] for row in CONDITIONS])
+def test_a_condition_reads_missing_data_as_false_where_it_stands(row: tuple[str, ...]) -> None:
+    source, *expected = row
+    assert {name: truth(source, name) for name in SCOPES} == dict(zip(SCOPES, expected, strict=True))
+
+
+def test_a_condition_that_fails_for_another_reason_says_why() -> None:
+    source = "event.properties.total > 'a'"
+    with pytest.raises(ExpressionError, match=re.escape(f"{source!r}: TypeError: '>' not supported")):
+        Expression(source).test(SCOPES["plain, 50"])
+
+
+VALUES: list[tuple[str, str, Any]] = [
+    ("event.properties.total * 2", "plain, 150", 300),
+    ("customer.tier | default('bronze')", "plain, 150", "bronze"),
+    ("customer.tier | default('bronze')", "vip, 150", "gold"),
+    ("event.properties.coupon.code | default('none')", "plain, 150", "none"),
+    ("event.properties.coupon.code | default('none')", "vip, 150", "WELCOME"),
+    ("event.properties.coupon.code is defined", "plain, 150", False),
+    ("customer.vip is defined and customer.vip", "plain, 150", False),
+    ("event.properties['items'] | map(attribute='sku') | list", "vip, 150", ["SKU-1", "SKU-7"]),
+    ("15 if event.properties.total >= 100 else 10", "plain, 50", 10),
+    ("range(2) | list", "plain, 50", [0, 1]),
+]
+
+
+@pytest.mark.parametrize(("source", "scope_name", "value"), VALUES)
+def test_a_value_is_computed_from_the_data_there(source: str, scope_name: str, value: Any) -> None:
+    assert Expression(source).evaluate(SCOPES[scope_name]) == value
+
+
+MISSING_VALUES: list[tuple[str, str, str]] = [
+    ("customer.vip", "plain, 150", "no attribute 'vip'"),
+    ("customer.vip or false", "plain, 150", "no attribute 'vip'"),
+    ("not customer.vip", "plain, 150", "no attribute 'vip'"),
+    ("customer.tier == 'gold'", "plain, 150", "no attribute 'tier'"),
+    ("event.properties.total * 2", "vip, no properties", "no attribute 'total'"),
+    ("event.properties.coupon.code", "plain, 150", "no attribute 'coupon'"),
+    ("event.properties['coupon']", "plain, 150", "no attribute 'coupon'"),
+    ("customer.first_name | upper", "plain, 150", "no attribute 'first_name'"),
+    ("'Hello ' ~ customer.first_name", "plain, 150", "no attribute 'first_name'"),
+    ("missing_name", "plain, 150", "'missing_name' is undefined"),
+    ("1 if event.properties.total > 100", "plain, 50", "evaluated to false and no else section"),
+    ("customer.__class__", "vip, 150", "access to attribute '__class__' of 'dict' object is unsafe"),
+    ("customer.__class__ is defined", "vip, 150", "access to attribute '__class__' of 'dict' object is unsafe"),
+]
+
+
+@pytest.mark.parametrize(("source", "scope_name", "message"), MISSING_VALUES)
+def test_a_value_with_a_missing_part_is_an_error_naming_it(source: str, scope_name: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message) as raised:
+        Expression(source).evaluate(SCOPES[scope_name])
+    assert str(raised.value).startswith(repr(source))  # the journey author finds the expression in the message
+
+
+@pytest.mark.parametrize("source", ["1 2", "event.properties.total >=", "customer.tier | no_such_filter",
+                                    "event.properties.total is no_such_test"])
+def test_an_expression_that_does_not_compile_is_refused_at_once(source: str) -> None:
+    with pytest.raises(ExpressionError, match="does not compile"):
+        Expression(source)
+
+
+def test_one_compiled_expression_serves_every_journey_that_writes_it() -> None:
+    assert compile_expression("vars.total >= 20") is compile_expression("vars.total >= 20")
+    assert compile_expression("vars.total >= 20") == Expression("vars.total >= 20")

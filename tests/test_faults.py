@@ -51,6 +51,8 @@ from faults_support import (
     wait_for_endings,
 )
 
+pytestmark = pytest.mark.slow  # real processes, Redis restarts and provider outages
+
 CUSTOMERS = 2000
 WAVES, WAVE_EVERY = 16, 1.0  # customers arrive in 16 batches, one a second, so kills land on work in flight
 CHAOS_SECONDS = 24.0  # from the first batch: covers the arrivals, the pushes, the orders and the reminders

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from conftest import StartApi, has_message, journey_ended
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from conftest import StartApi, has_message, journey_ended, write_journey
+from omnicanal.identity import lookup_of
 
 CART = {"items": [{"sku": "SKU-1", "name": "Sneakers", "price": 89.0}], "total": 89.0}
 
@@ -21,6 +28,7 @@ async def test_any_identifier_finds_the_customer(start_api: StartApi) -> None:
     await api.request("GET", "/v1/customers/email:nobody@example.com", 404)
 
 
+@pytest.mark.slow  # the journey's hour lasts 6 real seconds
 async def test_an_anonymous_cart_continues_for_the_customer_who_logs_in(start_api: StartApi) -> None:
     api = await start_api(clock_speed=600.0)  # the hour before the push lasts 6 s: time to log in
     await api.event("page_viewed", "anon-7", properties={"path": "/sneakers"})
@@ -50,3 +58,105 @@ async def test_an_anonymous_cart_continues_for_the_customer_who_logs_in(start_ap
     ended = await api.wait_until("c42", journey_ended("abandoned_cart"))
     assert ended[-1]["reason"] == "bought"
     assert len([e for e in ended if e["kind"] == "journey" and e["status"] == "started"]) == 1
+
+
+WAITER = """
+id: waiter
+trigger: {event: parked}
+steps:
+  - wait_for: {event: arrived, timeout: 30d, on_timeout: late}
+  - exit: {reason: arrived}
+  - id: late
+    exit: {reason: late}
+"""
+G16 = {"addresses": {"email": "G16@Example.com", "sms": "+33612345678", "push": ["tok-16"]}}
+
+
+async def keys_naming(redis_url: str, text: str) -> list[str]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [key async for key in client.scan_iter(match=f"*{text}*")]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("given", ["email:g16@example.com", "G16@example.com", "phone:+33612345678",
+                                   "+33612345678", "push:tok-16"])
+async def test_an_event_addressed_by_email_phone_or_token_resumes_that_customers_journey(
+        project: Path, start_api: StartApi, redis_url: str, given: str) -> None:
+    write_journey(project, "waiter", WAITER)
+    api = await start_api()
+    await api.put_customer("g16", G16)
+    await api.event("parked", "g16")
+    await api.settled()
+    await api.event("arrived", given, idempotency_key="a1")
+    entries = await api.wait_until("g16", journey_ended("waiter"))
+    assert entries[-1]["reason"] == "arrived"
+    assert await api.event("arrived", "g16", idempotency_key="a1") == await api.event("arrived", given,
+                                                                                      idempotency_key="a1")
+    assert await keys_naming(redis_url, f":c:{given}}}") == []  # no customer named after the address
+
+
+async def test_an_event_for_an_unknown_address_is_422_and_creates_nobody(start_api: StartApi, redis_url: str) -> None:
+    api = await start_api()
+    for given, field_text in (("email:nobody@example.com", "no customer has e-mail nobody@example.com"),
+                              ("nobody@example.com", "no customer has e-mail nobody@example.com"),
+                              ("+33698765432", "no customer has phone +33698765432"),
+                              ("phone:12", "not a valid phone number"),
+                              ("anon:v9", "no customer has anonymous id v9")):
+        body = await api.request("POST", "/v1/events", 422, json={"name": "page_viewed", "customer_id": given})
+        [error] = body["errors"]
+        assert error["field"] == "customer_id" and field_text in error["message"], body
+    body = await api.request("POST", "/v1/events", 422, json={"name": "x", "customer_id": "nobody@example.com"})
+    assert "PUT the customer with that address first, or send their id" in body["message"]
+    await api.settled()
+    for text in ("nobody", "98765432", "v9", "phone:12"):
+        assert await keys_naming(redis_url, text) == []
+
+
+async def test_a_batch_resolves_each_event_and_rejects_the_unknown_ones_by_index(
+        project: Path, start_api: StartApi) -> None:
+    write_journey(project, "waiter", WAITER)
+    api = await start_api()
+    await api.put_customer("g16", G16)
+    await api.put_customer("g17", {"addresses": {"email": "g17@example.com"}})
+    await api.request("POST", "/v1/events/batch", 202, json={"events": [
+        {"name": "parked", "customer_id": c} for c in ("g16", "g17", "g18")]})
+    await api.settled()
+    events: list[Any] = [{"name": "arrived", "customer_id": c} for c in (
+        "+33612345678", "nobody@example.com", "g17@example.com", "g18", "phone:12")]
+    body = await api.request("POST", "/v1/events/batch", 202, json={"events": events})
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "accepted", "accepted", "rejected"]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
+    assert body["results"][1]["errors"][0]["field"] == "events.1.customer_id"
+    assert "no customer has e-mail nobody@example.com" in body["results"][1]["errors"][0]["message"]
+    assert body["results"][4]["errors"][0]["field"] == "events.4.customer_id"
+    for customer in ("g16", "g17", "g18"):
+        assert (await api.wait_until(customer, journey_ended("waiter")))[-1]["reason"] == "arrived"
+    none_known = await api.request("POST", "/v1/events/batch", 422, json={"events": events[1:2]})
+    assert none_known["accepted"] == 0
+
+
+async def test_a_profile_update_addressed_by_email_or_phone_updates_that_customer(
+        start_api: StartApi, redis_url: str) -> None:
+    api = await start_api()
+    await api.put_customer("g16", G16)
+    by_email = await api.put_customer("email:g16@example.com", {"attributes": {"tier": "gold"}})
+    by_phone = await api.put_customer("+33612345678", {"locale": "fr"})
+    assert by_email["customer_id"] == by_phone["customer_id"] == "g16"
+    profile = await api.request("GET", "/v1/customers/g16", 200)
+    assert (profile["attributes"], profile["locale"]) == ({"tier": "gold"}, "fr")
+    body = await api.request("PUT", "/v1/customers/nobody@example.com", 422, json={"locale": "fr"})
+    assert body["errors"][0]["field"] == "customer_id" and "nobody@example.com" in body["message"]
+    assert await keys_naming(redis_url, "nobody") == []
+
+
+def test_only_ids_shaped_like_an_address_are_looked_up() -> None:
+    assert [lookup_of(given, "FR") for given in ("c42", "anon-7", "shop:981", "0612345678")] == [None] * 4
+    assert lookup_of("Lea@Example.com", "FR") == ("email", "lea@example.com")
+    assert lookup_of("email:Lea@Example.com", "FR") == ("email", "lea@example.com")
+    assert lookup_of("phone:0612345678", "FR") == lookup_of("+33612345678", "FR") == ("phone", "+33612345678")
+    assert lookup_of("push:tok-1", "FR") == ("push", "tok-1")
+    assert lookup_of("anon:v1", "FR") == ("anon", "v1")
+    with pytest.raises(ValueError, match="phone number"):
+        lookup_of("+1", "FR")

@@ -12,7 +12,7 @@ from omnicanal.errors import ConfigError, JourneyError, Problem
 from omnicanal.expressions import compile_expression
 from omnicanal.journey.durations import format_duration, parse_duration
 from omnicanal.journey.graph import to_mermaid
-from omnicanal.journey.loader import TemplateLookup, load_journeys, parse_journey, validate_project
+from omnicanal.journey.loader import load_journeys, parse_journey, validate_project
 from omnicanal.journey.model import (
     BranchStep,
     ExitStep,
@@ -23,12 +23,13 @@ from omnicanal.journey.model import (
     WaitForStep,
     WaitStep,
 )
+from omnicanal.journey.validate import TemplateLookup
 from omnicanal.render import TemplateCatalog
 
 # Three header lines, so the first step is on line 4.
 HEAD = "id: j\ntrigger: {event: e}\nsteps:\n"
 DURATION_HINT = "use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d"
-ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest; this one has"
+ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest, split; this one has"
 
 REFERENCE = """\
 id: abandoned_cart
@@ -192,6 +193,19 @@ def test_yaml_syntax_error_has_its_line() -> None:
     assert problem.line == 4 and "YAML syntax error" in problem.message
 
 
+def test_a_character_yaml_refuses_is_a_located_problem_in_journeys_and_templates(tmp_path: Path) -> None:
+    problem = only(HEAD + '  - wait: "1h\x07"\n')
+    assert (problem.line, problem.message) == (4, "YAML syntax error: unacceptable character #x0007: special "
+                                                  "characters are not allowed")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.yaml").write_text('en:\n  sms: {body: "hi\x07"}\n', encoding="utf-8")
+    (tmp_path / "journeys").mkdir()
+    found = validate_project(tmp_path / "journeys", tmp_path / "templates", "en")
+    assert [(Path(p.path).name, p.line, p.message) for p in found] == [
+        ("t.yaml", 2, "YAML syntax error: unacceptable character #x0007: special characters are not allowed")
+    ]
+
+
 @pytest.mark.parametrize(("source", "gist"), [("- a\n- b\n", "holds list"), ("", "holds NoneType")])
 def test_file_must_be_a_mapping(source: str, gist: str) -> None:
     problem = only(source)
@@ -220,9 +234,9 @@ def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
         steps: [exit]
         """))
     assert [(p.line, p.message) for p in found] == [
-        (2, "unknown key 'wehre' in trigger; expected one of: event, where (did you mean 'where'?)"),
-        (4, "unknown key 'when' in exit_on item; expected one of: event, where (did you mean 'where'?)"),
-        (5, "unknown key 'witihn' in goal; expected one of: event, where, within (did you mean 'within'?)"),
+        (2, "unknown key 'wehre' in trigger; expected one of: event, key, where (did you mean 'where'?)"),
+        (4, "unknown key 'when' in exit_on item; expected one of: any_key, event, where (did you mean 'where'?)"),
+        (5, "unknown key 'witihn' in goal; expected one of: any_key, event, where, within (did you mean 'within'?)"),
     ]
 
 
@@ -230,7 +244,8 @@ def test_unknown_key_in_a_send_step_is_reported_once_with_its_correction() -> No
     problem = only(HEAD + "  - send:\n      template: t\n      chanels: [push]\n")
     assert problem.line == 6
     assert problem.message == ("unknown key 'chanels' in send step; expected one of: channel, channels, "
-                               "data, fallback_after, purpose, template (did you mean 'channels'?)")
+                               "data, delivered_on, fallback_after, purpose, template (did you mean "
+                               "'channels'?)")
 
 
 def test_unknown_key_in_wait_for_and_branch_items() -> None:
@@ -387,6 +402,72 @@ def test_channels_are_checked_without_templates_too() -> None:
     problem = only(HEAD + "  - send:\n      template: t\n      channels:\n        - push\n        - smss\n")
     assert (problem.line, problem.message.split(";")[0]) == (8, "unknown channel 'smss'")
     assert problem.message.endswith("(did you mean 'sms'?)")
+
+
+NEVER_DELIVERED = ("send.fallback_after: channel push never reports delivery, so the fallback would always "
+                   "send: add e.g. `delivered_on: push.opened` (an event your app sends when the message is "
+                   "seen) or put channels that report delivery (sms, whatsapp) first")
+
+
+def test_fallback_after_a_channel_that_never_reports_delivery_is_refused_at_its_line() -> None:
+    problem = only(HEAD + "  - send:\n      template: t\n      channels: [push, sms]\n      fallback_after: 2h\n")
+    assert (problem.line, problem.message) == (7, NEVER_DELIVERED)
+
+
+def test_every_channel_a_fallback_may_leave_must_report_delivery() -> None:
+    problem = only(HEAD + "  - send: {template: t, channels: [sms, push, email, whatsapp], fallback_after: 1h}\n")
+    assert problem.line == 4
+    assert problem.message.startswith("send.fallback_after: channels push, email never report delivery, so the "
+                                      "fallback would always send: add e.g. `delivered_on: push.opened`")
+
+
+@pytest.mark.parametrize("channels", ["[sms, email]", "[whatsapp, sms, push]", "[push]"])
+def test_fallback_after_channels_with_receipts_or_from_the_last_channel_loads(channels: str) -> None:
+    journey = parse_journey(HEAD + f"  - send: {{template: t, channels: {channels}, fallback_after: 2h}}\n", "j.yaml")
+    assert isinstance(send := journey.steps[0].action, SendStep)
+    assert send.fallback_after == 7200 and send.delivered_on is None
+
+
+@pytest.mark.parametrize(("written", "events"), [
+    ("push.opened", ("push.opened",)),
+    ("[push.opened, message.clicked]", ("push.opened", "message.clicked")),
+])
+def test_delivered_on_names_the_events_that_count_as_delivery(written: str, events: tuple[str, ...]) -> None:
+    journey = parse_journey(HEAD + "  - send: {template: t, channels: [push, email, sms], fallback_after: 2h, "
+                                   f"delivered_on: {written}}}\n", "j.yaml")
+    assert isinstance(send := journey.steps[0].action, SendStep)
+    assert send.delivered_on == events
+
+
+def test_delivered_on_without_fallback_after_is_refused() -> None:
+    problem = only(HEAD + "  - send: {template: t, channels: [push, sms], delivered_on: push.opened}\n")
+    assert (problem.line, problem.message) == (4, "send: delivered_on is set but fallback_after is not, so it "
+                                                  "would change nothing: add e.g. `fallback_after: 2h`, or "
+                                                  "remove delivered_on")
+
+
+def test_delivered_on_must_name_an_event() -> None:
+    found = problems(HEAD + "  - send: {template: t, channels: [push, sms], fallback_after: 2h, delivered_on: []}\n"
+                            "  - send: {template: t, channels: [push, sms], fallback_after: 2h, delivered_on: ['']}\n")
+    assert [(p.line, p.message.split(":")[0]) for p in found] == [(4, "send.delivered_on"), (5, "send.delivered_on[0]")]
+    assert found[0].message == "send.delivered_on: expected at least one item"
+
+
+def test_validate_reports_a_fallback_that_would_always_send_as_file_and_line(
+    tmp_path: Path, catalog: TemplateCatalog
+) -> None:
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    (journeys / "promo.yaml").write_text(HEAD + dedent("""\
+          - send: {template: cart_discount, channels: [sms, push], fallback_after: 2h}
+          - send:
+              template: cart_discount
+              channels: [push, sms]
+              fallback_after: 2h
+          - send: {template: cart_discount, channels: [push, sms], fallback_after: 2h, delivered_on: push.opened}
+        """))
+    found = validate_project(journeys, tmp_path / "templates", "en")
+    assert [str(p) for p in found] == [f"{journeys / 'promo.yaml'}:8: {NEVER_DELIVERED}"]
 
 
 def test_channel_and_channels_together() -> None:
@@ -547,3 +628,46 @@ def test_mermaid_graph_has_every_edge() -> None:
     ]:
         assert f"    {line}\n" in graph, line
     assert "s8 --> s9" not in graph  # nothing follows an exit
+
+
+def test_a_loop_that_sends_without_waiting_is_refused_where_it_sends() -> None:
+    found = problems("""
+        id: flood
+        trigger: {event: go}
+        steps:
+          - id: again
+            send: {template: welcome_offer, channels: [email]}
+          - goto: again
+    """)
+    assert [(p.line, p.message) for p in found] == [
+        (5, "the loop through steps again, 2_goto sends without waiting: each turn would send another message at "
+            "once; add a wait or wait_for inside the loop")]
+    parse_journey(dedent("""
+        id: nudges
+        trigger: {event: go}
+        steps:
+          - id: again
+            send: {template: welcome_offer, channels: [email]}
+          - wait: 1d
+          - goto: again
+    """), "j.yaml")
+
+
+def test_split_keyed_trigger_and_dated_wait_validate_with_file_and_line() -> None:
+    found = problems("""
+        id: lab
+        trigger: {event: order_ready, key: "event.properties.order_id", any_key: true}
+        steps:
+          - split:
+              - {weight: 50, goto: later}
+              - {weight: 50, goto: nowhere}
+              - {weight: 0, holdout: true}
+          - id: later
+            wait: {at: "event.properties.deadline", offset: -1x, on_past: gone}
+    """)
+    messages = [(p.line, p.message) for p in found]
+    assert any(line == 3 and "any_key" in message for line, message in messages), messages
+    assert any(line == 8 and "split[2].weight" in message and "greater than 0" in message
+               for line, message in messages), messages
+    assert (10, "wait.offset: bad duration '1x': use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d") \
+        in messages

@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import StartApi, has_message, journey_ended, write_journey
 
 TOM = {"attributes": {"first_name": "Tom"}, "locale": "en",
@@ -213,6 +215,7 @@ steps:
     assert profile["attributes"]["sizes"] == {"1": "one"}
 
 
+@pytest.mark.slow  # waits hours of journey time in real time
 async def test_re_entry_after_counts_from_the_last_entry(project: Path, start_api: StartApi) -> None:
     """`re_entry: after 3h`: no second instance while one runs, none within 3 h of the last entry once it ended,
     and one again 3 h after that entry — counted from when the instance began, not from when it ended."""

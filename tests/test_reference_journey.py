@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis.asyncio as redis
 
 from conftest import Api, StartApi, has_message, journey_ended
@@ -100,6 +101,7 @@ async def test_small_carts_do_not_start_the_journey(start_api: StartApi) -> None
     assert [e["kind"] for e in entries] == ["event"]
 
 
+@pytest.mark.slow  # the journey's hour lasts 3 real seconds
 async def test_the_cart_is_remembered_when_its_timeline_entry_is_trimmed(start_api: StartApi) -> None:
     """A waiting instance keeps its event on the timeline, not a copy; when the timeline's limit trims that entry
     away while the shopper browses on, the instance stores the event again, and the push still names the item."""

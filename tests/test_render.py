@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
-from omnicanal.render import CHANNEL_FIELDS, TemplateCatalog
+from omnicanal.render import TemplateCatalog
 
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -56,10 +57,10 @@ def scope(**overrides: Any) -> dict[str, Any]:
 
 
 def test_channel_fields_name_every_channel() -> None:
-    assert set(CHANNEL_FIELDS) == {"sms", "whatsapp", "push", "email", "webhook", "messenger"}
-    assert CHANNEL_FIELDS["push"].required == {"title", "body"}
-    assert CHANNEL_FIELDS["push"].mappings == {"data"}
-    assert CHANNEL_FIELDS["email"].fields == {"subject", "text", "html"}
+    assert set(CHANNELS) == {"sms", "whatsapp", "push", "email", "webhook", "messenger"}
+    assert CHANNELS["push"].required == {"title", "body"}
+    assert CHANNELS["push"].mappings == {"data"}
+    assert CHANNELS["email"].fields == {"subject", "text", "html"}
 
 
 def test_renders_each_locale_its_own_variant(tmp_path: Path) -> None:

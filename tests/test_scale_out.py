@@ -6,10 +6,15 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis.asyncio as redis
+from structlog.testing import capture_logs
 
 from conftest import StartApi, has_message, journey_ended
+
+pytestmark = pytest.mark.slow  # several workers, lease hand-overs and file reloads in real time
 
 OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
 
@@ -59,8 +64,16 @@ async def test_reload_keeps_running_versions_and_refuses_broken_files(project: P
     await api.event("signed_up", "v1")
     await api.wait_until("v1", has_message("welcome"))
 
-    journey_file.write_text(journey_file.read_text() + "  - wait: forever\n")  # broken: previous version stays
-    await asyncio.sleep(0.5)
+    def refused(logs: list[dict[str, Any]]) -> bool:
+        return any(entry["event"] == "reload_rejected" and any(
+            "welcome_series.yaml" in problem and "forever" in problem for problem in entry["problems"]
+        ) for entry in logs)
+
+    with capture_logs() as logs:  # broken: the watcher refuses it, says why, and the previous version stays
+        journey_file.write_text(journey_file.read_text() + "  - wait: forever\n")
+        async with asyncio.timeout(5):
+            while not refused(logs):
+                await asyncio.sleep(0.05)
     assert (await api.request("GET", "/v1/journeys/welcome_series", 200))["version"] == old_version
 
     text = journey_file.read_text().replace("  - wait: forever\n", "")

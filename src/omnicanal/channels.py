@@ -1,4 +1,9 @@
-"""The connector protocol and the registry that maps channels to connectors.
+"""The channels: which exist and what each is made of, the connector protocol, and the registry that maps
+channels to connectors.
+
+The catalogue (`CHANNELS`) is what journeys and templates are checked against when they load: a channel not in
+it, a template field it does not have, or a fallback waiting for a receipt it never sends is refused there, not
+discovered at send time.
 
 A connector hands one rendered message to one provider. It implements a single coroutine, `send`, declares the
 channels it can serve, and translates its provider's failures into the DeliveryError tree (errors.py). Built-in
@@ -17,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import aiohttp
@@ -29,6 +35,50 @@ from omnicanal.store.keys import Keyspace
 
 ENTRY_POINT_GROUP = "omnicanal.connectors"
 FALLBACK_CONNECTOR = "outbox"
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One channel as journeys and templates see it.
+
+    The fields its messages are made of, so that a typo in a template fails at load, not at send; and whether
+    its providers report delivery (`delivery_receipts`), since a `fallback_after` waiting for a receipt that
+    never comes would always send the next channel too.
+    """
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    mappings: frozenset[str] = frozenset()  # fields whose value is a mapping of key -> template string
+    html: frozenset[str] = frozenset()  # fields rendered with HTML autoescape: customer data is not markup
+    delivery_receipts: bool = False
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return self.required | self.optional
+
+
+def _spec(required: str, optional: str = "", mappings: str = "", html: str = "", *,
+          receipts: bool = False) -> ChannelSpec:
+    def names(text: str) -> frozenset[str]:
+        return frozenset(text.split())
+
+    return ChannelSpec(names(required), names(optional), names(mappings), names(html), delivery_receipts=receipts)
+
+
+CHANNELS: Mapping[str, ChannelSpec] = MappingProxyType(
+    {
+        # Twilio reports delivered/undelivered through /webhooks/twilio/status.
+        "sms": _spec("body", receipts=True),
+        "whatsapp": _spec("body", optional="content_sid content_variables", mappings="content_variables",
+                          receipts=True),
+        # The provider accepts the message (FCM, SMTP, a webhook, Messenger); no delivery callback reaches us.
+        "push": _spec("title body", optional="data", mappings="data"),
+        "email": _spec("subject text", optional="html", html="html"),
+        "webhook": _spec("payload", mappings="payload"),
+        "messenger": _spec("body"),
+    }
+)
+"""Every channel journeys may name, by name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo.
+"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init.
 
 Every command reads the same settings (environment `OMNICANAL_*`, `--config FILE`), and exits non-zero with one
 clear line when something is wrong; `--help` on each command says what it does and shows an example.
@@ -7,7 +7,9 @@ clear line when something is wrong; `--help` on each command says what it does a
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,7 +22,7 @@ from omnicanal.logging import configure_logging
 
 app = typer.Typer(
     help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
-    "Start with `omnicanal demo`, then `omnicanal validate` and `omnicanal serve`.",
+    "Start with `omnicanal demo`, then `omnicanal init my-project`, `omnicanal validate` and `omnicanal serve`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -90,16 +92,21 @@ def worker(config: ConfigOption = None, host: HostOption = None, port: PortOptio
 
 @app.command()
 def validate(
-    path: Annotated[Path | None, typer.Argument(help="Journeys directory [OMNICANAL_JOURNEYS_DIR].")] = None,
+    path: Annotated[Path | None, typer.Argument(
+        help="Journeys directory [OMNICANAL_JOURNEYS_DIR], or a project folder holding journeys/ and templates/."
+    )] = None,
     templates: Annotated[Path | None, typer.Option(help="Templates directory [OMNICANAL_TEMPLATES_DIR].")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check every journey and template; print each problem as `file:line: message`.
 
-    Exits 0 when all is well, 1 when there are problems. Example: omnicanal validate journeys/
+    Exits 0 when all is well, 1 when there are problems. Examples: omnicanal validate journeys/ ;
+    omnicanal validate my-project
     """
     from omnicanal.journey.loader import validate_project
 
+    if path is not None and (path / "journeys").is_dir():  # a project folder, as `omnicanal init` writes one
+        path, templates = path / "journeys", templates or path / "templates"
     settings = _settings(config, journeys_dir=path, templates_dir=templates)
     try:
         problems = validate_project(settings.journeys_dir, settings.templates_dir, settings.default_locale)
@@ -203,7 +210,9 @@ def demo(
     """Play the reference scenario (cart → push → store purchase → WhatsApp) on the embedded store.
 
     Nothing to install or configure: it runs the real engine and API in this process, with time compressed,
-    and prints each customer's conversation across channels.
+    and prints each customer's conversation across channels. It plays ./journeys and ./templates (or
+    OMNICANAL_JOURNEYS_DIR and OMNICANAL_TEMPLATES_DIR) when they exist, else the reference project shipped with
+    omnicanal, and says which. Example: omnicanal demo --speed 3600
     """
     from omnicanal.demo import run_demo
 
@@ -213,6 +222,34 @@ def demo(
         run(run_demo(settings, sys.stdout))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project (created if missing).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist there.")] = False,
+) -> None:
+    """Write a starter project: journeys/, templates/, an example scenario and a .env.example.
+
+    The files are the reference project (the one `omnicanal demo` plays), ready to validate, simulate and
+    serve; files already there are left alone unless --force.
+
+    Example: omnicanal init my-project
+    """
+    from omnicanal.starter import PARTS, write_starter
+
+    try:
+        written = write_starter(directory, force)
+    except OmnicanalError as exc:
+        _fail(str(exc))
+    parts = Counter(path.relative_to(directory).parts[0] for path in written)
+    summary = ", ".join(f"{part}/ ({count})" if part in PARTS else part for part, count in parts.items())
+    typer.echo(f"wrote {summary} in {directory}")
+    typer.echo("next:")
+    for command in (f"cd {shlex.quote(str(directory))}", "omnicanal validate",
+                    "omnicanal simulate abandoned_cart --scenario examples/abandoned_cart.scenario.yaml",
+                    "omnicanal demo", "omnicanal serve   # on the embedded store until OMNICANAL_REDIS_URL is set"):
+        typer.echo(f"  {command}")
 
 
 dlq_app = typer.Typer(help="The dead-letter stream: work items that kept failing, with their error.",

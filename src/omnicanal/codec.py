@@ -5,11 +5,16 @@ Each event is decoded and encoded several times on its way (request, stream, ins
 this is orjson, in C. It reads integers beyond 64 bits as floating point numbers (as JavaScript does) and refuses
 to write them: writing such a value (an expression can compute one) falls back to the standard library, so no
 value becomes unstorable. Values JSON has no type for (sets, dates in a variable) are written as text.
+
+Two things no encoder can store: text with a lone surrogate (`"\\ud800"` in JSON parses, but UTF-8 has no
+encoding for it) and nesting deep enough to exhaust the interpreter's stack. `unstorable` finds them, so that
+the API refuses them at the door.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -29,6 +34,64 @@ def encode(value: Any) -> bytes:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def unstorable(value: Any, max_depth: int) -> tuple[str, str] | None:
+    """Where in `value` (a dotted path, "" for `value` itself) something cannot be stored, and what: a string or
+    key with a lone surrogate, or a container nested more than `max_depth` deep (`value` counts as one). None
+    when all of it can be stored.
+
+    Called on every event the API takes, so the common case is settled in C: orjson refuses lone surrogates,
+    and a text with at most `max_depth` brackets cannot nest deeper (brackets inside strings only make the
+    count larger). Past that, the containers are walked; the strings too when orjson refused the value."""
+    try:
+        text = orjson.dumps(value, default=str)
+    except orjson.JSONEncodeError:  # a lone surrogate, deep nesting, an integer beyond 64 bits...
+        found = _first_unstorable(value, max_depth, max_depth, texts=True)
+    else:
+        if text.count(b"[") + text.count(b"{") <= max_depth:
+            return None
+        found = _first_unstorable(value, max_depth, max_depth, texts=False)
+    if found is None:
+        return None
+    path, problem = found
+    return ".".join(reversed(path)), problem
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def _first_unstorable(value: Any, max_depth: int, room: int, texts: bool) -> tuple[list[str], str] | None:
+    """The first problem in `value` with its path, innermost part first; strings are checked if `texts`."""
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    elif texts and isinstance(value, str) and not _encodable(value):
+        return [], "text with a lone surrogate: send valid Unicode"
+    else:
+        return None
+    if room == 0:
+        return [], f"nested more than {max_depth} levels deep"
+    for key, item in items:
+        if texts and isinstance(key, str) and not _encodable(key):
+            return [key.encode("utf-8", "backslashreplace").decode()], "a key with a lone surrogate: send valid Unicode"
+        if not (texts or type(item) in _CONTAINERS):
+            continue  # a number or (checked by orjson) a string
+        if (found := _first_unstorable(item, max_depth, room - 1, texts)) is not None:
+            found[0].append(str(key))
+            return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dumps(value: Any) -> str:

@@ -1,30 +1,74 @@
 """Settings: environment variables `OMNICANAL_*`, optionally a TOML file, validated once at start.
 
-Precedence, highest first: environment variables, the file named by `OMNICANAL_CONFIG_FILE` (or `--config`),
-the defaults below. A wrong value stops the process with a ConfigError naming the variable.
+Precedence, highest first: explicit values (CLI options), environment variables, the TOML file named by
+`--config` or `OMNICANAL_CONFIG_FILE` (read by pydantic-settings' TOML source), the defaults below. Values are
+parsed once, here: frequency caps, quiet hours and rate limits reach the engine typed, and a wrong value stops
+the process with a ConfigError naming the variable.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from omnicanal.errors import ConfigError
-from omnicanal.policy.caps import parse_caps
+from omnicanal.policy.caps import Cap, parse_caps
 from omnicanal.policy.windows import QuietHours
 
 ENV_PREFIX = "OMNICANAL_"
+DEFAULT_QUIET_HOURS = QuietHours.parse("21:00-08:00")
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """`sms=twilio_sms, email=off` → {"sms": "twilio_sms", "email": "off"}; ValueError naming a bad item."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{item!r} is not channel=value (e.g. sms=twilio_sms, email=off)")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _rate(connector: str, rate: Any) -> float:
+    """A positive number of sends per second, from text or a TOML number."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{connector}={rate}: a rate is a positive number of sends per second")
+    return value
 
 
 class Settings(BaseSettings):
     """Everything an operator can set. Field `x` is read from `OMNICANAL_X`."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then the TOML file (`model_config["toml_file"]`, if any)."""
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
     redis_url: str | None = Field(
         default=None,
@@ -51,21 +95,25 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Channels where marketing needs the customer's explicit consent (e.g. `sms,whatsapp,email`).",
     )
-    frequency_caps: str = Field(
-        default="", description="Marketing caps across journeys, e.g. `3/1d,channel:1/4h` (empty: none)."
+    frequency_caps: Annotated[tuple[Cap, ...], NoDecode] = Field(
+        default=(), description="Marketing caps across journeys, e.g. `3/1d,channel:1/4h` (empty: none)."
     )
-    quiet_hours: str = Field(
-        default="21:00-08:00", description="Customer-local hours when marketing is held, or `off`."
+    quiet_hours: Annotated[QuietHours | None, NoDecode] = Field(
+        default=DEFAULT_QUIET_HOURS, description="Customer-local hours when marketing is held, or `off`."
     )
-    quiet_hours_by_channel: Annotated[dict[str, str], NoDecode] = Field(
+    quiet_hours_by_channel: Annotated[dict[str, QuietHours | None], NoDecode] = Field(
         default_factory=dict, description="Per-channel override, e.g. `email=off,push=22:00-07:00`."
     )
     default_timezone: str = Field(default="UTC", description="Time zone of customers whose profile has none.")
     default_region: str = Field(
         default="FR", pattern=r"^[A-Z]{2}$", description="Country for phone numbers written without +code."
     )
-    rate_limits: Annotated[dict[str, str], NoDecode] = Field(
+    rate_limits: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description="Sends per second per connector, e.g. `twilio_sms=30,smtp_email=10`."
+    )
+    global_control: Annotated[float, NoDecode] = Field(
+        default=0.0, ge=0, lt=1, description="Share of customers who get no marketing at all while their goals are "
+        "counted (the baseline of the whole programme), e.g. `5%` or `0.05`; picked by a hash of the customer id.",
     )
     send_retry_budget: float = Field(
         default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
@@ -112,48 +160,50 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
-    @field_validator("channels", "quiet_hours_by_channel", "rate_limits", mode="before")
+    @field_validator("channels", mode="before")
     @classmethod
-    def _split_pairs(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            pairs = {}
-            for item in filter(None, (part.strip() for part in value.split(","))):
-                channel, sep, setting = item.partition("=")
-                if not sep or not channel.strip() or not setting.strip():
-                    raise ValueError(f"{item!r} is not channel=value (e.g. sms=twilio_sms, email=off)")
-                pairs[channel.strip()] = setting.strip()
-            return pairs
-        return value
+    def _routes(cls, value: Any) -> Any:
+        return _pairs(value) if isinstance(value, str) else value
 
-    @field_validator("rate_limits")
+    @field_validator("global_control", mode="before")
     @classmethod
-    def _rates_positive(cls, value: dict[str, str]) -> dict[str, str]:
-        for connector, rate in value.items():
+    def _share(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
             try:
-                if float(rate) <= 0:
-                    raise ValueError
+                return float(value.strip()[:-1]) / 100
             except ValueError:
-                raise ValueError(f"{connector}={rate}: a rate is a positive number of sends per second") from None
+                raise ValueError(f"{value!r} is not a share: write e.g. 5% or 0.05") from None
         return value
 
-    @field_validator("frequency_caps")
+    @field_validator("frequency_caps", mode="before")
     @classmethod
-    def _caps_parse(cls, value: str) -> str:
-        parse_caps(value)
+    def _caps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_caps(value)
+        if isinstance(value, list | tuple):  # a TOML array: ["3/1d", "channel:1/4h"]
+            return tuple(Cap.parse(cap) if isinstance(cap, str) else cap for cap in value)
         return value
 
-    @field_validator("quiet_hours")
+    @field_validator("quiet_hours", mode="before")
     @classmethod
-    def _quiet_hours_parse(cls, value: str) -> str:
-        QuietHours.parse(value)
-        return value
+    def _quiet_hours(cls, value: Any) -> Any:
+        return QuietHours.parse(value) if isinstance(value, str) else value
 
-    @field_validator("quiet_hours_by_channel")
+    @field_validator("quiet_hours_by_channel", mode="before")
     @classmethod
-    def _channel_quiet_hours_parse(cls, value: dict[str, str]) -> dict[str, str]:
-        for window in value.values():
-            QuietHours.parse(window)
-        return value
+    def _channel_quiet_hours(cls, value: Any) -> Any:
+        windows = _pairs(value) if isinstance(value, str) else value
+        if not isinstance(windows, Mapping):
+            return windows
+        return {channel: QuietHours.parse(w) if isinstance(w, str) else w for channel, w in windows.items()}
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rates(cls, value: Any) -> Any:
+        rates = _pairs(value) if isinstance(value, str) else value
+        if not isinstance(rates, Mapping):
+            return rates
+        return {connector: _rate(connector, rate) for connector, rate in rates.items()}
 
     @property
     def embedded(self) -> bool:
@@ -162,21 +212,25 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings from the file (if any), the environment, then explicit overrides (CLI options)."""
+    """Read settings from explicit overrides (CLI options), the environment, then the TOML file (if any)."""
     path = config_file or (Path(p) if (p := os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")) else None)
-    from_file: dict[str, Any] = {}
+    settings_cls = Settings
     if path is not None:
-        try:
-            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    env_names = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ}
-    values = {k: v for k, v in from_file.items() if k not in env_names}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        if not path.is_file():
+            raise ConfigError(f"cannot read config file {path}: no such file (--config or {ENV_PREFIX}CONFIG_FILE)")
+
+        class FileSettings(Settings):
+            """Settings that read this file: the TOML source takes its path from `model_config`."""
+
+            model_config = SettingsConfigDict(toml_file=path)
+
+        settings_cls = FileSettings
     try:
-        return Settings(**values)
+        return settings_cls(**{k: v for k, v in overrides.items() if v is not None})
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()

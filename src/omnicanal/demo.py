@@ -6,6 +6,9 @@ shoppers through the HTTP API exactly as a shop's systems would, and prints each
 - Léa abandons her cart, gets a discount push, checks the stock online and buys in a store: the till's event
   brings a WhatsApp thank-you with the details of her purchase.
 - Tom abandons his cart and does not come back: after 48 hours of journey time he gets one e-mail reminder.
+
+It plays the configured journeys and templates when both directories exist (a checkout, a project made by
+`omnicanal init`), and otherwise the reference project shipped inside the package, so it runs in any folder.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from omnicanal.api.app import create_app
 from omnicanal.client import request_json
 from omnicanal.config import Settings
 from omnicanal.engine.runtime import Runtime
+from omnicanal.errors import ConfigError
+from omnicanal.starter import reference_project
 from omnicanal.timeline_text import format_timeline
 
 CART: dict[str, Any] = {
@@ -51,6 +56,20 @@ SHOPPERS: list[dict[str, Any]] = [
 ]
 
 
+DEMO_JOURNEY = "abandoned_cart"
+
+
+def demo_project(settings: Settings) -> tuple[Settings, str]:
+    """The configured journeys and templates when both directories exist, else the reference project shipped
+    with omnicanal; with a line saying which."""
+    if settings.journeys_dir.is_dir() and settings.templates_dir.is_dir():
+        return settings, f"project: {settings.journeys_dir} and {settings.templates_dir}"
+    root = reference_project()
+    shipped = settings.model_copy(update={"journeys_dir": root / "journeys", "templates_dir": root / "templates"})
+    return shipped, (f"project: the reference project shipped with omnicanal, in {root} "
+                     f"({settings.journeys_dir} and {settings.templates_dir} are not here)")
+
+
 class _Api:
     """The demo speaks to the daemon's API like any client would."""
 
@@ -75,14 +94,19 @@ class _Api:
 
 
 async def run_demo(settings: Settings, out: TextIO) -> None:
+    settings, project = demo_project(settings)
     runtime = await Runtime.start(settings)
+    if DEMO_JOURNEY not in runtime.registry.current:
+        await runtime.stop()
+        raise ConfigError(f"the demo plays the {DEMO_JOURNEY} journey, which {settings.journeys_dir} does not "
+                          f"have: run it from another folder, or set OMNICANAL_JOURNEYS_DIR")
     runner = web.AppRunner(create_app(runtime), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port, *_ = runner.addresses[0]
     out.write(f"omnicanal demo — embedded store, API on http://{host}:{port}, "
-              f"1 real second = {settings.clock_speed / 3600:g} journey hours\n\n")
+              f"1 real second = {settings.clock_speed / 3600:g} journey hours\n{project}\n\n")
     try:
         async with aiohttp.ClientSession() as http:
             api = _Api(f"http://{host}:{port}", http)

@@ -9,7 +9,7 @@
     ├── ExpressionError        a condition or value expression failed to compile or evaluate
     ├── InputError             an API body or CLI argument is invalid; names the field
     ├── NotFound               the customer, journey or route asked for does not exist
-    ├── StoreUnavailable       Redis cannot be reached: nothing was stored
+    ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
         ├── TransientDelivery  worth retrying later
@@ -96,7 +96,13 @@ class NotFound(OmnicanalError):
 
 
 class StoreUnavailable(OmnicanalError):
-    """Redis cannot be reached or refused the write: nothing was stored."""
+    """Redis cannot be reached or refused the write (out of memory, read-only, loading): nothing was stored.
+
+    `retry_after`: seconds worth waiting before trying again (the API's Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class DaemonUnreachable(OmnicanalError):

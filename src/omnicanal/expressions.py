@@ -2,23 +2,34 @@
 
 A journey says `where: "event.properties.total >= 20"` or `vars: {total: "event.properties.total"}`. Those strings
 come from people who are not the engine's authors, and the data they read comes from the outside world, so they
-run in Jinja2's sandbox (no attribute access to internals, no imports) with strict undefined: a name that does
-not exist is an error the caller decides about, never a silent empty string.
+run in Jinja2's sandbox (no attribute access to internals, no imports).
+
+Data that is not there is read two ways, by what the expression is for:
+
+- a condition (`Expression.test`) sees it as `Missing`: falsy where it stands, so `and`, `or` and `not` mean what
+  they say whatever the order of their operands (see `Missing` for comparisons, arithmetic and filters);
+- a value (`Expression.evaluate`) is strict: a name or key that does not exist is an error the caller records,
+  never a silent empty string sent to a customer (`| default(...)` says what to use instead).
 
 The scope is always a mapping of `customer`, `event`, `vars` and `now` (templates add `data` and `locale`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping, MutableMapping
+from functools import lru_cache, wraps
+from types import CodeType
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
-from omnicanal import native
 from omnicanal.errors import ExpressionError
 
 
@@ -35,23 +46,36 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
     """A sandbox where `event.properties.items` means the key `items`, not the dict method.
 
     Jinja looks up attributes before keys; event properties are data, and names such as `items`, `keys` or
-    `values` are common in them, so for mappings the key wins.
+    `values` are common in them, so for mappings the key wins. A subscript (`event.properties['items']`) on a
+    mapping reads its key only: a key that is not there is undefined, never the method of the same name.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping) and attribute in obj:
-            return obj[attribute]
+        if type(obj) is dict or isinstance(obj, Mapping):  # JSON data is dicts: the ABC check only for others
+            if attribute in obj:
+                return obj[attribute]
+            if not hasattr(obj, attribute):  # what Jinja would find after two failed look-ups
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if type(obj) is dict or isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
-        """A template's globals as a plain dict, not Jinja's ChainMap over the environment's: every render and
-        every expression evaluation copies them, and copying a ChainMap was a measurable share of each send.
-        The environment's globals never change after it is made, so the snapshot is the same thing."""
+        """A template's globals as a plain dict, not Jinja's ChainMap over the environment's: every render
+        copies them, and copying a ChainMap is a measurable share of each send. The environment's globals
+        never change after it is made, so the snapshot is the same thing."""
         return {**self.globals, **(d or {})}
 
 
 def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
-    """The one sandbox configuration used by expressions and message templates alike."""
+    """The sandbox configuration shared by message templates and expressions (which set how they read data that
+    is not there: `_Absent` for values, `Missing` for conditions)."""
     env = _DataFirstSandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
@@ -61,45 +85,174 @@ def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
     return env
 
 
-_SANDBOX = make_sandbox()
+class _NotThere(jinja2.ChainableUndefined):
+    """What both readings of data that is not there share: a look-up in it is not there either (so
+    `event.properties.coupon.code` works as `event.properties.coupon` does), and what the sandbox refuses
+    (`customer.__class__`) is not absent data but a mistake, an error at once."""
+
+    __slots__ = ()
+
+    def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None,
+                 exc: type[jinja2.TemplateRuntimeError] = jinja2.UndefinedError) -> None:
+        if issubclass(exc, SecurityError):
+            raise exc(hint)
+        super().__init__(hint, obj, name, exc)
 
 
-def _native(source: str) -> native.Compiled | None:
-    """The expression as Python closures when it is of the kind native.py compiles (else Jinja evaluates it)."""
-    try:
-        return native.compile_native(Parser(_SANDBOX, source, state="variable").parse_expression(), _SANDBOX)
-    except native.NotCompiled:
-        return None
+class _Absent(jinja2.StrictUndefined, _NotThere):
+    """Data that is not there, as a value reads it: an error as soon as it is used or is the value, except by
+    `default` and `is defined` (`event.properties.coupon.code | default('none')`)."""
+
+    __slots__ = ()
+
+
+class Missing(_NotThere):
+    """Data that is not there, as a condition reads it: false where it stands, whatever surrounds it.
+
+    - it is falsy: `not customer.vip` is true for a customer without `vip`, and `customer.vip or x` is `x`;
+    - it equals nothing (not even another missing value), so `==` is false and `!=` true: a customer without a
+      tier is not gold. `in` is false and `not in` true, the same way round. `<`, `<=`, `>` and `>=` are false;
+    - it stays missing through what is computed from it: a look-up in it (`event.properties.a.b.c`), a call,
+      arithmetic (`event.properties.total * 2 >= 100` is false) and any filter but `default`, which replaces
+      it (`customer.age | int < 18` is false for a customer whose age is unknown, not true as for 0);
+    - `is defined` and `is undefined` tell it apart from a value; joined as text (`~`) it is empty.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return True
+
+    __hash__ = _NotThere.__hash__
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+    def _compares_false(self, other: object) -> bool:
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = _compares_false  # type: ignore[assignment]
+
+    def _stays_missing(self, *args: Any, **kwargs: Any) -> Missing:
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _stays_missing  # type: ignore[assignment]
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _stays_missing  # type: ignore[assignment]
+    __mod__ = __rmod__ = __pow__ = __rpow__ = __neg__ = __pos__ = __call__ = _stays_missing  # type: ignore
+
+
+def _missing_through(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter, answering `Missing` when its value or an argument is missing (and the filter otherwise)."""
+
+    @wraps(function)  # keeps jinja_pass_arg, which says whether Jinja passes its context first
+    def through(*args: Any, **kwargs: Any) -> Any:
+        for arg in args:
+            if type(arg) is Missing:
+                return arg
+        for arg in kwargs.values():
+            if type(arg) is Missing:
+                return arg
+        return function(*args, **kwargs)
+    return through
+
+
+def _condition_sandbox() -> ImmutableSandboxedEnvironment:
+    """The shared sandbox, reading data that is not there as `Missing` (filters pass it on, but `default`)."""
+    env = make_sandbox()
+    env.undefined = Missing
+    env.filters = {name: function if name in ("default", "d") else _missing_through(function)
+                   for name, function in env.filters.items()}
+    return env
+
+
+def _value_sandbox() -> ImmutableSandboxedEnvironment:
+    """The shared sandbox, reading data that is not there as `_Absent`."""
+    env = make_sandbox()
+    env.undefined = _Absent
+    return env
+
+
+_VALUES = _value_sandbox()
+_CONDITIONS = _condition_sandbox()
+
+
+class _Evaluation(Context):
+    """The context of one evaluation, reading names in the scope itself, then in the sandbox's globals.
+
+    Jinja's own context for a call copies the scope and the globals into a new dict and sets up what templates
+    use; an expression only reads names and stores `result`, so this one keeps the scope as given and shares
+    its sandbox's evaluation context (an expression has no `{% autoescape %}` block that could change it).
+    Every attribute Context's methods read is set here, which is why Context's constructor is not run."""
+
+    def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any]) -> None:
+        self.environment = environment
+        self.eval_ctx = eval_ctx
+        self.parent = scope  # type: ignore[assignment]  # a Mapping is all it reads
+        self.vars = {}
+        self.exported_vars = set()
+        self.name = None
+        self.globals_keys = set()
+        self.blocks = {}
+
+    def resolve_or_missing(self, key: str) -> Any:
+        if key in self.parent:
+            return self.parent[key]
+        return self.environment.globals.get(key, missing)
+
+
+def _compile(source: str) -> CodeType:
+    """Python code assigning the expression's value to `result`, as Jinja's own `compile_expression` makes."""
+    parser = Parser(_VALUES, source, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    template = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
+    template.set_environment(_VALUES)
+    code: CodeType = _VALUES.compile(template)
+    return code
+
+
+class _Bound:
+    """An expression's code bound to one sandbox: its filters, tests and undefined."""
+
+    __slots__ = ("_environment", "_eval_ctx", "_root")
+
+    def __init__(self, environment: jinja2.Environment, code: CodeType) -> None:
+        template = environment.template_class.from_code(environment, code, environment.make_globals(None))
+        self._environment, self._eval_ctx = environment, EvalContext(environment)
+        self._root = template.root_render_func
+
+    def __call__(self, scope: Mapping[str, Any]) -> Any:
+        context = _Evaluation(self._environment, self._eval_ctx, scope)
+        for _ in self._root(context):
+            pass
+        return context.vars["result"]
 
 
 class Expression:
-    """A compiled expression; evaluate it against a scope as many times as needed.
+    """A compiled expression; test or evaluate it against a scope as many times as needed.
 
-    Most journey expressions are also compiled to Python closures (native.py), which give Jinja's answer
-    without Jinja's per-evaluation context; where those cannot answer as Jinja would, Jinja does."""
+    Compiled once to Python code by Jinja; that code is bound to each sandbox, so a condition and a value run
+    the same code and differ only in how they read data that is not there."""
 
-    __slots__ = ("_compiled", "_native", "source")
+    __slots__ = ("_condition", "_value", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
-            self._compiled = _SANDBOX.compile_expression(source, undefined_to_none=False)
+            code = _compile(source)
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
-        self._native = _native(source)
+        self._value = _Bound(_VALUES, code)
+        self._condition = _Bound(_CONDITIONS, code)
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
-        """The expression's value; raises ExpressionError on an undefined name or any failure inside it."""
-        if self._native is not None:
-            try:
-                return native.evaluate(self._native, scope)
-            except native.Fallback:
-                pass  # Jinja says what it is, or what the error is
-        return self._jinja(scope)
-
-    def _jinja(self, scope: Mapping[str, Any]) -> Any:
+        """The expression's value; raises ExpressionError on an undefined name or key, or any failure inside it."""
         try:
-            value = self._compiled(**scope)
+            value = self._value(scope)
         except jinja2.UndefinedError as exc:
             raise ExpressionError(f"{self.source!r}: {exc.message}") from exc
         except Exception as exc:  # a sandboxed expression may fail in any way; none may escape untyped
@@ -109,18 +262,17 @@ class Expression:
         return value
 
     def test(self, scope: Mapping[str, Any]) -> bool:
-        """The expression as a condition: data that is not there makes it false, not an error.
+        """The expression as a condition: data that is not there is `Missing`, false where it stands.
 
         Events come from many systems and not all carry every property, so `event.properties.fulfilment ==
-        'click_collect'` is simply false for an event without `fulfilment`. Other failures (comparing a text
-        with a number, ...) still raise ExpressionError: they are mistakes worth seeing.
+        'click_collect'` is simply false for an event without `fulfilment`, and `customer.vip or
+        event.properties.total >= 100` holds for a big order from a customer without `vip`. Other failures
+        (comparing a text with a number, ...) raise ExpressionError: they are mistakes worth seeing.
         """
         try:
-            return bool(self.evaluate(scope))
-        except ExpressionError as exc:
-            if isinstance(exc.__cause__, jinja2.UndefinedError) or exc.__cause__ is None:
-                return False
-            raise
+            return bool(self._condition(scope))
+        except Exception as exc:  # as in evaluate: typed, with the expression it comes from
+            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"

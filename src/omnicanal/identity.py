@@ -34,6 +34,22 @@ def normalise(kind: str, value: str, region: str) -> str:
     return value.strip().lower() if kind == "email" else value.strip()
 
 
+def lookup_of(given: str, region: str) -> tuple[str, str] | None:
+    """The (kind, normalised value) that `given` looks a customer up by, or None when it is a customer id, used as
+    is. Looked up: an id with a kind prefix (`email:`, `phone:`, `push:`, `anon:`), a bare e-mail (it has an `@`)
+    and a bare phone number in E.164 (it starts with `+`). Anything else is an id without a Redis read, so that the
+    ingest path stays free. ValueError when it is shaped like a phone number and is not one."""
+    if ":" in given:
+        kind, _, value = given.partition(":")
+        if kind in KINDS:
+            return kind, normalise(kind, value, region)
+    if "@" in given:
+        return "email", normalise("email", given, region)
+    if given.startswith("+"):
+        return "phone", normalise_phone(given, region)
+    return None
+
+
 def identifiers(addresses: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(kind, value) of every identifier in a profile's addresses (already normalised)."""
     found: list[tuple[str, str]] = []

@@ -10,3 +10,6 @@ MESSAGES = Counter("omnicanal_messages", "Send step outcomes", ["channel", "stat
 WORK_BACKLOG = Gauge("omnicanal_work_backlog", "Entries waiting in all work partitions (scale workers on it)")
 WAITING_TIMERS = Gauge("omnicanal_waiting_timers", "Durable timers not yet due, all partitions")
 OWNED_PARTITIONS = Gauge("omnicanal_owned_partitions", "Work partitions this worker holds")
+LOOP_ERRORS = Counter(
+    "omnicanal_loop_errors", "Errors a background loop logged and survived (reload, ownership)", ["loop"]
+)

@@ -34,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from omnicanal.api.customers import profile_fields
 from omnicanal.api.schemas import CustomerIn
 from omnicanal.config import Settings
-from omnicanal.engine.clock import ManualClock, iso
+from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.runtime import Runtime, load_project
 from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.durations import format_duration, parse_duration
 from omnicanal.journey.model import Journey
+from omnicanal.timestamps import iso
 
 DEFAULT_CUSTOMER: dict[str, Any] = {
     "attributes": {"first_name": "Alex"},
@@ -167,8 +168,14 @@ def _report(journey: Journey, entries: list[dict[str, Any]], start: float) -> st
             lines.append(f"{when}  journey  {entry['status']}{reason}")
         elif entry["kind"] == "conversion":
             lines.append(f"{when}  goal     reached by {entry['event']}")
+        elif entry["kind"] == "fallback":
+            lines.append(f"{when}  fallback {entry['message_id']} ({entry['reason']}): next channel of step "
+                         f"{entry['step']}")
+        elif entry["kind"] == "error":
+            lines.append(f"{when}  error    {entry['where']}: {entry['message']}")
         else:
-            lines.append(f"{when}  error    {entry.get('where')}: {entry.get('message')}")
+            lines.append(f"{when}  {entry['kind']:<8} " + json.dumps(
+                {k: v for k, v in entry.items() if k not in ("kind", "at")}, ensure_ascii=False))
     if not any(entry["kind"] == "journey" for entry in entries):
         where = f" where {journey.trigger.where.source!r}" if journey.trigger.where else ""
         lines.append(f"the journey did not start: its trigger is {journey.trigger.event!r}{where}; "

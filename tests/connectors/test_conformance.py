@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from omnicanal.channels import (
+    CHANNELS,
     FALLBACK_CONNECTOR,
     Connector,
     ConnectorSettings,
@@ -20,7 +21,6 @@ from omnicanal.channels import (
     load_connector_settings,
 )
 from omnicanal.errors import TransientDelivery, UnknownDelivery
-from omnicanal.render import CHANNEL_FIELDS
 from standins import (
     FcmStandIn,
     MessengerStandIn,
@@ -59,7 +59,7 @@ SENDING = sorted(name for name in CONNECTORS if name != FALLBACK_CONNECTOR)
 def test_declares_what_the_engine_needs(name: str) -> None:
     cls = CONNECTORS[name]
     assert cls.name == name
-    assert isinstance(cls.channels, frozenset) and cls.channels <= set(CHANNEL_FIELDS)
+    assert isinstance(cls.channels, frozenset) and cls.channels <= set(CHANNELS)
     assert cls.rate_limit is None or cls.rate_limit > 0
     if name == FALLBACK_CONNECTOR:
         return

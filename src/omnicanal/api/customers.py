@@ -7,16 +7,17 @@ from typing import Any
 from aiohttp import web
 
 from omnicanal.api.errors import read_json
-from omnicanal.api.schemas import CustomerIn
+from omnicanal.api.identifiers import Unresolved, customer_behind
+from omnicanal.api.schemas import CustomerIn, storable
 from omnicanal.api.state import runtime_of
-from omnicanal.engine.clock import iso
-from omnicanal.engine.instance import Instance
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
-from omnicanal.identity import KINDS, PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.identity import PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO
+from omnicanal.timestamps import iso
 
 
 def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> dict[str, Any]:
@@ -46,32 +47,41 @@ def _customer_id(request: web.Request) -> str:
     return customer_id
 
 
+async def _customer_to_update(runtime: Runtime, given: str) -> str:
+    """The customer a profile update is for: an address that names nobody is refused, never taken for an id."""
+    found = await customer_behind(runtime, given)
+    if isinstance(found, Unresolved):
+        raise InputError([{"field": "customer_id", "message": found.message}])
+    return found
+
+
 async def resolve_customer(runtime: Runtime, given: str) -> str:
-    """The customer id behind any identifier: an id, `email:…`, `phone:…`, `push:…`, `anon:…`, or a bare
-    e-mail or phone number. NotFound when nobody has it."""
-    kind, sep, value = given.partition(":")
+    """The customer a read is for: an address resolves as for writes; an id is followed to the customer an
+    anonymous visitor became, and an id nobody has is tried as a bare push token, anonymous id or national phone
+    number (reads are not the ingest path). NotFound when nobody has it."""
+    found = await customer_behind(runtime, given)
+    if isinstance(found, Unresolved):
+        raise NotFound(found.message)
+    if found != given:  # an address, resolved (or the id of a customer whose id is that address)
+        return found
+    profile, attributes, _ = await runtime.customers.profile(given)
+    if profile.get(MERGED_INTO):
+        return str(profile[MERGED_INTO])  # an anonymous visitor who identified: now that customer
+    if profile or attributes:
+        return given
     region = runtime.settings.default_region
-    if sep and kind in KINDS:
-        candidates = [(kind, value)]
-    else:
-        profile, attributes, _ = await runtime.customers.profile(given)
-        if profile.get(MERGED_INTO):
-            return str(profile[MERGED_INTO])  # an anonymous visitor who identified: now that customer
-        if profile or attributes:
-            return given
-        candidates = [(k, given) for k in KINDS]
-    for kind, value in candidates:
+    for kind in ("phone", "push", "anon"):
         try:
-            found = await runtime.identity.resolve(kind, normalise(kind, value, region))
+            owner = await runtime.identity.resolve(kind, normalise(kind, given, region))
         except ValueError:
             continue  # not a phone number: not this kind
-        if found:
-            return found
-    raise NotFound(f"no customer {given!r} (looked up as a customer id, e-mail, phone, push token and anonymous id)")
+        if owner:
+            return owner
+    raise NotFound(f"no customer {given!r} (looked up as a customer id, phone, push token and anonymous id)")
 
 
 async def _instance_view(runtime: Runtime, raw: dict[str, Any]) -> dict[str, Any]:
-    instance = Instance.from_json(raw)
+    instance = Instance.from_dict(raw)
     journey = await runtime.registry.version(instance.journey, instance.version)
     step = journey.steps[instance.position] if instance.position < len(journey.steps) else None
     view: dict[str, Any] = {
@@ -110,8 +120,9 @@ async def _profile_view(runtime: Runtime, customer_id: str) -> dict[str, Any]:
 
 async def put_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    customer_id = _customer_id(request)
-    body = CustomerIn.model_validate(await read_json(request))
+    given = _customer_id(request)
+    body = CustomerIn.model_validate(storable(await read_json(request)))
+    customer_id = await _customer_to_update(runtime, given)
     now = runtime.clock.now()
     fields = profile_fields(body, "api", now, runtime.settings.default_region)
     await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)

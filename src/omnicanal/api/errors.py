@@ -1,10 +1,14 @@
 """Errors to HTTP responses, in one place: handlers raise, this middleware answers.
 
-Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{field, message}]` for invalid input.
+Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{field, message}]` for invalid input,
+and `id` for an unexpected error (a 500), the id its traceback is logged under. No exception leaves as
+aiohttp's plain-text 500.
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,9 +16,10 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import loads
-from omnicanal.errors import InputError, NotFound, OmnicanalError, StoreUnavailable
+from omnicanal.errors import InputError, NotFound, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
 
@@ -46,10 +51,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(404, "not_found", str(exc))
     except StoreUnavailable as exc:
         log.error("store_unavailable", path=request.path, error=str(exc))
-        return error_response(503, "store_unavailable", "the store is unavailable: nothing was stored; retry later")
-    except OmnicanalError as exc:
-        log.error("request_failed", path=request.path, error=str(exc))
-        return error_response(500, "internal_error", str(exc))
+        wait = math.ceil(exc.retry_after)
+        response = error_response(503, "store_unavailable",
+                                  f"the store cannot take requests now: nothing was stored; retry in {wait} s")
+        response.headers["Retry-After"] = str(wait)
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = runtime_of(request).settings.max_body_bytes
         return error_response(413, "body_too_large",
@@ -58,6 +64,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except Exception:  # a bug, or an error no clause above knows: logged once, with an id the client can quote
+        error_id = secrets.token_hex(8)
+        log.exception("request_failed", error_id=error_id, method=request.method, path=request.path)
+        return error_response(500, "internal", f"an unexpected error; the server logged it with id {error_id}",
+                              id=error_id)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -70,3 +81,5 @@ async def read_json(request: web.Request) -> Any:
         return loads(body)
     except ValueError as exc:  # not JSON, or not UTF-8
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # nested past what the parser follows (about a thousand levels)
+        raise InputError([{"field": "body", "message": f"nested more than {MAX_DEPTH} levels deep"}]) from exc

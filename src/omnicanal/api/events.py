@@ -15,33 +15,37 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from omnicanal.api.errors import input_error, read_json
-from omnicanal.api.schemas import BatchIn, EventIn
+from omnicanal.api.identifiers import Unresolved, customer_behind, customers_behind
+from omnicanal.api.schemas import BatchIn, EventIn, storable
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
-from omnicanal.engine.clock import iso
 from omnicanal.engine.runtime import Runtime
+from omnicanal.errors import InputError
 from omnicanal.metrics import EVENTS_ACCEPTED
 from omnicanal.store.work import WorkItem
+from omnicanal.timestamps import iso
 
 _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()
 
 
-def event_id(workspace: str, event: EventIn) -> str:
-    """Derived from the idempotency key when there is one; otherwise unique: this process's random 64-bit prefix
-    and a counter (a random id per event would cost a system call each)."""
+def event_id(workspace: str, customer_id: str, event: EventIn) -> str:
+    """Derived from the idempotency key when there is one (and the customer, whatever identifier named them);
+    otherwise unique: this process's random 64-bit prefix and a counter (a random id per event would cost a
+    system call each)."""
     if event.idempotency_key is None:
         return f"evt_{_PROCESS}{next(_SEQUENCE):016x}"
-    digest = hashlib.sha256(f"{workspace}\x00{event.customer_id}\x00{event.idempotency_key}".encode())
+    digest = hashlib.sha256(f"{workspace}\x00{customer_id}\x00{event.idempotency_key}".encode())
     return f"evt_{digest.hexdigest()[:32]}"
 
 
-def to_stored(runtime: Runtime, event: EventIn) -> dict[str, Any]:
+def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, Any]:
+    """The event as the work stream keeps it, for the customer its identifier resolved to."""
     now = runtime.clock.now()
     return {
-        "id": event_id(runtime.settings.workspace, event),
+        "id": event_id(runtime.settings.workspace, customer_id, event),
         "name": event.name,
-        "customer_id": event.customer_id,
+        "customer_id": customer_id,
         "properties": event.properties,
         "timestamp": event.timestamp.isoformat() if event.timestamp else iso(now),
         "received_at": now,
@@ -50,28 +54,44 @@ def to_stored(runtime: Runtime, event: EventIn) -> dict[str, Any]:
 
 async def post_event(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    event = EventIn.model_validate(await read_json(request))
-    stored = to_stored(runtime, event)
+    event = EventIn.model_validate(storable(await read_json(request)))
+    customer_id = await customer_behind(runtime, event.customer_id)
+    if isinstance(customer_id, Unresolved):
+        raise InputError([{"field": "customer_id", "message": customer_id.message}])
+    stored = to_stored(runtime, event, customer_id)
     await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
     EVENTS_ACCEPTED.inc()
     return web.json_response({"id": stored["id"], "status": "accepted"}, status=202, dumps=dumps)
 
 
+def _rejected(index: int, errors: list[dict[str, str]]) -> dict[str, Any]:
+    return {"index": index, "status": "rejected", "errors": errors}
+
+
 async def post_batch(request: web.Request) -> web.Response:
+    """Each event is validated, resolved and answered on its own: one bad event rejects only itself."""
     runtime = runtime_of(request)
     batch = BatchIn.model_validate(await read_json(request))
     results: list[dict[str, Any]] = []
-    accepted: list[WorkItem] = []
+    valid: dict[int, EventIn] = {}
     for index, raw in enumerate(batch.events):
         try:
-            event = EventIn.model_validate(raw)
+            valid[index] = EventIn.model_validate(storable(raw, f"events.{index}"))
+            results.append({})  # answered once its customer is known
+        except InputError as exc:
+            results.append(_rejected(index, exc.errors))
         except ValidationError as exc:
-            results.append({"index": index, "status": "rejected",
-                            "errors": input_error(exc, prefix=f"events.{index}.").errors})
+            results.append(_rejected(index, input_error(exc, prefix=f"events.{index}.").errors))
+    accepted: list[WorkItem] = []
+    customers = await customers_behind(runtime, [event.customer_id for event in valid.values()])
+    for (index, event), customer_id in zip(valid.items(), customers, strict=True):
+        if isinstance(customer_id, Unresolved):
+            results[index] = _rejected(index, [{"field": f"events.{index}.customer_id",
+                                                "message": customer_id.message}])
             continue
-        stored = to_stored(runtime, event)
+        stored = to_stored(runtime, event, customer_id)
         accepted.append(WorkItem.of_event(stored, unique=event.idempotency_key is None))
-        results.append({"index": index, "status": "accepted", "id": stored["id"]})
+        results[index] = {"index": index, "status": "accepted", "id": stored["id"]}
     if accepted:
         await runtime.queue.append(accepted)
         EVENTS_ACCEPTED.inc(len(accepted))

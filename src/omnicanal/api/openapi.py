@@ -12,13 +12,17 @@ from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+_UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
+                "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                            "schema": {"type": "integer"}}}}
 
 
 def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
     """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies)."""
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "503": _ERROR, **{code: _ERROR for code in more}},
+        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "500": _ERROR, "503": _UNAVAILABLE,
+                      **{code: _ERROR for code in more}},
     }
     if body:
         operation["requestBody"] = {
@@ -47,6 +51,7 @@ def document() -> dict[str, Any]:
             "message": {"type": "string"},
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "field": {"type": "string"}, "message": {"type": "string"}}}},
+            "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
         },
     }
     return {

@@ -8,11 +8,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from omnicanal.codec import unstorable
+from omnicanal.errors import InputError
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
 BATCH_LIMIT = 1000
+MAX_DEPTH = 64
+"""How deep containers may nest in an event or profile body, the body itself counting as one: far more than any
+payload needs, far from where encoding would exhaust the stack (and checked before a body reaches the store)."""
+
+
+def storable(body: Any, field: str = "") -> Any:
+    """`body`, unless some of it cannot be stored (a lone surrogate, nesting beyond MAX_DEPTH): then InputError
+    naming where, under `field` (`events.3` for an event of a batch)."""
+    if (problem := unstorable(body, MAX_DEPTH)) is None:
+        return body
+    where, message = problem
+    raise InputError([{"field": ".".join(part for part in (field, where) if part) or "body", "message": message}])
 
 
 class EventIn(BaseModel):
@@ -21,7 +35,9 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: EventName
-    customer_id: CustomerId
+    customer_id: Annotated[CustomerId, Field(description=(
+        "the customer's id, or an address they are looked up by: email:…, phone:…, push:…, anon:…, a bare e-mail "
+        "or +E.164 number (422 when nobody has it)"))]
     properties: dict[str, Any] = Field(default_factory=dict)
     timestamp: datetime | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None

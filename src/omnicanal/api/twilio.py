@@ -5,10 +5,11 @@ Twilio called (OMNICANAL_PUBLIC_URL + path when set, since a proxy may change wh
 else gets 403 and changes nothing.
 
 A receipt updates the message's status history and becomes an event of its customer (`message.delivered`,
-`message.read`, `message.failed`) that journeys can wait for; an undelivered or failed message asks the worker
-to try the step's next channel. A reply becomes a `message.received` event of the customer the number belongs
-to, so a `wait_for` continues the conversation on whatever channel it came from. STOP-type keywords record an
-opt-out for that channel (START-type ones an opt-in) before anything else, so no worker sends there again.
+`message.read`, `message.failed`) that journeys can wait for; `message.failed` also makes the worker try the
+step's next channel while the journey runs. A reply becomes a `message.received` event of the customer the
+number belongs to, so a `wait_for` continues the conversation on whatever channel it came from. STOP-type keywords
+record an opt-out for that channel (START-type ones an opt-in) before anything else, so no worker sends there
+again.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from omnicanal.api.state import runtime_of
-from omnicanal.engine.clock import iso
 from omnicanal.engine.runtime import Runtime
 from omnicanal.identity import normalise_phone
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
+from omnicanal.timestamps import iso
 
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL", "ARRET", "ARRÊT"})
 OPT_IN = frozenset({"START", "YES", "UNSTOP"})
@@ -73,8 +74,6 @@ async def status_callback(request: web.Request) -> web.Response:
         properties["error_code"] = form["ErrorCode"]
     events = [_event(customer_id, STATUS_EVENTS[status], f"{sid}:{status}", properties, runtime)]
     await runtime.queue.append_events(events)
-    if status in ("undelivered", "failed"):
-        await runtime.queue.append_fallback(customer_id, message_id)
     return web.Response(status=204)
 
 

@@ -1,242 +1,97 @@
-"""A send step: choose the channel, render the message, hand it to the connector — at most once.
+"""Carrying out one send attempt the journey core decided: claim it, hand it to the connector, report the outcome.
 
-Channel choice (policy/choice.py): the step's channels in the customer's preferred order; a channel qualifies
-with an address, a template variant, consent for the step's purpose, outside quiet hours (marketing), and, on
-WhatsApp outside the 24 h window, an approved template. Marketing sends must also fit the frequency caps,
-checked and recorded atomically. Every channel passed over is recorded with its reason.
-
-Outcomes: sent (or queued) → done; the provider refuses for good → the next channel; a transient failure →
-the step is retried later (durably: the instance waits on a timer, honouring Retry-After, with exponential
-backoff and jitter) until the retry budget is spent, then the next channel; nothing qualifies only because of
-quiet hours → the step waits for the window to open; nothing qualifies at all → `suppressed`.
-
-At most once: before the provider is called the message is claimed in Redis under an id derived from the
-instance and the step visit — with the frequency-cap check, one script (store/sends.py). A replay (re-delivered
-event after a crash) finds the claim and does not send again; a claim still marked `sending` means the process
+At most once: before the provider is called the message is claimed in Redis under its id (derived from the
+instance and the step visit) — with the frequency-cap check, one script (store/sends.py). A replay (work applied
+again after a crash) finds the claim and does not send again; a claim still marked `sending` means the process
 died during the call or before the customer's commit, so the outcome is `unknown`. The record with the
-provider's answer is written with the commit (or at once, with its provider id, where receipts will ask for it).
+provider's answer is written with the customer's commit — or at once, with its provider id, where the provider's
+receipts will look for it.
+
+Provider failures come as the connector's typed errors (errors.py) and leave as data (journey/effects.py): the
+core decides what they lead to. What only this side can do happens here: a refused marketing send gives its cap
+slot back, and an address the provider says is dead is removed from the profile.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from omnicanal.channels import ConnectorRegistry, OutboundMessage
-from omnicanal.engine.instance import Instance
-from omnicanal.errors import (
-    DeliveryError,
-    ExpressionError,
-    PermanentDelivery,
-    TemplateError,
-    TransientDelivery,
-    UnknownDelivery,
-)
-from omnicanal.journey.model import DigestStep, Journey, SendStep
-from omnicanal.metrics import MESSAGES
-from omnicanal.policy.caps import Cap
-from omnicanal.policy.choice import Candidate, Rules, choose
-from omnicanal.render import Rendered, TemplateCatalog
+from omnicanal.engine.clock import Clock
+from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery, UnknownDelivery
+from omnicanal.journey.effects import Attempt, Capped, Handed, Outcome, Refused, Replayed
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
-from omnicanal.store.work import FALLBACK_TOKEN
-
-if TYPE_CHECKING:
-    from omnicanal.engine.session import CustomerSession
 
 log = structlog.get_logger("omnicanal.delivery")
 
-RETRY_BASE = 2.0
-RETRY_MAX = 300.0
-
-
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
-    backoff = random.uniform(0, min(RETRY_MAX, RETRY_BASE * 2 ** attempt))
-    return max(backoff, retry_after or 0.0)
-
-
-@dataclass(slots=True)
-class _Send:
-    """One send step being carried out: where it stands and what was tried."""
-
-    session: CustomerSession
-    instance: Instance
-    journey: Journey
-    step_id: str
-    action: SendStep | DigestStep
-    scope: dict[str, Any]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def record(self, status: str, **fields: Any) -> None:
-        stats = self.session.stats[self.journey.id]
-        stats[f"step:{self.step_id}:{status}"] += 1
-        if "channel" in fields:
-            stats[f"channel:{fields['channel']}:{status}"] += 1
-            MESSAGES.labels(fields["channel"], status).inc()
-        extra = {"skipped": self.skipped} if self.skipped else {}
-        self.session.record("message", journey=self.journey.id, step=self.step_id, template=self.action.template,
-                            purpose=self.action.purpose, status=status, **fields, **extra)
-
 
 class Delivery:
-    def __init__(self, templates: TemplateCatalog, connectors: ConnectorRegistry, customers: CustomerStore,
-                 sends: SendLog, rates: RateLimiter, rules: Rules, caps: tuple[Cap, ...], default_locale: str,
-                 retry_budget: float) -> None:
-        self.templates = templates
+    def __init__(self, connectors: ConnectorRegistry, customers: CustomerStore, sends: SendLog,
+                 rates: RateLimiter, clock: Clock) -> None:
         self._connectors = connectors
         self._customers = customers
         self._sends = sends
         self._rates = rates
-        self._rules = rules
-        self._caps = caps
-        self._default_locale = default_locale
-        self._retry_budget = retry_budget
+        self._clock = clock
 
-    async def deliver(self, session: CustomerSession, instance: Instance, journey: Journey, step_id: str,
-                      action: SendStep | DigestStep, data: dict[str, Any] | None = None) -> float | None:
-        """Carry out the step; returns when to try again (quiet hours, transient failure), or None: done."""
-        send = _Send(session, instance, journey, step_id, action, session.scope(instance, instance.event))
-        retry = instance.retry or {}
-        exhausted = set(retry.get("exhausted", []))
-        choice = choose(action.channels, session.customer, self.templates.channels(action.template) or (),
-                        action.purpose, session.now, self._rules)
-        send.skipped += choice.skipped
-        retry_at: float | None = None
-        for candidate in choice.candidates:
-            if candidate.channel in exhausted:
-                send.skipped.append({"channel": candidate.channel, "reason": "failed: retries exhausted"})
-                continue
-            outcome = await self._attempt(send, candidate, data)
-            if outcome == "settled":
-                instance.retry = None
-                return None
-            if isinstance(outcome, float):  # transient: try this channel again later, within the budget
-                retry_at = outcome
-                break
-        if retry_at is not None:
-            return retry_at
-        if choice.held_until is not None and not choice.candidates:
-            send.record("held", until=choice.held_until)
-            return choice.held_until
-        instance.retry = None
-        failed = any(s["reason"].startswith("failed") for s in send.skipped)
-        send.record("failed" if failed else "suppressed")
-        return None
-
-    def _render(self, send: _Send, candidate: Candidate, data: dict[str, Any] | None) -> Rendered | str:
-        """The message for this channel, or why it cannot go on it."""
-        locale = send.session.customer.get("locale") or self._default_locale
-        values = data if data is not None else {name: e.evaluate(send.scope) for name, e in send.action.data.items()}
-        rendered = self.templates.render(send.action.template, candidate.channel, locale,
-                                         {**send.scope, "data": values, "locale": locale})
-        if candidate.channel == "whatsapp":
-            if candidate.template_only and not rendered.content.get("content_sid"):
-                return "outside the 24h WhatsApp window and the template has no approved variant (content_sid)"
-            if not candidate.template_only:  # inside the window: a free-form message
-                rendered.content.pop("content_sid", None)
-                rendered.content.pop("content_variables", None)
-        return rendered
-
-    async def _attempt(self, send: _Send, candidate: Candidate, data: dict[str, Any] | None) -> str | float:
-        """Try one channel: "settled" (sent, unknown, or a rendering failure every channel would share),
-        "next" (this channel will not do: try the next), or the time to retry this channel at."""
-        session, channel = send.session, candidate.channel
-        message_id = f"{send.instance.id}.{send.instance.seq}.{channel}"
-        try:
-            rendered = self._render(send, candidate, data)
-        except (TemplateError, ExpressionError) as exc:
-            log.warning("render_failed", customer_id=session.customer_id, journey=send.journey.id,
-                        step=send.step_id, error=str(exc))
-            send.record("failed", channel=channel, error=str(exc))
-            return "settled"
-        if isinstance(rendered, str):
-            send.skipped.append({"channel": channel, "reason": rendered})
-            return "next"
-        shown = {"channel": channel, "message_id": message_id, "to": candidate.to, "locale": rendered.locale,
-                 "content": rendered.content}
-        now = session.engine.clock.now()
+    async def attempt(self, attempt: Attempt, records: dict[str, dict[str, Any]]) -> Outcome:
+        """Send one message at most once; its record goes into `records` (written with the customer's commit)
+        unless its provider's receipts need it at once."""
+        customer_id, message_id, channel = attempt.customer_id, attempt.message_id, attempt.channel
+        now = self._clock.now()
         record: dict[str, Any] = {"status": "sending", "history": [{"status": "sending", "at": now}],
-                                  "journey": send.journey.id, "step": send.step_id, "channel": channel}
-        caps = (*self._caps, *send.journey.caps) if send.action.purpose == "marketing" else ()
-        claim = await self._sends.claim(session.customer_id, message_id, record, channel, send.journey.id, now, caps)
+                                  "journey": attempt.journey, "step": attempt.step, "channel": channel}
+        claim = await self._sends.claim(customer_id, message_id, record, channel, attempt.journey, now, attempt.caps)
         if claim.previous is not None:
-            return await self._replayed(send, claim.previous, message_id, shown, now)
+            return await self._replayed(customer_id, message_id, claim.previous)
         if claim.cap is not None:
-            send.skipped.append({"channel": channel, "reason": f"frequency cap {claim.cap}"})
-            return "next"
+            return Capped(str(claim.cap))
         connector = self._connectors.for_channel(channel)
         await self._rates.acquire(connector.name, connector.rate_limit)
-        message = OutboundMessage(id=message_id, customer_id=session.customer_id, channel=channel, to=candidate.to,
-                                  content=rendered.content, template=send.action.template, locale=rendered.locale,
-                                  journey=send.journey.id, step=send.step_id)
+        message = OutboundMessage(id=message_id, customer_id=customer_id, channel=channel, to=attempt.to,
+                                  content=attempt.content, template=attempt.template, locale=attempt.locale,
+                                  journey=attempt.journey, step=attempt.step)
         error: DeliveryError | None = None
+        provider_id: str | None = None
         try:
             receipt = await connector.send(message)
             status, provider_id = receipt.status, receipt.provider_id
         except UnknownDelivery as exc:
-            status, provider_id, error = "unknown", None, exc
+            status, error = "unknown", exc
         except DeliveryError as exc:
-            status, provider_id, error = "failed", None, exc
+            status, error = "failed", exc
         record["status"] = status
-        record["history"].append({"status": status, "at": session.engine.clock.now(), "connector": connector.name,
+        record["history"].append({"status": status, "at": self._clock.now(), "connector": connector.name,
                                   **({"error": str(error)} if error else {})})
         if provider_id:
             record["provider_id"] = provider_id
-        if status != "failed" and candidate.later:  # what the fallback needs, should the message not arrive
-            record["fallback"] = {"journey": send.journey.id, "version": send.journey.version, "step": send.step_id,
-                                  "channels": list(candidate.later), "event": send.instance.event,
-                                  "vars": send.instance.vars}
         if provider_id and connector.provider:  # its provider calls back with receipts: they must find the message
-            await self._customers.save_sent_message(session.customer_id, message_id, record, provider_id)
+            await self._customers.save_sent_message(customer_id, message_id, record, provider_id)
         else:  # written with the customer's commit; a crash before it leaves the claim, read as `unknown`
-            session.commit.messages[message_id] = record
-        fallback_after = getattr(send.action, "fallback_after", None)
-        if status != "failed" and candidate.later and fallback_after:
-            session.schedule(message_id, FALLBACK_TOKEN, session.now + fallback_after)
-        if status != "failed":
-            send.instance.messages.append(message_id)
-            details = {"provider_id": provider_id, "error": str(error) if error else None}
-            send.record(status, **shown, **{name: value for name, value in details.items() if value})
-            return "settled"
-        return await self._failed(send, candidate, message_id, error)
+            records[message_id] = record
+        if status == "failed":
+            return await self._refused(attempt, error)
+        return Handed(status, provider_id, str(error) if error else None)
 
-    async def _failed(self, send: _Send, candidate: Candidate, message_id: str,
-                      error: DeliveryError | None) -> str | float:
-        session, channel = send.session, candidate.channel
-        log.warning("send_failed", customer_id=session.customer_id, channel=channel, error=str(error))
-        if send.action.purpose == "marketing":
-            await self._sends.forget(session.customer_id, message_id, channel, send.journey.id)
+    async def _refused(self, attempt: Attempt, error: DeliveryError | None) -> Refused:
+        log.warning("send_failed", customer_id=attempt.customer_id, channel=attempt.channel, error=str(error))
+        if attempt.caps:  # the send did not happen after all: its slot goes back
+            await self._sends.forget(attempt.customer_id, attempt.message_id, attempt.channel, attempt.journey)
         if isinstance(error, PermanentDelivery) and error.invalid_address:
-            await self._customers.remove_address(session.customer_id, channel, candidate.to)
+            await self._customers.remove_address(attempt.customer_id, attempt.channel, attempt.to)
         if isinstance(error, TransientDelivery):
-            retry = send.instance.retry or {"since": session.now, "attempts": 0, "exhausted": []}
-            delay = retry_delay(retry["attempts"], error.retry_after)
-            if session.now + delay - retry["since"] <= self._retry_budget:
-                retry["attempts"] += 1
-                send.instance.retry = retry
-                send.record("retrying", channel=channel, error=str(error), retry_in=round(delay, 3))
-                return session.now + delay
-            retry["exhausted"] = [*retry["exhausted"], channel]
-            send.instance.retry = retry
-        send.skipped.append({"channel": channel, "reason": f"failed: {error}"})
-        return "next"
+            return Refused(str(error), transient=True, retry_after=error.retry_after)
+        return Refused(str(error))
 
-    async def _replayed(self, send: _Send, previous: dict[str, Any], message_id: str, shown: dict[str, Any],
-                        now: float) -> str | float:
-        """The step visit was already claimed (a re-delivered item): never send again, report what happened."""
-        status = previous["status"]
-        if status in ("failed", "capped"):  # that channel did not take it: the next one was tried
-            send.skipped.append({"channel": shown["channel"], "reason": status})
-            return "next"
+    async def _replayed(self, customer_id: str, message_id: str, previous: dict[str, Any]) -> Replayed:
+        """The message was claimed before (the work is applied again): never send again, say what happened."""
+        status = str(previous["status"])
         if status == "sending":  # the process died while the provider had the request
             status = "unknown"
-            previous["history"].append({"status": status, "at": now})
-            await self._customers.save_message(send.session.customer_id, message_id, {**previous, "status": status})
-        send.instance.messages.append(message_id)
-        send.record(status, **shown)
-        return "settled"
+            previous["history"].append({"status": status, "at": self._clock.now()})
+            await self._customers.save_message(customer_id, message_id, {**previous, "status": status})
+        return Replayed(status)

@@ -1,8 +1,10 @@
-"""The engine: applies customers' work items and writes the outcome back.
+"""The engine: applies customers' work items through the journey core and writes the outcome back.
 
-Writes are ordered so that a crash between any two is harmless (see `_write`): what a replay could not redo goes
-before the customer's commit, what may be left undone after it. Counters are the exception: they are statistics,
-flushed once per batch, and a crash can lose or (on replay) double some.
+For each customer: read their snapshot, apply their items with the pure core (journey/core.py), carrying out the
+sends it asks for as it asks (engine/delivery.py), then write the changes. Writes are ordered so that a crash
+between any two is harmless (see `_write`): what a replay could not redo goes before the customer's commit, what
+may be left undone after it. Counters are the exception: they are statistics, flushed once per batch, and a crash
+can lose or (on replay) double some.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from typing import Any
 import structlog
 
 from omnicanal.engine.clock import Clock
-from omnicanal.engine.interpreter import Interpreter
+from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.registry import JourneyRegistry
-from omnicanal.engine.session import CustomerSession
 from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
-from omnicanal.store.customers import CustomerStore, Snapshot, Writes
+from omnicanal.journey import core
+from omnicanal.journey.effects import Changes, DrainJourney, EventArrived, TimerFired, Work
+from omnicanal.journey.session import Context
+from omnicanal.journey.state import CustomerState, Instance, customer_view
+from omnicanal.metrics import MESSAGES
+from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
+from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge
-from omnicanal.store.work import WorkItem, WorkQueue
+from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 
 log = structlog.get_logger("omnicanal.engine")
 
@@ -36,16 +43,38 @@ def _ids_to_check(items: Sequence[WorkItem]) -> list[str]:
     return [item.event["id"] for item in items if item.event is not None and not item.unique]
 
 
+def _work(item: WorkItem) -> Work | None:
+    """A stream item as the core's work (None: not journey work)."""
+    if item.kind == "event" and item.event is not None:
+        return EventArrived(item.event, item.unique)
+    if item.kind == "drain" and item.payload:
+        return DrainJourney(item.payload["journey"])
+    if item.kind == "timer" and item.instance_id is not None and item.token is not None:
+        return TimerFired(item.instance_id, item.token)
+    return None
+
+
+@dataclass(slots=True)
+class Applied:
+    """One customer's work, applied: what the store read, the state after, the changes to write."""
+
+    snapshot: Snapshot
+    state: CustomerState
+    changes: Changes
+    commit: Commit
+
+
 @dataclass
 class Engine:
     clock: Clock
     registry: JourneyRegistry
-    interpreter: Interpreter
+    context: Context
+    """Templates and the brand's rules; replaced when the files are reloaded."""
+    delivery: Delivery
     customers: CustomerStore
     queue: WorkQueue
     journey_store: JourneyStore
     idempotency_window: float
-    default_timezone: str
     identity: IdentityIndex
     merges: CustomerMerge
     _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -81,23 +110,20 @@ class Engine:
 
     async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
         """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
-        event_ids = _ids_to_check(items)
-        snapshot = await self.customers.snapshot(customer_id, event_ids)
+        snapshot = await self.customers.snapshot(customer_id, _ids_to_check(items))
         if (into := snapshot.profile.get(MERGED_INTO)) is not None:
             await self.queue.append(item.for_customer(into) for item in items)
             return True
-        session = CustomerSession(self, snapshot)
-        for item in items:
-            await session.apply(item)
+        applied = await self._run(snapshot, items)
         async with self.customers.writes() as pipe:
-            await self._write(pipe, [session])
-        self._account(session)
+            await self._write(pipe, [applied])
+        self._account(applied)
         return False
 
     async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore) -> dict[str, list[WorkItem]]:
         """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
         one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
-        away (their work is forwarded there), and customers whose session failed (retried there). `limit` bounds
+        away (their work is forwarded there), and customers whose work failed (retried there). `limit` bounds
         how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
         left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
         simple = {cid: items for cid, items in work.items() if cid not in left}
@@ -106,68 +132,107 @@ class Engine:
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
         runnable = list(ready)
         left.update({cid: items for cid, items in simple.items() if cid not in ready})
-        results = await asyncio.gather(*(self._run(ready[cid], simple[cid], limit) for cid in runnable),
+        results = await asyncio.gather(*(self._run_limited(ready[cid], simple[cid], limit) for cid in runnable),
                                        return_exceptions=True)
-        sessions: list[CustomerSession] = []
+        done: list[Applied] = []
         for cid, result in zip(runnable, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 raise result
             if isinstance(result, BaseException):
                 left[cid] = simple[cid]
             else:
-                sessions.append(result)
+                done.append(result)
         async with self.customers.writes() as pipe:
-            await self._write(pipe, sessions)
-        for session in sessions:
-            self._account(session)
+            await self._write(pipe, done)
+        for applied in done:
+            self._account(applied)
         return left
 
-    async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem], limit: asyncio.Semaphore) -> CustomerSession:
+    async def _run_limited(self, snapshot: Snapshot, items: Sequence[WorkItem], limit: asyncio.Semaphore) -> Applied:
         async with limit:
-            session = CustomerSession(self, snapshot)
-            for item in items:
-                await session.apply(item)
-            return session
+            return await self._run(snapshot, items)
 
-    async def _write(self, writes: Writes, sessions: Sequence[CustomerSession]) -> None:
-        """Queue sessions' writes around their commits so that a crash between any two of them is harmless.
+    async def _run(self, snapshot: Snapshot, items: Sequence[WorkItem]) -> Applied:
+        """Apply a customer's items with the core, carrying out the sends it asks for."""
+        customer_id = snapshot.customer_id
+        instances = {iid: Instance.from_dict(raw) for iid, raw in snapshot.instances.items()}
+        await self.registry.preload((i.journey, i.version) for i in instances.values())
+        state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
+                              instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end)
+        commit = Commit()
+        work: list[Work] = []
+        applied = stream_position(snapshot.applied) if snapshot.applied else None
+        for item in items:
+            if item.entry_id:  # from the stream: one at or before the last applied entry was applied already
+                position = stream_position(item.entry_id)
+                if applied is not None and position <= applied:
+                    continue
+                applied, commit.applied = position, item.entry_id
+            if (unit := _work(item)) is not None:
+                work.append(unit)
+        steps = core.apply(self.context, state, work, self.clock.now())
+        try:
+            attempt = next(steps)
+            while True:
+                attempt = steps.send(await self.delivery.attempt(attempt, commit.messages))
+        except StopIteration as finished:
+            changes: Changes = finished.value
+        real_now = time.time()  # the idempotency window is a promise to clients: real time
+        commit.seen = dict.fromkeys(changes.seen, real_now)
+        commit.timeline = changes.timeline
+        commit.instances = {iid: state.instances[iid].to_dict() for iid in changes.saved}
+        commit.ended = changes.ended
+        commit.entries = changes.entries
+        commit.attributes = changes.attributes
+        return Applied(snapshot, state, changes, commit)
+
+    async def _write(self, writes: Writes, done: Sequence[Applied]) -> None:
+        """Queue the writes of applied work around its commits so that a crash between any two is harmless.
 
         Before the commits, what a replay could not redo once a commit marks the work done: new timers (one for
         a state never committed is found stale and ignored), journeys joined in the running-journey index, and
         merges asked for by `identify` (one asked twice is done once). After them, what may safely be left
         undone: the removal of timers no longer needed, and of journeys left from the index (a drain of a
         customer no longer in the journey does nothing). Timers and index changes are grouped across the
-        sessions: one command per partition or journey, not one per customer.
+        customers: one command per partition or journey, not one per customer.
         """
         joined: list[tuple[str, str]] = []
         left: list[tuple[str, str]] = []
-        for session in sessions:
-            before = {raw["journey"] for raw in session.snapshot.instances.values()}
-            after = {instance.journey for instance in session.instances.values()}
-            joined += ((session.customer_id, journey) for journey in after - before)
-            left += ((session.customer_id, journey) for journey in before - after)
-        self.queue.schedule(writes.before, ((t.customer_id, t.instance_id, t.token, t.due)
-                                            for session in sessions for t in session.new_timers))
+        for applied in done:
+            customer_id = applied.snapshot.customer_id
+            before = {raw["journey"] for raw in applied.snapshot.instances.values()}
+            after = {instance.journey for instance in applied.state.instances.values()}
+            joined += ((customer_id, journey) for journey in after - before)
+            left += ((customer_id, journey) for journey in before - after)
+        self.queue.schedule(writes.before, ((a.snapshot.customer_id, t.instance_id, t.token, t.due)
+                                            for a in done for t in a.changes.new_timers))
         self.journey_store.mark_active(writes.before, joined)
-        for session in sessions:
-            for visitor in session.identified:
-                self.identity.link_into(writes.before, session.customer_id, [("anon", visitor)])
+        for applied in done:
+            customer_id = applied.snapshot.customer_id
+            for visitor in filter(valid_customer_id, applied.changes.identified):
+                self.identity.link_into(writes.before, customer_id, [("anon", visitor)])
                 self.queue.append_into(writes.before, [
-                    WorkItem(-1, "", "merge", visitor, payload={"into": session.customer_id})])
+                    WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
         seen_since = time.time() - self.idempotency_window
-        for session in sessions:
-            session.prepare_commit()
-            if session.commit:
-                await self.customers.commit(writes, session.customer_id, session.commit, session.now, seen_since,
-                                            new=not session.snapshot.exists)
-        self.queue.cancel(writes.after, ((t.customer_id, t.instance_id, t.token)
-                                         for session in sessions for t in session.old_timers))
+        for applied in done:
+            if applied.commit:
+                await self.customers.commit(writes, applied.snapshot.customer_id, applied.commit, self.clock.now(),
+                                            seen_since, new=not applied.snapshot.exists)
+        self.queue.cancel(writes.after, ((a.snapshot.customer_id, t.instance_id, t.token)
+                                         for a in done for t in a.changes.old_timers))
         self.journey_store.mark_inactive(writes.after, left)
 
-    def _account(self, session: CustomerSession) -> None:
-        """Counters, written by the next `flush`."""
-        for journey_id, counters in session.stats.items():
+    def _account(self, applied: Applied) -> None:
+        """Counters, written by the next `flush`; errors and message outcomes said in the log and metrics."""
+        for journey_id, counters in applied.changes.stats.items():
             self._stats[journey_id].update(counters)
+        for entry in applied.changes.timeline:
+            kind = entry["kind"]
+            if kind == "message" and "channel" in entry:
+                MESSAGES.labels(entry["channel"], entry["status"]).inc()
+            elif kind == "error":
+                log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
+                            error=entry["message"])
 
     async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> None:
         """The visitor's side of a merge: send everything to the known customer, leave a tombstone."""

@@ -20,6 +20,7 @@ import random
 
 import structlog
 
+from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.work import WorkItem, WorkQueue
 
@@ -75,7 +76,10 @@ class PartitionOwnership:
                     if not await self._leases.renew(number, self._worker_id, self._ttl_ms):
                         self.owned.discard(number)
                         log.warning("partition_lost", partition=number)
-                except Exception:  # the store is down: the worker loop reports it; try again next round
+                except Exception as exc:  # the store is down: the leases are renewed next round, or lost
+                    LOOP_ERRORS.labels(loop="ownership").inc()
+                    log.warning("lease_renewal_failed", partitions=sorted(self.owned),
+                                error=f"{type(exc).__name__}: {exc}")
                     break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self._ttl_ms / 3000)

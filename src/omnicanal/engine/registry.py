@@ -35,6 +35,16 @@ class JourneyRegistry:
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])
 
+    def loaded(self, journey_id: str, version: str) -> Journey:
+        """A version already at hand (current, or loaded by `version`/`preload`); KeyError otherwise."""
+        return self._versions[(journey_id, version)]
+
+    async def preload(self, versions: Iterable[tuple[str, str]]) -> None:
+        """Make these versions available to `loaded` (the journey core reads journeys without awaiting)."""
+        for journey_id, version in versions:
+            if (journey_id, version) not in self._versions:
+                await self.version(journey_id, version)
+
     async def version(self, journey_id: str, version: str) -> Journey:
         """The exact version an instance started on; parsed from the stored source when not current."""
         found = self._versions.get((journey_id, version))

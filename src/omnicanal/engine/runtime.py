@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,11 @@ from typing import Any
 import aiohttp
 import structlog
 
-from omnicanal.channels import ConnectorContext, ConnectorRegistry
+from omnicanal.channels import CHANNELS, ConnectorContext, ConnectorRegistry
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.engine import Engine
-from omnicanal.engine.interpreter import Interpreter
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.timers import run_timers
@@ -30,9 +29,9 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
-from omnicanal.policy.caps import parse_caps
+from omnicanal.journey.session import Context
+from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
-from omnicanal.policy.windows import QuietHours
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.customers import CustomerStore
@@ -65,11 +64,11 @@ def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
 
 
 def channel_rules(settings: Settings) -> Rules:
-    """The brand's channel-choice rules, from the settings (already validated)."""
+    """The brand's channel-choice rules, from the settings (parsed and validated there)."""
     return Rules(
         opt_in_channels=frozenset(settings.opt_in_channels),
-        quiet_hours=QuietHours.parse(settings.quiet_hours),
-        quiet_hours_by_channel={ch: QuietHours.parse(text) for ch, text in settings.quiet_hours_by_channel.items()},
+        quiet_hours=settings.quiet_hours,
+        quiet_hours_by_channel=settings.quiet_hours_by_channel,
         default_timezone=settings.default_timezone,
     )
 
@@ -101,7 +100,7 @@ class Runtime:
     customers: CustomerStore
     queue: WorkQueue
     journey_store: JourneyStore
-    delivery: Delivery
+    engine: Engine
     connectors: ConnectorRegistry
     identity: IdentityIndex
     worker: Worker
@@ -141,19 +140,21 @@ class Runtime:
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
-                templates, connectors, customers, SendLog(transport, keys),
-                RateLimiter(redis, keys, {name: float(rate) for name, rate in settings.rate_limits.items()}),
-                channel_rules(settings), parse_caps(settings.frequency_caps), settings.default_locale,
-                settings.send_retry_budget,
+                connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
+            )
+            journey_context = Context(
+                registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
+                settings.send_retry_budget, settings.timeline_limit, settings.global_control,
+                receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
             )
             identity = IdentityIndex(redis, keys)
-            engine = Engine(clock, registry, Interpreter(delivery), customers, queue, journey_store,
-                            settings.idempotency_window, settings.default_timezone, identity,
-                            CustomerMerge(redis, keys))
-            ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id, settings.partitions,
+            engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
+                            settings.idempotency_window, identity, CustomerMerge(redis, keys))
+            ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
+                                           settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
-            runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, delivery,
+            runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, worker, ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
@@ -181,14 +182,22 @@ class Runtime:
         log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
-        """Load journeys and templates again; a broken file is reported and the previous version keeps running."""
+        """Load journeys and templates again; True once the files' versions run.
+
+        When it cannot (a broken file, the store down, a directory gone) the previous version keeps running,
+        the reason is logged, and a failure other than a broken file is counted in `omnicanal_loop_errors_total`;
+        the next file change or SIGHUP tries again."""
         try:
             templates, journeys = load_project(self.settings)
+            await self.registry.replace(journeys)
         except ProjectError as exc:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False
-        await self.registry.replace(journeys)
-        self.delivery.templates = templates
+        except Exception as exc:
+            LOOP_ERRORS.labels(loop="reload").inc()
+            log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        self.engine.context = replace(self.engine.context, templates=templates)
         log.info("reloaded", journeys={j.id: j.version for j in journeys})
         return True
 
@@ -200,8 +209,7 @@ class Runtime:
             current = _files_signature(self.settings)
             if current != signature:
                 signature = current
-                with contextlib.suppress(Exception):  # a store outage during reload: the next change retries
-                    await self.reload()
+                await self.reload()
 
     async def stop(self) -> None:
         """Stop taking work, let the batch in hand finish (up to the grace period), then close everything."""

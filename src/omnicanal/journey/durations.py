@@ -33,6 +33,14 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def parse_offset(value: object) -> float:
+    """Seconds for a signed duration (`-1d`, `+2h`, `30m`): how far before or after a moment."""
+    text = str(value).strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text[:1] in "-+":
+        return (-1.0 if text[0] == "-" else 1.0) * parse_duration(text[1:])
+    return parse_duration(text)
+
+
 def format_duration(seconds: float) -> str:
     """A compound spelling of a duration (`5400` → `1h30m`), for graphs and messages.
 

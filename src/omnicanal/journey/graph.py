@@ -17,6 +17,7 @@ from omnicanal.journey.model import (
     GotoStep,
     Journey,
     SendStep,
+    SplitStep,
     Step,
     UpdateStep,
     WaitForStep,
@@ -51,6 +52,15 @@ def step_edges(step: Step, following: str | None) -> list[Edge]:
             for number, case in enumerate(action.cases)
         ]
         return [*cases, Edge(index, action.otherwise, "else", ("otherwise",))]
+    if isinstance(action, SplitStep):
+        total = sum(arm.weight for arm in action.arms)
+        return [Edge(index, arm.goto, f"{arm.name} {100 * arm.weight / total:g}%",
+                     ("arms", number, "goto") if arm.goto is not None else None)
+                for number, arm in enumerate(action.arms)]
+    if isinstance(action, WaitStep) and action.at is not None:
+        jumps = [Edge(index, target, label, (key,)) for key, target, label in (
+            ("on_past", action.on_past, "already past"), ("on_error", action.on_error, "not a date")) if target]
+        return [*jumps, Edge(index, following, f"at {action.at.source}")]
     if isinstance(action, WaitForStep) and action.on_timeout is not None and action.timeout is not None:
         label = f"timeout {format_duration(action.timeout)}"
         return [Edge(index, action.on_timeout, label, ("on_timeout",)), Edge(index, following, action.event)]
@@ -81,12 +91,54 @@ def reachable(steps: Sequence[Step]) -> set[int]:
     return seen
 
 
+def loops(steps: Sequence[Step]) -> list[set[int]]:
+    """The step indexes of each loop: the strongly connected parts of the step graph that can come back to a
+    step (more than one step, or a step that jumps to itself)."""
+    index_of = {step.id: step.index for step in steps}
+    exits: dict[int, set[int]] = {step.index: set() for step in steps}
+    for edge in all_edges(steps):
+        if edge.target is not None and edge.target in index_of:
+            exits[edge.source].add(index_of[edge.target])
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    found: list[set[int]] = []
+
+    def visit(node: int) -> None:  # Tarjan's algorithm; journeys are small, recursion depth is their length
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for nxt in exits[node]:
+            if nxt not in order:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], order[nxt])
+        if low[node] == order[node]:
+            part: set[int] = set()
+            while True:
+                member = stack.pop()
+                part.add(member)
+                if member == node:
+                    break
+            if len(part) > 1 or node in exits[node]:
+                found.append(part)
+
+    for step in steps:
+        if step.index not in order:
+            visit(step.index)
+    return found
+
+
 def describe(step: Step) -> str:
     """A one-line summary of what a step does, for graphs and listings."""
     action = step.action
     if isinstance(action, SendStep):
         return f"send {action.template} via {', '.join(action.channels)}"
     if isinstance(action, WaitStep):
+        if action.at is not None:
+            offset = f" {'+' if action.offset > 0 else '-'}{format_duration(abs(action.offset))}" \
+                if action.offset else ""
+            return f"wait until {action.at.source}{offset}"
         return f"wait {format_duration(action.seconds)}" if action.seconds else f"wait until {action.until}"
     if isinstance(action, DigestStep):
         period = format_duration(action.window) if action.window else f"until {action.until}"
@@ -100,6 +152,8 @@ def describe(step: Step) -> str:
         return f"goto {action.target}"
     if isinstance(action, ExitStep):
         return f"exit ({action.reason})" if action.reason else "exit"
+    if isinstance(action, SplitStep):
+        return "split " + " / ".join(f"{arm.name} {arm.weight}" for arm in action.arms)
     return "branch"
 
 

@@ -24,7 +24,8 @@ from pydantic import (
 
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression, compile_expression
-from omnicanal.journey.durations import parse_duration
+from omnicanal.journey.durations import parse_duration, parse_offset
+from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.windows import parse_clock
 
@@ -67,6 +68,11 @@ def _value(value: object) -> Expression:
     return _condition(value)
 
 
+def _one_or_more(value: object) -> object:
+    """`delivered_on: push.opened` is short for a list of one."""
+    return (value,) if isinstance(value, str) else value
+
+
 _as_source = PlainSerializer(lambda expression: expression.source, return_type=str, when_used="json")
 Condition = Annotated[Expression, PlainValidator(_condition), _as_source]
 """A condition (`where`, `when`): an expression written as a string."""
@@ -83,13 +89,30 @@ class _Strict(BaseModel):
 
 
 class EventMatch(_Strict):
-    """An event name and an optional condition on it: triggers and exit criteria."""
+    """An event name and an optional condition on it."""
 
     event: Name
     where: Condition | None = None
 
 
-class Goal(EventMatch):
+class Trigger(EventMatch):
+    """What starts the journey; with `key`, one instance per value of that expression (an order, an
+    appointment), several running in parallel for one customer, each with its own re-entry."""
+
+    key: Value | None = None
+
+
+class InstanceRule(EventMatch):
+    """An event a running instance reacts to (`exit_on`, `goal`).
+
+    In a keyed journey an instance only sees events that carry its key, or no key at all (a customer-wide event
+    such as an unsubscribe); `any_key: true` makes the rule see the events of every key.
+    """
+
+    any_key: bool = False
+
+
+class Goal(InstanceRule):
     """The conversion a journey aims at, counted if it happens within `within` seconds of entry."""
 
     within: Duration | None = None
@@ -114,7 +137,8 @@ class SendStep(_Strict):
     `purpose` decides the rules: marketing needs consent where the brand requires opt-in, counts against
     frequency caps and waits out quiet hours; transactional (an order confirmation) goes unless opted out.
     `fallback_after`: if the message is not delivered (or read, where the channel says so) by then, the next
-    channel is tried.
+    channel is tried. Channels whose providers never report delivery (channels.CHANNELS) need `delivered_on`:
+    the events that count as delivery instead, such as the app's `push.opened` or `message.clicked`.
     """
 
     template: Name
@@ -122,18 +146,40 @@ class SendStep(_Strict):
     data: dict[str, Value] = {}
     purpose: Literal["marketing", "transactional"] = "marketing"
     fallback_after: Duration | None = None
+    delivered_on: Annotated[tuple[Name, ...], BeforeValidator(_one_or_more), Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _delivered_on_needs_fallback(self) -> SendStep:
+        if self.delivered_on is not None and self.fallback_after is None:
+            raise ValueError("delivered_on is set but fallback_after is not, so it would change nothing: add "
+                             "e.g. `fallback_after: 2h`, or remove delivered_on")
+        return self
 
 
 class WaitStep(_Strict):
-    """Wait a duration (`wait: 1h`), or until the customer's clock shows a time (`wait: {until: "09:30"}`)."""
+    """Wait a duration (`wait: 1h`), until the customer's clock shows a time (`wait: {until: "09:30"}`), or until
+    a moment taken from the data (`wait: {at: "event.properties.pickup_deadline", offset: -1d}`: an ISO 8601
+    timestamp or epoch seconds; a whole-day offset keeps the wall-clock time in the customer's time zone).
+
+    A moment already past continues at once, or goes to `on_past`; a value that is no moment is said on the
+    timeline with the value, and goes to `on_error` (without it the journey ends as failed).
+    """
 
     seconds: Duration | None = None
     until: ClockTime | None = None
+    at: Value | None = None
+    offset: Annotated[Seconds, BeforeValidator(parse_offset)] | None = None
+    on_past: str | None = None
+    on_error: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> WaitStep:
-        if (self.seconds is None) == (self.until is None):
-            raise ValueError('a wait is a duration (`wait: 1h`) or a time of day (`wait: {until: "09:30"}`)')
+        if sum(value is not None for value in (self.seconds, self.until, self.at)) != 1:
+            raise ValueError('a wait is a duration (`wait: 1h`), a time of day (`wait: {until: "09:30"}`) or a '
+                             'moment from the data (`wait: {at: "event.properties.deadline"}`): one of them')
+        if self.at is None and (self.offset, self.on_past, self.on_error) != (None, None, None):
+            raise ValueError("offset, on_past and on_error go with `at` (a moment from the data): add `at` or "
+                             "remove them")
         return self
 
 
@@ -162,12 +208,14 @@ class DigestStep(_Strict):
 
 
 class WaitForStep(_Strict):
-    """Wait for an event; on timeout go to `on_timeout`, or continue with the next step if it is not set."""
+    """Wait for an event; on timeout go to `on_timeout`, or continue with the next step if it is not set.
+    `any_key`: in a keyed journey, an event of any key resumes it (see EventMatch)."""
 
     event: Name
     where: Condition | None = None
     timeout: Duration | None = None
     on_timeout: str | None = None
+    any_key: bool = False
 
     @model_validator(mode="after")
     def _on_timeout_needs_timeout(self) -> WaitForStep:
@@ -198,6 +246,10 @@ class UpdateStep(_Strict):
     def _sets_something(self) -> UpdateStep:
         if not self.vars and not self.customer:
             raise ValueError("an update step needs 'vars' or 'customer' (or both) with at least one entry")
+        reserved = sorted(PROFILE_FIELDS.intersection(self.customer))
+        if reserved:
+            raise ValueError(f"customer.{reserved[0]} is a profile field, not an attribute: a journey cannot set it "
+                             "(consents, addresses, locale... change through PUT /v1/customers); use another name")
         return self
 
 
@@ -205,12 +257,46 @@ class GotoStep(_Strict):
     target: str
 
 
+class SplitArm(_Strict):
+    """One arm of an experiment: its share of customers (`weight`) and where they go, or the holdout."""
+
+    weight: int = Field(gt=0)
+    goto: str | None = None
+    holdout: bool = False
+
+    @model_validator(mode="after")
+    def _goes_somewhere(self) -> SplitArm:
+        if (self.goto is None) != self.holdout:
+            raise ValueError("an arm has either `goto: <step id>` or `holdout: true`, e.g. "
+                             "`- {weight: 45, goto: push_offer}` or `- {weight: 10, holdout: true}`")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.goto or "holdout"
+
+
+class SplitStep(_Strict):
+    """Send each customer down one arm, by weight: sticky (a hash of customer, journey and step, the same on
+    re-entry). The holdout gets no message: its instance waits out the goal window, so its conversions count
+    as the baseline the other arms' lift is measured against."""
+
+    arms: tuple[SplitArm, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SplitStep:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError("each arm goes to a different step, and there is at most one holdout")
+        return self
+
+
 class ExitStep(_Strict):
     reason: str | None = None
 
 
-Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep
-Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest"]
+Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep | SplitStep
+Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest", "split"]
 
 KIND_MODELS: dict[str, type[Action]] = {
     "send": SendStep,
@@ -221,6 +307,7 @@ KIND_MODELS: dict[str, type[Action]] = {
     "goto": GotoStep,
     "exit": ExitStep,
     "digest": DigestStep,
+    "split": SplitStep,
 }
 """Step kind (the key authors write) → the model of its payload."""
 
@@ -250,9 +337,9 @@ class Journey(BaseModel):
 
     id: str
     name: str
-    trigger: EventMatch
+    trigger: Trigger
     re_entry: ReEntry
-    exit_on: tuple[EventMatch, ...]
+    exit_on: tuple[InstanceRule, ...]
     goal: Goal | None
     caps: tuple[Cap, ...] = ()
     steps: tuple[Step, ...]

@@ -54,6 +54,20 @@ def next_wall_time(now: float, clock: time, tz: ZoneInfo) -> float:
     raise AssertionError("a wall-clock time always recurs within two days")
 
 
+def parse_moment(value: object, tz: ZoneInfo) -> datetime | None:
+    """A moment from the data: an ISO 8601 timestamp (without an offset: on the customer's clock, `tz`) or epoch
+    seconds; None for anything else (a bool, a malformed text, a number out of range)."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value.strip())
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class QuietHours:
     """A nightly window (e.g. 21:00-08:00) in which marketing messages are held, not sent."""

@@ -23,7 +23,7 @@ class Commit:
     seen: dict[str, float] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Instances to write, in their stored form (engine/instance.Instance.to_json)."""
+    """Instances to write, under their fields' full names (journey/state.Instance.to_dict)."""
     ended: set[str] = field(default_factory=set)
     entries: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +53,7 @@ def commit_args(commit: Commit, now: float, seen_since: float, new: bool, timeli
         repr(now), "1" if new else "0", repr(seen_since), timeline_limit, commit.applied or "",
         *section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
         *section([encode(entry) for entry in commit.timeline], 1),
-        *section([x for iid, i in commit.instances.items() for x in (iid, encode(i))], 2),
+        *section([x for iid, i in commit.instances.items() for x in (iid, schema.encode_instance(i))], 2),
         *section(list(commit.ended), 1),
         *section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
         *section([x for pair in kept.items() for x in pair], 2),

@@ -30,12 +30,28 @@ _UNAVAILABLE = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,  # maxmemory reached under noeviction
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
     redis_errors.MasterDownError,
     redis_errors.SlotNotCoveredError,
     OSError,
 )
+_REFUSING = frozenset({"MISCONF"})
+"""Error codes of a Redis that refuses writes until an operator acts (MISCONF: its snapshots fail)."""
+RETRY_AFTER: dict[type[BaseException], float] = {redis_errors.OutOfMemoryError: 10.0,
+                                                 redis_errors.BusyLoadingError: 5.0}
+"""Seconds a client is told to wait (Retry-After) when Redis is full or loading; 1 s for the rest."""
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The StoreUnavailable a Redis failure means — Redis cannot take the command now, and nothing was stored —
+    or None for other failures (a script's error, a bug), which are not the store's state."""
+    if not isinstance(exc, _UNAVAILABLE) and getattr(exc, "status_code", None) not in _REFUSING:
+        return None
+    error = StoreUnavailable(f"Redis is unavailable: {exc}", retry_after=RETRY_AFTER.get(type(exc), 1.0))
+    error.__cause__ = exc
+    return error
 
 
 MAX_CONNECTIONS = 128
@@ -101,11 +117,14 @@ def open_redis(url: str | None) -> Redis:
 
 @asynccontextmanager
 async def translated() -> AsyncIterator[None]:
-    """Turn Redis' connection-level failures into StoreUnavailable, once, at the store's boundary."""
+    """Turn the failures that mean Redis cannot take commands into StoreUnavailable, once, at the store's
+    boundary."""
     try:
         yield
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+    except Exception as exc:
+        if (error := unavailable(exc)) is None:
+            raise
+        raise error from exc
 
 
 async def call(awaitable: Awaitable[Any]) -> Any:

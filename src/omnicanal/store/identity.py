@@ -6,7 +6,7 @@ every lookup is checked against the profile it points to before use.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from omnicanal.store.connection import Redis, call, translated
@@ -33,3 +33,11 @@ class IdentityIndex:
     async def resolve(self, kind: str, value: str) -> str | None:
         found: str | None = await call(self._redis.get(self._keys.identity(kind, value)))
         return found
+
+    async def resolve_many(self, identifiers: Sequence[tuple[str, str]]) -> list[str | None]:
+        """The customer of each (kind, value), None for those nobody has: one round trip (a Cluster's client
+        splits it by node)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for kind, value in identifiers:
+                pipe.get(self._keys.identity(kind, value))
+            return list(await pipe.execute())

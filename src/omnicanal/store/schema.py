@@ -75,7 +75,7 @@ def split_profile(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 
 INSTANCE_NAMES = {"event_at": "e", "journey": "j", "version": "v", "started_at": "s", "position": "p", "seq": "n",
                   "vars": "x", "event": "ev", "waiting": "w", "converted": "c", "messages": "m", "digest": "g",
-                  "retry": "r"}
+                  "retry": "r", "fallbacks": "f", "key": "y", "arms": "a"}
 """Stored names of an instance's fields (its wait's: WAIT_NAMES). A waiting instance is Redis memory for as long
 as it waits: short names keep it small. The id and the customer are not stored: they are the field and the key
 the instance is stored under."""
@@ -85,7 +85,7 @@ _WAIT_FULL = {short: name for name, short in WAIT_NAMES.items()}
 
 EVENT_AT_PATTERN = '^{"' + INSTANCE_NAMES["event_at"] + '":(%d+)'
 """Lua pattern of an instance that keeps its event on the timeline: `event_at` is its first stored field
-(engine/instance.Instance.to_json puts it there), so the snapshot script finds it without decoding the JSON."""
+(journey/state.Instance.to_dict puts it there), so the snapshot script finds it without decoding the JSON."""
 
 
 def _renamed(instance: dict[str, Any], names: dict[str, str], waiting: str, wait_names: dict[str, str]
@@ -103,8 +103,9 @@ def _renamed(instance: dict[str, Any], names: dict[str, str], waiting: str, wait
 
 
 def encode_instance(instance: dict[str, Any]) -> bytes:
-    """An instance as `decode_instance` gives it (full names, with its id and customer) in its stored form, the
-    one Instance.to_json builds: JSON with the short names, in the same order, without the id and customer."""
+    """An instance under its fields' full names (journey/state.Instance.to_dict, or as `decode_instance` gives it)
+    in its stored form: JSON with the short names, in the same order (`event_at` first: EVENT_AT_PATTERN),
+    without the id and customer."""
     stored = {name: value for name, value in instance.items() if name not in ("id", "customer_id")}
     return encode(_renamed(stored, INSTANCE_NAMES, INSTANCE_NAMES["waiting"], WAIT_NAMES))
 
@@ -224,9 +225,6 @@ DEAD_ERROR = "error"
 DEAD_FAILED_AT = "failed_at"
 """Dead-letter stream fields added to the item's own: why it failed, when."""
 TIMER_KIND = "timer"
-
-FALLBACK_TOKEN = "fallback"
-"""A timer whose token is this concerns a message (its id in place of the instance): try the next channel."""
 
 
 @dataclass(frozen=True, slots=True)

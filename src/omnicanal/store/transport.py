@@ -30,6 +30,7 @@ from omnicanal.store.connection import (
     open_redis,
     send_commands,
     translated,
+    unavailable,
 )
 from omnicanal.store.scripts import Command, Script
 
@@ -100,8 +101,8 @@ class Coalescer:
         for (_, answer), result in zip(batch, results, strict=True):
             if answer.done():  # its caller was cancelled
                 continue
-            if isinstance(result, BaseException):
-                answer.set_exception(result)
+            if isinstance(result, BaseException):  # an error reply is its caller's alone
+                answer.set_exception(unavailable(result) or result)
             else:
                 answer.set_result(result)
 

@@ -22,7 +22,6 @@ from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 from omnicanal.store.schema import (
     DEAD_ERROR,
     DEAD_FAILED_AT,
-    FALLBACK_TOKEN,
     WorkItem,
     decode_work,
     encode_work,
@@ -31,8 +30,8 @@ from omnicanal.store.schema import (
 from omnicanal.store.scripts import load
 from omnicanal.store.transport import Queue, Transport
 
-__all__ = ["FALLBACK_TOKEN", "WorkItem", "WorkQueue", "stream_position"]
-"""WorkItem and FALLBACK_TOKEN are stored forms (schema.py), used with the queue."""
+__all__ = ["WorkItem", "WorkQueue", "stream_position"]
+"""WorkItem is a stored form (schema.py), used with the queue."""
 
 FIRE_DUE = load("fire_due")
 
@@ -169,10 +168,6 @@ class WorkQueue:
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             self.append_into(pipe, batch)
             await pipe.execute()
-
-    async def append_fallback(self, customer_id: str, message_id: str) -> None:
-        """Ask the customer's worker to try the next channel of the step that sent this message."""
-        await self.append([WorkItem(-1, "", "timer", customer_id, instance_id=message_id, token=FALLBACK_TOKEN)])
 
     async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
         """Ask the owners of these customers to exit their instances of the journey; returns how many."""

@@ -1,14 +1,20 @@
-"""YAML to plain Python data, remembering the line every key and list item was written on.
+"""The one reader of the YAML files people write (journeys, templates), keeping the line of everything in them.
 
 `yaml.safe_load` forgets where things came from, and a validation message without a line number sends people
-hunting through their file. So the document is composed into nodes with PyYAML's safe loader and constructed
-here: containers by hand (recording `path -> line` on the way), scalars by PyYAML's own safe constructor so
-that `yes`, `1.5` or dates mean exactly what they mean everywhere else.
+hunting through their file. Every file is parsed here, with PyYAML's safe loader, and a syntax error of any kind
+comes out as one YamlSyntaxError with its line. Two views of the result:
+
+- `load_with_lines`: plain data plus `path -> line`, for files validated as data (journeys). Containers are
+  built by hand, recording lines on the way; scalars by PyYAML's own safe constructor, so that `yes`, `1.5` or
+  dates mean exactly what they mean everywhere else.
+- `compose`: the node tree, for readers that need what data forgets (a scalar's tag as written, a literal
+  block's style, whose lines map one to one onto the file): templates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,21 +72,44 @@ class Document:
 
 def load_with_lines(source: str) -> Document:
     """Parse one YAML document; raises YamlSyntaxError with the line of the first syntax error."""
-    loader = yaml.SafeLoader(source)
-    try:
+    with _parsing(source) as loader:
         node = loader.get_single_node()
         document = Document(data=None, lines={(): 1})
         if node is not None:
-            document.lines[()] = node.start_mark.line + 1
+            document.lines[()] = line_of_node(node)
             document.data = _construct(loader, node, (), document, set())
         return document
+
+
+def compose(source: str) -> yaml.Node | None:
+    """The node tree of one YAML document (None if it is empty); raises YamlSyntaxError with its line."""
+    with _parsing(source) as loader:
+        return loader.get_single_node()
+
+
+def line_of_node(node: yaml.Node) -> int:
+    """The 1-based line a node starts on."""
+    return int(node.start_mark.line) + 1
+
+
+@contextmanager
+def _parsing(source: str) -> Iterator[yaml.SafeLoader]:
+    """A safe loader over `source` whose syntax errors, marked or not, come out as YamlSyntaxError."""
+    try:
+        loader = yaml.SafeLoader(source)  # refuses a character YAML does not allow right here, before parsing
+        try:
+            yield loader
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         detail = ", ".join(filter(None, (exc.context, exc.problem))) or str(exc)
         raise YamlSyntaxError(line, f"YAML syntax error: {detail}") from exc
-    finally:
-        loader.dispose()
+    except yaml.reader.ReaderError as exc:  # such a character has a position, not a mark
+        line = source.count("\n", 0, exc.position) + 1
+        message = f"YAML syntax error: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise YamlSyntaxError(line, message) from exc
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Document, active: set[int]) -> Any:
@@ -88,12 +117,12 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node, deep=True)
     if id(node) in active:
-        raise YamlSyntaxError(node.start_mark.line + 1, "an alias refers to its own anchor; that never ends")
+        raise YamlSyntaxError(line_of_node(node), "an alias refers to its own anchor; that never ends")
     active = active | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
-            doc.lines[(*path, index)] = item.start_mark.line + 1
+            doc.lines[(*path, index)] = line_of_node(item)
             items.append(_construct(loader, item, (*path, index), doc, active))
         return items
     assert isinstance(node, yaml.MappingNode)
@@ -101,7 +130,7 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = _construct(loader, key_node, path, doc, active)
-        line = key_node.start_mark.line + 1
+        line = line_of_node(key_node)
         if not isinstance(key, str | int | float | bool | None):
             raise YamlSyntaxError(line, "a mapping key must be a plain value such as a name")
         if key in mapping:

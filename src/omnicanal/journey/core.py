@@ -1,0 +1,241 @@
+"""The journey core: a customer's work applied to their state, with no I/O.
+
+`apply(context, state, work, now)` takes the customer's state and their work items (events, fired timers,
+drains), in order, and changes the state; it returns the Changes for the engine to write. For each event: it is
+recorded on the timeline; delivery receipts and engagement events settle the fallbacks of the messages they
+concern; running instances whose journey exits on it end; goals it meets are recorded as conversions; instances
+waiting for it resume; journeys it triggers start. Every affected instance then advances until it waits or ends.
+
+It is a generator: each send it decides is yielded as an `Attempt` and the engine sends back the `Outcome`
+(journey/effects.py), so the same code runs in the worker, in `omnicanal simulate` and in unit tests, where the
+outcomes are given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from omnicanal.errors import ExpressionError
+from omnicanal.journey.advance import advance, collect
+from omnicanal.journey.effects import (
+    FALLBACK_TOKEN_PREFIX,
+    Changes,
+    DrainJourney,
+    EventArrived,
+    Sends,
+    TimerFired,
+    Work,
+)
+from omnicanal.journey.model import DigestStep, InstanceRule, Journey, SendStep, WaitForStep
+from omnicanal.journey.sending import Plan, deliver
+from omnicanal.journey.session import Context, Session, entry_name
+from omnicanal.journey.state import CustomerState, Instance
+
+IDENTIFY = "identify"
+"""`{"name": "identify", "customer_id": "c42", "properties": {"anonymous_id": "anon-123"}}`: the visitor
+anon-123 is c42 — their history, attributes and running journeys are merged into c42."""
+
+DELIVERED = frozenset({"message.delivered", "message.read"})
+"""Receipts that say a message arrived: its fallback is not needed."""
+FAILED = "message.failed"
+"""The receipt that says a message did not arrive: its fallback goes now."""
+
+
+def apply(context: Context, state: CustomerState, work: Iterable[Work], now: float) -> Sends[Changes]:
+    """Apply the work items in order; the state is changed in place, the rest comes back as Changes."""
+    session = Session(context, state, now)
+    for item in work:
+        if isinstance(item, EventArrived):
+            session.applying = item.event
+            yield from _apply_event(session, item.event, item.unique)
+        elif isinstance(item, TimerFired):
+            session.applying = None
+            yield from _apply_timer(session, item.instance_id, item.token)
+        elif isinstance(item, DrainJourney):
+            _apply_drain(session, item.journey)
+    return session.finish()
+
+
+def _journey_of(session: Session, instance: Instance) -> Journey:
+    return session.context.journeys.loaded(instance.journey, instance.version)
+
+
+def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends[None]:
+    event_id = event["id"]
+    state = session.state
+    if not unique:  # it may come again under its id, in another work item
+        if event_id in state.seen:
+            return  # a retry with the same idempotency key, a provider's retried callback, a forwarded event
+        state.seen.add(event_id)
+        session.changes.seen.append(event_id)
+    session.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
+                   occurred_at=event["timestamp"])
+    session.event_at = session.timeline_end() - 1  # the entry just recorded
+    visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
+    if isinstance(visitor, str) and visitor != session.customer_id:
+        session.changes.identified.append(visitor)
+    for instance in list(state.instances.values()):
+        yield from _route_to_instance(session, instance, event)
+    for journey in session.context.journeys.triggered_by(event["name"]):
+        yield from _maybe_start(session, journey, event)
+
+
+def _key_of(session: Session, journey: Journey, event: dict[str, Any]) -> str | None:
+    """The key an event carries for a keyed journey (`trigger.key` evaluated on it); None: no key (missing, or
+    the journey is not keyed). Numbers and text of the same value are one key (`42` and "42")."""
+    key = journey.trigger.key
+    if key is None:
+        return None
+    try:
+        value = key.evaluate(session.scope(None, event))
+    except ExpressionError:
+        return None
+    return None if value is None else str(value)
+
+
+def _sees(rule: InstanceRule | WaitForStep, instance: Instance, event_key: str | None) -> bool:
+    """Whether a rule of a keyed instance sees an event: its own key, no key (customer-wide), or `any_key`."""
+    return rule.any_key or event_key is None or instance.key is None or event_key == instance.key
+
+
+def _route_to_instance(session: Session, instance: Instance, event: dict[str, Any]) -> Sends[None]:
+    journey = _journey_of(session, instance)
+    event_key = _key_of(session, journey, event)
+    if instance.fallbacks:
+        yield from _settle_fallbacks(session, instance, journey, event)
+    goal = journey.goal
+    if goal and not instance.converted and _sees(goal, instance, event_key) and session.matches(
+        goal, event, instance, f"{journey.id}.goal"
+    ) and (goal.within is None or session.now - instance.started_at <= goal.within):
+        instance.converted = True
+        session.count(journey.id, "converted")
+        for step_id, arm in (instance.arms or {}).items():
+            session.count(journey.id, f"step:{step_id}:arm:{arm}:converted")
+        session.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
+                       attributed_to=list(instance.messages), **({"arms": instance.arms} if instance.arms else {}))
+        session.save(instance)
+    for rule in journey.exit_on:  # after the goal: the purchase that ends the journey is its conversion too
+        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
+            session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
+            return
+    waiting = instance.waiting
+    step = journey.steps[instance.position]
+    if waiting and waiting.kind == "digest" and isinstance(step.action, DigestStep):
+        collect(session, instance, journey, step, event)
+        session.save(instance)
+        return
+    if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and _sees(
+        step.action, instance, event_key
+    ) and session.matches(step.action, event, instance, f"{journey.id}.{step.id}.where"):
+        session.stop_waiting(instance, journey)
+        instance.event, instance.event_at = event, session.event_at
+        instance.vars["timed_out"] = False
+        instance.position += 1
+        yield from advance(session, instance, journey)
+
+
+def _settle_fallbacks(session: Session, instance: Instance, journey: Journey, event: dict[str, Any]) -> Sends[None]:
+    """A receipt or an engagement event about a message that may fall back: delivered → no fallback; failed →
+    the fallback goes now."""
+    message_id = event["properties"].get("message_id")
+    name = event["name"]
+    for pending_id, pending in list((instance.fallbacks or {}).items()):
+        if name in DELIVERED or name == FAILED:
+            if message_id != pending_id:
+                continue
+        else:
+            action = journey.steps[journey.step_index(pending["step"])].action
+            engaged = action.delivered_on if isinstance(action, SendStep) else None
+            if name not in (engaged or ()) or (message_id is not None and message_id != pending_id):
+                continue
+        session.cancel_fallback(instance, pending_id)
+        if name == FAILED:
+            session.record("fallback", journey=journey.id, step=pending["step"], message_id=pending_id,
+                           reason="failed")
+            yield from _send_fallback(session, instance, journey, pending_id, pending)
+        session.save(instance)
+
+
+def _send_fallback(session: Session, instance: Instance, journey: Journey, message_id: str,
+                   pending: dict[str, Any]) -> Sends[None]:
+    """Send the step's message again, on the channels after the one it went on, without moving the instance."""
+    step = journey.steps[journey.step_index(pending["step"])]
+    if not isinstance(step.action, SendStep | DigestStep):
+        return
+    data = pending.get("data")
+    plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), f"{message_id}~fallback",
+                data, retries=False)
+    held_until = yield from deliver(session, plan)
+    if held_until is not None:  # quiet hours on every channel left: the fallback goes when they end
+        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until, data)
+    session.save(instance)
+
+
+def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> Sends[None]:
+    state = session.state
+    key = _key_of(session, journey, event)
+    if journey.trigger.key is not None and key is None:
+        session.record_error(f"{journey.id}.trigger.key", f"{journey.trigger.key.source} gave no value for this "
+                                                          f"{event['name']} event: the journey did not start")
+        return
+    if any(i.journey == journey.id and i.key == key for i in state.instances.values()):
+        return  # one running instance per journey (and key) and customer
+    last = state.entries.get(entry_name(journey.id, key))
+    re_entry = journey.re_entry
+    if last is not None and (
+        re_entry.mode == "never" or (re_entry.mode == "after" and session.now - last < (re_entry.after or 0))
+    ):
+        return
+    if not session.holds(journey.trigger.where, session.scope(None, event), f"{journey.id}.trigger.where"):
+        return
+    # Derived from the event: a replayed event re-creates the same instance, so its sends are recognised.
+    instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
+    instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
+                        customer_id=session.customer_id, started_at=session.now, event=event,
+                        event_at=session.event_at, key=key)
+    session.count(journey.id, "started")
+    session.record("journey", journey=journey.id, version=journey.version, status="started",
+                   instance_id=instance_id, **({"key": key} if key is not None else {}))
+    yield from advance(session, instance, journey)
+
+
+def _apply_drain(session: Session, journey_id: str) -> None:
+    for instance in list(session.state.instances.values()):
+        if instance.journey == journey_id:
+            session.end(instance, _journey_of(session, instance), "exited", reason="drained")
+
+
+def _apply_timer(session: Session, instance_id: str, token: str) -> Sends[None]:
+    instance = session.state.instances.get(instance_id)
+    if instance is None:
+        return  # the instance ended: its timers are stale, and its messages no longer fall back
+    journey = _journey_of(session, instance)
+    if token.startswith(FALLBACK_TOKEN_PREFIX):
+        message_id = token[len(FALLBACK_TOKEN_PREFIX):]
+        pending = session.cancel_fallback(instance, message_id)
+        if pending is not None:  # not delivered in time
+            session.record("fallback", journey=journey.id, step=pending["step"], message_id=message_id,
+                           reason="not delivered in time")
+            yield from _send_fallback(session, instance, journey, message_id, pending)
+        return
+    if instance.waiting is None or instance.waiting.token != token:
+        return  # the instance moved on (resumed by its event): the timer is stale
+    step = journey.steps[instance.position]
+    kind = instance.waiting.kind
+    instance.waiting = None  # the timer fired: nothing to cancel
+    session.count(journey.id, f"step:{step.id}:waiting", -1)
+    if kind == "wait_for" and isinstance(step.action, WaitForStep):
+        instance.vars["timed_out"] = True
+        target = step.action.on_timeout
+        instance.position = journey.step_index(target) if target else instance.position + 1
+    elif kind == "digest" and instance.digest is not None:
+        instance.digest["ready"] = True  # the same step runs again, now to send
+    elif kind == "wait":
+        instance.position += 1
+    elif kind == "holdout":  # the goal window closed: the holdout's conversion, if any, is counted
+        session.end(instance, journey, "exited", reason="holdout")
+        return
+    # "hold": the same step runs again (quiet hours over, or time to retry a provider)
+    yield from advance(session, instance, journey)

@@ -1,0 +1,143 @@
+"""The journey core's inputs and outputs, as data: the work it applies, the sends it asks for and their
+outcomes, and the changes it leaves for the engine to write.
+
+A send is the one effect whose outcome the core must know before it goes on (a refused channel means trying the
+next one; a provider to retry holds the instance), so the core asks for each channel attempt (`Attempt`) and is
+given its `Outcome` back; everything else it only describes (`Changes`), and the engine writes it afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from omnicanal.policy.caps import Cap
+
+# -- work ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventArrived:
+    """An event about the customer. `unique`: no other work item carries its id (the API's, sent without an
+    idempotency key), so it need not be remembered as applied."""
+
+    event: dict[str, Any]
+    unique: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer of one of the customer's instances fell due; `token` says which wait (or fallback) it was for."""
+
+    instance_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class DrainJourney:
+    """`omnicanal journeys drain`: the customer's instance of this journey ends now."""
+
+    journey: str
+
+
+Work = EventArrived | TimerFired | DrainJourney
+
+FALLBACK_TOKEN_PREFIX = "fallback:"
+"""A timer token that is this prefix and a message id: the message's `fallback_after` passed."""
+
+
+# -- sends --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One channel of a send, rendered and ready: the engine claims `message_id` (at most once, with the frequency
+    caps when there are any) and hands the message to the channel's connector."""
+
+    message_id: str
+    customer_id: str
+    channel: str
+    to: str
+    content: dict[str, Any]
+    locale: str
+    template: str
+    journey: str
+    step: str
+    caps: tuple[Cap, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """The provider took the message (`sent`, `queued`), or may have (`unknown`: never send it again)."""
+
+    status: str
+    provider_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The provider refused: for good, or for now (`transient`: the same channel may be tried again later)."""
+
+    error: str
+    transient: bool = False
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capped:
+    """A frequency cap forbids the message on this channel: nothing was sent or counted."""
+
+    cap: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The message was claimed before (the work is applied again after a crash): never sent twice. `status` is
+    what its record says (`unknown` if the process died while the provider had it)."""
+
+    status: str
+
+
+Outcome = Handed | Refused | Capped | Replayed
+
+T = TypeVar("T")
+Sends = Generator[Attempt, Outcome, T]
+"""A computation of the core that may ask for sends: it yields Attempts and is sent their Outcomes."""
+
+
+# -- what the engine writes afterwards --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChange:
+    """A timer of one of the customer's instances, to add or to remove."""
+
+    instance_id: str
+    token: str
+    due: float
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything applying a customer's work changed besides their instances (the state has those)."""
+
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    saved: set[str] = field(default_factory=set)
+    """Ids of running instances that changed (written from the state)."""
+    ended: set[str] = field(default_factory=set)
+    """Ids of instances that ended (removed)."""
+    entries: dict[str, float] = field(default_factory=dict)
+    """Journey id -> start of the instance that just ended (re-entry rules)."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Profile attributes set by `update` steps."""
+    seen: list[str] = field(default_factory=list)
+    """Ids of applied events that may come again: remembered for the idempotency window."""
+    new_timers: list[TimerChange] = field(default_factory=list)
+    old_timers: list[TimerChange] = field(default_factory=list)
+    identified: list[str] = field(default_factory=list)
+    """Anonymous ids an `identify` event said are this customer: merged after the commit."""
+    stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """Journey id -> counter name -> increment."""

@@ -1,0 +1,26 @@
+"""Journey time as the ISO-8601 text the API, the timeline and templates show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(timestamp: float) -> str:
+    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated)."""
+    seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)  # rounded to the µs, as datetime does
+    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+
+
+_last_day: tuple[int, str] = (0, "1970-01-01T")
+
+
+def _iso_second(seconds: int) -> str:
+    """`2026-11-23T10:00:00` for a Unix second. Every timeline entry and event asks, under an accelerated clock
+    nearly always for another second: the date part is made once a day, the time of day by arithmetic."""
+    global _last_day
+    day, second_of_day = divmod(seconds, 86_400)
+    if _last_day[0] != day:
+        _last_day = (day, datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT"))
+    hours, rest = divmod(second_of_day, 3_600)
+    minutes, secs = divmod(rest, 60)
+    return f"{_last_day[1]}{hours:02d}:{minutes:02d}:{secs:02d}"
