@@ -123,7 +123,7 @@ async def test_lua_commit_writes_every_section_and_keeps_receipts(transport: Rec
     client = transport.client
     k = KEYS.customer("c1")
     first = Commit(seen={"old": 10.0, "e1": 50.0}, timeline=[{"kind": "event", "n": n} for n in range(2)],
-                   instances={"i1": {"j": "cart"}, "i2": {"j": "welcome"}}, entries={"cart": 5.0},
+                   instances={"i1": {"journey": "cart"}, "i2": {"journey": "welcome"}}, entries={"cart": 5.0},
                    attributes={"tier": "gold", "vip": True}, messages={"m1": _record("sending", "sent")},
                    applied="7-0")
     async with store.writes() as writes:
