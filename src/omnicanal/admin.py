@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from omnicanal.config import Settings
 from omnicanal.errors import ConfigError
-from omnicanal.store.connection import open_redis
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkItem, WorkQueue
 
 
@@ -34,12 +34,12 @@ async def _store(settings: Settings) -> AsyncIterator[tuple[WorkQueue, JourneySt
     if settings.embedded:
         raise ConfigError("set OMNICANAL_REDIS_URL to the Redis of the running daemon (the embedded store is "
                           "private to its process)")
-    redis = open_redis(settings.redis_url)
+    transport = open_transport(settings.redis_url)
     keys = Keyspace(settings.workspace, settings.partitions)
     try:
-        yield WorkQueue(redis, keys), JourneyStore(redis, keys)
+        yield WorkQueue(transport, keys), JourneyStore(transport.client, keys)
     finally:
-        await redis.aclose()
+        await transport.aclose()
 
 
 async def list_dead_letters(settings: Settings, limit: int) -> list[DeadLetter]:

@@ -192,9 +192,6 @@ class Engine:
         commit.ended = changes.ended
         commit.entries = changes.entries
         commit.attributes = changes.attributes
-        if snapshot.legacy_instances:  # every running instance is written where instances live now
-            commit.instances = {iid: instance.to_dict() for iid, instance in state.instances.items()}
-            commit.move_instances = True
         return Applied(snapshot, state, changes, commit)
 
     async def _write(self, writes: Writes, done: Sequence[Applied]) -> None:
