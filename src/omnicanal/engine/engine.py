@@ -41,6 +41,7 @@ from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge
+from omnicanal.store.schema import TOUCHPOINTS
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 
 log = structlog.get_logger("omnicanal.engine")
@@ -166,7 +167,8 @@ class Engine:
         instances = {iid: Instance.from_dict(raw) for iid, raw in snapshot.instances.items()}
         await self.registry.preload((i.journey, i.version) for i in instances.values())
         state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
-                              instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end)
+                              instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
+                              list(snapshot.profile.get(TOUCHPOINTS) or ()))
         commit = Commit()
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
@@ -192,6 +194,8 @@ class Engine:
         commit.ended = changes.ended
         commit.entries = changes.entries
         commit.attributes = changes.attributes
+        if changes.touchpoints:
+            commit.profile[TOUCHPOINTS] = state.touchpoints
         return Applied(snapshot, state, changes, commit)
 
     async def _write(self, writes: Writes, done: Sequence[Applied]) -> None:

@@ -27,6 +27,8 @@ class Commit:
     ended: set[str] = field(default_factory=set)
     entries: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    """Profile fields the work set (the customer's touchpoints)."""
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Records of messages sent (their claim was written before the provider call); each one's status history
     merges with the stored one, so a receipt recorded meanwhile is kept."""
@@ -35,7 +37,7 @@ class Commit:
 
     def __bool__(self) -> bool:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
-                    or self.messages)
+                    or self.profile or self.messages)
 
 
 def commit_keys(k: CustomerKeys) -> list[str]:
@@ -58,6 +60,8 @@ def commit_args(commit: Commit, now: float, seen_since: float, new: bool, timeli
         *section([x for jid, at in commit.entries.items() for x in (jid, repr(at))], 2),
         *section([x for pair in kept.items() for x in pair], 2),
         *section([name for name, value in commit.attributes.items() if value is None], 1),
+        *section([x for name, value in commit.profile.items()
+                  for x in (name, schema.encode_profile_field(name, value))], 2),
         *messages,
     ]
 

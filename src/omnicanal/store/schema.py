@@ -33,7 +33,9 @@ MERGED_FROM = "merged_from"
 MERGED_INTO = "merged_into"
 """A tombstone: the customer this anonymous id became; their work is forwarded there."""
 MERGED_AT = "merged_at"
-PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM})
+TOUCHPOINTS = "touchpoints"
+"""JSON list of the messages the customer received lately, for attribution (journey/attribution.py)."""
+PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM, TOUCHPOINTS})
 """Profile fields stored as JSON; the others (locale, timezone, timestamps, whatsapp_last_inbound) are text."""
 
 APPLIED_ENTRY = "applied_entry"

@@ -1,7 +1,8 @@
 -- Everything one batch of work changes for one customer, atomically: one command to encode and parse instead of
 -- a MULTI of eight. ARGV after the fixed ones: sections, each a count followed by its items: applied event ids
 -- (id, score), timeline entries, instances to set (id, JSON), instances to delete (id), journey entries (journey,
--- when it began), attributes to set (name, JSON), attributes to delete (name), then messages, each: id, record,
+-- when it began), attributes to set (name, JSON), attributes to delete (name), profile fields to set (name,
+-- stored text), then messages, each: id, record,
 -- number of history entries, then those entries (status, entry JSON); a message's history merges with what is
 -- stored (see _append_statuses.lua), so a receipt recorded meanwhile stays.
 local profile_key = KEYS[1]
@@ -50,6 +51,7 @@ call_with_items('HDEL', profile_key, instance_fields(args.section(1), 1))
 call_with_items('HSET', entries_key, args.section(2))
 call_with_items('HSET', attrs_key, args.section(2))
 call_with_items('HDEL', attrs_key, args.section(1))
+call_with_items('HSET', profile_key, args.section(2))
 for _ = 1, tonumber(args.take()) do
   local message_id, record = args.take(), args.take()
   local history = {}
