@@ -126,3 +126,46 @@ def test_the_customers_touchpoints_are_bounded() -> None:
     customer.pass_time(3 * KEPT * 60)
     assert len(customer.state.touchpoints) == KEPT
     assert customer.state.touchpoints[-1]["m"] == customer.attempts[-1].message_id
+
+
+REMINDED = flow("""
+- id: push_it
+  send: {template: offer, channels: [push]}
+- wait: 2d
+- id: mail_it
+  send: {template: offer, channels: [email]}
+""", """
+goal: {event: order, within: 3d}
+""")
+
+
+def test_a_goal_met_after_the_journey_completed_still_converts_within_its_window() -> None:
+    customer = Customer([REMINDED])
+    customer.event("go")
+    customer.pass_time(2 * 86400 + HOUR)  # the reminder went, the journey completed
+    assert customer.milestones() == ["started", "completed"]
+    customer.event("order", total=50, channel="web")
+    [conversion] = customer.of_kind("conversion")
+    push, email = (a.message_id for a in customer.attempts)
+    assert conversion["attributed_to"] == [push, email] and conversion["where"] == "web"
+    assert conversion["credits"]["last"] == {email: 1.0}
+    customer.event("order", total=50)  # once per instance
+    assert len(customer.of_kind("conversion")) == 1
+    assert customer.state.watches == []
+
+
+def test_after_the_window_an_ended_instance_no_longer_converts() -> None:
+    customer = Customer([REMINDED])
+    customer.event("go")
+    customer.pass_time(4 * 86400)
+    customer.event("order", total=50)
+    assert customer.of_kind("conversion") == []
+    assert customer.state.watches == []  # expired watches are dropped
+
+
+def test_a_failed_instance_is_not_watched() -> None:
+    customer = Customer([flow("- wait: {at: \"event.properties.when\"}", "goal: {event: order, within: 3d}")])
+    customer.event("go", when="never")
+    customer.event("order")
+    assert customer.milestones() == ["started", "failed (1_wait: not a date)"]
+    assert customer.of_kind("conversion") == []

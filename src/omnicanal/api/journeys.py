@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
-from omnicanal.errors import NotFound
+from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.model import Journey
+from omnicanal.stats import report
+from omnicanal.timestamps import iso
 
 JOURNEY_COUNTERS = ("started", "completed", "exited", "converted", "failed")
 
@@ -61,3 +64,30 @@ async def get_journey(request: web.Request) -> web.Response:
         "steps": _step_counts(journey, counters),
         "channels": channels,
     })
+
+
+def _moment(request: web.Request, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError([{"field": name, "message": f"{text!r} is not an ISO 8601 time, e.g. "
+                                                     "2026-12-01T00:00:00Z"}]) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """`?from=&to=&bucket=hour|day`: the funnel per step and channel over the range (all time without `from`),
+    conversions and revenue by where and by attribution model, experiment arms, and a series per bucket."""
+    runtime: Runtime = runtime_of(request)
+    journey = runtime.registry.current.get(request.match_info["journey_id"])
+    if journey is None:
+        raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
+    end = _moment(request, "to", runtime.clock.now())
+    start = _moment(request, "from", 0.0) if "from" in request.query else None
+    body = await report(runtime.journey_store, journey, start, end, request.query.get("bucket"))
+    body.update({"from": iso(start) if start is not None else None, "to": iso(end)})
+    body["series"] = [{**point, "at": iso(point["at"])} for point in body["series"]]
+    return web.json_response(body)

@@ -131,7 +131,7 @@ class Runtime:
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
             customers = CustomerStore(transport, keys, settings.timeline_limit)
             queue = WorkQueue(transport, keys)
-            journey_store = JourneyStore(redis, keys)
+            journey_store = JourneyStore(redis, keys, settings.stats_retention)
             registry = JourneyRegistry(journey_store)
             await registry.replace(journeys)
             await queue.ensure_groups()

@@ -33,7 +33,7 @@ from omnicanal.journey.effects import (
 from omnicanal.journey.model import DigestStep, Goal, InstanceRule, Journey, SendStep, WaitForStep
 from omnicanal.journey.sending import Plan, deliver
 from omnicanal.journey.session import Context, Session, entry_name
-from omnicanal.journey.state import CustomerState, Instance
+from omnicanal.journey.state import CustomerState, Instance, watched_instance
 
 IDENTIFY = "identify"
 """`{"name": "identify", "customer_id": "c42", "properties": {"anonymous_id": "anon-123"}}`: the visitor
@@ -87,6 +87,8 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
         session.changes.identified.append(visitor)
     for instance in list(state.instances.values()):
         yield from _route_to_instance(session, instance, event)
+    if state.watches:
+        _watch_goals(session, event)
     for journey in session.context.journeys.triggered_by(event["name"]):
         yield from _maybe_start(session, journey, event)
 
@@ -139,6 +141,20 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
         yield from advance(session, instance, journey)
 
 
+def _watch_goals(session: Session, event: dict[str, Any]) -> None:
+    """Instances that ended before their goal window closed: a goal met within it converts them too."""
+    state = session.state
+    for watch in list(state.watches):
+        journey = session.context.journeys.loaded(watch["journey"], watch["version"])
+        goal, instance = journey.goal, watched_instance(session.customer_id, watch)
+        if goal is None or watch["until"] < session.now or not _sees(goal, instance, _key_of(session, journey, event)):
+            continue
+        if session.matches(goal, event, instance, f"{journey.id}.goal"):
+            state.watches.remove(watch)
+            session.changes.watches = True
+            _convert(session, instance, journey, goal, event)
+
+
 def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal, event: dict[str, Any]) -> None:
     """The goal is met: record the conversion with its revenue, and credit the messages before it (any journey,
     any channel) under each attribution model, split by where it happened."""
@@ -167,7 +183,8 @@ def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal,
                    credits={model: {touch["m"]: round(share, 6) for touch, share in shares}
                             for model, shares in credited.items()},
                    **({"arms": instance.arms} if instance.arms else {}))
-    session.save(instance)
+    if instance.id in session.state.instances:  # a running instance; an ended one is only watched
+        session.save(instance)
 
 
 def _count_receipt(session: Session, event: dict[str, Any]) -> None:

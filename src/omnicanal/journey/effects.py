@@ -151,6 +151,8 @@ class Changes:
     """Ids of applied events that may come again: remembered for the idempotency window."""
     new_timers: list[TimerChange] = field(default_factory=list)
     old_timers: list[TimerChange] = field(default_factory=list)
+    watches: bool = False
+    """The customer's goal watches changed: the state's list is written."""
     touchpoints: bool = False
     """The customer's touchpoints changed (a message was sent): the state's list is written."""
     identified: list[str] = field(default_factory=list)

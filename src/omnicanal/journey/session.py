@@ -17,7 +17,7 @@ from omnicanal.expressions import Expression
 from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
-from omnicanal.journey.state import CustomerState, Instance, Wait
+from omnicanal.journey.state import CustomerState, Instance, Wait, goal_watch
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
@@ -131,6 +131,11 @@ class Session:
         self.state.instances.pop(instance.id, None)
         self.changes.saved.discard(instance.id)
         self.changes.ended.add(instance.id)
+        goal = journey.goal
+        if status != "failed" and goal is not None and goal.within is not None and not instance.converted \
+                and instance.started_at + goal.within > self.now:  # a goal met within its window still counts
+            self.state.watches.append(goal_watch(instance, instance.started_at + goal.within))
+            self.changes.watches = True
         # Re-entry rules read when the last instance began; written as it ends (while it runs, the instance
         # itself keeps a second one from starting).
         entry = entry_name(journey.id, instance.key)
@@ -190,6 +195,9 @@ class Session:
         trimmed away (a timeline keeps `timeline_limit` entries) keeps a copy of the event instead. A timer both
         removed and added again (a fallback held until quiet hours end) is only added: removals are written last."""
         changes = self.changes
+        watching = [watch for watch in self.state.watches if watch["until"] >= self.now]
+        if len(watching) != len(self.state.watches):
+            self.state.watches, changes.watches = watching, True
         added = {(timer.instance_id, timer.token) for timer in changes.new_timers}
         changes.old_timers = [timer for timer in changes.old_timers if (timer.instance_id, timer.token) not in added]
         first_kept = self.timeline_end() - self.context.timeline_limit

@@ -18,7 +18,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:workers             zset   live worker ids scored by their last heartbeat
     oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
     oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
-    oc:{ws}:stats:ID            hash   per-journey and per-step counters
+    oc:{ws}:stats:ID            hash   per-journey and per-step counters, since the start
+    oc:{ws}:stats:ID:h:HOUR     hash   the same counters for one hour of journey time (kept OMNICANAL_STATS_RETENTION)
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:outbox              list   messages recorded by the outbox connector
@@ -125,6 +126,10 @@ class Keyspace:
 
     def journey_stats(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:stats:{journey_id}"
+
+    def journey_stats_hour(self, journey_id: str, hour: int) -> str:
+        """The journey's counters of one hour of journey time (`hour`: epoch seconds // 3600)."""
+        return f"oc:{self.workspace}:stats:{journey_id}:h:{hour}"
 
     @property
     def customers(self) -> str:

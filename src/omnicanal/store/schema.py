@@ -35,7 +35,9 @@ MERGED_INTO = "merged_into"
 MERGED_AT = "merged_at"
 TOUCHPOINTS = "touchpoints"
 """JSON list of the messages the customer received lately, for attribution (journey/attribution.py)."""
-PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM, TOUCHPOINTS})
+GOAL_WATCHES = "goal_watches"
+"""JSON list of ended instances whose goal window is still open (journey/state.goal_watch)."""
+PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM, TOUCHPOINTS, GOAL_WATCHES})
 """Profile fields stored as JSON; the others (locale, timezone, timestamps, whatsapp_last_inbound) are text."""
 
 APPLIED_ENTRY = "applied_entry"

@@ -28,7 +28,7 @@ from omnicanal.store.schema import (
     timer_member,
 )
 from omnicanal.store.scripts import load
-from omnicanal.store.transport import Queue, Transport
+from omnicanal.store.transport import Transport
 
 __all__ = ["WorkItem", "WorkQueue", "stream_position"]
 """WorkItem is a stored form (schema.py), used with the queue."""
@@ -69,21 +69,21 @@ class WorkQueue:
         await self.append(map(WorkItem.of_event, events))
 
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
-                   pending: bool = False, done: Sequence[WorkItem] = (), also: Queue | None = None) -> list[WorkItem]:
+                   pending: bool = False, done: Sequence[WorkItem] = ()) -> list[WorkItem]:
         """New entries of these partitions for this consumer (or, with `pending`, the ones it was given and
         never acknowledged). `block_ms` None: answer at once.
 
-        `done` (entries whose effects are committed) are acknowledged first, and `also` queues other writes (the
-        last batch's counters), in the same round trip as the read where the transport allows: a worker's cycle
-        is a round trip shorter. Redis runs them before the read blocks, so nothing waits for new work."""
+        `done` (entries whose effects are committed) are acknowledged first, in the same round trip as the read
+        where the transport allows: a worker's cycle is a round trip shorter. Redis runs the acknowledgements
+        before the read blocks, so nothing waits for new work."""
         streams: FieldMap = {self._keys.partition(n).work: "0" if pending else ">" for n in sorted(partitions)}
         if not streams:
-            await self.acknowledge(done, also)
+            await self.acknowledge(done)
             return []
         try:
             answer = await self._transport.read_groups(STREAM_GROUP, consumer, streams, count,
                                                        None if pending else block_ms,
-                                                       lambda pipe: self._queue_acks(pipe, done, also))
+                                                       lambda pipe: self._queue_acks(pipe, done))
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -110,17 +110,14 @@ class WorkQueue:
             items.extend(decode_work(number, entry_id, fields) for entry_id, fields in entries if fields)
         return items  # an entry without fields was deleted while pending: nothing to do
 
-    async def acknowledge(self, items: Iterable[WorkItem], also: Queue | None = None) -> None:
-        """Acknowledge and delete processed entries (streams stay as small as the backlog); `also` queues other
-        writes that may go in the same round trip (the batch's counters)."""
+    async def acknowledge(self, items: Iterable[WorkItem]) -> None:
+        """Acknowledge and delete processed entries (streams stay as small as the backlog)."""
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            self._queue_acks(pipe, items, also)
+            self._queue_acks(pipe, items)
             if len(pipe):
                 await pipe.execute()
 
-    def _queue_acks(self, pipe: Any, items: Iterable[WorkItem], also: Queue | None) -> None:
-        if also is not None:
-            also(pipe)
+    def _queue_acks(self, pipe: Any, items: Iterable[WorkItem]) -> None:
         by_stream: dict[str, list[str]] = {}
         for item in items:
             by_stream.setdefault(self._keys.partition(item.partition).work, []).append(item.entry_id)
