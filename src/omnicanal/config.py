@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         default=0.0, ge=0, lt=1, description="Share of customers who get no marketing at all while their goals are "
         "counted (the baseline of the whole programme), e.g. `5%` or `0.05`; picked by a hash of the customer id.",
     )
+    coupon_secret: str | None = Field(
+        default=None, description="Key coupon codes are derived with (unset: one made and kept per workspace in "
+        "Redis); the same everywhere, secret: who has it can compute codes.",
+    )
     send_retry_budget: float = Field(
         default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
     )

@@ -34,6 +34,7 @@ from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call
+from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -142,14 +143,16 @@ class Runtime:
             delivery = Delivery(
                 connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
             )
+            coupons = Coupons(transport, keys)
             journey_context = Context(
                 registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
                 settings.send_retry_budget, settings.timeline_limit, settings.global_control,
+                coupon_secret=await coupons.secret(settings.coupon_secret),
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
             )
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
-                            settings.idempotency_window, identity, CustomerMerge(redis, keys))
+                            settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons)
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)

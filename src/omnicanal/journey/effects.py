@@ -155,6 +155,8 @@ class Changes:
     """The customer's goal watches changed: the state's list is written."""
     touchpoints: bool = False
     """The customer's touchpoints changed (a message was sent): the state's list is written."""
+    coupons: list[dict[str, Any]] = field(default_factory=list)
+    """Coupons issued with messages sent (`code`, `message_id`, `journey`, `step`, `channel`, `expires`)."""
     identified: list[str] = field(default_factory=list)
     """Anonymous ids an `identify` event said are this customer: merged after the commit."""
     stats: Counts = field(default_factory=lambda: new_counts())

@@ -137,6 +137,16 @@ class ReEntry(_Strict):
         return self
 
 
+class CouponSpec(_Strict):
+    """A unique coupon code issued with the message (`coupon.code` in its template): `prefix` then `length`
+    unguessable characters, valid for `valid_for` after the send. Redeemed by a `coupon.redeemed` event carrying
+    the code (from the till, the site, anywhere), it is tied back to the message, step and channel."""
+
+    prefix: str = Field(default="", pattern=r"^[A-Z0-9-]{0,12}$")
+    length: int = Field(default=8, ge=6, le=16)
+    valid_for: Duration
+
+
 class SendStep(_Strict):
     """Send a template on the first channel of `channels` the customer can be reached on.
 
@@ -153,6 +163,7 @@ class SendStep(_Strict):
     purpose: Literal["marketing", "transactional"] = "marketing"
     fallback_after: Duration | None = None
     delivered_on: Annotated[tuple[Name, ...], BeforeValidator(_one_or_more), Field(min_length=1)] | None = None
+    coupon: CouponSpec | None = None
 
     @model_validator(mode="after")
     def _delivered_on_needs_fallback(self) -> SendStep:
