@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         default=0.0, ge=0, lt=1, description="Share of customers who get no marketing at all while their goals are "
         "counted (the baseline of the whole programme), e.g. `5%` or `0.05`; picked by a hash of the customer id.",
     )
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts `fetch` steps may call, e.g. `shop.example,*.shop.example` (`*`: "
+        "any public host); a private or loopback address only for a host listed by its exact name. Empty: none.",
+    )
+    fetch_max_bytes: int = Field(default=262_144, ge=1024, description="Largest answer a `fetch` step accepts.")
     coupon_secret: str | None = Field(
         default=None, description="Key coupon codes are derived with (unset: one made and kept per workspace in "
         "Redis); the same everywhere, secret: who has it can compute codes.",
@@ -160,7 +165,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
 
-    @field_validator("api_keys", "opt_in_channels", mode="before")
+    @field_validator("api_keys", "opt_in_channels", "fetch_allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -18,12 +18,14 @@ import structlog
 
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
+from omnicanal.engine.fetch import Fetcher
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
 from omnicanal.journey import core
 from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
+    Attempt,
     Changes,
     DrainJourney,
     EventArrived,
@@ -87,6 +89,7 @@ class Engine:
     identity: IdentityIndex
     merges: CustomerMerge
     coupons: Coupons
+    fetcher: Fetcher
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -181,9 +184,11 @@ class Engine:
             state.redemptions = await self.coupons.redeem(redemptions, self.clock.now())
         steps = core.apply(self.context, state, work, self.clock.now())
         try:
-            attempt = next(steps)
+            request = next(steps)
             while True:
-                attempt = steps.send(await self.delivery.attempt(attempt, commit.messages))
+                outcome = await (self.delivery.attempt(request, commit.messages) if isinstance(request, Attempt)
+                                 else self.fetcher.fetch(request))
+                request = steps.send(outcome)
         except StopIteration as finished:
             changes: Changes = finished.value
         real_now = time.time()  # the idempotency window is a promise to clients: real time

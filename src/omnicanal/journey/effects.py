@@ -101,11 +101,34 @@ class Replayed:
     status: str
 
 
-Outcome = Handed | Refused | Capped | Replayed
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A `fetch` step's call, ready: the engine checks the host against the allowed ones and calls it."""
+
+    url: str
+    method: str
+    body: dict[str, Any] | None
+    timeout: float
+    customer_id: str
+    journey: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The endpoint answered with JSON (`value`)."""
+
+    value: Any
+
+
+Request = Attempt | Fetch
+Outcome = Handed | Refused | Capped | Replayed | Fetched
+"""What a request led to (a fetch fails with Refused, for now or for good, as a send does)."""
 
 T = TypeVar("T")
-Sends = Generator[Attempt, Outcome, T]
-"""A computation of the core that may ask for sends: it yields Attempts and is sent their Outcomes."""
+Sends = Generator[Request, Outcome, T]
+"""A computation of the core that may ask for I/O: it yields Attempts (sends) and Fetches and is sent their
+Outcomes."""
 
 
 # -- what the engine writes afterwards --------------------------------------------------------------------------

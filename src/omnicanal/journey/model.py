@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from omnicanal.errors import ExpressionError
-from omnicanal.expressions import Expression, compile_expression
+from omnicanal.expressions import Expression, TextTemplate, compile_expression
 from omnicanal.journey.durations import parse_duration, parse_offset
 from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.caps import Cap
@@ -274,6 +274,48 @@ class GotoStep(_Strict):
     target: str
 
 
+def _text_template(value: object) -> TextTemplate:
+    if isinstance(value, TextTemplate):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'expected a text, e.g. "https://shop.example/stock/{{{{ vars.sku }}}}", not {value!r}')
+    try:
+        return TextTemplate(value)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Text = Annotated[TextTemplate, PlainValidator(_text_template),
+                 PlainSerializer(lambda template: template.source, return_type=str, when_used="json")]
+"""A text with `{{ expressions }}`."""
+
+
+class FetchStep(_Strict):
+    """Call an HTTP endpoint mid-journey and keep its JSON answer in `vars.<into>` for the steps after.
+
+    GET, or POST with a JSON `body` from expressions; only hosts of OMNICANAL_FETCH_ALLOWED_HOSTS (never a private
+    or loopback address unless that host is listed by name); answers over OMNICANAL_FETCH_MAX_BYTES or not JSON
+    fail. A failure for now (timeout, 5xx, 429) is retried with backoff within the send retry budget; then, or on
+    a failure for good, the step goes to `on_error` (`skip`, the default: the next step, with `vars.<into>` unset
+    and the error on the timeline).
+    """
+
+    url: Text
+    method: Literal["GET", "POST"] = "GET"
+    body: dict[str, Value] = {}
+    timeout: Duration = 5.0
+    into: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
+    on_error: str = "skip"
+
+    @model_validator(mode="after")
+    def _sane(self) -> FetchStep:
+        if self.timeout > 30:
+            raise ValueError("timeout: at most 30s (a journey step holds its customer's work while it waits)")
+        if self.body and self.method != "POST":
+            raise ValueError("a body goes with `method: POST`")
+        return self
+
+
 class SplitArm(_Strict):
     """One arm of an experiment: its share of customers (`weight`) and where they go, or the holdout."""
 
@@ -312,8 +354,9 @@ class ExitStep(_Strict):
     reason: str | None = None
 
 
-Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep | SplitStep
-Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest", "split"]
+Action = (SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep | SplitStep
+          | FetchStep)
+Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest", "split", "fetch"]
 
 KIND_MODELS: dict[str, type[Action]] = {
     "send": SendStep,
@@ -325,6 +368,7 @@ KIND_MODELS: dict[str, type[Action]] = {
     "exit": ExitStep,
     "digest": DigestStep,
     "split": SplitStep,
+    "fetch": FetchStep,
 }
 """Step kind (the key authors write) → the model of its payload."""
 

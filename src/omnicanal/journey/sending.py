@@ -24,7 +24,7 @@ from typing import Any
 
 from omnicanal.errors import ExpressionError, TemplateError
 from omnicanal.journey.coupons import coupon_code
-from omnicanal.journey.effects import Attempt, Capped, Refused, Replayed, Sends
+from omnicanal.journey.effects import Attempt, Capped, Handed, Refused, Replayed, Sends
 from omnicanal.journey.model import DigestStep, Journey, SendStep
 from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
@@ -184,6 +184,8 @@ def _attempt(session: Session, plan: Plan, scope: dict[str, Any], candidate: Can
             return TryNext()
         _handed(session, plan, candidate, message_id, outcome.status, shown)
         return Settled()
+    if not isinstance(outcome, Handed):
+        raise TypeError(f"a send attempt was answered with {outcome!r}")
     details = {name: value for name, value in (("provider_id", outcome.provider_id), ("error", outcome.error))
                if value}
     _handed(session, plan, candidate, message_id, outcome.status, {**shown, **details})
