@@ -40,22 +40,28 @@ def _step_counts(journey: Journey, counters: dict[str, int]) -> list[dict[str, A
     return steps
 
 
-async def get_journey(request: web.Request) -> web.Response:
-    runtime: Runtime = runtime_of(request)
-    journey = runtime.registry.current.get(request.match_info["journey_id"])
-    if journey is None:
-        raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
+async def journey_view(runtime: Runtime, journey: Journey) -> dict[str, Any]:
+    """What `GET /v1/journeys/{id}` answers: the journey's counters per step and channel, and its running
+    instances (the dashboard shows the same numbers)."""
     counters = await runtime.journey_store.counters(journey.id)
     channels: dict[str, dict[str, int]] = {}
     for name, value in counters.items():
         if name.startswith("channel:"):
             _, channel, status = name.split(":", 2)
             channels.setdefault(channel, {})[status] = value
-    return web.json_response({
+    return {
         **_summary(journey, counters),
         "path": journey.path,
         "active": await runtime.journey_store.active_count(journey.id),
         "events": sorted(journey.events()),
         "steps": _step_counts(journey, counters),
         "channels": channels,
-    })
+    }
+
+
+async def get_journey(request: web.Request) -> web.Response:
+    runtime: Runtime = runtime_of(request)
+    journey = runtime.registry.current.get(request.match_info["journey_id"])
+    if journey is None:
+        raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
+    return web.json_response(await journey_view(runtime, journey))
