@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from omnicanal.journey.graph import all_edges, describe
 from omnicanal.journey.model import Journey
 
-NODE_WIDTH = 250
+NODE_WIDTH = 270
 NODE_HEIGHT = 64
 GAP_X = 36
 GAP_Y = 54
@@ -108,7 +108,7 @@ def _layers(journey: Journey) -> dict[int, int]:
     deepest = max((depth for node, depth in layer.items() if node != END), default=0)
     for step in journey.steps:  # unreachable steps (the loader refuses them) still get a place
         layer.setdefault(step.index, deepest + 1)
-    layer[END] = max(layer.values()) + 1 if journey.steps else 1
+    layer[END] = max(depth for node, depth in layer.items() if node != END) + 1
     return layer
 
 

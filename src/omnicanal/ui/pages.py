@@ -73,8 +73,15 @@ def due(at: float | None, now: float) -> str:
     return f"in {span(at - now)}" if at >= now else f"{span(now - at)} late"
 
 
+COMPACT_JSON = 100
+"""JSON up to this many characters is shown on one line; longer, indented."""
+
+
 def pretty(value: Any) -> str:
-    """A JSON value as indented text (escaped like any other text when shown)."""
+    """A JSON value as text (escaped like any other text when shown): one line when short, indented when not."""
+    line = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if len(line) <= COMPACT_JSON:
+        return line
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
