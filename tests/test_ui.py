@@ -4,10 +4,11 @@ escaped and addresses masked. The same pages in a real browser: tests/test_ui_br
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from conftest import Api, StartApi, has_message, journey_ended
+from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from omnicanal.store.work import WorkItem
 from omnicanal.ui.masking import mask_address
 from test_reference_journey import CART, LEA, in_store_order
@@ -192,6 +193,24 @@ async def test_the_journey_page_draws_every_step_and_shows_its_file(start_api: S
     assert "timeout 1h" in svg and "wait for order_placed" in svg
     assert journey.path in html and journey.version in html
     assert "re_entry: after 7d" in html  # the YAML, as written
+
+
+async def test_a_jump_back_is_drawn_beside_the_steps(start_api: StartApi, project: Path) -> None:
+    write_journey(project, "loop", """
+id: loop
+trigger: {event: ping}
+steps:
+  - id: top
+    wait: 1h
+  - branch:
+      - {when: "event.properties.again", goto: top}
+      - {else: done}
+  - {id: done, exit: {reason: looped}}
+""")
+    api = await start_api()
+    svg = await page(api, "/ui/journeys/loop")
+    assert svg.count('class="link back"') == 1 and svg.count('class="link"') == 4
+    assert 'data-step="done"' in svg and "exit (looped)" in svg
 
 
 async def test_a_time_range_is_read_and_said_not_applied_by_the_counters(start_api: StartApi) -> None:

@@ -77,24 +77,24 @@ def _layers(journey: Journey) -> dict[int, int]:
         if target is not None:
             out.setdefault(edge.source, []).append(target)
     forward: dict[int, list[int]] = {}
-    on_path: set[int] = set()
+    on_path: set[int] = {START}
     done: set[int] = set()
-
-    def visit(node: int) -> None:  # depth-first; journeys are short, recursion stays shallow
-        on_path.add(node)
-        for target in out.get(node, []):
-            if target in on_path:
-                continue  # a jump back: drawn, but not layered
+    path = [(START, iter(out[START]))]  # depth-first, without recursion: a journey may have many steps
+    while path:
+        node, targets = path[-1]
+        target = next(targets, None)
+        if target is None:
+            path.pop()
+            on_path.discard(node)
+            done.add(node)
+        elif target not in on_path:  # a jump back is drawn, but not layered
             forward.setdefault(node, []).append(target)
             if target not in done:
-                visit(target)
-        on_path.discard(node)
-        done.add(node)
-
-    visit(START)
+                on_path.add(target)
+                path.append((target, iter(out.get(target, []))))
     incoming = {node: 0 for node in done}
-    for targets in forward.values():
-        for target in targets:
+    for reached in forward.values():
+        for target in reached:
             incoming[target] += 1
     layer = dict.fromkeys(done, 0)
     ready = deque(node for node, count in incoming.items() if count == 0)

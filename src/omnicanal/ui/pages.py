@@ -17,8 +17,6 @@ from typing import Any, TypeVar
 import jinja2
 from aiohttp import web
 
-from omnicanal.ui.masking import mask_address
-
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -93,8 +91,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(moment=moment, span=span, pretty=pretty, mask=lambda value, channel: mask_address(channel,
-                                                                                                        value))
+    env.filters.update(moment=moment, span=span, pretty=pretty)
     env.globals["due"] = due
     return env
 

@@ -134,16 +134,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def _home(request: web.Request, dashboard: Dashboard) -> Page:
-    return await journeys.journeys_page(request, dashboard)
-
-
 def setup(app: web.Application, runtime: Runtime) -> None:
     """Serve the dashboard from `app`, under /ui."""
     app[DASHBOARD] = Dashboard(runtime, Gate.from_settings(runtime.settings), environment(),
                                TimelinePages(runtime.redis, runtime.keys), OverviewStore(runtime.redis, runtime.keys))
     pages: list[tuple[str, View]] = [
-        ("", _home),
+        ("", journeys.journeys_page),
         ("/journeys", journeys.journeys_page),
         ("/journeys/{journey_id}", journeys.journey_page),
         ("/journeys/{journey_id}/counts.json", journeys.journey_counts),
