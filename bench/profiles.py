@@ -14,9 +14,9 @@ import asyncio
 import time
 from typing import Any
 
-from omnicanal.store.connection import open_redis
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.transport import open_transport
 
 CONCURRENCY = 64  # below redis-py's 100-connection pool
 
@@ -30,8 +30,8 @@ def profile(index: int, customer_id: str) -> tuple[dict[str, Any], dict[str, Any
 
 
 async def create(db: int, workspace: str, partitions: int, prefix: str, start: int, count: int) -> None:
-    redis = open_redis(f"redis://127.0.0.1:6379/{db}")
-    store = CustomerStore(redis, Keyspace(workspace, partitions))
+    transport = open_transport(f"redis://127.0.0.1:6379/{db}")
+    store = CustomerStore(transport, Keyspace(workspace, partitions))
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(index: int) -> None:
@@ -44,7 +44,7 @@ async def create(db: int, workspace: str, partitions: int, prefix: str, start: i
         for chunk in range(start, start + count, 5000):
             await asyncio.gather(*(one(i) for i in range(chunk, min(chunk + 5000, start + count))))
     finally:
-        await redis.aclose()
+        await transport.aclose()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -29,9 +30,8 @@ from omnicanal.codec import dumps
 from omnicanal.config import Settings
 from omnicanal.engine.runtime import Role, Runtime
 from omnicanal.journey.model import Journey
-from omnicanal.store.customers import encode_instance
 from omnicanal.store.keys import Keyspace
-from omnicanal.store.work import timer_member
+from omnicanal.store.schema import encode_instance, message_fields, timer_member
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 500
@@ -48,8 +48,8 @@ def customer_id(n: int) -> str:
     return f"c{n:07d}"
 
 
-def _entries(cid: str, at: float, count: int) -> tuple[list[str], str, str]:
-    """A timeline as the engine writes it (oldest first), and the push's message id and record."""
+def _entries(cid: str, at: float, count: int) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """A timeline as the engine writes it (oldest first), and the push's message record."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(at))
     message_id = f"{cid}-m1"
     entries = [
@@ -64,8 +64,9 @@ def _entries(cid: str, at: float, count: int) -> tuple[list[str], str, str]:
     ]
     entries += [{"kind": "event", "at": stamp, "name": "page_viewed", "event_id": f"{cid}-p{n}", "occurred_at": stamp,
                  "properties": {"url": f"https://shop.example/p/{n}"}} for n in range(max(0, count - 3))]
-    record = {"status": "sent", "history": [{"status": "sending", "at": at}, {"status": "sent", "at": at + 1}]}
-    return [dumps(entry) for entry in entries[:count]], message_id, dumps(record)
+    record = {"status": "sent", "journey": JOURNEY, "step": "push_discount", "channel": "push",
+              "history": [{"status": "sending", "at": at}, {"status": "sent", "at": at + 1}]}
+    return [dumps(entry) for entry in entries[:count]], {message_id: record}
 
 
 async def fill(redis: aioredis.Redis, keys: Keyspace, journey: Journey, customers: int, entries: int,
@@ -74,11 +75,11 @@ async def fill(redis: aioredis.Redis, keys: Keyspace, journey: Journey, customer
 
     def queue(pipe: aioredis.client.Pipeline, cid: str, count: int) -> None:
         k = keys.customer(cid)
-        timeline, message_id, record = _entries(cid, now - 3600, count)
+        timeline, messages = _entries(cid, now - 3600, count)
         instance = {"event_at": 0, "journey": JOURNEY, "version": journey.version, "started_at": now - 3600,
                     "position": wait_order, "seq": 5, "vars": {"skus": ["SKU-1"], "total": 89.0},
                     "waiting": {"kind": "wait_for", "token": f"{cid}-t", "until": now + 47 * 3600},
-                    "messages": [message_id]}
+                    "messages": list(messages)}
         email = f"{cid}@example.com"
         pipe.hset(k.profile, mapping={
             "locale": "fr", "timezone": "Europe/Paris", "created_at": repr(now - 86400), "updated_at": repr(now),
@@ -88,7 +89,7 @@ async def fill(redis: aioredis.Redis, keys: Keyspace, journey: Journey, customer
         })
         pipe.hset(k.attrs, mapping={"first_name": dumps("Léa"), "tier": dumps("gold")})
         pipe.rpush(k.timeline, *timeline)
-        pipe.hset(k.messages, message_id, record)
+        pipe.hset(k.messages, mapping=message_fields(messages))
         pipe.set(keys.identity("email", email), cid)
         pipe.zadd(keys.partition(keys.partition_of(cid)).timers,
                   {timer_member(cid, f"{cid}-i1", f"{cid}-t"): now + 47 * 3600})

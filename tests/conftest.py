@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from omnicanal.api.app import create_app
 from omnicanal.config import Settings
 from omnicanal.engine.runtime import Runtime
+from standins import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("OMNICANAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -122,6 +123,15 @@ async def start_api(project: Path, redis_url: str) -> AsyncIterator[StartApi]:
     for client, runtime in reversed(started):
         await client.close()
         await runtime.stop()
+
+
+@pytest.fixture
+async def twilio(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TwilioStandIn]:
+    """A Twilio stand-in, with the settings that point the twilio connectors at it."""
+    async with TwilioStandIn() as standin:
+        for name, value in standin.env().items():
+            monkeypatch.setenv(name, value)
+        yield standin
 
 
 def write_journey(project: Path, name: str, text: str) -> None:

@@ -4,7 +4,6 @@ Twilio's signed callbacks, against local stand-ins of the providers, on real Red
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -22,14 +21,6 @@ async def twilio_post(api: Api, path: str, form: dict[str, str], token: str, for
     signature = RequestValidator("not-the-token" if forged else token).compute_signature(url, form)
     response = await api.client.post(path, data=form, headers={"X-Twilio-Signature": signature})
     return response.status
-
-
-@pytest.fixture
-async def twilio(monkeypatch: pytest.MonkeyPatch) -> Any:
-    async with TwilioStandIn() as standin:
-        for name, value in standin.env().items():
-            monkeypatch.setenv(name, value)
-        yield standin
 
 
 async def test_a_dead_push_token_falls_back_to_sms_and_is_forgotten(

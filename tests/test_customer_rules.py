@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as redis
 import yaml
 
 from conftest import REDIS_URL, ROOT, StartApi, has_message, journey_ended, sent, write_journey
 from omnicanal.policy.caps import Cap
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.schema import decode_messages
 from omnicanal.store.sends import SendLog
+from omnicanal.store.transport import open_transport
 
 OMNICANAL = str(Path(sys.executable).with_name("omnicanal"))
 EVERYWHERE = {"sms": "+33612345678", "whatsapp": "+33612345678", "email": "c@example.com", "push": ["tok-1"]}
@@ -100,28 +101,33 @@ steps:
 async def test_the_cap_is_atomic_under_concurrent_senders() -> None:
     """Twenty senders on twenty connections race for a cap of 3: exactly 3 win."""
     keys = Keyspace("captest", 4)
-    clients = [redis.Redis.from_url(REDIS_URL, decode_responses=True) for _ in range(20)]
+    transports = [open_transport(REDIS_URL) for _ in range(20)]
+    client = transports[0].client
+
+    def record(at: float) -> dict[str, Any]:
+        return {"status": "sending", "history": [{"status": "sending", "at": at}], "journey": "j"}
+
     try:
         racer = keys.customer("racer")
-        await clients[0].delete(racer.sends, racer.messages)
+        await client.delete(racer.sends, racer.messages)
         caps = (Cap(3, 86400.0), Cap(2, 3600.0, "channel"))
         results = await asyncio.gather(*(
-            SendLog(client, keys).claim("racer", f"m{n}", {"status": "sending"}, ("sms", "email")[n % 2], "j",
-                                        1000.0 + n / 100, caps)
-            for n, client in enumerate(clients)
+            SendLog(transport, keys).claim("racer", f"m{n}", record(1000.0 + n / 100), ("sms", "email")[n % 2], "j",
+                                           1000.0 + n / 100, caps)
+            for n, transport in enumerate(transports)
         ))
         admitted = [n for n, claim in enumerate(results) if claim.cap is None and claim.previous is None]
         assert len(admitted) == 3
-        assert await clients[0].zcard(racer.sends) == 3
-        records = {mid: json.loads(raw) for mid, raw in (await clients[0].hgetall(racer.messages)).items()}
+        assert await client.zcard(racer.sends) == 3
+        records = decode_messages(await client.hgetall(racer.messages))
         assert sorted(r["status"] for r in records.values()) == ["capped"] * 17 + ["sending"] * 3
-        again = await SendLog(clients[0], keys).claim("racer", f"m{admitted[0]}", {"status": "sending"}, "sms", "j",
-                                                      1001.0, caps)
-        assert again.previous == {"status": "sending"}  # claimed once: a replay never sends again
+        again = await SendLog(transports[0], keys).claim("racer", f"m{admitted[0]}", record(1001.0), "sms", "j",
+                                                         1001.0, caps)
+        assert again.previous == record(1000.0 + admitted[0] / 100)  # claimed once: a replay never sends again
     finally:
-        await clients[0].delete(racer.sends, racer.messages)
-        for client in clients:
-            await client.aclose()
+        await client.delete(racer.sends, racer.messages)
+        for transport in transports:
+            await transport.aclose()
 
 
 def simulate(journey: str, scenario: dict[str, Any], tmp_path: Path, project: Path = ROOT,

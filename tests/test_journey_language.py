@@ -628,3 +628,46 @@ def test_mermaid_graph_has_every_edge() -> None:
     ]:
         assert f"    {line}\n" in graph, line
     assert "s8 --> s9" not in graph  # nothing follows an exit
+
+
+def test_a_loop_that_sends_without_waiting_is_refused_where_it_sends() -> None:
+    found = problems("""
+        id: flood
+        trigger: {event: go}
+        steps:
+          - id: again
+            send: {template: welcome_offer, channels: [email]}
+          - goto: again
+    """)
+    assert [(p.line, p.message) for p in found] == [
+        (5, "the loop through steps again, 2_goto sends without waiting: each turn would send another message at "
+            "once; add a wait or wait_for inside the loop")]
+    parse_journey(dedent("""
+        id: nudges
+        trigger: {event: go}
+        steps:
+          - id: again
+            send: {template: welcome_offer, channels: [email]}
+          - wait: 1d
+          - goto: again
+    """), "j.yaml")
+
+
+def test_split_keyed_trigger_and_dated_wait_validate_with_file_and_line() -> None:
+    found = problems("""
+        id: lab
+        trigger: {event: order_ready, key: "event.properties.order_id", any_key: true}
+        steps:
+          - split:
+              - {weight: 50, goto: later}
+              - {weight: 50, goto: nowhere}
+              - {weight: 0, holdout: true}
+          - id: later
+            wait: {at: "event.properties.deadline", offset: -1x, on_past: gone}
+    """)
+    messages = [(p.line, p.message) for p in found]
+    assert any(line == 3 and "any_key" in message for line, message in messages), messages
+    assert any(line == 8 and "split[2].weight" in message and "greater than 0" in message
+               for line, message in messages), messages
+    assert (10, "wait.offset: bad duration '1x': use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d") \
+        in messages

@@ -96,7 +96,7 @@ async def test_goal_is_a_conversion_only_within_its_window(project: Path, start_
     await api.event("order_placed", "u2", properties=ORDER)  # a second purchase: still one conversion
     await api.settled()
     entries = await api.timeline("u2")
-    conversions = [e for e in entries if e["kind"] == "conversion"]
+    conversions = [e for e in entries if e["kind"] == "conversion" and e["journey"] == "nurture"]
     assert len(conversions) == 1
     welcome = next(e for e in entries if e.get("template") == "welcome")
     assert conversions[0]["attributed_to"] == [welcome["message_id"]]

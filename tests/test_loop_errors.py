@@ -14,9 +14,9 @@ from structlog.testing import capture_logs
 
 from conftest import StartApi
 from omnicanal.engine.ownership import PartitionOwnership
-from omnicanal.store.connection import open_redis
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
+from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkQueue
 
 
@@ -57,7 +57,7 @@ def unused_port() -> int:
 
 
 async def test_a_lease_renewal_the_store_cannot_answer_is_logged_and_counted() -> None:
-    down = open_redis(f"redis://127.0.0.1:{unused_port()}/0")  # nothing listens there
+    down = open_transport(f"redis://127.0.0.1:{unused_port()}/0")  # nothing listens there
     keys = Keyspace("default", 4)
     ownership = PartitionOwnership(LeaseStore(down, keys), WorkQueue(down, keys), "w-down", 4, lease_seconds=1)
     ownership.owned = {0, 2}

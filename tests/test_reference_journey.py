@@ -118,15 +118,9 @@ async def test_the_cart_is_remembered_when_its_timeline_entry_is_trimmed(start_a
     assert "Sneakers" in push["content"]["body"]
 
 
-FULL_NAMES = {"e": "event_at", "j": "journey", "v": "version", "s": "started_at", "p": "position", "n": "seq",
-              "x": "vars", "w": "waiting", "k": "kind", "t": "token", "u": "until"}
-
-
-async def test_instances_stored_the_way_of_before_go_on_and_move_into_the_profile(start_api: StartApi,
-                                                                                  redis_url: str) -> None:
-    """A waiting instance is a field of its customer's profile hash, under short names; one left in the
-    `instances` hash with full names by an earlier version is still read (its event found on the timeline), and
-    the customer's next commit moves it: the journey goes on either way."""
+async def test_a_waiting_instance_is_a_profile_field_under_short_names(start_api: StartApi, redis_url: str) -> None:
+    """A waiting customer costs Redis one profile field for their instance, its fields under short names and its
+    event kept on the timeline (`e`, its position there): the journey goes on from that form."""
     api = await start_api()
     await abandon_cart(api)
     await api.settled()
@@ -134,22 +128,11 @@ async def test_instances_stored_the_way_of_before_go_on_and_move_into_the_profil
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         profile = await client.hgetall(keys.profile)
-        (field, stored), = ((name, value) for name, value in profile.items() if name.startswith("i:"))
-        assert not await client.exists(keys.instances)
+        (_, stored), = ((name, value) for name, value in profile.items() if name.startswith("i:"))
         short = json.loads(stored)
         assert set(short) == {"e", "j", "v", "s", "p", "n", "x", "w"} and set(short["w"]) == {"k", "t", "u"}
-        # as an earlier version stored it: in the instances hash, under the fields' full names
-        full = {FULL_NAMES[name]: value for name, value in short.items()}
-        full["waiting"] = {FULL_NAMES[name]: value for name, value in short["w"].items()}
-        await client.hdel(keys.profile, field)
-        await client.hset(keys.instances, field.removeprefix("i:"), json.dumps(full, separators=(",", ":")))
         customer = await api.request("GET", "/v1/customers/c42", 200)
         assert [j["journey"] for j in customer["journeys"]] == ["abandoned_cart"]
-
-        await api.event("page_viewed", "c42")  # a commit that does not touch the instance moves it
-        await api.settled()
-        assert not await client.exists(keys.instances)
-        assert await client.hget(keys.profile, field) == stored
 
         await api.event("order_placed", "c42", properties=in_store_order())
         entries = await api.wait_until("c42", journey_ended("abandoned_cart"))

@@ -97,8 +97,8 @@ async def test_poisoned_work_is_dead_lettered_and_can_be_retried(project: Path, 
     await api.event("page_viewed", "p1")
     await api.settled()
     client = redis.Redis.from_url(redis_url)
-    key = api.runtime.keys.customer("p1").instances
-    await client.hset(key, "broken", "{not json")  # corrupted state, as a bad migration might leave it
+    key = api.runtime.keys.customer("p1").profile
+    await client.hset(key, "i:broken", "{not json")  # a corrupted instance, as a bad edit might leave it
     await api.event("page_viewed", "p1", properties={"after": "corruption"})
     await api.event("page_viewed", "p2")  # other customers go on
     async with asyncio.timeout(10):
@@ -110,7 +110,7 @@ async def test_poisoned_work_is_dead_lettered_and_can_be_retried(project: Path, 
     env = {"OMNICANAL_REDIS_URL": redis_url, "OMNICANAL_PARTITIONS": "4", "PATH": "/usr/bin:/bin"}
     listed = subprocess.run([OMNICANAL, "dlq", "list"], env=env, capture_output=True, text=True, check=True)
     assert "customer p1" in listed.stdout and "JSONDecodeError" in listed.stdout
-    await client.hdel(key, "broken")  # the operator repairs the data...
+    await client.hdel(key, "i:broken")  # the operator repairs the data...
     retried = subprocess.run([OMNICANAL, "dlq", "retry"], env=env, capture_output=True, text=True, check=True)
     assert "1 item(s) put back" in retried.stdout
     async with asyncio.timeout(10):  # ...and the event is applied after all

@@ -12,15 +12,9 @@ import redis.asyncio as redis
 from redis.exceptions import DataError, ResponseError
 
 from omnicanal.errors import StoreUnavailable
-from omnicanal.store.connection import (
-    Coalescer,
-    PackedConnection,
-    open_redis,
-    run_script,
-    send_commands,
-    sends_directly,
-    translated,
-)
+from omnicanal.store.connection import PackedConnection, open_redis, send_commands, translated
+from omnicanal.store.scripts import Script
+from omnicanal.store.transport import ClusterRedis, DirectRedis, PipelinedRedis, open_transport
 
 
 async def test_plain_tcp_urls_pack_in_c_and_every_argument_type_round_trips(redis_url: str) -> None:
@@ -62,25 +56,51 @@ def test_tls_and_unix_socket_urls_keep_redis_pys_own_connection_class() -> None:
     assert open_redis("unix:///tmp/redis.sock").connection_pool.connection_class is not PackedConnection
 
 
-async def test_scripts_sent_directly_answer_each_caller_and_an_error_reply_is_its_callers_alone(
-        redis_url: str) -> None:
-    client = open_redis(redis_url)
+def test_the_transport_is_chosen_once_from_the_url() -> None:
+    assert type(open_transport("redis://127.0.0.1:6379/0")) is DirectRedis
+    assert type(open_transport("rediss://127.0.0.1:6380/0")) is PipelinedRedis
+    assert type(open_transport("unix:///tmp/redis.sock")) is PipelinedRedis
+    assert type(open_transport(None)) is PipelinedRedis  # the embedded store
+    assert type(open_transport("redis+cluster://127.0.0.1:7000")) is ClusterRedis
+
+
+@pytest.mark.parametrize("url", ["test", "embedded"])
+async def test_scripts_answer_each_caller_and_an_error_reply_is_its_callers_alone(redis_url: str, url: str) -> None:
+    """Directly on a connection (plain redis://) and through redis-py's pipeline (the embedded store) alike."""
+    transport = open_transport(redis_url if url == "test" else None)
     try:
-        assert sends_directly(client)
-        echo = client.register_script("return ARGV[1] .. KEYS[1]")
-        refuse = client.register_script("return redis.error_reply('ERR refused ' .. ARGV[1])")
-        together = Coalescer(client)
-        answers = await asyncio.gather(together.script(echo, ["a"], [1]), together.script(refuse, [], ["b"]),
-                                       together.script(echo, ["c"], [3]), return_exceptions=True)
-        assert answers[0] == "1a" and answers[2] == "3c"
+        echo = Script("echo", "return ARGV[1] .. KEYS[1]")
+        refuse = Script("refuse", "return redis.error_reply('ERR refused ' .. ARGV[1])")
+        answers = await asyncio.gather(transport.script(echo, ["a"], [1]), transport.script(refuse, [], ["b"]),
+                                       transport.script(echo, ["c"], [3]), transport.command("PING"),
+                                       return_exceptions=True)
+        assert answers[0] == "1a" and answers[2] == "3c" and answers[3] in ("PONG", True)
         assert isinstance(answers[1], ResponseError) and "refused b" in str(answers[1])
         # The first error of a batch of scripts is raised, as a redis-py pipeline raises it.
-        assert await run_script(client, echo, [(["x"], [1]), (["y"], [2])]) == ["1x", "2y"]
+        assert await transport.scripts(echo, [(["x"], [1]), (["y"], [2])]) == ["1x", "2y"]
         with pytest.raises(ResponseError, match="refused z"):
-            await run_script(client, refuse, [([], ["z"])])
-        assert await client.ping()  # and the connection still answers in step
+            await transport.scripts(refuse, [([], ["z"])])
+        assert await transport.client.ping()  # and the connection still answers in step
     finally:
-        await client.aclose()
+        await transport.aclose()
+
+
+@pytest.mark.parametrize("url", ["test", "embedded"])
+async def test_a_batch_sends_before_then_scripts_then_after(redis_url: str, url: str) -> None:
+    transport = open_transport(redis_url if url == "test" else None)
+    append = Script("append", "return redis.call('RPUSH', KEYS[1], ARGV[1])")
+    try:
+        async with transport.batch() as writes:
+            writes.after.rpush("batch:order", "after")
+            writes.script(append, ["batch:order"], ["script"])
+            writes.before.rpush("batch:order", "before")
+        assert await transport.client.lrange("batch:order", 0, -1) == ["before", "script", "after"]
+        with pytest.raises(ResponseError):
+            async with transport.batch() as writes:
+                writes.script(Script("fails", "return redis.error_reply('ERR no')"), [], [])
+    finally:
+        await transport.client.delete("batch:order")
+        await transport.aclose()
 
 
 async def test_an_exchange_that_times_out_is_dropped_and_leaves_no_reply_for_the_next_caller(redis_url: str) -> None:

@@ -4,6 +4,7 @@ escaped and addresses masked. The same pages in a real browser: tests/test_ui_br
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -213,13 +214,44 @@ steps:
     assert 'data-step="done"' in svg and "exit (looped)" in svg
 
 
-async def test_a_time_range_is_read_and_said_not_applied_by_the_counters(start_api: StartApi) -> None:
+async def test_a_time_range_shows_the_stats_of_that_period(start_api: StartApi) -> None:
     api = await start_api()
-    html = await page(api, "/ui/journeys/abandoned_cart?from=2026-11-23T10:00&to=2026-11-24T10:00")
-    assert 'value="2026-11-23T10:00"' in html and "cover all time" in html
+    await play_reference_scenario(api)
+    now = datetime.fromtimestamp(api.runtime.clock.now(), UTC)
+    period = {"from": (now - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+              "to": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}
+    stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200, params=period)
+    html = await page(api, "/ui/journeys/abandoned_cart", params=period)
+    shown = counts_in(html)
+    assert f'value="{period["from"]}"' in html and "UTC" in html[html.index('id="period"'):]
+    for step in stats["steps"]:
+        for name, value in step["counts"].items():
+            assert shown[f"step:{step['id']}:{name}"] == str(value), (step["id"], name)
+    assert shown["count:converted"] == str(stats["counts"]["converted"]) == "1"
+    by_where = html[html.index('id="by-where"'):]
+    assert re.search(r"<td>store</td><td class=\"n\">1</td><td class=\"n\">89</td>", by_where)
+    assert 'data-model="last"' in html and "abandoned_cart / push_discount" in html
+
+    before = {"from": "2020-01-01T00:00", "to": "2020-01-02T00:00"}
+    assert counts_in(await page(api, "/ui/journeys/abandoned_cart", params=before))["count:started"] == "0"
+    polled = await api.request("GET", "/ui/journeys/abandoned_cart/counts.json", 200, params=before)
+    assert polled["counts"]["count:started"] == 0
     assert "from: &#39;yesterday&#39; is not a date" in await page(api, "/ui/journeys/abandoned_cart?from=yesterday",
                                                                   422)
+    assert "`to` must be after `from`" in await page(api, "/ui/journeys/abandoned_cart", 422,
+                                                     params={"from": before["to"], "to": before["from"]})
     assert "no journey &#39;nope&#39;" in await page(api, "/ui/journeys/nope", 404)
+
+
+async def test_the_journey_list_has_the_last_day_and_all_time(start_api: StartApi) -> None:
+    api = await start_api(clock_speed=3600.0)  # the scenario lasts a few journey hours: all of it in the last day
+    await play_reference_scenario(api)
+    html = await page(api, "/ui/journeys")
+    row = html[html.index('data-journey="abandoned_cart"'):]
+    row = row[:row.index("</tr>")]
+    assert "last 24 hours" in html and "all time" in html
+    assert re.findall(r'class="n">([^<]*)<', row)[-3:] == ["1", "1", "0"]  # all time: started, converted, failed
+    assert "push 1" in row and "whatsapp 1" in row
 
 
 # -- customers --------------------------------------------------------------------------------------------------

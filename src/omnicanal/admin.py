@@ -1,4 +1,4 @@
-"""Operator commands that work on the store directly: the dead-letter stream and journey draining.
+"""Operator commands that work on the store directly: the dead-letter stream, journey draining, stats.
 
 They connect to OMNICANAL_REDIS_URL like a worker would (the embedded store would be empty: they refuse it).
 """
@@ -8,12 +8,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from omnicanal.config import Settings
-from omnicanal.errors import ConfigError
-from omnicanal.store.connection import open_redis
+from omnicanal.engine.clock import Clock
+from omnicanal.engine.runtime import load_project
+from omnicanal.errors import ConfigError, NotFound
+from omnicanal.stats import report
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkItem, WorkQueue
 
 
@@ -29,17 +33,21 @@ class DeadLetter:
         return f"{self.id}  customer {self.item.customer_id}  {what}\n    {self.error}"
 
 
-@asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[tuple[WorkQueue, JourneyStore]]:
-    if settings.embedded:
+def _redis_url(settings: Settings) -> str:
+    if settings.embedded or settings.redis_url is None:
         raise ConfigError("set OMNICANAL_REDIS_URL to the Redis of the running daemon (the embedded store is "
                           "private to its process)")
-    redis = open_redis(settings.redis_url)
+    return settings.redis_url
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[tuple[WorkQueue, JourneyStore]]:
+    transport = open_transport(_redis_url(settings))
     keys = Keyspace(settings.workspace, settings.partitions)
     try:
-        yield WorkQueue(redis, keys), JourneyStore(redis, keys)
+        yield WorkQueue(transport, keys), JourneyStore(transport.client, keys)
     finally:
-        await redis.aclose()
+        await transport.aclose()
 
 
 async def list_dead_letters(settings: Settings, limit: int) -> list[DeadLetter]:
@@ -65,3 +73,18 @@ async def drain_journey(settings: Settings, journey_id: str) -> int:
     async with _store(settings) as (queue, journeys):
         customers = [customer_id async for customer_id in journeys.active_customers(journey_id)]
         return await queue.append_drains(journey_id, customers)
+
+
+async def journey_stats(settings: Settings, journey_id: str, start: float | None, end: float | None,
+                        bucket: str | None) -> dict[str, Any]:
+    """The stats of a journey of the configured journeys directory (see stats.report); `end` None: now."""
+    journeys = {journey.id: journey for journey in load_project(settings)[1]}
+    if journey_id not in journeys:
+        raise NotFound(f"no journey {journey_id!r} in {settings.journeys_dir}; known: {', '.join(sorted(journeys))}")
+    transport = open_transport(_redis_url(settings))
+    try:
+        keys = Keyspace(settings.workspace, settings.partitions)
+        now = end if end is not None else (await Clock.current(transport.client, keys)).now()
+        return await report(JourneyStore(transport.client, keys), journeys[journey_id], start, now, bucket)
+    finally:
+        await transport.aclose()

@@ -300,6 +300,43 @@ def dlq_drop(ids: IdsArgument = None, config: ConfigOption = None) -> None:
     typer.echo(f"{len(done)} item(s) dropped")
 
 
+@app.command()
+def stats(
+    journey: Annotated[str, typer.Argument(help="Journey id.")],
+    since: Annotated[str | None, typer.Option("--from", help="ISO 8601 start (journey time); none: all time.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO 8601 end; none: now.")] = None,
+    bucket: Annotated[str | None, typer.Option(help="Series buckets: hour or day.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON the API answers.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """What a journey did, per step and channel: the funnel, conversions and revenue by where they happened,
+    credit by attribution model (last, first, linear), experiment arms. Reads the daemon's Redis.
+
+    Example: OMNICANAL_REDIS_URL=redis://127.0.0.1:6379/0 omnicanal stats abandoned_cart --from 2026-12-01
+    """
+    from omnicanal.admin import journey_stats
+    from omnicanal.stats_text import render
+    from omnicanal.timestamps import iso
+
+    start, end = _moment("--from", since), _moment("--to", until)
+    report = _admin(config, lambda s: journey_stats(s, journey, start, end, bucket))
+    report.update({"from": iso(report["from"]) if report["from"] is not None else None, "to": iso(report["to"])})
+    report["series"] = [{**point, "at": iso(point["at"])} for point in report["series"]]
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else render(report), nl=not as_json)
+
+
+def _moment(option: str, text: str | None) -> float | None:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option}: {text!r} is not an ISO 8601 time, e.g. 2026-12-01 or 2026-12-01T09:00:00Z")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 @journeys_app.command("drain")
 def journeys_drain(
     journey: Annotated[str, typer.Argument(help="Journey id whose running instances should exit.")],

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     idempotency_window: float = Field(
         default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
     )
+    stats_retention: float = Field(
+        default=90 * 86400, gt=0, description="Seconds the hourly counters of the stats are kept (the totals stay)."
+    )
     timeline_limit: int = Field(
         default=5_000, ge=10, description="Timeline entries kept per customer; the oldest go as new ones come."
     )

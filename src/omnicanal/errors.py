@@ -2,6 +2,7 @@
 
     OmnicanalError
     ├── ConfigError            a setting is missing or wrong; names the variable
+    │   └── StoreFormatError   the Redis configured holds data stored by an incompatible version
     ├── ProjectError           journey or template files are invalid; carries every Problem at once
     │   ├── JourneyError
     │   └── TemplateError      also raised when a message cannot be rendered (missing variable, ...)
@@ -42,6 +43,21 @@ class OmnicanalError(Exception):
 
 class ConfigError(OmnicanalError):
     """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+class StoreFormatError(ConfigError):
+    """The workspace in the configured Redis was written in another stored format than this version's: reading
+    or writing it could lose or corrupt what it holds. `found` is None for a store written before formats were
+    recorded."""
+
+    def __init__(self, found: str | None, expected: int, workspace: str) -> None:
+        self.found = found
+        self.expected = expected
+        what = f"stored format {found}" if found is not None else "a version that did not record its stored format"
+        super().__init__(
+            f"workspace {workspace!r} in OMNICANAL_REDIS_URL was written by {what}; this version reads and writes "
+            f"stored format {expected}. omnicanal 0.x does not migrate stored data: run the version that wrote it, "
+            f"or point OMNICANAL_REDIS_URL (or OMNICANAL_WORKSPACE) at an empty store")
 
 
 class ProjectError(OmnicanalError):

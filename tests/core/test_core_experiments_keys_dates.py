@@ -23,10 +23,10 @@ steps:
       - {weight: 45, goto: email_offer}
       - {weight: 10, holdout: true}
   - id: push_offer
-    send: {template: welcome_offer, channels: [sms]}
+    send: {template: offer, channels: [sms]}
   - exit
   - id: email_offer
-    send: {template: welcome_offer, channels: [email]}
+    send: {template: offer, channels: [email]}
 """)
 
 
@@ -89,7 +89,7 @@ trigger: {event: go}
 steps:
   - split: [{weight: 1, goto: send_it}, {weight: 1000000, holdout: true}]
   - id: send_it
-    send: {template: welcome_offer, channels: [email]}
+    send: {template: offer, channels: [email]}
 """)
     customer = Customer([no_goal])
     customer.event("go")
@@ -102,8 +102,8 @@ id: shop
 trigger: {event: go}
 goal: {event: order_placed}
 steps:
-  - send: {template: welcome_offer, channels: [email]}
-  - send: {template: welcome, channels: [email], purpose: transactional}
+  - send: {template: offer, channels: [email]}
+  - send: {template: email_only, channels: [email], purpose: transactional}
   - wait: 1d
 """)
     controlled = sent = 0
@@ -111,7 +111,7 @@ steps:
         customer = Customer([shop], customer_id=f"g{number}", global_control=0.25)
         customer.event("go")
         customer.event("order_placed")
-        assert customer.sent()[-1] == ("welcome", "email")  # transactional messages still go
+        assert customer.sent()[-1] == ("email_only", "email")  # transactional messages still go
         if customer.messages("control"):
             controlled += 1
             assert len(customer.sent()) == 1
@@ -128,10 +128,10 @@ re_entry: never
 exit_on: [{event: appointment_cancelled}]
 steps:
   - wait_for: {event: appointment_cancelled, timeout: 1d, on_timeout: remind}
-  - send: {template: welcome, channels: [email], purpose: transactional}
+  - send: {template: email_only, channels: [email], purpose: transactional}
   - exit: {reason: cancelled}
   - id: remind
-    send: {template: welcome_offer, channels: [email]}
+    send: {template: offer, channels: [email]}
 """)
 
 
@@ -155,7 +155,7 @@ def test_a_cancellation_without_exit_on_resumes_only_its_own_wait() -> None:
     customer.event("appointment_booked", appointment_id="a2")
     customer.event("appointment_cancelled", appointment_id="a1")
     customer.pass_time(2 * 86400)
-    assert sorted(t for t, _ in customer.sent()) == ["welcome", "welcome_offer"]  # a1 cancelled, a2 reminded
+    assert sorted(t for t, _ in customer.sent()) == ["email_only", "offer"]  # a1 cancelled, a2 reminded
     assert len(customer.sent()) == 2
 
 
@@ -197,10 +197,10 @@ id: pickup
 trigger: {event: order_ready}
 steps:
   - wait: {at: "event.properties.pickup_deadline", offset: -1d, on_past: remind_now, on_error: bad_date}
-  - send: {template: welcome_offer, channels: [email]}
+  - send: {template: offer, channels: [email]}
   - exit: {reason: reminded}
   - id: remind_now
-    send: {template: welcome, channels: [email], purpose: transactional}
+    send: {template: email_only, channels: [email], purpose: transactional}
   - exit: {reason: late}
   - id: bad_date
     exit: {reason: bad date}
@@ -226,7 +226,7 @@ def test_a_date_from_the_data_waits_until_the_day_before(deadline: object) -> No
 def test_a_date_already_past_goes_to_on_past() -> None:
     customer = Customer([PICKUP])
     customer.event("order_ready", pickup_deadline=_iso(START + 3600))  # the day before is already past
-    assert customer.sent() == [("welcome", "email")]
+    assert customer.sent() == [("email_only", "email")]
     assert customer.milestones() == ["started", "exited (late)"]
 
 
@@ -247,7 +247,7 @@ id: strict
 trigger: {event: go}
 steps:
   - wait: {at: "event.properties.when"}
-  - send: {template: welcome, channels: [email]}
+  - send: {template: email_only, channels: [email]}
 """)
     customer = Customer([strict])
     customer.event("go", when="soon")

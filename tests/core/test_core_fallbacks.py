@@ -14,7 +14,7 @@ id: promo
 trigger: {event: promo}
 exit_on: [{event: order_placed}]
 steps:
-  - send: {template: welcome_offer, channels: [sms, email], fallback_after: 2h}
+  - send: {template: offer, channels: [sms, email], fallback_after: 2h}
   - wait_for: {event: order_placed, timeout: 3d}
 """)
 
@@ -29,7 +29,7 @@ def _promo_sent() -> tuple[Customer, str]:
 def test_the_fallback_goes_when_nothing_is_delivered_in_time() -> None:
     customer, message_id = _promo_sent()
     customer.pass_time(2 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms"), ("welcome_offer", "email")]
+    assert customer.sent() == [("offer", "sms"), ("offer", "email")]
     [fallback] = [e for e in customer.timeline if e["kind"] == "fallback"]
     assert (fallback["message_id"], fallback["reason"]) == (message_id, "not delivered in time")
     assert customer.instance("promo") is not None  # the instance did not move: it still waits for the order
@@ -40,20 +40,20 @@ def test_a_delivery_receipt_cancels_the_fallback() -> None:
     changes = customer.event("message.delivered", message_id=message_id)
     assert [t.token for t in changes.old_timers] == [f"fallback:{message_id}"]
     customer.pass_time(3 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
 
 
 def test_a_receipt_of_another_message_changes_nothing() -> None:
     customer, _ = _promo_sent()
     customer.event("message.delivered", message_id="someone-else.1.sms")
     customer.pass_time(2 * 3600)
-    assert customer.sent()[-1] == ("welcome_offer", "email")
+    assert customer.sent()[-1] == ("offer", "email")
 
 
 def test_a_failure_receipt_sends_the_fallback_at_once_and_only_once() -> None:
     customer, message_id = _promo_sent()
     customer.event("message.failed", message_id=message_id)
-    assert customer.sent() == [("welcome_offer", "sms"), ("welcome_offer", "email")]
+    assert customer.sent() == [("offer", "sms"), ("offer", "email")]
     customer.event("message.failed", message_id=message_id)
     customer.pass_time(3 * 3600)
     assert len(customer.sent()) == 2
@@ -65,7 +65,7 @@ def test_no_fallback_after_the_journey_exited() -> None:
     assert customer.milestones() == ["started", "exited (exit_on order_placed)"]
     customer.event("message.failed", message_id=message_id)
     customer.pass_time(3 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
     assert not any(e["kind"] == "fallback" for e in customer.timeline)
 
 
@@ -73,14 +73,14 @@ def test_no_fallback_after_a_drain() -> None:
     customer, _ = _promo_sent()
     customer.drain("promo")
     customer.pass_time(3 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
 
 
 def test_the_fallback_skips_a_channel_opted_out_meanwhile() -> None:
     customer, _ = _promo_sent()
     customer.state.customer["consents"] = {"email": {"marketing": {"granted": False, "source": "api"}}}
     customer.pass_time(2 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
     [suppressed] = customer.messages("suppressed")
     assert suppressed["skipped"][0]["channel"] == "email"
 
@@ -90,10 +90,10 @@ def test_the_fallback_waits_out_quiet_hours() -> None:
                                              quiet_hours=QuietHours.parse("09:00-12:00")))
     customer.event("promo")  # 08:00 UTC: sms has no quiet hours, e-mail's begin at 09:00
     customer.pass_time(2 * 3600)  # 10:00: the e-mail is held until 12:00
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
     assert customer.messages("held")[0]["until"] == customer.now + 2 * 3600
     customer.pass_time(2 * 3600)
-    assert customer.sent() == [("welcome_offer", "sms"), ("welcome_offer", "email")]
+    assert customer.sent() == [("offer", "sms"), ("offer", "email")]
 
 
 def test_a_fallback_without_later_channels_keeps_nothing() -> None:
@@ -101,7 +101,7 @@ def test_a_fallback_without_later_channels_keeps_nothing() -> None:
 id: one
 trigger: {event: go}
 steps:
-  - send: {template: welcome_offer, channels: [email], fallback_after: 2h}
+  - send: {template: offer, channels: [email], fallback_after: 2h}
   - wait: 1d
 """)])
     customer.event("go")
@@ -132,7 +132,7 @@ def test_a_transient_failure_holds_the_step_and_retries_the_same_channel() -> No
     instance = customer.instance("promo")
     assert instance is not None and instance.waiting is not None and instance.waiting.kind == "hold"
     customer.pass_time(60)
-    assert customer.sent() == [("welcome_offer", "sms")]
+    assert customer.sent() == [("offer", "sms")]
     assert [a.channel for a in customer.attempts] == ["sms", "sms"]
     assert customer.attempts[0].message_id != customer.attempts[1].message_id  # each visit claims its own
 
@@ -144,7 +144,7 @@ def test_retries_stop_at_the_budget_and_the_next_channel_goes() -> None:
     customer = Customer([PROMO], answer=answer, retry_budget=60.0)
     customer.event("promo")
     customer.pass_time(3600)
-    assert customer.sent() == [("welcome_offer", "email")]
+    assert customer.sent() == [("offer", "email")]
     last = customer.messages()[-1]
     assert {"channel": "sms", "reason": "failed: retries exhausted"} in last["skipped"] or any(
         s["reason"].startswith("failed") for s in last["skipped"])
@@ -165,14 +165,14 @@ PUSH_FIRST = journey("""
 id: push_first
 trigger: {event: go}
 steps:
-  - send: {template: cart_discount, channels: [push, sms], fallback_after: 2h, delivered_on: [push.opened]}
+  - send: {template: offer, channels: [push, sms], fallback_after: 2h, delivered_on: [push.opened]}
   - wait: 1d
 """)
 
 
 def _pushed() -> tuple[Customer, str]:
     customer = Customer([PUSH_FIRST])
-    customer.event("go", total=50.0, items=[{"sku": "S", "name": "Sneakers", "price": 50.0}])
+    customer.event("go")
     [message] = customer.messages("sent")
     assert message["channel"] == "push"
     return customer, message["message_id"]
@@ -205,7 +205,7 @@ def test_a_channel_without_receipts_keeps_no_fallback_without_fallback_after() -
 id: plain
 trigger: {event: go}
 steps:
-  - send: {template: welcome_offer, channels: [email, sms]}
+  - send: {template: offer, channels: [email, sms]}
   - wait: 1d
 """)])
     customer.event("go")
@@ -218,11 +218,11 @@ def test_a_channel_with_receipts_keeps_its_later_channels_for_a_failure_receipt(
 id: receipts
 trigger: {event: go}
 steps:
-  - send: {template: welcome_offer, channels: [sms, email]}
+  - send: {template: offer, channels: [sms, email]}
   - wait: 1d
 """)])
     customer.event("go")
     [message] = customer.messages("sent")
     assert len(customer.timers) == 1  # the wait's: no deadline, the fallback waits for a failure receipt
     customer.event("message.failed", message_id=message["message_id"])
-    assert customer.sent() == [("welcome_offer", "sms"), ("welcome_offer", "email")]
+    assert customer.sent() == [("offer", "sms"), ("offer", "email")]

@@ -53,6 +53,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/customers/{customer_id}/timeline", customers.get_timeline)
     app.router.add_get("/v1/journeys", journeys.list_journeys)
     app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
+    app.router.add_get("/v1/journeys/{journey_id}/stats", journeys.get_stats)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)

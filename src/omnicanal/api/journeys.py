@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
-from omnicanal.errors import NotFound
+from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.model import Journey
+from omnicanal.stats import report
+from omnicanal.timestamps import iso
 
 JOURNEY_COUNTERS = ("started", "completed", "exited", "converted", "failed")
 
 
-def _summary(journey: Journey, counters: dict[str, int]) -> dict[str, Any]:
+def _summary(journey: Journey, counters: dict[str, float]) -> dict[str, Any]:
     return {
         "id": journey.id,
         "name": journey.name,
@@ -30,33 +33,16 @@ async def list_journeys(request: web.Request) -> web.Response:
     return web.json_response({"journeys": sorted(items, key=lambda item: item["id"])})
 
 
-def _step_counts(journey: Journey, counters: dict[str, int]) -> list[dict[str, Any]]:
+def _step_counts(journey: Journey, counters: dict[str, float]) -> list[dict[str, Any]]:
+    """Each step's counts by status (the finer counters, by channel, arm or reason, are the stats endpoint's)."""
     steps = []
     for step in journey.steps:
         prefix = f"step:{step.id}:"
-        counts = {name[len(prefix):]: value for name, value in counters.items() if name.startswith(prefix)}
+        counts = {name[len(prefix):]: value for name, value in counters.items()
+                  if name.startswith(prefix) and ":" not in name[len(prefix):]}
         steps.append({"id": step.id, "kind": step.kind, "line": step.line,
                       "counts": {"entered": 0, **counts}})
     return steps
-
-
-async def journey_view(runtime: Runtime, journey: Journey) -> dict[str, Any]:
-    """What `GET /v1/journeys/{id}` answers: the journey's counters per step and channel, and its running
-    instances (the dashboard shows the same numbers)."""
-    counters = await runtime.journey_store.counters(journey.id)
-    channels: dict[str, dict[str, int]] = {}
-    for name, value in counters.items():
-        if name.startswith("channel:"):
-            _, channel, status = name.split(":", 2)
-            channels.setdefault(channel, {})[status] = value
-    return {
-        **_summary(journey, counters),
-        "path": journey.path,
-        "active": await runtime.journey_store.active_count(journey.id),
-        "events": sorted(journey.events()),
-        "steps": _step_counts(journey, counters),
-        "channels": channels,
-    }
 
 
 async def get_journey(request: web.Request) -> web.Response:
@@ -64,4 +50,44 @@ async def get_journey(request: web.Request) -> web.Response:
     journey = runtime.registry.current.get(request.match_info["journey_id"])
     if journey is None:
         raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
-    return web.json_response(await journey_view(runtime, journey))
+    counters = await runtime.journey_store.counters(journey.id)
+    channels: dict[str, dict[str, float]] = {}
+    for name, value in counters.items():
+        if name.startswith("channel:"):
+            _, channel, status = name.split(":", 2)
+            channels.setdefault(channel, {})[status] = value
+    return web.json_response({
+        **_summary(journey, counters),
+        "path": journey.path,
+        "active": await runtime.journey_store.active_count(journey.id),
+        "events": sorted(journey.events()),
+        "steps": _step_counts(journey, counters),
+        "channels": channels,
+    })
+
+
+def _moment(request: web.Request, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError([{"field": name, "message": f"{text!r} is not an ISO 8601 time, e.g. "
+                                                     "2026-12-01T00:00:00Z"}]) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """`?from=&to=&bucket=hour|day`: the funnel per step and channel over the range (all time without `from`),
+    conversions and revenue by where and by attribution model, experiment arms, and a series per bucket."""
+    runtime: Runtime = runtime_of(request)
+    journey = runtime.registry.current.get(request.match_info["journey_id"])
+    if journey is None:
+        raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
+    end = _moment(request, "to", runtime.clock.now())
+    start = _moment(request, "from", 0.0) if "from" in request.query else None
+    body = await report(runtime.journey_store, journey, start, end, request.query.get("bucket"))
+    body.update({"from": iso(start) if start is not None else None, "to": iso(end)})
+    body["series"] = [{**point, "at": iso(point["at"])} for point in body["series"]]
+    return web.json_response(body)

@@ -76,6 +76,15 @@ def document() -> dict[str, Any]:
                 "parameters": _path_id("journey_id"),
                 "get": _operation("One journey with per-step counts", more=("404",)),
             },
+            "/v1/journeys/{journey_id}/stats": {
+                "parameters": [*_path_id("journey_id"), *(
+                    {"name": name, "in": "query", "required": False, "schema": schema}
+                    for name, schema in (("from", {"type": "string", "format": "date-time"}),
+                                         ("to", {"type": "string", "format": "date-time"}),
+                                         ("bucket", {"type": "string", "enum": ["hour", "day"]})))],
+                "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
+                                  more=("404",)),
+            },
             "/v1/outbox": {"get": _operation("Messages the outbox connector recorded")},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _JSON}}},
             "/readyz": {"get": {"summary": "Readiness", "security": [], "responses": {"200": _JSON, "503": _JSON}}},

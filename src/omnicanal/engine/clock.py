@@ -28,6 +28,15 @@ class Clock:
         return self._anchor_journey + (time.time() - self._anchor_real) * self.speed
 
     @classmethod
+    async def current(cls, redis: Redis, keys: Keyspace) -> Clock:
+        """The clock the workspace's processes agree on, read without changing it (real time if none is
+        stored): for commands that only look."""
+        stored = await call(redis.hgetall(keys.clock))
+        if not stored:
+            return cls()
+        return cls(float(stored["speed"]), float(stored["anchor_real"]), float(stored["anchor_journey"]))
+
+    @classmethod
     async def shared(cls, redis: Redis, keys: Keyspace, speed: float) -> Clock:
         """The clock every process of this workspace agrees on."""
         if speed == 1.0:

@@ -3,18 +3,16 @@
 For each customer: read their snapshot, apply their items with the pure core (journey/core.py), carrying out the
 sends it asks for as it asks (engine/delivery.py), then write the changes. Writes are ordered so that a crash
 between any two is harmless (see `_write`): what a replay could not redo goes before the customer's commit, what
-may be left undone after it. Counters are the exception: they are statistics, flushed once per batch, and a crash
-can lose or (on replay) double some.
+may be left undone after it. The batch's counters go in the same round trip, right after the commits (on a
+single Redis): a replay finds its work applied and counts nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
@@ -24,7 +22,15 @@ from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
 from omnicanal.journey import core
-from omnicanal.journey.effects import Changes, DrainJourney, EventArrived, TimerFired, Work
+from omnicanal.journey.effects import (
+    Changes,
+    DrainJourney,
+    EventArrived,
+    TimerFired,
+    Work,
+    add_counts,
+    new_counts,
+)
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import MESSAGES
@@ -33,6 +39,7 @@ from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge
+from omnicanal.store.schema import GOAL_WATCHES, TOUCHPOINTS
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 
 log = structlog.get_logger("omnicanal.engine")
@@ -77,14 +84,6 @@ class Engine:
     idempotency_window: float
     identity: IdentityIndex
     merges: CustomerMerge
-    _stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-
-    def flush(self, pipe: Any) -> None:
-        """Queue on `pipe` the counters of everything applied since the last flush (the worker sends them with
-        the batch's acknowledgements). They are statistics: a crash before the flush loses some, and a replay
-        may count twice."""
-        stats, self._stats = self._stats, defaultdict(Counter)
-        self.journey_store.record(pipe, stats)
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -156,9 +155,12 @@ class Engine:
         """Apply a customer's items with the core, carrying out the sends it asks for."""
         customer_id = snapshot.customer_id
         instances = {iid: Instance.from_dict(raw) for iid, raw in snapshot.instances.items()}
-        await self.registry.preload((i.journey, i.version) for i in instances.values())
+        watches = list(snapshot.profile.get(GOAL_WATCHES) or ())
+        await self.registry.preload([*((i.journey, i.version) for i in instances.values()),
+                                     *((w["journey"], w["version"]) for w in watches)])
         state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
-                              instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end)
+                              instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
+                              watches, list(snapshot.profile.get(TOUCHPOINTS) or ()))
         commit = Commit()
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
@@ -184,9 +186,10 @@ class Engine:
         commit.ended = changes.ended
         commit.entries = changes.entries
         commit.attributes = changes.attributes
-        if snapshot.legacy_instances:  # every running instance is written where instances live now
-            commit.instances = {iid: instance.to_dict() for iid, instance in state.instances.items()}
-            commit.move_instances = True
+        if changes.touchpoints:
+            commit.profile[TOUCHPOINTS] = state.touchpoints
+        if changes.watches:
+            commit.profile[GOAL_WATCHES] = state.watches
         return Applied(snapshot, state, changes, commit)
 
     async def _write(self, writes: Writes, done: Sequence[Applied]) -> None:
@@ -224,11 +227,13 @@ class Engine:
         self.queue.cancel(writes.after, ((a.snapshot.customer_id, t.instance_id, t.token)
                                          for a in done for t in a.changes.old_timers))
         self.journey_store.mark_inactive(writes.after, left)
+        counts = new_counts()
+        for applied in done:
+            add_counts(counts, applied.changes.stats)
+        self.journey_store.record(writes.after, counts, self.clock.now())
 
     def _account(self, applied: Applied) -> None:
-        """Counters, written by the next `flush`; errors and message outcomes said in the log and metrics."""
-        for journey_id, counters in applied.changes.stats.items():
-            self._stats[journey_id].update(counters)
+        """Errors and message outcomes said in the log and metrics."""
         for entry in applied.changes.timeline:
             kind = entry["kind"]
             if kind == "message" and "channel" in entry:

@@ -33,7 +33,7 @@ from omnicanal.journey.session import Context
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
-from omnicanal.store.connection import Redis, call, open_redis
+from omnicanal.store.connection import Redis, call
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -42,6 +42,8 @@ from omnicanal.store.leases import LeaseStore
 from omnicanal.store.merge import CustomerMerge
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
+from omnicanal.store.transport import open_transport
+from omnicanal.store.version import check_format
 from omnicanal.store.work import WorkQueue
 
 log = structlog.get_logger("omnicanal")
@@ -117,17 +119,19 @@ class Runtime:
         the store so that every process agrees on journey time."""
         templates, journeys = load_project(settings)
         async with contextlib.AsyncExitStack() as stack:
-            redis = open_redis(settings.redis_url)
+            transport = open_transport(settings.redis_url)
+            redis = transport.client
             stack.push_async_callback(redis.aclose)
             if settings.embedded:
                 log.warning("embedded_store", detail="no OMNICANAL_REDIS_URL: using the in-process store; "
                             "nothing is kept after exit")
             keys = Keyspace(settings.workspace, settings.partitions)
             await call(redis.ping())
+            await check_format(redis, keys)
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
-            customers = CustomerStore(redis, keys, settings.timeline_limit)
-            queue = WorkQueue(redis, keys)
-            journey_store = JourneyStore(redis, keys)
+            customers = CustomerStore(transport, keys, settings.timeline_limit)
+            queue = WorkQueue(transport, keys)
+            journey_store = JourneyStore(redis, keys, settings.stats_retention)
             registry = JourneyRegistry(journey_store)
             await registry.replace(journeys)
             await queue.ensure_groups()
@@ -136,7 +140,7 @@ class Runtime:
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
-                connectors, customers, SendLog(redis, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
+                connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
             )
             journey_context = Context(
                 registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
@@ -146,7 +150,8 @@ class Runtime:
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys))
-            ownership = PartitionOwnership(LeaseStore(redis, keys), queue, settings.worker_id, settings.partitions,
+            ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
+                                           settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,

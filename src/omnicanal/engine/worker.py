@@ -87,7 +87,7 @@ class Worker:
         finally:
             keep_alive.cancel()
             try:
-                await self._queue.acknowledge(done, self._engine.flush)
+                await self._queue.acknowledge(done)
             except Exception as exc:  # the entries are re-delivered to the next owner: harmless, applied once
                 log.warning("final_acknowledge_failed", error=str(exc))
             with contextlib.suppress(StoreUnavailable):  # if Redis is gone, the leases expire by themselves
@@ -95,9 +95,8 @@ class Worker:
 
     async def _read(self, owned: Collection[int], done: list[WorkItem], block_ms: int | None,
                     pending: bool = False) -> list[WorkItem]:
-        """The next batch, in the round trip that acknowledges the last one and writes its counters."""
-        return await self._queue.read(owned, self._consumer, BATCH, block_ms, pending=pending, done=done,
-                                      also=self._engine.flush)
+        """The next batch, in the round trip that acknowledges the last one."""
+        return await self._queue.read(owned, self._consumer, BATCH, block_ms, pending=pending, done=done)
 
     async def _report(self) -> None:
         """Refresh the gauges an autoscaler and dashboards read."""

@@ -8,6 +8,7 @@ stopped after MAX_STEPS steps and marked failed, so a mistake in a file cannot s
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from omnicanal.errors import ExpressionError
 from omnicanal.journey.effects import Sends
@@ -20,6 +21,7 @@ from omnicanal.journey.model import (
     SendStep,
     SplitArm,
     SplitStep,
+    Step,
     UpdateStep,
     WaitForStep,
     WaitStep,
@@ -35,10 +37,12 @@ MAX_STEPS = 1000
 
 def advance(session: Session, instance: Instance, journey: Journey) -> Sends[None]:
     """Run steps from `instance.position` until the instance waits or ends; save it either way."""
-    for _ in range(MAX_STEPS):
+    for run in range(MAX_STEPS + 1):
         if instance.position >= len(journey.steps):
             session.end(instance, journey, "completed")
             return
+        if run == MAX_STEPS:
+            break
         step = journey.steps[instance.position]
         instance.seq += 1
         session.count(journey.id, f"step:{step.id}:entered")
@@ -52,7 +56,7 @@ def advance(session: Session, instance: Instance, journey: Journey) -> Sends[Non
                 return
             instance.position += 1
         elif isinstance(action, DigestStep):
-            if not (yield from _digest(session, instance, journey, action, step.id)):
+            if not (yield from _digest(session, instance, journey, step, action)):
                 session.save(instance)
                 return
             instance.position += 1
@@ -162,24 +166,26 @@ def _until(session: Session, seconds: float | None, clock: str | None) -> float:
     return next_wall_time(session.now, parse_clock(clock or "00:00"), tz)
 
 
-def collect(session: Session, instance: Instance, journey: Journey, action: DigestStep,
-            event: dict[str, object]) -> None:
+def collect(session: Session, instance: Instance, journey: Journey, step: Step, event: dict[str, Any]) -> None:
     """Add an event to the digest being collected, if it is one the digest wants."""
-    digest = instance.digest
-    if digest is None or not session.matches(action, event, instance, f"{journey.id}.digest.where"):
+    digest, action = instance.digest, step.action
+    if digest is None or not isinstance(action, DigestStep) or not session.matches(
+        action, event, instance, f"{journey.id}.{step.id}.where"
+    ):
         return
     digest["total"] += 1
     if len(digest["items"]) < action.max_items:
         digest["items"].append(event["properties"])
 
 
-def _digest(session: Session, instance: Instance, journey: Journey, action: DigestStep, step_id: str
+def _digest(session: Session, instance: Instance, journey: Journey, step: Step, action: DigestStep
             ) -> Sends[bool]:
     """Collect, then send the digest; True once the step is done, False while it waits."""
-    digest = instance.digest
-    if digest is None:  # the window opens; the event that led here is the first item if it matches
+    digest, step_id = instance.digest, step.id
+    if digest is None:  # the window opens; the event being applied, if it led here, is the first item
         instance.digest = {"items": [], "total": 0, "ready": False}
-        collect(session, instance, journey, action, instance.event)
+        if session.applying is not None and session.applying["id"] == instance.event.get("id"):
+            collect(session, instance, journey, step, instance.event)
         session.wait(instance, journey, "digest", _until(session, action.window, action.until))
         return False
     if not digest["ready"]:

@@ -19,6 +19,8 @@ from typing import Any
 
 from omnicanal.errors import ExpressionError
 from omnicanal.journey.advance import advance, collect
+from omnicanal.journey.attribution import WINDOW as ATTRIBUTION_WINDOW
+from omnicanal.journey.attribution import counter, credits, revenue_of, where_of
 from omnicanal.journey.effects import (
     FALLBACK_TOKEN_PREFIX,
     Changes,
@@ -28,10 +30,10 @@ from omnicanal.journey.effects import (
     TimerFired,
     Work,
 )
-from omnicanal.journey.model import DigestStep, InstanceRule, Journey, SendStep, WaitForStep
+from omnicanal.journey.model import DigestStep, Goal, InstanceRule, Journey, SendStep, WaitForStep
 from omnicanal.journey.sending import Plan, deliver
 from omnicanal.journey.session import Context, Session, entry_name
-from omnicanal.journey.state import CustomerState, Instance
+from omnicanal.journey.state import CustomerState, Instance, watched_instance
 
 IDENTIFY = "identify"
 """`{"name": "identify", "customer_id": "c42", "properties": {"anonymous_id": "anon-123"}}`: the visitor
@@ -41,6 +43,11 @@ DELIVERED = frozenset({"message.delivered", "message.read"})
 """Receipts that say a message arrived: its fallback is not needed."""
 FAILED = "message.failed"
 """The receipt that says a message did not arrive: its fallback goes now."""
+RECEIPTS = {"message.delivered": "delivered", "message.read": "read", "message.failed": "failed",
+            "message.clicked": "clicked"}
+"""Events about one message (their properties name its journey, step and channel) → the funnel status counted."""
+REPLIED = "message.received"
+"""A reply: counted as `replied` on the last message the customer got on that channel (within the window)."""
 
 
 def apply(context: Context, state: CustomerState, work: Iterable[Work], now: float) -> Sends[Changes]:
@@ -48,8 +55,10 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
     session = Session(context, state, now)
     for item in work:
         if isinstance(item, EventArrived):
+            session.applying = item.event
             yield from _apply_event(session, item.event, item.unique)
         elif isinstance(item, TimerFired):
+            session.applying = None
             yield from _apply_timer(session, item.instance_id, item.token)
         elif isinstance(item, DrainJourney):
             _apply_drain(session, item.journey)
@@ -71,11 +80,15 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
     session.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
                    occurred_at=event["timestamp"])
     session.event_at = session.timeline_end() - 1  # the entry just recorded
+    if event["name"] in RECEIPTS or event["name"] == REPLIED:
+        _count_receipt(session, event)
     visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
     if isinstance(visitor, str) and visitor != session.customer_id:
         session.changes.identified.append(visitor)
     for instance in list(state.instances.values()):
         yield from _route_to_instance(session, instance, event)
+    if state.watches:
+        _watch_goals(session, event)
     for journey in session.context.journeys.triggered_by(event["name"]):
         yield from _maybe_start(session, journey, event)
 
@@ -103,25 +116,19 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
     event_key = _key_of(session, journey, event)
     if instance.fallbacks:
         yield from _settle_fallbacks(session, instance, journey, event)
-    for rule in journey.exit_on:
-        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
-            session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
-            return
     goal = journey.goal
     if goal and not instance.converted and _sees(goal, instance, event_key) and session.matches(
         goal, event, instance, f"{journey.id}.goal"
     ) and (goal.within is None or session.now - instance.started_at <= goal.within):
-        instance.converted = True
-        session.count(journey.id, "converted")
-        for step_id, arm in (instance.arms or {}).items():
-            session.count(journey.id, f"step:{step_id}:arm:{arm}:converted")
-        session.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
-                       attributed_to=list(instance.messages), **({"arms": instance.arms} if instance.arms else {}))
-        session.save(instance)
+        _convert(session, instance, journey, goal, event)
+    for rule in journey.exit_on:  # after the goal: the purchase that ends the journey is its conversion too
+        if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
+            session.end(instance, journey, "exited", reason=f"exit_on {event['name']}")
+            return
     waiting = instance.waiting
     step = journey.steps[instance.position]
     if waiting and waiting.kind == "digest" and isinstance(step.action, DigestStep):
-        collect(session, instance, journey, step.action, event)
+        collect(session, instance, journey, step, event)
         session.save(instance)
         return
     if waiting and waiting.kind == "wait_for" and isinstance(step.action, WaitForStep) and _sees(
@@ -132,6 +139,71 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
         instance.vars["timed_out"] = False
         instance.position += 1
         yield from advance(session, instance, journey)
+
+
+def _watch_goals(session: Session, event: dict[str, Any]) -> None:
+    """Instances that ended before their goal window closed: a goal met within it converts them too."""
+    state = session.state
+    for watch in list(state.watches):
+        journey = session.context.journeys.loaded(watch["journey"], watch["version"])
+        goal, instance = journey.goal, watched_instance(session.customer_id, watch)
+        if goal is None or watch["until"] < session.now or not _sees(goal, instance, _key_of(session, journey, event)):
+            continue
+        if session.matches(goal, event, instance, f"{journey.id}.goal"):
+            state.watches.remove(watch)
+            session.changes.watches = True
+            _convert(session, instance, journey, goal, event)
+
+
+def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal, event: dict[str, Any]) -> None:
+    """The goal is met: record the conversion with its revenue, and credit the messages before it (any journey,
+    any channel) under each attribution model, split by where it happened."""
+    instance.converted = True
+    scope = session.scope(instance, event)
+    try:
+        value = goal.revenue.evaluate(scope) if goal.revenue is not None else event["properties"].get("total")
+    except ExpressionError as exc:
+        session.record_error(f"{journey.id}.goal.revenue", str(exc))
+        value = None
+    revenue, where = revenue_of(value), where_of(event)
+    session.count(journey.id, "converted")
+    session.count(journey.id, "revenue", revenue)
+    session.count(journey.id, f"converted:{where}")
+    session.count(journey.id, f"revenue:{where}", revenue)
+    for step_id, arm in (instance.arms or {}).items():
+        session.count(journey.id, f"step:{step_id}:arm:{arm}:converted")
+        session.count(journey.id, f"step:{step_id}:arm:{arm}:revenue", revenue)
+    credited = credits(session.state.touchpoints, session.now, goal.within or ATTRIBUTION_WINDOW)
+    for model, shares in credited.items():
+        for touch, share in shares:
+            session.count(journey.id, counter(model, where, touch, "conversions"), share)
+            session.count(journey.id, counter(model, where, touch, "revenue"), share * revenue)
+    session.record("conversion", journey=journey.id, event=event["name"], event_id=event["id"],
+                   attributed_to=list(instance.messages), revenue=revenue, where=where,
+                   credits={model: {touch["m"]: round(share, 6) for touch, share in shares}
+                            for model, shares in credited.items()},
+                   **({"arms": instance.arms} if instance.arms else {}))
+    if instance.id in session.state.instances:  # a running instance; an ended one is only watched
+        session.save(instance)
+
+
+def _count_receipt(session: Session, event: dict[str, Any]) -> None:
+    """A delivery receipt, a click or a reply: counted on the step and channel of the message it concerns."""
+    name, properties = event["name"], event["properties"]
+    if name == REPLIED:
+        channel = properties.get("channel")
+        touch = next((t for t in reversed(session.state.touchpoints) if t["c"] == channel), None)
+        if touch is not None and session.now - float(touch["t"]) <= ATTRIBUTION_WINDOW:
+            journey, step, status = touch["j"], touch["s"], "replied"
+        else:
+            return
+    else:
+        journey, step, channel = properties.get("journey"), properties.get("step"), properties.get("channel")
+        status = RECEIPTS[name]
+    if all(isinstance(value, str) and value for value in (journey, step, channel)):
+        session.count(journey, f"step:{step}:{status}")
+        session.count(journey, f"channel:{channel}:{status}")
+        session.count(journey, f"step:{step}:{channel}:{status}")
 
 
 def _settle_fallbacks(session: Session, instance: Instance, journey: Journey, event: dict[str, Any]) -> Sends[None]:
@@ -160,13 +232,14 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
                    pending: dict[str, Any]) -> Sends[None]:
     """Send the step's message again, on the channels after the one it went on, without moving the instance."""
     step = journey.steps[journey.step_index(pending["step"])]
-    if not isinstance(step.action, SendStep):
+    if not isinstance(step.action, SendStep | DigestStep):
         return
+    data = pending.get("data")
     plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), f"{message_id}~fallback",
-                retries=False)
+                data, retries=False)
     held_until = yield from deliver(session, plan)
     if held_until is not None:  # quiet hours on every channel left: the fallback goes when they end
-        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until)
+        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until, data)
     session.save(instance)
 
 

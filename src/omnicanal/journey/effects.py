@@ -8,7 +8,7 @@ given its `Outcome` back; everything else it only describes (`Changes`), and the
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -110,6 +110,20 @@ Sends = Generator[Attempt, Outcome, T]
 
 # -- what the engine writes afterwards --------------------------------------------------------------------------
 
+Counts = defaultdict[str, defaultdict[str, float]]
+"""Journey id -> counter name -> amount."""
+
+
+def new_counts() -> Counts:
+    return defaultdict(lambda: defaultdict(float))
+
+
+def add_counts(total: Counts, more: Counts) -> None:
+    for journey_id, counters in more.items():
+        into = total[journey_id]
+        for name, amount in counters.items():
+            into[name] += amount
+
 
 @dataclass(frozen=True, slots=True)
 class TimerChange:
@@ -137,7 +151,11 @@ class Changes:
     """Ids of applied events that may come again: remembered for the idempotency window."""
     new_timers: list[TimerChange] = field(default_factory=list)
     old_timers: list[TimerChange] = field(default_factory=list)
+    watches: bool = False
+    """The customer's goal watches changed: the state's list is written."""
+    touchpoints: bool = False
+    """The customer's touchpoints changed (a message was sent): the state's list is written."""
     identified: list[str] = field(default_factory=list)
     """Anonymous ids an `identify` event said are this customer: merged after the commit."""
-    stats: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    """Journey id -> counter name -> increment."""
+    stats: Counts = field(default_factory=lambda: new_counts())
+    """Journey id -> counter name -> increment (attribution shares and revenue are fractional)."""

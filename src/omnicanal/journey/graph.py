@@ -91,6 +91,44 @@ def reachable(steps: Sequence[Step]) -> set[int]:
     return seen
 
 
+def loops(steps: Sequence[Step]) -> list[set[int]]:
+    """The step indexes of each loop: the strongly connected parts of the step graph that can come back to a
+    step (more than one step, or a step that jumps to itself)."""
+    index_of = {step.id: step.index for step in steps}
+    exits: dict[int, set[int]] = {step.index: set() for step in steps}
+    for edge in all_edges(steps):
+        if edge.target is not None and edge.target in index_of:
+            exits[edge.source].add(index_of[edge.target])
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    found: list[set[int]] = []
+
+    def visit(node: int) -> None:  # Tarjan's algorithm; journeys are small, recursion depth is their length
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for nxt in exits[node]:
+            if nxt not in order:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], order[nxt])
+        if low[node] == order[node]:
+            part: set[int] = set()
+            while True:
+                member = stack.pop()
+                part.add(member)
+                if member == node:
+                    break
+            if len(part) > 1 or node in exits[node]:
+                found.append(part)
+
+    for step in steps:
+        if step.index not in order:
+            visit(step.index)
+    return found
+
+
 def describe(step: Step) -> str:
     """A one-line summary of what a step does, for graphs and listings."""
     action = step.action

@@ -25,6 +25,7 @@ from pydantic import (
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression, compile_expression
 from omnicanal.journey.durations import parse_duration, parse_offset
+from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.windows import parse_clock
 
@@ -112,9 +113,15 @@ class InstanceRule(EventMatch):
 
 
 class Goal(InstanceRule):
-    """The conversion a journey aims at, counted if it happens within `within` seconds of entry."""
+    """The conversion a journey aims at, counted if it happens within `within` seconds of entry.
+
+    `revenue` is what the conversion is worth (an expression; by default the event's `total` when it is a
+    number). The messages the customer received within the window before it, on any channel and from any
+    journey, share the credit (journey/attribution.py).
+    """
 
     within: Duration | None = None
+    revenue: Value | None = None
 
 
 class ReEntry(_Strict):
@@ -245,6 +252,10 @@ class UpdateStep(_Strict):
     def _sets_something(self) -> UpdateStep:
         if not self.vars and not self.customer:
             raise ValueError("an update step needs 'vars' or 'customer' (or both) with at least one entry")
+        reserved = sorted(PROFILE_FIELDS.intersection(self.customer))
+        if reserved:
+            raise ValueError(f"customer.{reserved[0]} is a profile field, not an attribute: a journey cannot set it "
+                             "(consents, addresses, locale... change through PUT /v1/customers); use another name")
         return self
 
 

@@ -98,7 +98,7 @@ def deliver(session: Session, plan: Plan) -> Sends[float | None]:
             if plan.retries:
                 instance.retry = None
             return None
-    if choice.held_until is not None and not choice.candidates:
+    if choice.held_until is not None:  # a channel in quiet hours may still take it when they end
         _record(session, plan, "held", until=choice.held_until)
         return choice.held_until
     if plan.retries:
@@ -113,9 +113,20 @@ def _record(session: Session, plan: Plan, status: str, **fields: Any) -> None:
     session.count(plan.journey.id, f"step:{plan.step_id}:{status}")
     if "channel" in fields:
         session.count(plan.journey.id, f"channel:{fields['channel']}:{status}")
+        session.count(plan.journey.id, f"step:{plan.step_id}:{fields['channel']}:{status}")
+    if status in ("suppressed", "failed", "held"):  # why, by the first reason a channel was passed over for
+        for reason in {_reason_code(skipped["reason"]) for skipped in plan.skipped[:1]}:
+            session.count(plan.journey.id, f"step:{plan.step_id}:{status}:{reason}")
     extra = {"skipped": plan.skipped} if plan.skipped else {}
     session.record("message", journey=plan.journey.id, step=plan.step_id, template=plan.action.template,
                    purpose=plan.action.purpose, status=status, **fields, **extra)
+
+
+def _reason_code(reason: str) -> str:
+    """A skip reason as a short, bounded counter name: `no consent: marketing opted out (sms_keyword)` → `no
+    consent`, `frequency cap 3/1d` → `frequency cap`, `failed: 503 ...` → `failed`."""
+    code = reason.split(":", 1)[0]
+    return "frequency cap" if code.startswith("frequency cap") else code[:40]
 
 
 def _render(session: Session, plan: Plan, scope: dict[str, Any], candidate: Candidate) -> Rendered | str:
@@ -175,10 +186,11 @@ def _handed(session: Session, plan: Plan, candidate: Candidate, message_id: str,
             shown: dict[str, Any]) -> None:
     """The message went (or may have): a touchpoint of the instance, and a fallback kept if one may be needed."""
     plan.instance.messages.append(message_id)
+    session.touched(message_id, plan.journey.id, plan.step_id, candidate.channel)
     fallback_after = plan.action.fallback_after if isinstance(plan.action, SendStep) else None
     if candidate.later and (fallback_after is not None or candidate.channel in session.context.receipts):
         due = session.now + fallback_after if fallback_after is not None else None
-        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due)
+        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due, plan.data)
     _record(session, plan, status, **shown)
 
 

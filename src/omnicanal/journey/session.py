@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
+from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
-from omnicanal.journey.state import CustomerState, Instance, Wait
+from omnicanal.journey.state import CustomerState, Instance, Wait, goal_watch
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
@@ -67,6 +68,8 @@ class Session:
         self.changes = Changes()
         self.event_at: int | None = None
         """The timeline position of the event being applied: instances it starts or moves keep it there."""
+        self.applying: dict[str, Any] | None = None
+        """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
 
     # -- scope and conditions -------------------------------------------------------------------------------
 
@@ -109,7 +112,7 @@ class Session:
     def record_error(self, where: str, message: str) -> None:
         self.record("error", where=where, message=message)
 
-    def count(self, journey_id: str, counter: str, by: int = 1) -> None:
+    def count(self, journey_id: str, counter: str, by: float = 1) -> None:
         self.changes.stats[journey_id][counter] += by
 
     def timeline_end(self) -> int:
@@ -128,11 +131,18 @@ class Session:
         self.state.instances.pop(instance.id, None)
         self.changes.saved.discard(instance.id)
         self.changes.ended.add(instance.id)
+        goal = journey.goal
+        if status != "failed" and goal is not None and goal.within is not None and not instance.converted \
+                and instance.started_at + goal.within > self.now:  # a goal met within its window still counts
+            self.state.watches.append(goal_watch(instance, instance.started_at + goal.within))
+            self.changes.watches = True
         # Re-entry rules read when the last instance began; written as it ends (while it runs, the instance
         # itself keeps a second one from starting).
         entry = entry_name(journey.id, instance.key)
         self.state.entries[entry] = self.changes.entries[entry] = instance.started_at
         self.count(journey.id, status)
+        if reason:
+            self.count(journey.id, f"{status}:{reason}")
         self.record("journey", journey=journey.id, version=journey.version, status=status,
                     **({"reason": reason} if reason else {}))
 
@@ -153,11 +163,19 @@ class Session:
         if wait.until is not None:
             self.changes.old_timers.append(TimerChange(instance.id, wait.token, wait.until))
 
+    def touched(self, message_id: str, journey_id: str, step_id: str, channel: str) -> None:
+        """A message reached the customer (or may have): a touchpoint later conversions may credit."""
+        self.state.touchpoints = kept([*self.state.touchpoints, touchpoint(message_id, journey_id, step_id, channel,
+                                                                           self.now)], self.now)
+        self.changes.touchpoints = True
+
     def schedule_fallback(self, instance: Instance, message_id: str, step_id: str, channels: Sequence[str],
-                          due: float | None) -> None:
-        """Keep a message's later channels on its instance; with `due`, try them then unless it is delivered."""
+                          due: float | None, data: dict[str, Any] | None = None) -> None:
+        """Keep a message's later channels on its instance (with the `data` it was rendered with, when the step
+        computed it: a digest's items); with `due`, try them then unless it is delivered."""
         fallbacks = instance.fallbacks if instance.fallbacks is not None else {}
-        fallbacks[message_id] = {"step": step_id, "channels": list(channels), "due": due}
+        fallbacks[message_id] = {"step": step_id, "channels": list(channels), "due": due,
+                                 **({"data": data} if data is not None else {})}
         instance.fallbacks = fallbacks
         if due is not None:
             self.changes.new_timers.append(TimerChange(instance.id, fallback_token(message_id), due))
@@ -177,6 +195,9 @@ class Session:
         trimmed away (a timeline keeps `timeline_limit` entries) keeps a copy of the event instead. A timer both
         removed and added again (a fallback held until quiet hours end) is only added: removals are written last."""
         changes = self.changes
+        watching = [watch for watch in self.state.watches if watch["until"] >= self.now]
+        if len(watching) != len(self.state.watches):
+            self.state.watches, changes.watches = watching, True
         added = {(timer.instance_id, timer.token) for timer in changes.new_timers}
         changes.old_timers = [timer for timer in changes.old_timers if (timer.instance_id, timer.token) not in added]
         first_kept = self.timeline_end() - self.context.timeline_limit

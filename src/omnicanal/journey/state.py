@@ -91,6 +91,27 @@ class Instance:
         return cls(**{**data, "waiting": Wait(**wait) if wait else None})
 
 
+def goal_watch(instance: Instance, until: float) -> dict[str, Any]:
+    """What an ended instance leaves so that its goal may still be met until `until`: what the goal's
+    condition and the conversion read (its vars, key, messages, arms)."""
+    return {"journey": instance.journey, "version": instance.version, "id": instance.id, "until": until,
+            "started_at": instance.started_at, "vars": instance.vars, "messages": instance.messages,
+            **({"key": instance.key} if instance.key is not None else {}),
+            **({"arms": instance.arms} if instance.arms else {})}
+
+
+def watched_instance(customer_id: str, watch: dict[str, Any]) -> Instance:
+    """The ended instance a goal watch stands for (its event is not kept: the goal reads the goal's own)."""
+    return Instance(id=watch["id"], journey=watch["journey"], version=watch["version"], customer_id=customer_id,
+                    started_at=watch["started_at"], event={}, vars=watch["vars"], messages=watch["messages"],
+                    key=watch.get("key"), arms=watch.get("arms"))
+
+
+PROFILE_FIELDS = frozenset({"id", "attributes", "locale", "timezone", "addresses", "channel_preference", "consents",
+                            "whatsapp_last_inbound"})
+"""Names `customer` gives the profile's own fields: an attribute cannot take them (it would shadow them)."""
+
+
 def customer_view(customer_id: str, profile: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]:
     """`customer` in expressions and templates: attributes at the top, reserved profile fields over them."""
     return {
@@ -120,3 +141,10 @@ class CustomerState:
     """Ids of events already applied, among those that may come again (an idempotency key, a callback)."""
     timeline_end: int = 0
     """The position (counted from the first entry ever) the next timeline entry will have."""
+    watches: list[dict[str, Any]] = field(default_factory=list)
+    """Instances that ended before their goal window closed (see goal_watch): a goal met within it still
+    converts them."""
+    touchpoints: list[dict[str, Any]] = field(default_factory=list)
+    """The messages the customer received lately, oldest first, on every channel and from every journey: what
+    a conversion is attributed to (journey/attribution.py; fields `m` message id, `j` journey, `s` step,
+    `c` channel, `t` when)."""

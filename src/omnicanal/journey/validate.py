@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from omnicanal.channels import CHANNELS
-from omnicanal.journey.graph import reachable, step_edges
-from omnicanal.journey.model import DigestStep, SendStep, Step
+from omnicanal.journey.graph import loops, reachable, step_edges
+from omnicanal.journey.model import DigestStep, SendStep, Step, WaitForStep, WaitStep
 from omnicanal.journey.report import FileReport
 from omnicanal.suggest import did_you_mean
 
@@ -26,6 +26,8 @@ def check_steps(report: FileReport, steps: list[Step], step_lines: dict[str, int
     """Record the problems of `steps` as a whole; `step_lines` holds every id declared, even of broken steps,
     and `complete` says whether every step was built."""
     _check_flow(report, steps, step_lines, complete=complete)
+    if complete and len(step_lines) == len(steps):
+        _check_loops(report, steps)
     for step in steps:
         _check_send(report, step, templates)
         _check_fallback(report, step)
@@ -50,6 +52,20 @@ def _check_flow(report: FileReport, steps: list[Step], step_lines: dict[str, int
             report.add(("steps", index), f"step {steps[index].id!r} can never run: the step before it does not "
                                          "continue to it and no goto, branch or on_timeout leads to it; jump to "
                                          "it or remove it")
+
+
+def _check_loops(report: FileReport, steps: list[Step]) -> None:
+    """A loop that sends and never waits would send the customer a message per turn until the step limit stops
+    it, hundreds in an instant: refused. (A loop that only computes is stopped by the step limit at run time.)"""
+    for loop in loops(steps):
+        members = [steps[index] for index in sorted(loop)]
+        if any(isinstance(step.action, WaitStep | WaitForStep | DigestStep) for step in members):
+            continue
+        sends = [step for step in members if isinstance(step.action, SendStep)]
+        if sends:
+            ids = ", ".join(step.id for step in members)
+            report.add(("steps", sends[0].index), f"the loop through steps {ids} sends without waiting: each turn "
+                       "would send another message at once; add a wait or wait_for inside the loop")
 
 
 def _check_send(report: FileReport, step: Step, templates: TemplateLookup | None) -> None:

@@ -45,7 +45,8 @@ class Choice:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     held_until: float | None = None
-    """When nothing qualifies only because of quiet hours: the earliest moment one of them opens."""
+    """When a channel was passed over only for quiet hours: the earliest moment one of them opens (the message
+    waits for it if no candidate takes it)."""
 
 
 def preferred_order(channels: Sequence[str], preference: Sequence[str]) -> list[str]:
@@ -87,6 +88,4 @@ def choose(channels: Sequence[str], customer: Mapping[str, Any], template_channe
         last_inbound = float(customer.get("whatsapp_last_inbound") or 0)
         outside = channel == "whatsapp" and now - last_inbound > WHATSAPP_WINDOW
         choice.candidates.append(Candidate(channel, to, template_only=outside, later=tuple(order[position + 1:])))
-    if choice.candidates:
-        choice.held_until = None
     return choice

@@ -1,5 +1,5 @@
-"""Opening Redis (real or embedded), translating its failures into StoreUnavailable, and sending the hot path's
-scripts and batch writes at the least CPU per command.
+"""Opening Redis (real or embedded), translating its failures into StoreUnavailable, and sending raw commands
+straight to a connection at the least CPU per command (what transport.DirectRedis sends with).
 
 The embedded store is fakeredis: the same Redis API, commands, streams and Lua, in the process. It lets the
 demo and a laptop run with nothing installed; it keeps nothing after exit, which `serve` says at start.
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import hiredis
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
-from redis.commands.core import AsyncScript
 
 from omnicanal.errors import StoreUnavailable
 
@@ -143,28 +142,6 @@ def decode_map(raw: Any) -> dict[str, str]:
     return dict(raw or {})
 
 
-def queue_script(pipe: Any, source: str | bytes | memoryview, keys: Sequence[Any], args: Sequence[Any]) -> None:
-    """Queue a Lua script on a pipeline as EVAL with its source.
-
-    Not redis-py's registered scripts: on a pipeline they cost a SCRIPT EXISTS round trip before every
-    execution. Redis caches a script by its digest either way, and EVAL needs nothing loaded beforehand, so a
-    Redis that restarted (and lost its script cache) needs nothing done either.
-    """
-    pipe.execute_command(*eval_command(source, keys, args))
-
-
-def eval_command(source: str | bytes | memoryview, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
-    """The EVAL command running `source` on `keys` with `args`."""
-    return ("EVAL", source, len(keys), *keys, *args)
-
-
-def sends_directly(redis_client: Redis) -> bool:
-    """Whether `send_commands` can carry this client's commands: a single Redis on the connections this module
-    packs (not a Cluster, whose client routes each command, nor the embedded store, which has no socket)."""
-    return isinstance(redis_client, redis.Redis) and \
-        getattr(redis_client.connection_pool, "connection_class", None) is PackedConnection
-
-
 async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
     """Commands written to one connection at once, their raw replies read in order: an error reply comes back
     as its ResponseError (not raised), the others as Redis sent them, without redis-py's response callbacks.
@@ -174,7 +151,7 @@ async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[A
     the difference is a timeout armed around every reply (~3.4 µs each); here one timeout, the connection's
     socket timeout, bounds the whole exchange. A connection whose exchange fails or times out is dropped (a
     reply left unread would be the next caller's): redis-py's reads and writes disconnect on any exception.
-    The caller translates failures (`translated`). Only for clients that `sends_directly`.
+    The caller translates failures (`translated`). Only for clients on PackedConnection (transport_for).
     """
     pool = redis_client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py 8
@@ -198,100 +175,3 @@ def first_error(replies: Sequence[Any]) -> list[Any]:
         if isinstance(reply, redis_errors.ResponseError):
             raise reply
     return list(replies)
-
-
-async def run_script(redis_client: Redis, script: AsyncScript,
-                     calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
-    """The answers of one Lua script called with each (keys, args), in order: in one round trip on a single
-    Redis, as concurrent calls on a Cluster (its keys live on several nodes, and its pipelines cannot run
-    scripts)."""
-    async with translated():
-        if isinstance(redis_client, redis.RedisCluster):
-            return list(await asyncio.gather(*(script(keys=keys, args=args) for keys, args in calls)))
-        if sends_directly(redis_client):
-            return first_error(await send_commands(redis_client, [eval_command(script.script, keys, args)
-                                                                  for keys, args in calls]))
-        async with redis_client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                queue_script(pipe, script.script, keys, args)
-            return list(await pipe.execute())
-
-
-Queued = Callable[[Any], object] | tuple[Any, ...]
-"""What a Coalescer sends: a call queuing one command on a redis-py pipeline, or a raw command (`eval_command`)."""
-
-
-class Coalescer:
-    """Commands issued during the same two turns of the event loop, sent to Redis together as one pipeline.
-
-    Many coroutines reach the same call at once — the API's concurrent requests each storing an event, a
-    worker's customers each claiming a message before calling the provider — and one pipeline for all of them
-    instead of a call each saves redis-py's per-call cost (a pooled connection, a timeout, a write and a read),
-    most of what a small command costs. Each caller still waits for, and gets, its own answer or its own error.
-
-    The pipeline leaves one turn later than the first call's: the API's concurrent requests reach the store
-    over two turns of the loop, and waiting for the second put about twice as many in each pipeline (measured:
-    single-event ingest 17,700 -> 20,900 events/s with 64 connections; a third turn gained nothing).
-    """
-
-    def __init__(self, redis_client: Redis) -> None:
-        self._redis = redis_client
-        self._direct = sends_directly(redis_client)
-        self._cluster = isinstance(redis_client, redis.RedisCluster)  # a Protocol check: ~0.4 µs each time
-        self._pending: list[tuple[Queued, asyncio.Future[Any]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    async def command(self, queue: Callable[[Any], object]) -> Any:
-        """The answer to the one command `queue` puts on the pipeline it is given."""
-        return await self._enqueue(queue)
-
-    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """A Lua script's answer; on a Cluster, whose client cannot pipeline scripts, the call goes alone."""
-        if self._cluster:
-            return await call(script(keys=keys, args=args))
-        return await self._enqueue(eval_command(script.script, keys, args))
-
-    async def _enqueue(self, queued: Queued) -> Any:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((queued, answer))
-        if len(self._pending) == 1:  # the first call: send them all once this turn and the next are over
-            loop.call_soon(self._send_after_this_turn)
-        return await answer
-
-    def _send_after_this_turn(self) -> None:
-        asyncio.get_running_loop().call_soon(self._send)
-
-    def _send(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._execute(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _execute(self, batch: list[tuple[Queued, asyncio.Future[Any]]]) -> None:
-        results: list[Any]
-        try:
-            async with translated():
-                results = await self._replies([queued for queued, _ in batch])
-        except Exception as exc:  # Redis unavailable (translated), or any failure: every caller hears of it
-            results = [exc] * len(batch)
-        for (_, answer), result in zip(batch, results, strict=True):
-            if answer.done():  # its caller was cancelled
-                continue
-            if isinstance(result, BaseException):  # an error reply is its caller's alone
-                answer.set_exception(unavailable(result) or result)
-            else:
-                answer.set_result(result)
-
-    async def _replies(self, batch: list[Queued]) -> list[Any]:
-        """Raw commands (scripts) go straight to the connection when they can; a command that needs redis-py's
-        reply parsing takes the pipeline, and the raw ones with it."""
-        if self._direct and all(isinstance(queued, tuple) for queued in batch):
-            return await send_commands(cast(redis.Redis, self._redis), cast(list[tuple[Any, ...]], batch))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for queued in batch:
-                if isinstance(queued, tuple):
-                    pipe.execute_command(*queued)
-                else:
-                    queued(pipe)
-            return list(await pipe.execute(raise_on_error=False))

@@ -14,9 +14,11 @@ from omnicanal.store.keys import Keyspace
 
 
 class JourneyStore:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, retention: float = 90 * 86400) -> None:
         self._redis = redis
         self._keys = keys
+        self._retention = retention
+        """Seconds the hourly counters are kept (OMNICANAL_STATS_RETENTION)."""
 
     async def remember(self, journey_id: str, version: str, source: str) -> None:
         await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))
@@ -27,12 +29,30 @@ class JourneyStore:
         )
         return result
 
-    def record(self, pipe: Any, increments: Mapping[str, Mapping[str, int]]) -> None:
-        """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped)."""
+    def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]], now: float) -> None:
+        """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,
+        such as attribution shares and revenue, are added as floats): to the totals and to the hour of `now`
+        (journey time), which expires after the retention."""
+        hour = int(now // 3600)
         for journey_id, counters in increments.items():
+            keys = (self._keys.journey_stats(journey_id), self._keys.journey_stats_hour(journey_id, hour))
             for counter, delta in counters.items():
-                if delta:
-                    pipe.hincrby(self._keys.journey_stats(journey_id), counter, delta)
+                for key in keys:
+                    if delta and float(delta).is_integer():
+                        pipe.hincrby(key, counter, int(delta))
+                    elif delta:
+                        pipe.hincrbyfloat(key, counter, delta)
+            pipe.expire(keys[1], int(self._retention + 3600))
+
+    async def hours(self, journey_id: str, first: int, last: int) -> dict[int, dict[str, float]]:
+        """The counters of each hour from `first` to `last` (epoch hours, both included) that has any."""
+        hours = range(first, last + 1)
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for hour in hours:
+                pipe.hgetall(self._keys.journey_stats_hour(journey_id, hour))
+            answers = await pipe.execute()
+        return {hour: {name: _number(value) for name, value in decode_map(raw).items()}
+                for hour, raw in zip(hours, answers, strict=True) if raw}
 
     def mark_active(self, pipe: Any, runs: Iterable[tuple[str, str]]) -> None:
         """Queue on `pipe`: these (customer, journey) pairs now run (the index `journeys drain` walks); one
@@ -68,6 +88,12 @@ class JourneyStore:
     async def active_count(self, journey_id: str) -> int:
         return int(await call(self._redis.scard(self._keys.journey_active(journey_id))))
 
-    async def counters(self, journey_id: str) -> dict[str, int]:
+    async def counters(self, journey_id: str) -> dict[str, float]:
+        """The journey's counters: whole numbers as int, fractions (attribution, revenue) as float."""
         raw = await call(self._redis.hgetall(self._keys.journey_stats(journey_id)))
-        return {name: int(value) for name, value in decode_map(raw).items()}
+        return {name: _number(value) for name, value in decode_map(raw).items()}
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value

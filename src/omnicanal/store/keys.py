@@ -1,4 +1,4 @@
-"""Every Redis key omnicanal uses, and nowhere else.
+"""Every Redis key omnicanal uses, and nowhere else (what is inside each key is named in schema.py).
 
 Layout (workspace `ws`, customer `cid`, partition `p`):
 
@@ -6,11 +6,9 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
                                        applied_entry (the last work entry the customer's state holds),
                                        i:<instance id> -> JSON of a running journey instance
     oc:{ws:c:cid}:attrs         hash   attribute -> JSON value (field-level writes never clobber each other)
-    oc:{ws:c:cid}:instances     hash   instance id -> JSON: where running instances were stored before they moved
-                                       into the profile; still read, emptied by the customer's next commit
     oc:{ws:c:cid}:entries       hash   journey id -> when the customer's last finished instance began (re-entry)
     oc:{ws:c:cid}:timeline      list   JSON entries, oldest first (events, messages, journey milestones)
-    oc:{ws:c:cid}:messages      hash   message key -> JSON message record (content, status history)
+    oc:{ws:c:cid}:messages      hash   message id -> JSON message record, message id|h -> its status history
     oc:{ws:c:cid}:seen          zset   ids of applied events that may come again (idempotency key, provider
                                        callback, forwarded by a merge), scored by time
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
@@ -20,7 +18,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:workers             zset   live worker ids scored by their last heartbeat
     oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
     oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
-    oc:{ws}:stats:ID            hash   per-journey and per-step counters
+    oc:{ws}:stats:ID            hash   per-journey and per-step counters, since the start
+    oc:{ws}:stats:ID:h:HOUR     hash   the same counters for one hour of journey time (kept OMNICANAL_STATS_RETENTION)
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:outbox              list   messages recorded by the outbox connector
@@ -28,6 +27,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
     oc:{ws}:clock               hash   anchor of the shared journey clock
+    oc:{ws}:format              string the stored-format version of the workspace (version.py)
 
 All keys of one customer share the hash tag `{ws:c:cid}`, and a partition's stream and timers share `{ws:p:N}`,
 so every multi-key script or transaction touches one slot and runs unchanged on Redis Cluster.
@@ -61,7 +61,6 @@ class CustomerKeys:
 
     profile: str
     attrs: str
-    instances: str
     entries: str
     timeline: str
     messages: str
@@ -69,7 +68,7 @@ class CustomerKeys:
     sends: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.profile, self.attrs, self.instances, self.entries, self.timeline, self.messages, self.seen,
+        return (self.profile, self.attrs, self.entries, self.timeline, self.messages, self.seen,
                 self.sends)
 
 
@@ -100,7 +99,6 @@ class Keyspace:
         return CustomerKeys(
             profile=f"{tag}:profile",
             attrs=f"{tag}:attrs",
-            instances=f"{tag}:instances",
             entries=f"{tag}:entries",
             timeline=f"{tag}:timeline",
             messages=f"{tag}:messages",
@@ -128,6 +126,10 @@ class Keyspace:
 
     def journey_stats(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:stats:{journey_id}"
+
+    def journey_stats_hour(self, journey_id: str, hour: int) -> str:
+        """The journey's counters of one hour of journey time (`hour`: epoch seconds // 3600)."""
+        return f"oc:{self.workspace}:stats:{journey_id}:h:{hour}"
 
     @property
     def customers(self) -> str:
@@ -157,3 +159,7 @@ class Keyspace:
     @property
     def clock(self) -> str:
         return f"oc:{self.workspace}:clock"
+
+    @property
+    def format(self) -> str:
+        return f"oc:{self.workspace}:format"

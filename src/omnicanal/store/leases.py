@@ -11,30 +11,20 @@ from __future__ import annotations
 
 import time
 
-from omnicanal.store.connection import Redis, call, translated
+from omnicanal.store.connection import call, translated
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.scripts import load
+from omnicanal.store.transport import Transport
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+RENEW_LEASE = load("renew_lease")
+RELEASE_LEASE = load("release_lease")
 
 
 class LeaseStore:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
-        self._redis = redis
+    def __init__(self, transport: Transport, keys: Keyspace) -> None:
+        self._transport = transport
+        self._redis = transport.client
         self._keys = keys
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
 
     async def heartbeat(self, worker_id: str, ttl: float) -> int:
         """Say this worker is alive; returns how many workers are alive (this one included)."""
@@ -54,7 +44,7 @@ class LeaseStore:
 
     async def renew(self, partition: int, worker_id: str, ttl_ms: int) -> bool:
         key = self._keys.partition(partition).lease
-        return bool(await call(self._renew(keys=[key], args=[worker_id, ttl_ms])))
+        return bool(await self._transport.script(RENEW_LEASE, [key], [worker_id, ttl_ms]))
 
     async def release(self, partition: int, worker_id: str) -> None:
-        await call(self._release(keys=[self._keys.partition(partition).lease], args=[worker_id]))
+        await self._transport.script(RELEASE_LEASE, [self._keys.partition(partition).lease], [worker_id])

@@ -18,19 +18,30 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.customers import (
+from omnicanal.store.keys import Keyspace
+from omnicanal.store.schema import (
+    ADDRESSES,
     APPLIED_ENTRY,
+    CONSENTS,
+    CREATED_AT,
     INSTANCE_FIELD,
-    PROFILE_JSON_FIELDS,
+    MERGED_AT,
+    MERGED_FROM,
+    MERGED_INTO,
     TIMELINE_TRIMMED,
+    UPDATED_AT,
     decode_instances,
+    decode_messages,
+    decode_profile,
     encode_instance,
+    encode_profile_field,
     event_of_entry,
+    message_fields,
     split_profile,
 )
-from omnicanal.store.keys import Keyspace
 
-MERGED_INTO = "merged_into"
+__all__ = ["MERGED_INTO", "CustomerMerge"]
+"""MERGED_INTO (schema.py) is the tombstone callers look for."""
 
 
 def _json_map(raw: Any) -> dict[str, Any]:
@@ -48,21 +59,20 @@ class CustomerMerge:
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.profile)
             pipe.hgetall(k.attrs)
-            pipe.hgetall(k.instances)
             pipe.hgetall(k.entries)
             pipe.lrange(k.timeline, 0, -1)
             pipe.hgetall(k.messages)
             pipe.zrange(k.seen, 0, -1, withscores=True)
             pipe.zrange(k.sends, 0, -1, withscores=True)
-            profile, attrs, legacy, entries, timeline, messages, seen, sends = await pipe.execute()
+            profile, attrs, entries, timeline, messages, seen, sends = await pipe.execute()
         fields, instances = split_profile(decode_map(profile))
         return {
-            "profile": {n: loads(v) if n in PROFILE_JSON_FIELDS else v for n, v in fields.items()},
+            "profile": decode_profile(fields),
             "attributes": _json_map(attrs),
-            "instances": decode_instances(customer_id, {**decode_map(legacy), **instances}),
+            "instances": decode_instances(customer_id, instances),
             "entries": {journey: float(at) for journey, at in decode_map(entries).items()},
             "timeline": [loads(entry) for entry in timeline],
-            "messages": _json_map(messages),
+            "messages": decode_messages(decode_map(messages)),
             "seen": dict(seen),
             "sends": dict(sends),
         }
@@ -72,13 +82,13 @@ class CustomerMerge:
         k = self._keys.customer(customer_id)
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(*k.all())
-            pipe.hset(k.profile, mapping={MERGED_INTO: into, "merged_at": repr(now)})
+            pipe.hset(k.profile, mapping={MERGED_INTO: into, MERGED_AT: repr(now)})
             await pipe.execute()
 
     async def absorb(self, customer_id: str, source: str, state: dict[str, Any], now: float) -> list[str]:
         """Merge `state` (exported from `source`) into the customer; returns the ids of the instances moved."""
         mine = await self.export(customer_id)
-        if source in mine["profile"].get("merged_from", []):
+        if source in mine["profile"].get(MERGED_FROM, []):
             return []  # applied before (the item was delivered again)
         k = self._keys.customer(customer_id)
         # The timeline is rebuilt (both woven in time order): instances that keep their event on a timeline
@@ -97,15 +107,13 @@ class CustomerMerge:
                 theirs[instance["journey"]] = max(instance["started_at"], theirs.get(instance["journey"], 0.0))
         entries = {j: max(at, mine["entries"].get(j, at)) for j, at in theirs.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(k.profile, "created_at", repr(now))
-            pipe.hset(k.profile, mapping={n: dumps(v) if n in PROFILE_JSON_FIELDS else str(v)
-                                          for n, v in profile.items()})
+            pipe.hsetnx(k.profile, CREATED_AT, repr(now))
+            pipe.hset(k.profile, mapping={n: encode_profile_field(n, v) for n, v in profile.items()})
             if attributes:
                 pipe.hset(k.attrs, mapping={n: dumps(v) for n, v in attributes.items()})
-            if moved or own:  # where instances live now: those in the instances hash of before move too
+            if moved or own:
                 pipe.hset(k.profile, mapping={INSTANCE_FIELD + iid: encode_instance(instance)
                                               for iid, instance in {**own, **moved}.items()})
-            pipe.delete(k.instances)
             pipe.hdel(k.profile, TIMELINE_TRIMMED)  # positions start again at the rebuilt timeline's first entry
             if entries:
                 pipe.hset(k.entries, mapping={j: repr(at) for j, at in entries.items()})
@@ -113,7 +121,7 @@ class CustomerMerge:
             if timeline:
                 pipe.rpush(k.timeline, *(dumps(entry) for entry in timeline))
             if state["messages"]:
-                pipe.hset(k.messages, mapping={mid: dumps(m) for mid, m in state["messages"].items()})
+                pipe.hset(k.messages, mapping=message_fields(state["messages"]))
             if state["seen"]:
                 pipe.zadd(k.seen, state["seen"])
             if state["sends"]:
@@ -140,21 +148,20 @@ def _with_events(customer_id: str, state: dict[str, Any]) -> dict[str, dict[str,
 
 def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -> dict[str, Any]:
     """The known customer's profile wins field by field; addresses and consents are combined."""
-    addresses = dict(theirs.get("addresses", {}))
-    for channel, value in mine.get("addresses", {}).items():
+    addresses = dict(theirs.get(ADDRESSES, {}))
+    for channel, value in mine.get(ADDRESSES, {}).items():
         if channel == "push" and isinstance(value, list):
             addresses["push"] = list(dict.fromkeys([*addresses.get("push", []), *value]))
         else:
             addresses[channel] = value
-    consents: dict[str, Any] = {ch: dict(purposes) for ch, purposes in theirs.get("consents", {}).items()}
-    for channel, purposes in mine.get("consents", {}).items():
+    consents: dict[str, Any] = {ch: dict(purposes) for ch, purposes in theirs.get(CONSENTS, {}).items()}
+    for channel, purposes in mine.get(CONSENTS, {}).items():
         for purpose, decision in purposes.items():
             other = consents.setdefault(channel, {}).get(purpose)
             if other is None or other.get("granted") or not decision.get("granted"):
                 consents[channel][purpose] = decision  # an opt-out, on either side, is kept
     profile = {n: v for n, v in theirs.items()  # the last applied entry is of the visitor's own work stream
-               if n not in (MERGED_INTO, "merged_at", "created_at", "updated_at", APPLIED_ENTRY, TIMELINE_TRIMMED)}
-    profile.update({n: v for n, v in mine.items() if n not in ("created_at", TIMELINE_TRIMMED)})
-    profile.update(addresses=addresses, consents=consents,
-                   merged_from=[*mine.get("merged_from", []), source])
+               if n not in (MERGED_INTO, MERGED_AT, CREATED_AT, UPDATED_AT, APPLIED_ENTRY, TIMELINE_TRIMMED)}
+    profile.update({n: v for n, v in mine.items() if n not in (CREATED_AT, TIMELINE_TRIMMED)})
+    profile.update({ADDRESSES: addresses, CONSENTS: consents, MERGED_FROM: [*mine.get(MERGED_FROM, []), source]})
     return profile

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnicanal.codec import loads
+from omnicanal.store import schema
 from omnicanal.store.connection import Redis, translated
-from omnicanal.store.customers import TIMELINE_TRIMMED
 from omnicanal.store.keys import Keyspace
 
 
@@ -41,11 +41,11 @@ class TimelinePages:
 
     async def page(self, customer_id: str, size: int, before: int | None = None) -> TimelinePage:
         """The `size` entries before position `before` (None: the newest), messages with their latest status
-        and status history, as `CustomerStore.timeline` gives them."""
+        and status history, as `CustomerStore.timeline` gives them (store/timeline.py)."""
         k = self._keys.customer(customer_id)
         async with translated():
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hget(k.profile, TIMELINE_TRIMMED)
+                pipe.hget(k.profile, schema.TIMELINE_TRIMMED)
                 pipe.llen(k.timeline)
                 raw_trimmed, length = await pipe.execute()
             trimmed = int(raw_trimmed or 0)
@@ -54,8 +54,10 @@ class TimelinePages:
             raw = await self._redis.lrange(k.timeline, start, end - 1) if end > start else []
             entries = [loads(item) for item in raw]
             message_ids = [e["message_id"] for e in entries if e.get("kind") == "message" and e.get("message_id")]
-            records = await self._redis.hmget(k.messages, message_ids) if message_ids else []
-        found = {mid: loads(record) for mid, record in zip(message_ids, records, strict=True) if record}
+            fields = [field for mid in message_ids for field in (mid, mid + schema.HISTORY_SUFFIX)]
+            stored = await self._redis.hmget(k.messages, fields) if fields else []
+        found = {mid: schema.decode_message(mid, record, history)
+                 for mid, record, history in zip(message_ids, stored[0::2], stored[1::2], strict=True) if record}
         for entry in entries:
             record = found.get(entry.get("message_id", "")) if entry.get("kind") == "message" else None
             if record:

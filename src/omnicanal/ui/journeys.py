@@ -25,21 +25,22 @@ def _journey(dashboard: Dashboard, request: web.Request) -> Journey:
 
 
 async def journeys_page(request: web.Request, dashboard: Dashboard) -> Page:
+    """Each journey with its numbers of the last 24 hours and of all time."""
     runtime = dashboard.runtime
-    rows = [(journey, await funnel(runtime, journey))
+    day = Period.last_day(runtime.clock.now())
+    rows = [(journey, await funnel(runtime, journey, day), await funnel(runtime, journey))
             for journey in sorted(runtime.registry.current.values(), key=lambda j: j.id)]
     return Page("journeys.html", {"rows": rows})
 
 
 async def journey_page(request: web.Request, dashboard: Dashboard) -> Page:
     journey = _journey(dashboard, request)
-    period = Period.from_query(request.query.get("from"), request.query.get("to"))
+    period = Period.from_query(request.query.get("from"), request.query.get("to"), dashboard.runtime.clock.now())
     numbers = await funnel(dashboard.runtime, journey, period)
     return Page("journey.html", {
         "journey": journey,
         "drawing": draw(journey),
         "funnel": numbers,
-        "asked": period,
         "query_from": request.query.get("from", ""),
         "query_to": request.query.get("to", ""),
         "poll_seconds": POLL_SECONDS,
@@ -49,5 +50,5 @@ async def journey_page(request: web.Request, dashboard: Dashboard) -> Page:
 async def journey_counts(request: web.Request, dashboard: Dashboard) -> web.Response:
     """The numbers the journey page shows, for its script to refresh them."""
     journey = _journey(dashboard, request)
-    period = Period.from_query(request.query.get("from"), request.query.get("to"))
+    period = Period.from_query(request.query.get("from"), request.query.get("to"), dashboard.runtime.clock.now())
     return web.json_response((await funnel(dashboard.runtime, journey, period)).as_json())

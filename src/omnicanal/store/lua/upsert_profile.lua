@@ -1,0 +1,49 @@
+-- A profile update (PUT /v1/customers, an inbound message, a STOP keyword), applied in one step so that it never
+-- loses a change a worker or another request made meanwhile: given fields replace, addresses merge per channel
+-- (an empty or null address removes the channel's), consents merge per channel and purpose (a later decision
+-- replaces an earlier one purpose by purpose: policy/consent.merge; a channel without any is not kept),
+-- attributes are set or (null) removed.
+-- ARGV after the fixed ones: sections, each a count followed by its items: fields to set (name, text), fields to
+-- delete (name), attributes to set (name, JSON), attributes to delete (name).
+local profile_key = KEYS[1]
+local attrs_key = KEYS[2]
+local now = ARGV[1]
+local addresses = ARGV[2]  -- the addresses given, as JSON ('': none)
+local consents = ARGV[3]  -- the consents given, as JSON ('': none)
+
+local args = argument_reader(4)
+local function stored(field)
+  local raw = redis.call('HGET', profile_key, field)
+  if raw then return cjson.decode(raw) end
+  return {}
+end
+local function removes(address)
+  return address == cjson.null or address == '' or (type(address) == 'table' and next(address) == nil)
+end
+
+redis.call('HSETNX', profile_key, CREATED_AT, now)
+local fields = {UPDATED_AT, now}
+if addresses ~= '' then
+  local merged = stored(ADDRESSES)
+  for channel, address in pairs(cjson.decode(addresses)) do
+    if removes(address) then merged[channel] = nil else merged[channel] = address end
+  end
+  fields[#fields + 1] = ADDRESSES
+  fields[#fields + 1] = encode_object(merged)
+end
+if consents ~= '' then
+  local merged = stored(CONSENTS)
+  for channel, purposes in pairs(cjson.decode(consents)) do
+    local decisions = merged[channel] or {}
+    for purpose, decision in pairs(purposes) do decisions[purpose] = decision end
+    if next(decisions) ~= nil then merged[channel] = decisions end
+  end
+  fields[#fields + 1] = CONSENTS
+  fields[#fields + 1] = encode_object(merged)
+end
+for _, item in ipairs(args.section(2)) do fields[#fields + 1] = item end
+redis.call('HSET', profile_key, unpack(fields))
+call_with_items('HDEL', profile_key, args.section(1))
+call_with_items('HSET', attrs_key, args.section(2))
+call_with_items('HDEL', attrs_key, args.section(1))
+return 1

@@ -1,0 +1,55 @@
+"""Profile writes from outside a customer's ordered work — `PUT /v1/customers`, an inbound message or STOP
+keyword, a provider saying an address is dead — each one Lua script (lua/upsert_profile.lua,
+lua/remove_address.lua), so that they never lose a change a worker commits for the same customer meanwhile,
+nor one another's: addresses and consents are merged inside Redis, not read and written back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from omnicanal.codec import encode
+from omnicanal.store import schema
+from omnicanal.store.keys import Keyspace
+from omnicanal.store.scripts import load, section
+from omnicanal.store.transport import Transport
+
+UPSERT_PROFILE = load("upsert_profile")
+REMOVE_ADDRESS = load("remove_address")
+_MERGED = (schema.ADDRESSES, schema.CONSENTS)
+
+
+def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float) -> list[Any]:
+    """The script's arguments (see lua/upsert_profile.lua): addresses and consents go whole, to be merged; a
+    null field or attribute is removed."""
+    merged = [encode(fields[name]) if fields.get(name) is not None else "" for name in _MERGED]
+    given = {name: value for name, value in fields.items() if name not in _MERGED}
+    kept = [x for name, value in given.items() if value is not None
+            for x in (name, schema.encode_profile_field(name, value))]
+    return [
+        repr(now), *merged,
+        *section(kept, 2),
+        *section([name for name, value in given.items() if value is None], 1),
+        *section([x for name, value in attributes.items() if value is not None for x in (name, encode(value))], 2),
+        *section([name for name, value in attributes.items() if value is None], 1),
+    ]
+
+
+class ProfileWrites:
+    def __init__(self, transport: Transport, keys: Keyspace) -> None:
+        self._transport = transport
+        self._keys = keys
+
+    async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float) -> None:
+        """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
+        merge per channel and purpose, null fields and attributes go; the customer is listed."""
+        k = self._keys.customer(customer_id)
+        await asyncio.gather(self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs],
+                                                    upsert_args(fields, attributes, now)),
+                             self._transport.command("SADD", self._keys.customers, customer_id))
+
+    async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
+        """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if
+        the customer did not have it."""
+        k = self._keys.customer(customer_id)
+        return bool(await self._transport.script(REMOVE_ADDRESS, [k.profile], [channel, address]))

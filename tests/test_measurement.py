@@ -1,0 +1,101 @@
+"""Measurement end to end: the reference journey played for a population with known outcomes through the HTTP
+API on real Redis, then `GET /v1/journeys/abandoned_cart/stats` must say exactly what happened — per step and
+channel, conversions and revenue by where they happened, credit by attribution model — and so must
+`omnicanal stats`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from conftest import Api, StartApi, has_message, journey_ended
+from test_cli import run
+from test_reference_journey import CART, LEA
+
+TOM = {**LEA, "attributes": {"first_name": "Tom"}, "channel_preference": []}
+
+
+def order(channel: str, total: float) -> dict[str, Any]:
+    return {"order_id": "T", "channel": channel, "items": [{"sku": "SKU-1", "name": "Sneakers", "price": total}],
+            "total": total}
+
+
+async def _population(api: Api) -> dict[str, str]:
+    """3 buy in store after the push (100 each), 2 buy online after the e-mail reminder (50 each), 1 clicks the
+    push and never buys. Returns each customer's push message id."""
+    customers = [f"s{n}" for n in range(3)] + [f"w{n}" for n in range(2)] + ["k0"]
+    for customer_id in customers:
+        await api.put_customer(customer_id, TOM)
+        await api.event("cart_abandoned", customer_id, properties=CART)
+    pushes = {}
+    for customer_id in customers:
+        entries = await api.wait_until(customer_id, has_message("cart_discount"))
+        pushes[customer_id] = next(e for e in entries if e.get("template") == "cart_discount")["message_id"]
+    for n in range(3):
+        await api.event("order_placed", f"s{n}", properties=order("store", 100.0))
+    await api.event("message.clicked", "k0", properties={"message_id": pushes["k0"], "journey": "abandoned_cart",
+                                                          "step": "push_discount", "channel": "push"})
+    for customer_id in ("w0", "w1", "k0"):
+        await api.wait_until(customer_id, journey_ended("abandoned_cart"), timeout=30)  # the reminder went
+    for n in range(2):
+        await api.event("order_placed", f"w{n}", properties=order("web", 50.0))
+    await api.settled()
+    return pushes
+
+
+@pytest.mark.slow  # 48 journey hours at 36,000x: ~5 real seconds
+async def test_stats_say_what_each_channel_and_step_did(start_api: StartApi) -> None:
+    api = await start_api()
+    await _population(api)
+    stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
+    assert stats["counts"]["started"] == 6 and stats["counts"]["converted"] == 5
+    assert stats["counts"]["revenue"] == 400
+    assert stats["by_where"] == {"store": {"conversions": 3, "revenue": 300}, "web": {"conversions": 2, "revenue": 100}}
+    steps = {step["id"]: step for step in stats["steps"]}
+    assert steps["push_discount"]["counts"]["sent"] == 6
+    assert steps["push_discount"]["channels"]["push"] == {"sent": 6, "clicked": 1}
+    assert steps["last_chance"]["channels"]["email"]["sent"] == 3
+    assert steps["thank_you"]["counts"]["sent"] == 3  # only those who bought before the reminder are thanked
+
+    def credit(model: str) -> dict[tuple[str, str, str], tuple[float, float]]:
+        return {(row["where"], row["step"], row["channel"]): (row["conversions"], row["revenue"])
+                for row in stats["attribution"][model]}
+
+    assert credit("last") == {("store", "push_discount", "push"): (3, 300), ("web", "last_chance", "email"): (2, 100)}
+    assert credit("first") == {("store", "push_discount", "push"): (3, 300), ("web", "push_discount", "push"): (2, 100)}
+    assert credit("linear") == {("store", "push_discount", "push"): (3, 300), ("web", "push_discount", "push"): (1, 50),
+                                ("web", "last_chance", "email"): (1, 50)}
+    for model in ("last", "first", "linear"):
+        assert sum(row["revenue"] for row in stats["attribution"][model]) == 400
+
+    ranged = await api.request("GET", "/v1/journeys/abandoned_cart/stats?from=2000-01-01T00:00:00Z&bucket=day", 422)
+    assert ranged["errors"][0]["field"] == "from"  # more than a year: refused, naming the parameter
+    now = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
+    last_week = await api.request("GET", f"/v1/journeys/abandoned_cart/stats?from={now['series'][0]['at']}", 200)
+    assert last_week["counts"] == stats["counts"]  # everything happened in the range: the same totals
+    assert sum(point["converted"] for point in last_week["series"]) == 5
+
+
+async def test_stats_refuse_what_makes_no_range(start_api: StartApi) -> None:
+    api = await start_api()
+    for query, field in (("bucket=week", "bucket"), ("from=yesterday", "from"),
+                         ("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z", "to")):
+        body = await api.request("GET", f"/v1/journeys/abandoned_cart/stats?{query}", 422)
+        assert body["errors"][0]["field"] == field, body
+    await api.request("GET", "/v1/journeys/nope/stats", 404)
+
+
+@pytest.mark.slow
+async def test_omnicanal_stats_prints_the_funnel(start_api: StartApi, redis_url: str) -> None:
+    api = await start_api()
+    await _population(api)
+    await asyncio.sleep(0)
+    result = await asyncio.to_thread(run, "stats", "abandoned_cart", OMNICANAL_REDIS_URL=redis_url,
+                                     OMNICANAL_PARTITIONS="4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:3] == ["push_discount", "send", "6"] for line in lines), result.stdout
+    assert "store" in result.stdout and "300" in result.stdout
+    assert any("last" in line and "last_chance" in line and "email" in line for line in lines), result.stdout

@@ -1,0 +1,297 @@
+"""Every Lua script of store/lua/ against real Redis, through the store call that runs it: its contract, and that
+all the keys it is given share one slot (so it runs unchanged on Redis Cluster)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from omnicanal.codec import dumps
+from omnicanal.policy import consent
+from omnicanal.policy.caps import Cap
+from omnicanal.store.commit import Commit
+from omnicanal.store.connection import open_redis
+from omnicanal.store.customers import CustomerStore
+from omnicanal.store.keys import Keyspace
+from omnicanal.store.leases import LeaseStore
+from omnicanal.store.schema import WorkItem, decode_work, timer_member
+from omnicanal.store.scripts import Command, load, script_names
+from omnicanal.store.sends import Claim, SendLog
+from omnicanal.store.transport import DirectRedis, PipelinedRedis, Transport
+from omnicanal.store.work import WorkQueue
+
+KEYS = Keyspace("t", 4)
+SCRIPTS = {load(name).source: name for name in script_names()}
+
+
+class Recording(Transport):
+    """A transport noting the keys of every script it sends."""
+
+    sent: list[tuple[str, list[str]]]
+
+    async def send(self, commands: Sequence[Command]) -> list[Any]:
+        for command in commands:
+            if command[0] == "EVAL":
+                self.sent.append((SCRIPTS[command[1]], [str(key) for key in command[3:3 + command[2]]]))
+        return await super().send(commands)  # the concrete transport's (the classes below)
+
+    def one_slot(self, script: str) -> bool:
+        """Whether `script` was sent, every call with keys of one slot (so it runs on a Cluster)."""
+        calls = [{key_slot(key.encode()) for key in keys} for name, keys in self.sent if name == script]
+        return bool(calls) and all(len(slots) == 1 for slots in calls)
+
+
+class RecordingDirect(Recording, DirectRedis):
+    """The plain redis:// transport."""
+
+
+class RecordingEmbedded(Recording, PipelinedRedis):
+    """The embedded store's: the scripts must behave the same on fakeredis' Lua."""
+
+
+@pytest.fixture(params=["redis", "embedded"])
+async def transport(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Recording]:
+    recording = RecordingDirect(open_redis(redis_url)) if request.param == "redis" else \
+        RecordingEmbedded(open_redis(None))
+    recording.sent = []
+    yield recording
+    await recording.aclose()
+
+
+def _record(*statuses: str, **fields: Any) -> dict[str, Any]:
+    return {"status": statuses[-1], "history": [{"status": s, "at": 100.0 + n} for n, s in enumerate(statuses)],
+            "journey": "j", "step": "s", "channel": "sms", **fields}
+
+
+def test_every_script_names_its_keys_first_and_has_a_contract_test_here() -> None:
+    tests = {name for name in globals() if name.startswith("test_lua_")}
+    for name in script_names():
+        assert any(f"lua_{name}_" in test for test in tests), f"no test of lua/{name}.lua"
+        source = (resources.files("omnicanal.store") / "lua" / f"{name}.lua").read_text()
+        code = [line for line in source.splitlines() if line.strip() and not line.startswith("--")]
+        named = [line for line in code if "KEYS" in line]
+        assert code[:len(named)] == named, f"lua/{name}.lua: name its KEYS before anything else"
+        assert all(re.fullmatch(r"local \w+_key = KEYS\[\d+\](  --.*)?", line) for line in named), named
+
+
+async def test_lua_snapshot_splits_the_profile_and_finds_each_instances_event(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS)
+    client = transport.client
+    k = KEYS.customer("c1")
+    event_entry = {"kind": "event", "at": "t", "name": "cart", "event_id": "e1", "properties": {"items": []},
+                   "occurred_at": "2026-01-01T00:00:00Z"}
+    await client.rpush(k.timeline, dumps({"kind": "other"}), dumps(event_entry))
+    await client.hset(k.profile, mapping={
+        "locale": "fr", "addresses": dumps({"sms": "+33612345678"}), "applied_entry": "5-1", "timeline_trimmed": "2",
+        "i:kept": dumps({"e": 3, "j": "cart", "v": "1", "s": 1.5, "p": 2, "n": 3, "x": {},
+                         "w": {"k": "wait", "t": "3", "u": 9.5}}),
+        "i:carried": dumps({"j": "welcome", "v": "2", "s": 1.0, "p": 0, "n": 0, "x": {"a": 1},
+                            "ev": {"id": "e0", "name": "signed_up"}}),
+    })
+    await client.hset(k.attrs, "tier", dumps("gold"))
+    await client.hset(k.entries, "cart", "100.5")
+    await client.zadd(k.seen, {"e1": 1.0, "e2": 2.0})
+
+    snap = await store.snapshot("c1", ["e1", "e3"])
+    assert snap.profile == {"locale": "fr", "addresses": {"sms": "+33612345678"}}
+    assert (snap.applied, snap.timeline_end, snap.seen) == ("5-1", 4, {"e1"})
+    assert (snap.attributes, snap.entries) == ({"tier": "gold"}, {"cart": 100.5})
+    assert snap.instances["kept"] == {
+        "event_at": 3, "journey": "cart", "version": "1", "started_at": 1.5, "position": 2, "seq": 3, "vars": {},
+        "waiting": {"kind": "wait", "token": "3", "until": 9.5}, "id": "kept", "customer_id": "c1",
+        "event": {"id": "e1", "name": "cart", "customer_id": "c1", "properties": {"items": []},
+                  "timestamp": "2026-01-01T00:00:00Z"}}
+    assert snap.instances["carried"]["event"] == {"id": "e0", "name": "signed_up"}
+
+    # A record the snapshot cannot read stops its customer only: another stored form, JSON that is not.
+    await client.hset(KEYS.customer("c2").profile, "i:x", dumps({"journey": "cart"}))
+    await client.hset(KEYS.customer("c3").profile, "i:x", "{not json")
+    found = await store.snapshots({"c1": [], "c2": [], "c3": []})
+    assert not isinstance(found["c1"], Exception)
+    assert isinstance(found["c2"], ValueError) and "journey" in str(found["c2"])
+    assert isinstance(found["c3"], ValueError)
+    assert transport.one_slot("snapshot")
+
+
+async def test_lua_commit_writes_every_section_and_keeps_receipts(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS, timeline_limit=3)
+    client = transport.client
+    k = KEYS.customer("c1")
+    first = Commit(seen={"old": 10.0, "e1": 50.0}, timeline=[{"kind": "event", "n": n} for n in range(2)],
+                   instances={"i1": {"journey": "cart"}, "i2": {"journey": "welcome"}}, entries={"cart": 5.0},
+                   attributes={"tier": "gold", "vip": True}, messages={"m1": _record("sending", "sent")},
+                   applied="7-0")
+    async with store.writes() as writes:
+        await store.commit(writes, "c1", first, now=1000.0, seen_since=0.0, new=True)
+    assert await client.hget(k.profile, "created_at") == "1000.0"
+    assert await client.sismember(KEYS.customers, "c1")
+    await store.record_status("c1", "m1", "delivered", 200.0)
+
+    second = Commit(seen={"e2": 60.0}, timeline=[{"kind": "event", "n": n} for n in range(2, 4)],
+                    ended={"i2"}, attributes={"vip": None},
+                    messages={"m1": _record("sending", "sent", fallback={"done": True, "channels": []})})
+    async with store.writes() as writes:
+        await store.commit(writes, "c1", second, now=2000.0, seen_since=20.0, new=False)
+    profile = await client.hgetall(k.profile)
+    assert profile == {"created_at": "1000.0", "applied_entry": "7-0", "timeline_trimmed": "1",
+                       "i:i1": '{"j":"cart"}'}
+    assert [n for n in await client.zrange(k.seen, 0, -1)] == ["e1", "e2"]  # scored before seen_since: gone
+    assert await store.timeline("c1") == [{"kind": "event", "n": n} for n in range(1, 4)]
+    assert await client.hgetall(k.attrs) == {"tier": '"gold"'}
+    assert await client.hgetall(k.entries) == {"cart": "5.0"}
+    message = await store.message("c1", "m1")
+    assert message is not None and message["fallback"] == {"done": True, "channels": []}
+    assert [h["status"] for h in message["history"]] == ["sending", "sent", "delivered"]
+    assert message["status"] == "delivered"
+    assert transport.one_slot("commit")
+
+
+async def test_lua_claim_once_and_within_caps(transport: Recording) -> None:
+    sends = SendLog(transport, KEYS)
+    store = CustomerStore(transport, KEYS)
+    caps = (Cap(1, 3600.0, "channel"),)
+    assert await sends.claim("c1", "m1", _record("sending"), "sms", "j", 1000.0, caps) == Claim()
+    again = await sends.claim("c1", "m1", _record("sending"), "sms", "j", 1001.0, caps)
+    assert again.previous == _record("sending") and again.cap is None  # a replay: never sent twice
+    capped = await sends.claim("c1", "m2", _record("sending"), "sms", "j", 1002.0, caps)
+    assert capped.cap == caps[0] and capped.previous is None
+    record = await store.message("c1", "m2")
+    assert record is not None and [h["status"] for h in record["history"]] == ["sending", "capped"]
+    assert record["status"] == "capped"
+    other = await sends.claim("c1", "m3", _record("sending"), "email", "j", 1003.0, caps)  # another channel
+    assert other.cap is None and other.previous is None
+    assert await transport.client.zcard(KEYS.customer("c1").sends) == 2
+    await sends.forget("c1", "m3", "email", "j")
+    assert await transport.client.zcard(KEYS.customer("c1").sends) == 1
+    assert transport.one_slot("claim")
+
+
+async def test_lua_fire_due_moves_due_timers_into_the_stream_once(transport: Recording) -> None:
+    queue = WorkQueue(transport, KEYS)
+    await queue.ensure_groups()
+    async with transport.batch() as writes:
+        queue.schedule(writes.before, [("c1", "i1", "1", 10.0), ("c1", "i2", "2", 20.0), ("c1", "i3", "3", 30.0)])
+    assert await queue.fire_due(range(4), now=20.0, limit=1) == 1
+    assert await queue.fire_due(range(4), now=20.0) == 1
+    assert await queue.fire_due(range(4), now=20.0) == 0
+    partition = queue.partition("c1")
+    entries = await transport.client.xrange(partition.work)
+    assert [decode_work(partition.number, entry_id, fields) for entry_id, fields in entries] == [
+        WorkItem(partition.number, entry_id, "timer", "c1", instance_id=iid, token=token)
+        for (entry_id, _), (iid, token) in zip(entries, [("i1", "1"), ("i2", "2")], strict=True)]
+    assert await transport.client.zrange(partition.timers, 0, -1) == [timer_member("c1", "i3", "3")]
+    assert transport.one_slot("fire_due")
+
+
+async def test_lua_renew_lease_and_lua_release_lease_only_for_its_holder(transport: Recording) -> None:
+    leases = LeaseStore(transport, KEYS)
+    assert await leases.acquire(0, "w1", 1000)
+    assert not await leases.acquire(0, "w2", 1000)
+    assert not await leases.renew(0, "w2", 60_000)
+    assert await leases.renew(0, "w1", 60_000)
+    assert await transport.client.pttl(KEYS.partition(0).lease) > 1000
+    await leases.release(0, "w2")
+    assert await transport.client.get(KEYS.partition(0).lease) == "w1"
+    await leases.release(0, "w1")
+    assert not await transport.client.exists(KEYS.partition(0).lease)
+    assert transport.one_slot("renew_lease") and transport.one_slot("release_lease")
+
+
+async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS)
+    decision = {"granted": True, "source": "api", "at": "t1"}
+    await store.upsert_profile("c1", {"locale": "fr", "channel_preference": ["sms"],
+                                      "addresses": {"sms": "+1", "push": ["a", "b"], "email": "x@example.com"},
+                                      "consents": {"sms": {"marketing": decision}}},
+                               {"tier": "gold", "n": 1}, now=1000.0)
+    await store.upsert_profile("c1", {"locale": None, "addresses": {"sms": None, "push": ["c"], "email": "",
+                                                                    "whatsapp": "+2"},
+                                      "consents": {"sms": {"transactional": {**decision, "granted": False}}}},
+                               {"n": None, "zero": 0}, now=2000.0)
+    profile, attributes, _ = await store.profile("c1")
+    assert profile == {"created_at": "1000.0", "updated_at": "2000.0", "channel_preference": ["sms"],
+                       "addresses": {"push": ["c"], "whatsapp": "+2"},
+                       "consents": {"sms": {"marketing": decision,
+                                            "transactional": {**decision, "granted": False}}}}
+    assert attributes == {"tier": "gold", "zero": 0}
+    assert await transport.client.sismember(KEYS.customers, "c1")
+    await store.upsert_profile("c1", {"addresses": {"push": [], "whatsapp": None}, "consents": {"push": {}}}, {},
+                               now=3000.0)
+    profile = (await store.profile("c1"))[0]
+    assert profile["addresses"] == {} and "push" not in profile["consents"]
+    assert transport.one_slot("upsert_profile")
+
+
+@pytest.mark.parametrize(("current", "update"), [
+    ({}, {"sms": {"marketing": {"granted": True, "source": "api", "at": "a"}}}),
+    ({"sms": {"marketing": {"granted": True, "source": "api", "at": "a"}}},
+     {"sms": {"marketing": {"granted": False, "source": "sms_keyword", "at": "b"}},
+      "email": {"transactional": {"granted": True, "source": "api", "at": "b"}}}),
+    ({"sms": {"marketing": {"granted": False, "source": "api", "at": "a"},
+              "transactional": {"granted": True, "source": "api", "at": "a"}}},
+     {"sms": {"transactional": {"granted": False, "source": "api", "at": "b"}}}),
+])
+async def test_lua_upsert_profile_merges_consents_as_policy_consent_merge_does(
+        transport: Recording, current: dict[str, Any], update: dict[str, Any]) -> None:
+    store = CustomerStore(transport, KEYS)
+    await store.upsert_profile("c1", {"consents": current}, {}, now=1.0)
+    await store.upsert_profile("c1", {"consents": update}, {}, now=2.0)
+    assert (await store.profile("c1"))[0]["consents"] == consent.merge(current, update)
+
+
+async def test_lua_remove_address_forgets_only_that_address(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS)
+    await store.remove_address("c1", "sms", "+1")  # no addresses at all: nothing happens
+    assert not await transport.client.exists(KEYS.customer("c1").profile)
+    await store.upsert_profile("c1", {"addresses": {"push": ["a", "b"], "sms": "+1"}}, {}, now=1.0)
+    await store.remove_address("c1", "push", "a")
+    await store.remove_address("c1", "sms", "+2")  # not theirs: kept
+    assert (await store.profile("c1"))[0]["addresses"] == {"push": ["b"], "sms": "+1"}
+    await store.remove_address("c1", "push", "b")
+    await store.remove_address("c1", "sms", "+1")
+    assert (await store.profile("c1"))[0]["addresses"] == {}
+    assert transport.one_slot("remove_address")
+
+
+async def test_lua_record_status_appends_a_status_once_and_never_rewrites_the_record(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS)
+    assert await store.record_status("c1", "nope", "delivered", 1.0) is None
+    # customer data cjson would change if the script re-encoded it: empty lists, big integers, precise floats
+    fallback = {"event": {"properties": {"items": [], "id": 12345678901234567890, "at": 1718000000.123456}}}
+    await store.save_message("c1", "m1", _record("sending", "queued", fallback=fallback))
+    stored = await transport.client.hget(KEYS.customer("c1").messages, "m1")
+    record = await store.record_status("c1", "m1", "delivered", 300.0, error_code="30003")
+    assert record is not None and record["status"] == "delivered" and record["fallback"] == fallback
+    assert record["history"][-1] == {"status": "delivered", "at": 300.0, "error_code": "30003"}
+    again = await store.record_status("c1", "m1", "delivered", 400.0)  # Twilio retried the callback
+    assert again == record
+    await store.record_status("c1", "m1", "read", 500.0)
+    assert await transport.client.hget(KEYS.customer("c1").messages, "m1") == stored
+    message = await store.message("c1", "m1")
+    assert message is not None and [h["status"] for h in message["history"]] == ["sending", "queued", "delivered",
+                                                                                    "read"]
+    assert transport.one_slot("record_status")
+
+
+async def test_lua_save_message_replaces_the_record_and_merges_the_history(transport: Recording) -> None:
+    store = CustomerStore(transport, KEYS)
+    await store.save_sent_message("c1", "m1", _record("sending", "queued"), provider_id="SM1")
+    assert await store.message_of_provider_id("SM1") == ("c1", "m1")
+    read = await store.message("c1", "m1")  # what the worker holds...
+    await store.record_status("c1", "m1", "delivered", 300.0)  # ...while a receipt comes
+    assert read is not None
+    read["fallback"] = {"done": True}
+    await store.save_message("c1", "m1", read)
+    message = await store.message("c1", "m1")
+    assert message == {**read, "status": "delivered", "history": [*read["history"],
+                                                                  {"status": "delivered", "at": 300.0}]}
+    await store.save_message("c1", "m1", _record("sending", "queued", "unknown"))
+    message = await store.message("c1", "m1")
+    assert message is not None and "fallback" not in message
+    assert [h["status"] for h in message["history"]] == ["sending", "queued", "delivered", "unknown"]
+    assert transport.one_slot("save_message")
