@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated API keys; when set, /v1 requests need `Authorization: Bearer <key>`.",
     )
+    ui_secret: str | None = Field(
+        default=None,
+        description="Signs the dashboard's session cookies; unset: a random secret per process (sessions end at "
+        "restart and are not shared between API processes).",
+    )
     channels: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Channel to connector routes, e.g. `sms=twilio_sms,email=smtp_email`; others use the outbox.",

@@ -10,6 +10,7 @@ from omnicanal.api import customers, events, health, journeys, openapi, outbox, 
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
+from omnicanal.ui import routes as dashboard
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
                           "/webhooks/twilio/inbound"})
@@ -17,12 +18,13 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/
 
 
 def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
-    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key)."""
+    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key); the dashboard
+    checks the key itself (it also takes its session cookie)."""
     encoded = [key.encode() for key in keys]
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or dashboard.serves(request.path):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
@@ -56,4 +58,5 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)
     app.router.add_get("/openapi.json", openapi.openapi)
+    dashboard.setup(app, runtime)
     return app
