@@ -245,7 +245,7 @@ def test_unknown_key_in_a_send_step_is_reported_once_with_its_correction() -> No
     problem = only(HEAD + "  - send:\n      template: t\n      chanels: [push]\n")
     assert problem.line == 6
     assert problem.message == ("unknown key 'chanels' in send step; expected one of: channel, channels, "
-                               "data, delivered_on, fallback_after, purpose, template (did you mean "
+                               "coupon, data, delivered_on, fallback_after, purpose, template (did you mean "
                                "'channels'?)")
 
 
