@@ -29,7 +29,8 @@ from omnicanal.render import TemplateCatalog
 # Three header lines, so the first step is on line 4.
 HEAD = "id: j\ntrigger: {event: e}\nsteps:\n"
 DURATION_HINT = "use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d"
-ONE_KIND = "a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest, split; this one has"
+ONE_KIND = ("a step needs exactly one of send, wait, wait_for, branch, update, goto, exit, digest, split, fetch; "
+            "this one has")
 
 REFERENCE = """\
 id: abandoned_cart
