@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from omnicanal import lifecycle
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
@@ -68,11 +69,16 @@ async def drop_dead_letters(settings: Settings, ids: list[str]) -> list[str]:
         return [entry_id for entry_id in wanted if await queue.drop_dead_letter(entry_id)]
 
 
-async def drain_journey(settings: Settings, journey_id: str) -> int:
-    """Exit every running instance of the journey (through the workers, in each customer's order)."""
+async def control_journey(settings: Settings, action: str, journey_id: str) -> int:
+    """`pause`, `resume`, `stop` or `drain` a journey (see lifecycle.py); returns how many customers it reached."""
     async with _store(settings) as (queue, journeys):
-        customers = [customer_id async for customer_id in journeys.active_customers(journey_id)]
-        return await queue.append_drains(journey_id, customers)
+        if action == "pause":
+            return await lifecycle.pause(journeys, journey_id)
+        if action == "resume":
+            return await lifecycle.resume(journeys, queue, journey_id)
+        if action == "stop":
+            return await lifecycle.stop(journeys, queue, journey_id)
+        return await lifecycle.drain(journeys, queue, journey_id)
 
 
 async def journey_stats(settings: Settings, journey_id: str, start: float | None, end: float | None,

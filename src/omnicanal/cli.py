@@ -337,16 +337,39 @@ def _moment(option: str, text: str | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-@journeys_app.command("drain")
-def journeys_drain(
-    journey: Annotated[str, typer.Argument(help="Journey id whose running instances should exit.")],
-    config: ConfigOption = None,
-) -> None:
-    """Exit every running instance of a journey (e.g. after removing its file: no new entries start then)."""
-    from omnicanal.admin import drain_journey
+JourneyArgument = Annotated[str, typer.Argument(help="Journey id.")]
 
-    count = _admin(config, lambda s: drain_journey(s, journey))
-    typer.echo(f"asked {count} customer(s) to leave {journey}")
+
+def _control(action: str, journey: str, config: Path | None, done: str) -> None:
+    from omnicanal.admin import control_journey
+
+    count = _admin(config, lambda s: control_journey(s, action, journey))
+    typer.echo(done.format(journey=journey, count=count))
+
+
+@journeys_app.command("drain")
+def journeys_drain(journey: JourneyArgument, config: ConfigOption = None) -> None:
+    """Exit every running instance of a journey (e.g. after removing its file: no new entries start then)."""
+    _control("drain", journey, config, "asked {count} customer(s) to leave {journey}")
+
+
+@journeys_app.command("pause")
+def journeys_pause(journey: JourneyArgument, config: ConfigOption = None) -> None:
+    """Pause a journey that misbehaves: no new entries (recorded as skipped), running instances keep what comes
+    for them until `resume`. Example: omnicanal journeys pause abandoned_cart"""
+    _control("pause", journey, config, "{journey} paused ({count} customer(s) waiting for the resume)")
+
+
+@journeys_app.command("resume")
+def journeys_resume(journey: JourneyArgument, config: ConfigOption = None) -> None:
+    """Let a paused or stopped journey run again: events and timers that came meanwhile apply in order."""
+    _control("resume", journey, config, "{journey} running again ({count} customer(s) catch up)")
+
+
+@journeys_app.command("stop")
+def journeys_stop(journey: JourneyArgument, config: ConfigOption = None) -> None:
+    """Stop a journey: every running instance exits and no new entry starts until `resume`."""
+    _control("stop", journey, config, "{journey} stopped ({count} customer(s) asked to leave)")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
     ├── ExpressionError        a condition or value expression failed to compile or evaluate
     ├── InputError             an API body or CLI argument is invalid; names the field
     ├── NotFound               the customer, journey or route asked for does not exist
+    ├── Conflict               the request contradicts what was stored (an idempotency key with another body)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
@@ -93,6 +94,14 @@ class InputError(OmnicanalError):
 
 class NotFound(OmnicanalError):
     """What was asked for does not exist."""
+
+
+class Conflict(OmnicanalError):
+    """The request contradicts what was stored before; `field` names what conflicts (HTTP 409)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class StoreUnavailable(OmnicanalError):

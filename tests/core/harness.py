@@ -120,7 +120,7 @@ class Customer:
     def __post_init__(self) -> None:
         self.state = CustomerState(self.customer_id, customer_view(self.customer_id, self.profile, self.attributes))
         self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget,
-                               self.timeline_limit, self.global_control, coupon_secret=b"unit-tests",
+                               self.timeline_limit, global_control=self.global_control, coupon_secret=b"unit-tests",
                                receipts=RECEIPTS)
         self._events = 0
 

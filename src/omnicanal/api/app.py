@@ -6,7 +6,7 @@ import hmac
 
 from aiohttp import web
 
-from omnicanal.api import customers, events, health, journeys, openapi, outbox, twilio
+from omnicanal.api import control, customers, events, health, journeys, openapi, outbox, twilio
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
@@ -54,6 +54,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/journeys", journeys.list_journeys)
     app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
     app.router.add_get("/v1/journeys/{journey_id}/stats", journeys.get_stats)
+    app.router.add_post("/v1/journeys/{journey_id}/{action:pause|resume|stop}", control.control_journey)
+    app.router.add_delete("/v1/customers/{customer_id}/journeys/{journey_id}", control.cancel_instance)
+    app.router.add_post("/v1/events/cancel", control.cancel_event)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)

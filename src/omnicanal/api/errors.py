@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import loads
-from omnicanal.errors import InputError, NotFound, StoreUnavailable
+from omnicanal.errors import Conflict, InputError, NotFound, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
 
@@ -49,6 +49,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(422, "invalid_input", str(converted), errors=converted.errors)
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
+    except Conflict as exc:
+        return error_response(409, "conflict", str(exc), errors=[{"field": exc.field, "message": str(exc)}])
     except StoreUnavailable as exc:
         log.error("store_unavailable", path=request.path, error=str(exc))
         wait = math.ceil(exc.retry_after)

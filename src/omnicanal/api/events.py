@@ -20,7 +20,7 @@ from omnicanal.api.schemas import BatchIn, EventIn, storable
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
 from omnicanal.engine.runtime import Runtime
-from omnicanal.errors import InputError
+from omnicanal.errors import Conflict, InputError
 from omnicanal.metrics import EVENTS_ACCEPTED
 from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
@@ -29,13 +29,13 @@ _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()
 
 
-def event_id(workspace: str, customer_id: str, event: EventIn) -> str:
+def event_id(workspace: str, customer_id: str, idempotency_key: str | None) -> str:
     """Derived from the idempotency key when there is one (and the customer, whatever identifier named them);
     otherwise unique: this process's random 64-bit prefix and a counter (a random id per event would cost a
     system call each)."""
-    if event.idempotency_key is None:
+    if idempotency_key is None:
         return f"evt_{_PROCESS}{next(_SEQUENCE):016x}"
-    digest = hashlib.sha256(f"{workspace}\x00{customer_id}\x00{event.idempotency_key}".encode())
+    digest = hashlib.sha256(f"{workspace}\x00{customer_id}\x00{idempotency_key}".encode())
     return f"evt_{digest.hexdigest()[:32]}"
 
 
@@ -43,13 +43,24 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
     """The event as the work stream keeps it, for the customer its identifier resolved to."""
     now = runtime.clock.now()
     return {
-        "id": event_id(runtime.settings.workspace, customer_id, event),
+        "id": event_id(runtime.settings.workspace, customer_id, event.idempotency_key),
         "name": event.name,
         "customer_id": customer_id,
         "properties": event.properties,
         "timestamp": event.timestamp.isoformat() if event.timestamp else iso(now),
         "received_at": now,
     }
+
+
+def fingerprint(event: EventIn) -> str:
+    """What makes a body the same one again: its name, properties and timestamp as sent."""
+    sent = {"name": event.name, "properties": event.properties,
+            "timestamp": event.timestamp.isoformat() if event.timestamp else None}
+    return hashlib.sha256(dumps(sent).encode()).hexdigest()[:32]
+
+
+CONFLICT = ("this idempotency_key was sent before with another body (name, properties or timestamp): send a new "
+            "key for a new event, or the very same body to retry")
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -59,6 +70,10 @@ async def post_event(request: web.Request) -> web.Response:
     if isinstance(customer_id, Unresolved):
         raise InputError([{"field": "customer_id", "message": customer_id.message}])
     stored = to_stored(runtime, event, customer_id)
+    if event.idempotency_key is not None and not (
+        await runtime.idempotency.first_seen([(stored["id"], fingerprint(event))])
+    )[0]:
+        raise Conflict(CONFLICT, field="idempotency_key")
     await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
     EVENTS_ACCEPTED.inc()
     return web.json_response({"id": stored["id"], "status": "accepted"}, status=202, dumps=dumps)
@@ -84,14 +99,23 @@ async def post_batch(request: web.Request) -> web.Response:
             results.append(_rejected(index, input_error(exc, prefix=f"events.{index}.").errors))
     accepted: list[WorkItem] = []
     customers = await customers_behind(runtime, [event.customer_id for event in valid.values()])
+    keyed: dict[int, dict[str, Any]] = {}
     for (index, event), customer_id in zip(valid.items(), customers, strict=True):
         if isinstance(customer_id, Unresolved):
             results[index] = _rejected(index, [{"field": f"events.{index}.customer_id",
                                                 "message": customer_id.message}])
             continue
-        stored = to_stored(runtime, event, customer_id)
-        accepted.append(WorkItem.of_event(stored, unique=event.idempotency_key is None))
+        stored = keyed[index] = to_stored(runtime, event, customer_id)
         results[index] = {"index": index, "status": "accepted", "id": stored["id"]}
+    checked = [index for index in keyed if valid[index].idempotency_key is not None]
+    fresh = await runtime.idempotency.first_seen([(keyed[i]["id"], fingerprint(valid[i])) for i in checked])
+    for index, ok in zip(checked, fresh, strict=True):
+        if not ok:
+            results[index] = {**_rejected(index, [{"field": f"events.{index}.idempotency_key",
+                                                   "message": CONFLICT}]), "status": "conflict"}
+            del keyed[index]
+    for index, stored in keyed.items():
+        accepted.append(WorkItem.of_event(stored, unique=valid[index].idempotency_key is None))
     if accepted:
         await runtime.queue.append(accepted)
         EVENTS_ACCEPTED.inc(len(accepted))

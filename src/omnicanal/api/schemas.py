@@ -43,6 +43,18 @@ class EventIn(BaseModel):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class CancelIn(BaseModel):
+    """`POST /v1/events/cancel` body: the event is named as it was sent (its customer and idempotency key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    idempotency_key: IdempotencyKey
+
+
 class BatchIn(BaseModel):
     """`POST /v1/events/batch` body: events are validated one by one, so one bad event rejects only itself."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -26,9 +26,11 @@ from omnicanal.journey import core
 from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
     Attempt,
+    CancelEvent,
     Changes,
     DrainJourney,
     EventArrived,
+    ResumeJourney,
     TimerFired,
     Work,
     add_counts,
@@ -48,6 +50,9 @@ from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 
 log = structlog.get_logger("omnicanal.engine")
 
+PAUSED_FRESH = 0.5
+"""Seconds a worker goes on with the set of paused journeys it read before reading it again."""
+
 
 def _ids_to_check(items: Sequence[WorkItem]) -> list[str]:
     """The event ids to look up in the customer's applied-events index: those that may come again (not unique)."""
@@ -59,7 +64,11 @@ def _work(item: WorkItem) -> Work | None:
     if item.kind == "event" and item.event is not None:
         return EventArrived(item.event, item.unique)
     if item.kind == "drain" and item.payload:
-        return DrainJourney(item.payload["journey"])
+        return DrainJourney(item.payload["journey"], item.payload.get("reason", "drained"))
+    if item.kind == "resume" and item.payload:
+        return ResumeJourney(item.payload["journey"])
+    if item.kind == "cancel" and item.payload:
+        return CancelEvent(item.payload["event_id"])
     if item.kind == "timer" and item.instance_id is not None and item.token is not None:
         return TimerFired(item.instance_id, item.token)
     return None
@@ -90,6 +99,16 @@ class Engine:
     merges: CustomerMerge
     coupons: Coupons
     fetcher: Fetcher
+    _paused_read: float = field(default=-PAUSED_FRESH)
+
+    async def _paused_journeys(self) -> None:
+        """The paused journeys, as every worker must see them within PAUSED_FRESH seconds of a pause."""
+        if time.monotonic() - self._paused_read < PAUSED_FRESH:
+            return
+        paused = frozenset(await self.journey_store.paused())
+        self._paused_read = time.monotonic()
+        if paused != self.context.paused:
+            self.context = replace(self.context, paused=paused)
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -115,6 +134,7 @@ class Engine:
 
     async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
         """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
+        await self._paused_journeys()
         snapshot = await self.customers.snapshot(customer_id, _ids_to_check(items))
         if (into := snapshot.profile.get(MERGED_INTO)) is not None:
             await self.queue.append(item.for_customer(into) for item in items)
@@ -132,6 +152,7 @@ class Engine:
         how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
         left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
         simple = {cid: items for cid, items in work.items() if cid not in left}
+        await self._paused_journeys()
         snapshots = await self.customers.snapshots({cid: _ids_to_check(items) for cid, items in simple.items()})
         ready = {cid: snap for cid, snap in snapshots.items()
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}

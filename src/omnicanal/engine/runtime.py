@@ -37,6 +37,7 @@ from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.idempotency import IdempotencyIndex
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
@@ -105,6 +106,7 @@ class Runtime:
     engine: Engine
     connectors: ConnectorRegistry
     identity: IdentityIndex
+    idempotency: IdempotencyIndex
     worker: Worker
     ownership: PartitionOwnership
     resources: contextlib.AsyncExitStack
@@ -149,7 +151,7 @@ class Runtime:
             coupons = Coupons(transport, keys)
             journey_context = Context(
                 registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
-                settings.send_retry_budget, settings.timeline_limit, settings.global_control,
+                settings.send_retry_budget, settings.timeline_limit, global_control=settings.global_control,
                 coupon_secret=await coupons.secret(settings.coupon_secret),
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
             )
@@ -162,7 +164,8 @@ class Runtime:
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
-                          connectors, identity, worker, ownership, stack.pop_all())
+                          connectors, identity, IdempotencyIndex(redis, keys, settings.idempotency_window), worker,
+                          ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  clock_speed=settings.clock_speed, workspace=settings.workspace, worker_id=settings.worker_id)

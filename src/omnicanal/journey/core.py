@@ -24,9 +24,11 @@ from omnicanal.journey.attribution import counter, credits, revenue_of, where_of
 from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
     FALLBACK_TOKEN_PREFIX,
+    CancelEvent,
     Changes,
     DrainJourney,
     EventArrived,
+    ResumeJourney,
     Sends,
     TimerFired,
     Work,
@@ -62,8 +64,50 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
             session.applying = None
             yield from _apply_timer(session, item.instance_id, item.token)
         elif isinstance(item, DrainJourney):
-            _apply_drain(session, item.journey)
+            _apply_drain(session, item.journey, item.reason)
+        elif isinstance(item, ResumeJourney):
+            session.applying = session.event_at = None
+            yield from _apply_resume(session, item.journey)
+        elif isinstance(item, CancelEvent):
+            _apply_cancel(session, item.event_id)
     return session.finish()
+
+
+def instance_id_of(journey_id: str, event_id: str) -> str:
+    """The id of the instance an event starts: derived from the event, so a replayed event re-creates the same
+    instance (its sends are recognised) and a cancellation finds what the event started."""
+    return hashlib.sha256(f"{journey_id}\x00{event_id}".encode()).hexdigest()[:20]
+
+
+def _defer(session: Session, instance: Instance, work: dict[str, Any]) -> bool:
+    """While its journey is paused an instance keeps its work for later; True if it did."""
+    if instance.journey not in session.context.paused:
+        return False
+    instance.deferred = [*(instance.deferred or ()), work]
+    session.save(instance)
+    return True
+
+
+def _apply_resume(session: Session, journey_id: str) -> Sends[None]:
+    """The journey runs again: each of its instances applies what came meanwhile, in order."""
+    for instance in list(session.state.instances.values()):
+        if instance.journey != journey_id or not instance.deferred:
+            continue
+        deferred, instance.deferred = instance.deferred, None
+        session.save(instance)
+        for work in deferred:
+            if instance.id not in session.state.instances:
+                break  # it ended on the way: the rest concerned it only
+            if "event" in work:
+                yield from _route_to_instance(session, instance, work["event"])
+            else:
+                yield from _apply_timer(session, instance.id, work["timer"])
+
+
+def _apply_cancel(session: Session, event_id: str) -> None:
+    for instance in list(session.state.instances.values()):
+        if instance.id == instance_id_of(instance.journey, event_id):
+            session.end(instance, _journey_of(session, instance), "exited", reason="cancelled")
 
 
 def _journey_of(session: Session, instance: Instance) -> Journey:
@@ -89,7 +133,8 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
     if isinstance(visitor, str) and visitor != session.customer_id:
         session.changes.identified.append(visitor)
     for instance in list(state.instances.values()):
-        yield from _route_to_instance(session, instance, event)
+        if not _defer(session, instance, {"event": event}):
+            yield from _route_to_instance(session, instance, event)
     if state.watches:
         _watch_goals(session, event)
     for journey in session.context.journeys.triggered_by(event["name"]):
@@ -274,6 +319,10 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
 
 def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> Sends[None]:
     state = session.state
+    if journey.id in session.context.paused:
+        session.count(journey.id, "skipped:paused")
+        session.record("journey", journey=journey.id, version=journey.version, status="skipped", reason="paused")
+        return
     key = _key_of(session, journey, event)
     if journey.trigger.key is not None and key is None:
         session.record_error(f"{journey.id}.trigger.key", f"{journey.trigger.key.source} gave no value for this "
@@ -289,8 +338,7 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> S
         return
     if not session.holds(journey.trigger.where, session.scope(None, event), f"{journey.id}.trigger.where"):
         return
-    # Derived from the event: a replayed event re-creates the same instance, so its sends are recognised.
-    instance_id = hashlib.sha256(f"{journey.id}\x00{event['id']}".encode()).hexdigest()[:20]
+    instance_id = instance_id_of(journey.id, event["id"])
     instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
                         customer_id=session.customer_id, started_at=session.now, event=event,
                         event_at=session.event_at, key=key)
@@ -300,16 +348,18 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> S
     yield from advance(session, instance, journey)
 
 
-def _apply_drain(session: Session, journey_id: str) -> None:
+def _apply_drain(session: Session, journey_id: str, reason: str) -> None:
     for instance in list(session.state.instances.values()):
         if instance.journey == journey_id:
-            session.end(instance, _journey_of(session, instance), "exited", reason="drained")
+            session.end(instance, _journey_of(session, instance), "exited", reason=reason)
 
 
 def _apply_timer(session: Session, instance_id: str, token: str) -> Sends[None]:
     instance = session.state.instances.get(instance_id)
     if instance is None:
         return  # the instance ended: its timers are stale, and its messages no longer fall back
+    if _defer(session, instance, {"timer": token}):
+        return
     journey = _journey_of(session, instance)
     if token.startswith(FALLBACK_TOKEN_PREFIX):
         message_id = token[len(FALLBACK_TOKEN_PREFIX):]

@@ -37,12 +37,28 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class DrainJourney:
-    """`omnicanal journeys drain`: the customer's instance of this journey ends now."""
+    """The customer's instance of this journey ends now: `omnicanal journeys drain` (reason `drained`), a journey
+    stopped (`stopped`), one customer's instance cancelled through the API (`cancelled`)."""
+
+    journey: str
+    reason: str = "drained"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeJourney:
+    """The journey was resumed: what its instance deferred while it was paused applies now, in order."""
 
     journey: str
 
 
-Work = EventArrived | TimerFired | DrainJourney
+@dataclass(frozen=True, slots=True)
+class CancelEvent:
+    """Everything this event started ends, with no further sends (`POST /v1/events/cancel`)."""
+
+    event_id: str
+
+
+Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent
 
 FALLBACK_TOKEN_PREFIX = "fallback:"
 """A timer token that is this prefix and a message id: the message's `fallback_after` passed."""

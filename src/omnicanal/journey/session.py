@@ -46,6 +46,8 @@ class Context:
     retry_budget: float = 3600.0
     """Journey seconds a send retries a failing channel before the next channel."""
     timeline_limit: int = 5_000
+    paused: frozenset[str] = frozenset()
+    """Journeys paused (`omnicanal journeys pause`): no new entries, their instances defer their work."""
     global_control: float = 0.0
     """The share of customers (0-1, by a hash of their id) who get no marketing at all, whose goals still
     count: the baseline of the whole programme (OMNICANAL_GLOBAL_CONTROL)."""

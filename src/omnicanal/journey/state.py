@@ -49,6 +49,9 @@ class Instance:
     fallbacks: dict[str, dict[str, Any]] | None = None
     """Messages that may still fall back to a later channel, by message id: the `step` that sent them and the
     `channels` left. They belong to the running instance: when it ends, no fallback is sent."""
+    deferred: list[dict[str, Any]] | None = None
+    """Work that came while the journey was paused (`{"event": ...}` or `{"timer": token}`), applied in order when
+    it is resumed."""
     key: str | None = None
     """In a keyed journey (`trigger.key`), the value this instance is for (an order id)."""
     arms: dict[str, str] | None = None
@@ -78,6 +81,8 @@ class Instance:
             stored["retry"] = self.retry
         if self.fallbacks:
             stored["fallbacks"] = self.fallbacks
+        if self.deferred:
+            stored["deferred"] = self.deferred
         if self.key is not None:
             stored["key"] = self.key
         if self.arms:

@@ -79,6 +79,14 @@ class JourneyStore:
             if len(pipe):
                 await pipe.execute()
 
+    async def pause(self, journey_id: str, paused: bool) -> None:
+        """Pause the journey (no new entries, its instances defer their work) or let it run again."""
+        command = self._redis.sadd if paused else self._redis.srem
+        await call(command(self._keys.paused, journey_id))
+
+    async def paused(self) -> set[str]:
+        return set(await call(self._redis.smembers(self._keys.paused)))
+
     async def active_customers(self, journey_id: str) -> AsyncIterator[str]:
         key = self._keys.journey_active(journey_id)
         async with translated():

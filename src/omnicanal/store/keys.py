@@ -22,9 +22,11 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:stats:ID:h:HOUR     hash   the same counters for one hour of journey time (kept OMNICANAL_STATS_RETENTION)
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
+    oc:{ws}:paused              set    ids of paused journeys
     oc:{ws}:outbox              list   messages recorded by the outbox connector
     oc:{ws}:rate:CONNECTOR:S    string sends through a connector in second S (provider rate limits)
     oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
+    oc:{ws}:idem:EVENT_ID       string fingerprint of the body an idempotency key came with (kept the window)
     oc:{ws}:coupon:CODE         hash   a coupon's customer, message, journey, step, channel, expiry, use
     oc:{ws}:secret:coupons      string the key coupon codes are derived with (unless configured)
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
@@ -126,6 +128,11 @@ class Keyspace:
     def journey_active(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:active:{journey_id}"
 
+    @property
+    def paused(self) -> str:
+        """The ids of the journeys paused (`omnicanal journeys pause|stop`)."""
+        return f"oc:{self.workspace}:paused"
+
     def journey_stats(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:stats:{journey_id}"
 
@@ -156,6 +163,10 @@ class Keyspace:
     def coupon_secret(self) -> str:
         """The key coupon codes are derived with, when OMNICANAL_COUPON_SECRET does not give one."""
         return f"oc:{self.workspace}:secret:coupons"
+
+    def idempotency(self, event_id: str) -> str:
+        """The fingerprint of the body an idempotency key was first sent with (a reuse with another body: 409)."""
+        return f"oc:{self.workspace}:idem:{event_id}"
 
     def provider_message(self, provider_id: str) -> str:
         return f"oc:{self.workspace}:provider:{provider_id}"

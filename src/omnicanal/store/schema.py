@@ -79,7 +79,7 @@ def split_profile(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 
 INSTANCE_NAMES = {"event_at": "e", "journey": "j", "version": "v", "started_at": "s", "position": "p", "seq": "n",
                   "vars": "x", "event": "ev", "waiting": "w", "converted": "c", "messages": "m", "digest": "g",
-                  "retry": "r", "fallbacks": "f", "key": "y", "arms": "a"}
+                  "retry": "r", "fallbacks": "f", "key": "y", "arms": "a", "deferred": "d"}
 """Stored names of an instance's fields (its wait's: WAIT_NAMES). A waiting instance is Redis memory for as long
 as it waits: short names keep it small. The id and the customer are not stored: they are the field and the key
 the instance is stored under."""

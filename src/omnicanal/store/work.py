@@ -166,10 +166,12 @@ class WorkQueue:
             self.append_into(pipe, batch)
             await pipe.execute()
 
-    async def append_drains(self, journey_id: str, customer_ids: Iterable[str]) -> int:
-        """Ask the owners of these customers to exit their instances of the journey; returns how many."""
-        items = [WorkItem(-1, "", "drain", cid, payload={"journey": journey_id}) for cid in customer_ids]
-        await self.append(items)
+    async def append_to(self, kind: str, customer_ids: Iterable[str], payload: dict[str, Any]) -> int:
+        """Ask the owners of these customers to apply an operation (`drain`, `resume`, `cancel`, with its
+        payload) in each customer's order; returns how many."""
+        items = [WorkItem(-1, "", kind, cid, payload=payload) for cid in customer_ids]
+        if items:
+            await self.append(items)
         return len(items)
 
     async def dead_letter(self, item: WorkItem, error: str) -> None:
