@@ -30,6 +30,7 @@ from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
 from omnicanal.journey.session import Context
+from omnicanal.links import links_of
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
@@ -146,6 +147,7 @@ class Runtime:
                 registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
                 settings.send_retry_budget, settings.timeline_limit, settings.global_control,
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
+                links=links_of(settings),
             )
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
