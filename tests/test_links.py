@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from html import unescape
 from pathlib import Path
@@ -19,6 +20,7 @@ from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from omnicanal.links import Click, Links, Unsubscribe
 from standins import Delivered, SmtpStandIn
 from test_cli import run
+from test_daemon import private_redis  # noqa: F401  # a fixture
 
 PUBLIC_URL = "https://go.shop.example"
 SECRET = "test-link-secret-0123456789"
@@ -325,3 +327,17 @@ def test_validate_says_when_links_are_off() -> None:
     assert off.returncode == 0 and "links are off (set OMNICANAL_LINK_SECRET)" in off.stderr
     on = run("validate", OMNICANAL_PUBLIC_URL=PUBLIC_URL, OMNICANAL_LINK_SECRET=SECRET)
     assert on.returncode == 0 and "links are off" not in on.stderr
+
+
+@pytest.mark.slow  # a redis-server of its own, shut down under the engine
+async def test_a_click_is_followed_even_when_the_store_cannot_record_it(
+    start_api: StartApi, private_redis: tuple[str, list[str]]  # noqa: F811  # the fixture imported above
+) -> None:
+    url, _ = private_redis
+    api = await start_api(redis_url=url, **LINKED)
+    link = Links(PUBLIC_URL, SECRET, "default").click_url(
+        Click("c1", "m.1.sms", "spring", "text", "sms", "https://shop.example/spring"))
+    subprocess.run(["redis-cli", "-u", url, "shutdown", "nosave"], check=False, capture_output=True)
+    await asyncio.sleep(0.2)
+    response = await api.client.get(path_of(link), allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "https://shop.example/spring"

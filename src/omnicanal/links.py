@@ -44,8 +44,12 @@ _DICTIONARY = (b"transactionalmarketing.webhook.messenger.whatsapp.push.email.sm
                b"http://index.html.com/.fr/?utm_source=&utm_medium=&utm_campaign=&id=")
 """Strings common in tokens, which deflate then refers to instead of spelling them out (links in an SMS are
 counted in characters). Tokens already sent are read with it: never change it, add another kind byte instead."""
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+"""Characters a browser reads differently from urlsplit (it drops or converts them): never in a signed URL."""
 _OPEN_TAG = re.compile(r"""<(?:a|area)\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
-_HREF = re.compile(r"""(\shref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"""(\s+)([^\s"'>/=]+)(?:(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
+"""One attribute of a tag, whole: a quoted value is consumed with it, so an `href=` inside another attribute's
+value is never taken for the tag's own."""
 
 
 def checked_url(url: object) -> str:
@@ -58,7 +62,7 @@ def checked_url(url: object) -> str:
     except ValueError:
         parts = None
     if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
-            or any(char <= " " or char in "\x7f\\" for char in text)):
+            or _UNSAFE.search(text)):
         raise ValueError(f"{url!r} cannot be tracked: only absolute http:// or https:// URLs can")
     return text
 
@@ -191,18 +195,20 @@ class MessageLinks(PlainLinks):
     def rewrite_html(self, text: str) -> str:
         """Every http(s) `href` of an `<a>` or `<area>` becomes a tracked link; others (`mailto:`, `#top`,
         relative ones, ours) stay as written."""
-        return _OPEN_TAG.sub(lambda tag: _HREF.sub(self._tracked_href, tag.group(0)), text)
+        return _OPEN_TAG.sub(lambda tag: _ATTRIBUTE.sub(self._tracked_href, tag.group(0)), text)
 
     def _tracked_href(self, match: re.Match[str]) -> str:
-        written = next(value for value in match.groups()[1:] if value is not None)
-        url = html.unescape(written)
-        if self._links.ours(url.strip()):
+        space, name, equals, value = match.groups()
+        if name.lower() != "href" or value is None:
+            return match.group(0)
+        url = html.unescape(value[1:-1] if value[0] in "\"'" else value).strip()
+        if self._links.ours(url):
             return match.group(0)
         try:
             tracked = self.track(url)
         except ValueError:
             return match.group(0)
-        return f'{match.group(1)}"{html.escape(tracked)}"'
+        return f'{space}{name}{equals}"{html.escape(tracked)}"'
 
 
 def message_links(links: Links | None, customer_id: str, message_id: str, journey: str, step: str, channel: str,
