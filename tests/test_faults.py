@@ -234,6 +234,9 @@ async def test_workers_killed_at_random_lose_and_double_no_message(
     assert len(kills) >= 5, kills
     assert verdict.endings["exited (bought)"] > CUSTOMERS / 2 and verdict.endings["completed"] > CUSTOMERS / 4
     assert len(orders.ordered) - len(late) > 0.9 * CUSTOMERS / 3, "group b: few pushes answered by an order in time"
+    counts = stats["counts"]  # written with the commits: exact whatever the kills
+    assert (counts["started"], counts["exited"], counts["completed"]) == (
+        CUSTOMERS, verdict.endings["exited (bought)"], verdict.endings["completed"]), counts
 
 
 REDIS_CUSTOMERS = 240

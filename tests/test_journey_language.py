@@ -236,7 +236,8 @@ def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
     assert [(p.line, p.message) for p in found] == [
         (2, "unknown key 'wehre' in trigger; expected one of: event, key, where (did you mean 'where'?)"),
         (4, "unknown key 'when' in exit_on item; expected one of: any_key, event, where (did you mean 'where'?)"),
-        (5, "unknown key 'witihn' in goal; expected one of: any_key, event, where, within (did you mean 'within'?)"),
+        (5, "unknown key 'witihn' in goal; expected one of: any_key, event, revenue, where, within "
+            "(did you mean 'within'?)"),
     ]
 
 
@@ -244,7 +245,7 @@ def test_unknown_key_in_a_send_step_is_reported_once_with_its_correction() -> No
     problem = only(HEAD + "  - send:\n      template: t\n      chanels: [push]\n")
     assert problem.line == 6
     assert problem.message == ("unknown key 'chanels' in send step; expected one of: channel, channels, "
-                               "data, delivered_on, fallback_after, purpose, template (did you mean "
+                               "coupon, data, delivered_on, fallback_after, purpose, template (did you mean "
                                "'channels'?)")
 
 

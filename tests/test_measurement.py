@@ -6,11 +6,12 @@ channel, conversions and revenue by where they happened, credit by attribution m
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Api, StartApi, has_message, journey_ended
+from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from test_cli import run
 from test_reference_journey import CART, LEA
 
@@ -99,3 +100,60 @@ async def test_omnicanal_stats_prints_the_funnel(start_api: StartApi, redis_url:
     assert any(line.split()[:3] == ["push_discount", "send", "6"] for line in lines), result.stdout
     assert "store" in result.stdout and "300" in result.stdout
     assert any("last" in line and "last_chance" in line and "email" in line for line in lines), result.stdout
+
+
+COUPON_TEMPLATE = """
+en:
+  email:
+    subject: "Your code"
+    text: "Use {{ coupon.code }} before {{ coupon.expires_at }}"
+"""
+COUPON_JOURNEY = """
+id: winback
+trigger: {event: lapsed}
+re_entry: always
+steps:
+  - id: offer
+    send: {template: winback_code, channels: [email], coupon: {prefix: BACK, length: 8, valid_for: 2d}}
+  - wait: 7d
+"""
+
+
+@pytest.mark.slow  # waits out the coupon's 2 journey days: ~5 real seconds
+async def test_a_coupon_redeemed_at_the_till_is_tied_back_to_its_message(project: Path,
+                                                                         start_api: StartApi) -> None:
+    (project / "templates" / "winback_code.yaml").write_text(COUPON_TEMPLATE, encoding="utf-8")
+    write_journey(project, "winback", COUPON_JOURNEY)
+    api = await start_api()
+    for customer_id in ("cp1", "cp2"):
+        await api.put_customer(customer_id, TOM)
+        await api.event("lapsed", customer_id)
+    codes = {}
+    for customer_id in ("cp1", "cp2"):
+        entries = await api.wait_until(customer_id, has_message("winback_code"))
+        message = next(e for e in entries if e.get("template") == "winback_code")
+        codes[customer_id] = message["coupon"]
+        assert message["coupon"] in message["content"]["text"]
+    assert codes["cp1"] != codes["cp2"] and all(code.startswith("BACK") for code in codes.values())
+
+    till = {"channel": "store", "total": 75.0}
+    await api.event("coupon.redeemed", "cp1", properties={"code": codes["cp1"], **till})
+    await api.event("coupon.redeemed", "cp1", properties={"code": codes["cp1"], **till})  # twice: used
+    await api.event("coupon.redeemed", "cp1", properties={"code": "BACKNOTACODE", **till})
+    entries = await api.wait_until("cp1", lambda es: sum(e["kind"] == "coupon" for e in es) == 3)
+    outcomes = [(e["status"], e.get("reason")) for e in entries if e["kind"] == "coupon"]
+    assert outcomes == [("redeemed", None), ("refused", "used"), ("refused", "unknown")]
+    redeemed = next(e for e in entries if e["kind"] == "coupon")
+    assert (redeemed["journey"], redeemed["step"], redeemed["channel"], redeemed["revenue"]) == (
+        "winback", "offer", "email", 75.0)
+
+    await asyncio.sleep(2 * 86400 / 36000 + 0.3)  # cp2's coupon expires (2 journey days)
+    await api.event("coupon.redeemed", "cp2", properties={"code": codes["cp2"], **till})
+    entries = await api.wait_until("cp2", lambda es: any(e["kind"] == "coupon" for e in es))
+    assert [(e["status"], e["reason"]) for e in entries if e["kind"] == "coupon"] == [("refused", "expired")]
+
+    stats = await api.request("GET", "/v1/journeys/winback/stats", 200)
+    assert stats["counts"]["coupons_redeemed"] == 1 and stats["counts"]["coupon_revenue"] == 75
+    assert stats["reasons"]["coupons_refused"] == {"used": 1, "expired": 1}
+    assert stats["attribution"]["coupon"] == [{"where": "store", "journey": "winback", "step": "offer",
+                                               "channel": "email", "conversions": 1, "revenue": 75}]

@@ -16,6 +16,7 @@ from omnicanal.policy import consent
 from omnicanal.policy.caps import Cap
 from omnicanal.store.commit import Commit
 from omnicanal.store.connection import open_redis
+from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
@@ -295,3 +296,19 @@ async def test_lua_save_message_replaces_the_record_and_merges_the_history(trans
     assert message is not None and "fallback" not in message
     assert [h["status"] for h in message["history"]] == ["sending", "queued", "delivered", "unknown"]
     assert transport.one_slot("save_message")
+
+
+async def test_lua_redeem_coupon_once_and_only_while_valid(transport: Recording) -> None:
+    coupons = Coupons(transport, KEYS)
+    async with transport.batch() as writes:
+        coupons.issue(writes.before, "c1", [
+            {"code": "OK1", "message_id": "m1", "journey": "j", "step": "s", "channel": "email", "expires": 200.0},
+            {"code": "OLD", "message_id": "m2", "journey": "j", "step": "s", "channel": "sms", "expires": 50.0},
+        ], 100.0)
+    first = await coupons.redeem([("e1", "OK1"), ("e2", "OLD"), ("e3", "NOPE"), ("e4", 42)], 100.0)
+    assert first["e1"] == {"status": "redeemed", "customer": "c1", "message_id": "m1", "journey": "j", "step": "s",
+                           "channel": "email", "expires": "200.0"}
+    assert [first[e]["status"] for e in ("e2", "e3", "e4")] == ["expired", "unknown", "unknown"]
+    again = await coupons.redeem([("e1", "OK1"), ("e5", "OK1")], 101.0)  # a replay passes; another use does not
+    assert (again["e1"]["status"], again["e5"]["status"]) == ("redeemed", "used")
+    assert transport.one_slot("redeem_coupon")

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated API keys; when set, /v1 requests need `Authorization: Bearer <key>`.",
     )
+    ui_secret: str | None = Field(
+        default=None,
+        description="Signs the dashboard's session cookies; unset: a random secret per process (sessions end at "
+        "restart and are not shared between API processes).",
+    )
     channels: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Channel to connector routes, e.g. `sms=twilio_sms,email=smtp_email`; others use the outbox.",
@@ -114,6 +119,15 @@ class Settings(BaseSettings):
     global_control: Annotated[float, NoDecode] = Field(
         default=0.0, ge=0, lt=1, description="Share of customers who get no marketing at all while their goals are "
         "counted (the baseline of the whole programme), e.g. `5%` or `0.05`; picked by a hash of the customer id.",
+    )
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts `fetch` steps may call, e.g. `shop.example,*.shop.example` (`*`: "
+        "any public host); a private or loopback address only for a host listed by its exact name. Empty: none.",
+    )
+    fetch_max_bytes: int = Field(default=262_144, ge=1024, description="Largest answer a `fetch` step accepts.")
+    coupon_secret: str | None = Field(
+        default=None, description="Key coupon codes are derived with (unset: one made and kept per workspace in "
+        "Redis); the same everywhere, secret: who has it can compute codes.",
     )
     send_retry_budget: float = Field(
         default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
@@ -161,7 +175,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
 
-    @field_validator("api_keys", "opt_in_channels", mode="before")
+    @field_validator("api_keys", "opt_in_channels", "fetch_allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

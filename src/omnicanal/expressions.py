@@ -288,3 +288,31 @@ class Expression:
 def compile_expression(source: str) -> Expression:
     """Compile once, reuse everywhere: the same condition text in many journeys compiles a single time."""
     return Expression(source)
+
+
+class TextTemplate:
+    """A text with `{{ expressions }}` (a `fetch` step's URL), compiled once, rendered with the values' sandbox:
+    data that is not there is an error, not an empty string (a URL must not silently lose a part)."""
+
+    __slots__ = ("_template", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._template = _VALUES.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExpressionError(f"template {source!r} does not compile: {exc.message}") from exc
+
+    def render(self, scope: Mapping[str, Any]) -> str:
+        try:
+            return self._template.render(scope)
+        except jinja2.UndefinedError as exc:
+            raise ExpressionError(f"{self.source!r}: {exc.message}") from exc
+        except Exception as exc:  # sandboxed: any failure, typed
+            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextTemplate) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)

@@ -11,6 +11,8 @@ event, so days of journey time play in well under a second and every moment is e
     events:                       # offsets from the start of the simulation
       - {at: 0s, name: cart_abandoned, properties: {total: 89.0, items: [{sku: SKU-1, name: Sneakers, price: 89}]}}
       - {at: 2h, name: order_placed, properties: {channel: store, items: [{sku: SKU-1}]}}
+    fetches:                      # canned answers of `fetch` steps, by URL (a trailing * matches a prefix)
+      "https://shop.example/stock/*": {json: {in_stock: 3}}
     until: 3d                     # how much journey time to play (default: the journey's longest run)
     start: 2027-03-27T18:00:00Z   # when the simulation starts (default 2027-01-15 08:00 UTC): time-of-day
                                   # rules (quiet hours, `wait: {until}`, DST) depend on it
@@ -69,6 +71,7 @@ class Scenario(BaseModel):
 
     customer: CustomerIn = Field(default_factory=lambda: CustomerIn.model_validate(DEFAULT_CUSTOMER))
     events: list[ScenarioEvent] = Field(default_factory=list)
+    fetches: dict[str, dict[str, Any]] = Field(default_factory=dict)
     until: float | None = None
     start: datetime = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 
@@ -112,7 +115,8 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
     horizon = start + (scenario.until or max((e.at for e in pending), default=0.0) + _longest_run(journey) + 3600)
     clock = ManualClock(start)
     runtime = await Runtime.start(settings.model_copy(update={"reload_interval": 0, "timer_poll_interval": 0.002,
-                                                              "partitions": 1}), clock=clock)
+                                                              "partitions": 1}), clock=clock,
+                                  canned_fetches=scenario.fetches)
     customer_id = "simulated"
     try:
         await runtime.registry.replace([journey])
@@ -168,6 +172,9 @@ def _report(journey: Journey, entries: list[dict[str, Any]], start: float) -> st
             lines.append(f"{when}  journey  {entry['status']}{reason}")
         elif entry["kind"] == "conversion":
             lines.append(f"{when}  goal     reached by {entry['event']}")
+        elif entry["kind"] == "fetch":
+            lines.append(f"{when}  fetch    {entry['status']:<8} {entry.get('url') or '-'}"
+                         + (f": {entry['error']}" if entry.get("error") else ""))
         elif entry["kind"] == "fallback":
             lines.append(f"{when}  fallback {entry['message_id']} ({entry['reason']}): next channel of step "
                          f"{entry['step']}")

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import InputError
-from omnicanal.journey.attribution import MODELS
+from omnicanal.journey.attribution import COUPON, MODELS
 from omnicanal.journey.model import Journey
 
-JOURNEY_COUNTERS = ("started", "completed", "exited", "failed", "converted", "revenue")
-REASONED = ("exited", "failed", "completed")
+JOURNEY_COUNTERS = ("started", "completed", "exited", "failed", "converted", "revenue", "coupons_redeemed",
+                    "coupon_revenue")
+REASONED = ("exited", "failed", "completed", "coupons_refused")
 STEP_REASONED = ("suppressed", "failed", "held")
 
 
@@ -57,7 +58,7 @@ def funnel(journey: Journey, counters: Mapping[str, float]) -> dict[str, Any]:
         step.id: {"id": step.id, "kind": step.kind, "line": step.line, "counts": {"entered": 0}, "channels": {},
                   "reasons": {}, "arms": {}} for step in journey.steps}
     out: dict[str, Any] = {"counts": {name: 0 for name in JOURNEY_COUNTERS}, "reasons": {}, "by_where": {},
-                           "channels": {}, "attribution": {model: [] for model in MODELS}}
+                           "channels": {}, "attribution": {model: [] for model in (*MODELS, COUPON)}}
     for name, raw in sorted(counters.items()):
         value = _number(raw)
         head, _, rest = name.partition(":")
@@ -74,7 +75,7 @@ def funnel(journey: Journey, counters: Mapping[str, float]) -> dict[str, Any]:
             _step_counter(steps, rest, value)
         elif head == "attr":
             _attribution(out["attribution"], rest, value)
-    for model in MODELS:
+    for model in (*MODELS, COUPON):
         out["attribution"][model].sort(key=lambda row: (-row["revenue"], -row["conversions"]))
     for step in steps.values():
         _lift(step["arms"])

@@ -25,8 +25,10 @@ from omnicanal.journey.effects import (
     Counts,
     DrainJourney,
     EventArrived,
+    Fetch,
     Handed,
     Outcome,
+    Refused,
     TimerFired,
     Work,
     add_counts,
@@ -50,6 +52,7 @@ REACHABLE = {"sms": "+33600000001", "whatsapp": "+33600000001", "email": "alex@e
 RECEIPTS = frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts)
 
 Answer = Callable[[Attempt], Outcome]
+FetchAnswer = Callable[[Fetch], Outcome]
 
 
 def sent(_: Attempt) -> Outcome:
@@ -101,9 +104,11 @@ class Customer:
     global_control: float = 0.0
     timeline_limit: int = 5_000
     answer: Answer = sent
+    fetch: FetchAnswer = lambda request: Refused("no fetch answer in this test")
     now: float = START
     customer_id: str = "c1"
     attempts: list[Attempt] = field(default_factory=list)
+    fetches: list[Fetch] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     timers: dict[tuple[str, str], float] = field(default_factory=dict)
     """(instance, token) -> due: the timers the changes left, as the store would keep them."""
@@ -115,16 +120,21 @@ class Customer:
     def __post_init__(self) -> None:
         self.state = CustomerState(self.customer_id, customer_view(self.customer_id, self.profile, self.attributes))
         self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget,
-                               self.timeline_limit, self.global_control, RECEIPTS)
+                               self.timeline_limit, self.global_control, coupon_secret=b"unit-tests",
+                               receipts=RECEIPTS)
         self._events = 0
 
     def apply(self, *work: Work) -> Changes:
         steps = core.apply(self.context, self.state, work, self.now)
         try:
-            attempt = next(steps)
+            request = next(steps)
             while True:
-                self.attempts.append(attempt)
-                attempt = steps.send(self.answer(attempt))
+                if isinstance(request, Attempt):
+                    self.attempts.append(request)
+                    request = steps.send(self.answer(request))
+                else:
+                    self.fetches.append(request)
+                    request = steps.send(self.fetch(request))
         except StopIteration as finished:
             changes: Changes = finished.value
         self.timeline += changes.timeline

@@ -10,6 +10,7 @@ from omnicanal.api import customers, events, health, journeys, links, openapi, o
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
+from omnicanal.ui import routes as dashboard
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
                           "/webhooks/twilio/inbound"})
@@ -19,12 +20,13 @@ PUBLIC_PREFIXES = ("/r/", "/u/")
 
 
 def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
-    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key)."""
+    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key); the dashboard
+    checks the key itself (it also takes its session cookie)."""
     encoded = [key.encode() for key in keys]
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES) or dashboard.serves(request.path):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
@@ -61,4 +63,5 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/r/{token}", links.follow)
     app.router.add_get("/u/{token}", unsubscribe.ask)
     app.router.add_post("/u/{token}", unsubscribe.confirm)
+    dashboard.setup(app, runtime)
     return app

@@ -18,11 +18,14 @@ import structlog
 
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
+from omnicanal.engine.fetch import Fetcher
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.errors import StoreUnavailable
 from omnicanal.identity import identifiers
 from omnicanal.journey import core
+from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
+    Attempt,
     Changes,
     DrainJourney,
     EventArrived,
@@ -34,6 +37,7 @@ from omnicanal.journey.effects import (
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import MESSAGES
+from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -84,6 +88,8 @@ class Engine:
     idempotency_window: float
     identity: IdentityIndex
     merges: CustomerMerge
+    coupons: Coupons
+    fetcher: Fetcher
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -160,7 +166,7 @@ class Engine:
                                      *((w["journey"], w["version"]) for w in watches)])
         state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
                               instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
-                              watches, list(snapshot.profile.get(TOUCHPOINTS) or ()))
+                              watches=watches, touchpoints=list(snapshot.profile.get(TOUCHPOINTS) or ()))
         commit = Commit()
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
@@ -172,11 +178,17 @@ class Engine:
                 applied, commit.applied = position, item.entry_id
             if (unit := _work(item)) is not None:
                 work.append(unit)
+        redemptions = [(unit.event["id"], unit.event["properties"].get("code")) for unit in work
+                       if isinstance(unit, EventArrived) and unit.event["name"] == REDEEMED]
+        if redemptions:  # checked and marked in the store before the core reads the verdicts
+            state.redemptions = await self.coupons.redeem(redemptions, self.clock.now())
         steps = core.apply(self.context, state, work, self.clock.now())
         try:
-            attempt = next(steps)
+            request = next(steps)
             while True:
-                attempt = steps.send(await self.delivery.attempt(attempt, commit.messages))
+                outcome = await (self.delivery.attempt(request, commit.messages) if isinstance(request, Attempt)
+                                 else self.fetcher.fetch(request))
+                request = steps.send(outcome)
         except StopIteration as finished:
             changes: Changes = finished.value
         real_now = time.time()  # the idempotency window is a promise to clients: real time
@@ -213,6 +225,10 @@ class Engine:
         self.queue.schedule(writes.before, ((a.snapshot.customer_id, t.instance_id, t.token, t.due)
                                             for a in done for t in a.changes.new_timers))
         self.journey_store.mark_active(writes.before, joined)
+        for applied in done:
+            if applied.changes.coupons:
+                self.coupons.issue(writes.before, applied.snapshot.customer_id, applied.changes.coupons,
+                                   self.clock.now())
         for applied in done:
             customer_id = applied.snapshot.customer_id
             for visitor in filter(valid_customer_id, applied.changes.identified):

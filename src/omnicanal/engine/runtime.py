@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +22,7 @@ from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.engine import Engine
+from omnicanal.engine.fetch import Fetcher
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.timers import run_timers
@@ -35,6 +36,7 @@ from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call
+from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -113,11 +115,13 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, settings: Settings, role: Role = Role.ALL, clock: Clock | None = None) -> Runtime:
+    async def start(cls, settings: Settings, role: Role = Role.ALL, clock: Clock | None = None,
+                    canned_fetches: Mapping[str, Any] | None = None) -> Runtime:
         """Load and check everything first, then connect, then start the loops the role runs.
 
         `clock` replaces the shared journey clock (the simulator's manual clock); by default it is read from
-        the store so that every process agrees on journey time."""
+        the store so that every process agrees on journey time. `canned_fetches` answers `fetch` steps by URL
+        instead of calling out (the simulator's scenario)."""
         templates, journeys = load_project(settings)
         async with contextlib.AsyncExitStack() as stack:
             transport = open_transport(settings.redis_url)
@@ -143,15 +147,18 @@ class Runtime:
             delivery = Delivery(
                 connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
             )
+            coupons = Coupons(transport, keys)
             journey_context = Context(
                 registry, templates, channel_rules(settings), settings.frequency_caps, settings.default_locale,
                 settings.send_retry_budget, settings.timeline_limit, settings.global_control,
+                coupon_secret=await coupons.secret(settings.coupon_secret),
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
                 links=links_of(settings),
             )
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
-                            settings.idempotency_window, identity, CustomerMerge(redis, keys))
+                            settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
+                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches))
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)

@@ -12,10 +12,12 @@ from typing import Any
 
 from omnicanal.errors import ExpressionError
 from omnicanal.journey.effects import Sends
+from omnicanal.journey.fetching import fetch
 from omnicanal.journey.model import (
     BranchStep,
     DigestStep,
     ExitStep,
+    FetchStep,
     GotoStep,
     Journey,
     SendStep,
@@ -60,6 +62,12 @@ def advance(session: Session, instance: Instance, journey: Journey) -> Sends[Non
                 session.save(instance)
                 return
             instance.position += 1
+        elif isinstance(action, FetchStep):
+            again_at = yield from fetch(session, instance, journey, step.id, action)
+            if again_at is not None:  # the endpoint failed for now: the same step again later
+                session.wait(instance, journey, "hold", again_at)
+                session.save(instance)
+                return
         elif isinstance(action, WaitStep) and action.at is not None:
             moment = _moment(session, instance, journey, step.id, action)
             if isinstance(moment, float) and moment > session.now:

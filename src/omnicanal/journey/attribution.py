@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MODELS = ("last", "first", "linear")
+COUPON = "coupon"
+"""Credit by coupon code: the message whose code was redeemed (exact, not modelled; counted apart)."""
 WINDOW = 7 * 86400.0
 """How far back messages earn credit when the goal has no `within`."""
 KEPT = 50

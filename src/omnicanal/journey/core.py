@@ -21,6 +21,7 @@ from omnicanal.errors import ExpressionError
 from omnicanal.journey.advance import advance, collect
 from omnicanal.journey.attribution import WINDOW as ATTRIBUTION_WINDOW
 from omnicanal.journey.attribution import counter, credits, revenue_of, where_of
+from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
     FALLBACK_TOKEN_PREFIX,
     Changes,
@@ -82,6 +83,8 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
     session.event_at = session.timeline_end() - 1  # the entry just recorded
     if event["name"] in RECEIPTS or event["name"] == REPLIED:
         _count_receipt(session, event)
+    elif event["name"] == REDEEMED:
+        _redeem(session, event)
     visitor = event["properties"].get("anonymous_id") if event["name"] == IDENTIFY else None
     if isinstance(visitor, str) and visitor != session.customer_id:
         session.changes.identified.append(visitor)
@@ -187,6 +190,31 @@ def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal,
         session.save(instance)
 
 
+def _redeem(session: Session, event: dict[str, Any]) -> None:
+    """A coupon used at the till, on the site...: the store checked (and marked) its code before this work was
+    applied; a good one is a conversion credited to the message, step and channel that carried it, a refused
+    one is recorded with why."""
+    verdict = session.state.redemptions.get(event["id"]) or {"status": "unknown"}
+    code = event["properties"].get("code")
+    status = verdict["status"]
+    if status != "redeemed":
+        session.record("coupon", code=code, status="refused", reason=status,
+                       **{name: verdict[name] for name in ("journey", "step", "channel") if name in verdict})
+        if "journey" in verdict:
+            session.count(verdict["journey"], f"coupons_refused:{status}")
+        return
+    revenue, where = revenue_of(event["properties"].get("total")), where_of(event)
+    journey_id = verdict["journey"]
+    touch = {"j": journey_id, "s": verdict["step"], "c": verdict["channel"]}
+    session.count(journey_id, "coupons_redeemed")
+    session.count(journey_id, "coupon_revenue", revenue)
+    session.count(journey_id, f"step:{verdict['step']}:{verdict['channel']}:redeemed")
+    session.count(journey_id, counter("coupon", where, touch, "conversions"))
+    session.count(journey_id, counter("coupon", where, touch, "revenue"), revenue)
+    session.record("coupon", code=code, status="redeemed", message_id=verdict["message_id"], journey=journey_id,
+                   step=verdict["step"], channel=verdict["channel"], revenue=revenue, where=where)
+
+
 def _count_receipt(session: Session, event: dict[str, Any]) -> None:
     """A delivery receipt, a click or a reply: counted on the step and channel of the message it concerns."""
     name, properties = event["name"], event["properties"]
@@ -236,10 +264,11 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
         return
     data = pending.get("data")
     plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), f"{message_id}~fallback",
-                data, retries=False)
+                data, retries=False, coupon=pending.get("coupon"))
     held_until = yield from deliver(session, plan)
     if held_until is not None:  # quiet hours on every channel left: the fallback goes when they end
-        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until, data)
+        session.schedule_fallback(instance, message_id, step.id, pending["channels"], held_until, data,
+                                  pending.get("coupon"))
     session.save(instance)
 
 

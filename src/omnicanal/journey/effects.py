@@ -103,11 +103,34 @@ class Replayed:
     status: str
 
 
-Outcome = Handed | Refused | Capped | Replayed
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A `fetch` step's call, ready: the engine checks the host against the allowed ones and calls it."""
+
+    url: str
+    method: str
+    body: dict[str, Any] | None
+    timeout: float
+    customer_id: str
+    journey: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The endpoint answered with JSON (`value`)."""
+
+    value: Any
+
+
+Request = Attempt | Fetch
+Outcome = Handed | Refused | Capped | Replayed | Fetched
+"""What a request led to (a fetch fails with Refused, for now or for good, as a send does)."""
 
 T = TypeVar("T")
-Sends = Generator[Attempt, Outcome, T]
-"""A computation of the core that may ask for sends: it yields Attempts and is sent their Outcomes."""
+Sends = Generator[Request, Outcome, T]
+"""A computation of the core that may ask for I/O: it yields Attempts (sends) and Fetches and is sent their
+Outcomes."""
 
 
 # -- what the engine writes afterwards --------------------------------------------------------------------------
@@ -157,6 +180,8 @@ class Changes:
     """The customer's goal watches changed: the state's list is written."""
     touchpoints: bool = False
     """The customer's touchpoints changed (a message was sent): the state's list is written."""
+    coupons: list[dict[str, Any]] = field(default_factory=list)
+    """Coupons issued with messages sent (`code`, `message_id`, `journey`, `step`, `channel`, `expires`)."""
     identified: list[str] = field(default_factory=list)
     """Anonymous ids an `identify` event said are this customer: merged after the commit."""
     stats: Counts = field(default_factory=lambda: new_counts())

@@ -14,6 +14,7 @@ from omnicanal.journey.model import (
     BranchStep,
     DigestStep,
     ExitStep,
+    FetchStep,
     GotoStep,
     Journey,
     SendStep,
@@ -52,6 +53,8 @@ def step_edges(step: Step, following: str | None) -> list[Edge]:
             for number, case in enumerate(action.cases)
         ]
         return [*cases, Edge(index, action.otherwise, "else", ("otherwise",))]
+    if isinstance(action, FetchStep) and action.on_error != "skip":
+        return [Edge(index, action.on_error, "fetch failed", ("on_error",)), Edge(index, following)]
     if isinstance(action, SplitStep):
         total = sum(arm.weight for arm in action.arms)
         return [Edge(index, arm.goto, f"{arm.name} {100 * arm.weight / total:g}%",
@@ -152,6 +155,8 @@ def describe(step: Step) -> str:
         return f"goto {action.target}"
     if isinstance(action, ExitStep):
         return f"exit ({action.reason})" if action.reason else "exit"
+    if isinstance(action, FetchStep):
+        return f"fetch {action.method} {action.url.source} into vars.{action.into}"
     if isinstance(action, SplitStep):
         return "split " + " / ".join(f"{arm.name} {arm.weight}" for arm in action.arms)
     return "branch"

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from omnicanal.errors import ExpressionError
-from omnicanal.expressions import Expression, compile_expression
+from omnicanal.expressions import Expression, TextTemplate, compile_expression
 from omnicanal.journey.durations import parse_duration, parse_offset
 from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.caps import Cap
@@ -137,6 +137,16 @@ class ReEntry(_Strict):
         return self
 
 
+class CouponSpec(_Strict):
+    """A unique coupon code issued with the message (`coupon.code` in its template): `prefix` then `length`
+    unguessable characters, valid for `valid_for` after the send. Redeemed by a `coupon.redeemed` event carrying
+    the code (from the till, the site, anywhere), it is tied back to the message, step and channel."""
+
+    prefix: str = Field(default="", pattern=r"^[A-Z0-9-]{0,12}$")
+    length: int = Field(default=8, ge=6, le=16)
+    valid_for: Duration
+
+
 class SendStep(_Strict):
     """Send a template on the first channel of `channels` the customer can be reached on.
 
@@ -153,6 +163,7 @@ class SendStep(_Strict):
     purpose: Literal["marketing", "transactional"] = "marketing"
     fallback_after: Duration | None = None
     delivered_on: Annotated[tuple[Name, ...], BeforeValidator(_one_or_more), Field(min_length=1)] | None = None
+    coupon: CouponSpec | None = None
 
     @model_validator(mode="after")
     def _delivered_on_needs_fallback(self) -> SendStep:
@@ -263,6 +274,48 @@ class GotoStep(_Strict):
     target: str
 
 
+def _text_template(value: object) -> TextTemplate:
+    if isinstance(value, TextTemplate):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'expected a text, e.g. "https://shop.example/stock/{{{{ vars.sku }}}}", not {value!r}')
+    try:
+        return TextTemplate(value)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Text = Annotated[TextTemplate, PlainValidator(_text_template),
+                 PlainSerializer(lambda template: template.source, return_type=str, when_used="json")]
+"""A text with `{{ expressions }}`."""
+
+
+class FetchStep(_Strict):
+    """Call an HTTP endpoint mid-journey and keep its JSON answer in `vars.<into>` for the steps after.
+
+    GET, or POST with a JSON `body` from expressions; only hosts of OMNICANAL_FETCH_ALLOWED_HOSTS (never a private
+    or loopback address unless that host is listed by name); answers over OMNICANAL_FETCH_MAX_BYTES or not JSON
+    fail. A failure for now (timeout, 5xx, 429) is retried with backoff within the send retry budget; then, or on
+    a failure for good, the step goes to `on_error` (`skip`, the default: the next step, with `vars.<into>` unset
+    and the error on the timeline).
+    """
+
+    url: Text
+    method: Literal["GET", "POST"] = "GET"
+    body: dict[str, Value] = {}
+    timeout: Duration = 5.0
+    into: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
+    on_error: str = "skip"
+
+    @model_validator(mode="after")
+    def _sane(self) -> FetchStep:
+        if self.timeout > 30:
+            raise ValueError("timeout: at most 30s (a journey step holds its customer's work while it waits)")
+        if self.body and self.method != "POST":
+            raise ValueError("a body goes with `method: POST`")
+        return self
+
+
 class SplitArm(_Strict):
     """One arm of an experiment: its share of customers (`weight`) and where they go, or the holdout."""
 
@@ -301,8 +354,9 @@ class ExitStep(_Strict):
     reason: str | None = None
 
 
-Action = SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep | SplitStep
-Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest", "split"]
+Action = (SendStep | WaitStep | WaitForStep | BranchStep | UpdateStep | GotoStep | ExitStep | DigestStep | SplitStep
+          | FetchStep)
+Kind = Literal["send", "wait", "wait_for", "branch", "update", "goto", "exit", "digest", "split", "fetch"]
 
 KIND_MODELS: dict[str, type[Action]] = {
     "send": SendStep,
@@ -314,6 +368,7 @@ KIND_MODELS: dict[str, type[Action]] = {
     "exit": ExitStep,
     "digest": DigestStep,
     "split": SplitStep,
+    "fetch": FetchStep,
 }
 """Step kind (the key authors write) → the model of its payload."""
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnicanal.errors import ExpressionError, TemplateError
-from omnicanal.journey.effects import Attempt, Capped, Refused, Replayed, Sends
+from omnicanal.journey.coupons import coupon_code
+from omnicanal.journey.effects import Attempt, Capped, Handed, Refused, Replayed, Sends
 from omnicanal.journey.model import DigestStep, Journey, SendStep
 from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
 from omnicanal.links import PlainLinks, message_links
 from omnicanal.policy.choice import Candidate, choose
 from omnicanal.render import Rendered
+from omnicanal.timestamps import iso
 
 RETRY_BASE = 2.0
 RETRY_MAX = 300.0
@@ -74,6 +76,8 @@ class Plan:
     """The template's `data` when the step computed it (a digest); otherwise from the step's expressions."""
     retries: bool = True
     """A step visit retries a provider's transient failure (its instance holds); a fallback goes on instead."""
+    coupon: str | None = None
+    """The coupon code the message carries (a step with `coupon`): issued for the visit, kept by its fallback."""
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -84,6 +88,10 @@ def deliver(session: Session, plan: Plan) -> Sends[float | None]:
         _record(session, plan, "control")  # the global control group: no marketing, goals still counted
         return None
     scope = session.scope(instance, instance.event)
+    if isinstance(action, SendStep) and action.coupon is not None:
+        plan.coupon = plan.coupon or coupon_code(context.coupon_secret, session.customer_id, plan.visit,
+                                                  action.coupon)
+        scope["coupon"] = {"code": plan.coupon, "expires_at": iso(session.now + action.coupon.valid_for)}
     exhausted = set((instance.retry or {}).get("exhausted", ())) if plan.retries else set()
     choice = choose(plan.channels, session.state.customer, context.templates.channels(action.template) or (),
                     action.purpose, session.now, context.rules)
@@ -181,6 +189,8 @@ def _attempt(session: Session, plan: Plan, scope: dict[str, Any], candidate: Can
             return TryNext()
         _handed(session, plan, candidate, message_id, outcome.status, shown)
         return Settled()
+    if not isinstance(outcome, Handed):
+        raise TypeError(f"a send attempt was answered with {outcome!r}")
     details = {name: value for name, value in (("provider_id", outcome.provider_id), ("error", outcome.error))
                if value}
     _handed(session, plan, candidate, message_id, outcome.status, {**shown, **details})
@@ -195,7 +205,13 @@ def _handed(session: Session, plan: Plan, candidate: Candidate, message_id: str,
     fallback_after = plan.action.fallback_after if isinstance(plan.action, SendStep) else None
     if candidate.later and (fallback_after is not None or candidate.channel in session.context.receipts):
         due = session.now + fallback_after if fallback_after is not None else None
-        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due, plan.data)
+        session.schedule_fallback(plan.instance, message_id, plan.step_id, candidate.later, due, plan.data,
+                                  plan.coupon)
+    if plan.coupon is not None and isinstance(plan.action, SendStep) and plan.action.coupon is not None:
+        session.changes.coupons.append({"code": plan.coupon, "message_id": message_id, "journey": plan.journey.id,
+                                        "step": plan.step_id, "channel": candidate.channel,
+                                        "expires": session.now + plan.action.coupon.valid_for})
+        shown = {**shown, "coupon": plan.coupon}
     _record(session, plan, status, **shown)
 
 

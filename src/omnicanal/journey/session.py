@@ -50,6 +50,8 @@ class Context:
     global_control: float = 0.0
     """The share of customers (0-1, by a hash of their id) who get no marketing at all, whose goals still
     count: the baseline of the whole programme (OMNICANAL_GLOBAL_CONTROL)."""
+    coupon_secret: bytes = b""
+    """The key coupon codes are derived with (OMNICANAL_COUPON_SECRET, or one kept per workspace)."""
     receipts: frozenset[str] = frozenset()
     """Channels whose providers report delivery (channels.CHANNELS): a message sent there keeps its later
     channels for a fallback even without `fallback_after`, should a failure receipt come."""
@@ -174,12 +176,13 @@ class Session:
         self.changes.touchpoints = True
 
     def schedule_fallback(self, instance: Instance, message_id: str, step_id: str, channels: Sequence[str],
-                          due: float | None, data: dict[str, Any] | None = None) -> None:
+                          due: float | None, data: dict[str, Any] | None = None, coupon: str | None = None) -> None:
         """Keep a message's later channels on its instance (with the `data` it was rendered with, when the step
-        computed it: a digest's items); with `due`, try them then unless it is delivered."""
+        computed it: a digest's items; and its coupon code); with `due`, try them then unless it is delivered."""
         fallbacks = instance.fallbacks if instance.fallbacks is not None else {}
         fallbacks[message_id] = {"step": step_id, "channels": list(channels), "due": due,
-                                 **({"data": data} if data is not None else {})}
+                                 **({"data": data} if data is not None else {}),
+                                 **({"coupon": coupon} if coupon is not None else {})}
         instance.fallbacks = fallbacks
         if due is not None:
             self.changes.new_timers.append(TimerChange(instance.id, fallback_token(message_id), due))

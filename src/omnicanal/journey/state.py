@@ -144,6 +144,9 @@ class CustomerState:
     watches: list[dict[str, Any]] = field(default_factory=list)
     """Instances that ended before their goal window closed (see goal_watch): a goal met within it still
     converts them."""
+    redemptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Event id of a `coupon.redeemed` -> the store's verdict on its code (`status`: redeemed, unknown, expired,
+    used; and the coupon's message, journey, step, channel when known): checked before the work is applied."""
     touchpoints: list[dict[str, Any]] = field(default_factory=list)
     """The messages the customer received lately, oldest first, on every channel and from every journey: what
     a conversion is attributed to (journey/attribution.py; fields `m` message id, `j` journey, `s` step,

@@ -25,6 +25,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:outbox              list   messages recorded by the outbox connector
     oc:{ws}:rate:CONNECTOR:S    string sends through a connector in second S (provider rate limits)
     oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
+    oc:{ws}:coupon:CODE         hash   a coupon's customer, message, journey, step, channel, expiry, use
+    oc:{ws}:secret:coupons      string the key coupon codes are derived with (unless configured)
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
     oc:{ws}:clock               hash   anchor of the shared journey clock
     oc:{ws}:format              string the stored-format version of the workspace (version.py)
@@ -145,6 +147,15 @@ class Keyspace:
 
     def rate(self, connector: str, second: int) -> str:
         return f"oc:{self.workspace}:rate:{connector}:{second}"
+
+    def coupon(self, code: str) -> str:
+        """A coupon issued with a message: whose, which message, until when, and who used it."""
+        return f"oc:{self.workspace}:coupon:{code}"
+
+    @property
+    def coupon_secret(self) -> str:
+        """The key coupon codes are derived with, when OMNICANAL_COUPON_SECRET does not give one."""
+        return f"oc:{self.workspace}:secret:coupons"
 
     def provider_message(self, provider_id: str) -> str:
         return f"oc:{self.workspace}:provider:{provider_id}"

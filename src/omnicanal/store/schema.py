@@ -296,10 +296,21 @@ def decode_work(partition: int, entry_id: str, fields: dict[str, str]) -> WorkIt
 
 # -- what Lua scripts are told -------------------------------------------------------------------------------------
 
+# -- coupons (Keyspace.coupon) ---------------------------------------------------------------------------------
+
+COUPON_FIELDS = ("customer", "message_id", "journey", "step", "channel", "expires")
+"""What an issued coupon keeps (a hash), besides who used it."""
+COUPON_EXPIRES = "expires"
+COUPON_USED_BY = "used_by"
+"""The id of the `coupon.redeemed` event that used the coupon (the same event again, a replay, passes)."""
+COUPON_USED_AT = "used_at"
+
+
 LUA_NAMES: dict[str, str] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
+    "COUPON_EXPIRES": COUPON_EXPIRES, "COUPON_USED_BY": COUPON_USED_BY, "COUPON_USED_AT": COUPON_USED_AT,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

@@ -1,0 +1,1 @@
+"""The read-only web dashboard served at /ui: journeys, customers, operations and template previews."""
