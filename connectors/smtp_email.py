@@ -10,10 +10,11 @@ Settings (environment):
     OMNICANAL_SMTP_USE_TLS          TLS from the first byte (port 465), default false
     OMNICANAL_SMTP_FROM_ADDRESS     required, e.g. `Shop <news@shop.example>`
     OMNICANAL_SMTP_UNSUBSCRIBE_URL  optional template, e.g. `https://shop.example/unsubscribe?c={customer_id}`
-                                    ({customer_id} and {message_id} are filled in, URL-quoted)
+                                    ({customer_id} and {message_id} are filled in, URL-quoted); unset: the
+                                    message's own unsubscribe link (/u/..., see links.py), when links are on
     OMNICANAL_SMTP_TIMEOUT          seconds per SMTP command, default 10
 
-With an unsubscribe URL every message carries `List-Unsubscribe` and `List-Unsubscribe-Post:
+With an unsubscribe URL (either) every message carries `List-Unsubscribe` and `List-Unsubscribe-Post:
 List-Unsubscribe=One-Click` (RFC 8058), which the large mailbox providers require of bulk senders.
 
 A connection per message keeps no state between sends (no stale connection to detect, no lock): at the default
@@ -43,6 +44,10 @@ from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery
 from ._settings import configured
 
 _NOT_IN_MSG_ID = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")  # RFC 5322 dot-atom-text
+_WIRE = SMTP_POLICY.clone(refold_source="none")
+"""How a message is written out: headers set raw (List-Unsubscribe) stay as they are. The default refolds a
+header line over 78 characters, and a URL longer than that has no space to fold at, so it would go out as an
+RFC 2047 encoded word, which no mailbox reads as a URL."""
 
 
 class SmtpSettings(ConnectorSettings):
@@ -128,15 +133,21 @@ class SmtpEmailConnector(Connector):
         email["Date"] = formatdate(localtime=False, usegmt=True)
         # Our message id, so a retried send carries the same Message-ID and receivers can drop the duplicate.
         email["Message-ID"] = f"<{_NOT_IN_MSG_ID.sub('-', message.id)}@{self._domain}>"
-        if self.config.unsubscribe_url:
-            url = self.config.unsubscribe_url.format(customer_id=quote(message.customer_id, safe=""),
-                                                     message_id=quote(message.id, safe=""))
-            email["List-Unsubscribe"] = f"<{url}>"
+        if url := self._unsubscribe_url(message):
+            email.set_raw("List-Unsubscribe", f"<{url}>")  # kept on one line as written: see _WIRE
             email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email.set_content(str(content.get("text", "")))
         if content.get("html"):
             email.add_alternative(str(content["html"]), subtype="html")
         return email
+
+    def _unsubscribe_url(self, message: OutboundMessage) -> str | None:
+        """OMNICANAL_SMTP_UNSUBSCRIBE_URL when set (the brand's own preference centre), else the message's own
+        signed link (`/u/...`, when OMNICANAL_PUBLIC_URL and OMNICANAL_LINK_SECRET are set), else none."""
+        if self.config.unsubscribe_url:
+            return self.config.unsubscribe_url.format(customer_id=quote(message.customer_id, safe=""),
+                                                      message_id=quote(message.id, safe=""))
+        return message.unsubscribe_url
 
     async def send(self, message: OutboundMessage) -> Receipt:
         recipient = _recipient(message.to)
@@ -153,7 +164,7 @@ class SmtpEmailConnector(Connector):
             await client.mail(parseaddr(config.from_address)[1])
             await client.rcpt(recipient)
             data_started = True
-            await client.data(email.as_bytes())
+            await client.data(email.as_bytes(policy=_WIRE))
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()  # the relay has taken the message: a failed goodbye changes nothing
         except (aiosmtplib.SMTPException, OSError) as exc:

@@ -94,6 +94,9 @@ class OutboundMessage:
     locale: str
     journey: str
     step: str
+    unsubscribe_url: str | None = None
+    """Where the customer unsubscribes from messages like this one (a signed link, OMNICANAL_PUBLIC_URL/u/...):
+    e-mail connectors put it in `List-Unsubscribe`. None when links are off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,7 @@ def validate(
     omnicanal validate my-project
     """
     from omnicanal.journey.loader import validate_project
+    from omnicanal.links import links_off
 
     if path is not None and (path / "journeys").is_dir():  # a project folder, as `omnicanal init` writes one
         path, templates = path / "journeys", templates or path / "templates"
@@ -114,6 +115,8 @@ def validate(
         _fail(str(exc))
     for problem in problems:
         typer.echo(str(problem))
+    if (links_note := links_off(settings)) is not None:
+        typer.echo(f"note: {links_note}", err=True)
     if problems:
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)

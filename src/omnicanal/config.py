@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -133,7 +133,12 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
     )
     public_url: str | None = Field(
-        default=None, description="Externally reachable base URL of the API, for provider status callbacks."
+        default=None, description="Externally reachable base URL of the API, for provider status callbacks, "
+        "tracked links (/r/...) and unsubscribe pages (/u/...).",
+    )
+    link_secret: SecretStr | None = Field(
+        default=None, description="Signs tracked links and unsubscribe links (HMAC-SHA256; at least "
+        "16 characters, the same on every process). Unset, or no public URL: links stay as written.",
     )
     clock_speed: float = Field(
         default=1.0, gt=0, description="Journey time per real second: 3600 runs an hour of waits in a second."
@@ -175,6 +180,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters, e.g. the output of `openssl rand -hex 32`")
         return value
 
     @field_validator("channels", mode="before")

@@ -15,11 +15,14 @@ from typing import Any
 
 import jinja2
 
+from omnicanal.channels import CHANNELS
 from omnicanal.errors import Problem, TemplateError
+from omnicanal.links import PlainLinks
 from omnicanal.suggest import did_you_mean
 from omnicanal.template_files import CompiledField, Templates, read_templates
 
 _JINJA_FILENAME = "<template>"  # what Jinja calls a template made by from_string, in rewritten tracebacks
+_UNTRACKED = PlainLinks()
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,14 @@ class TemplateCatalog:
         """Locales with at least one variant; empty if no such template."""
         return frozenset().union(*self._templates.get(name, {}).values())
 
-    def render(self, name: str, channel: str, locale: str | None, scope: Mapping[str, Any]) -> Rendered:
+    def render(self, name: str, channel: str, locale: str | None, scope: Mapping[str, Any],
+               links: PlainLinks = _UNTRACKED) -> Rendered:
         """Render `name` for `channel`, in `locale` or the nearest variant: fr-CA, then fr, then the default.
 
         `locale` in the scope is set to the variant's locale, so prices and dates are formatted in the
-        language the text is written in. Raises TemplateError rather than return an incomplete message.
+        language the text is written in. `links` gives templates `track(url)` and `unsubscribe_url`, and
+        rewrites the links of HTML fields (links.py). Raises TemplateError rather than return an incomplete
+        message.
         """
         by_locale = self._templates.get(name, {}).get(channel)
         if by_locale is None:
@@ -75,12 +81,14 @@ class TemplateCatalog:
         candidates = _locale_candidates(locale, self._default_locale)
         resolved = next((c for c in candidates if c in by_locale), self._default_locale)
         variant = by_locale[resolved]
-        full_scope = {**scope, "locale": resolved}
+        full_scope = {**scope, "locale": resolved, "track": links.track, "unsubscribe_url": links.unsubscribe_url}
         content = {
             field: _render_field(compiled, full_scope) if isinstance(compiled, CompiledField)
             else {key: _render_field(value, full_scope) for key, value in compiled.items()}
             for field, compiled in variant.items()
         }
+        for field in CHANNELS[channel].html & content.keys():
+            content[field] = links.rewrite_html(str(content[field]))
         return Rendered(name, channel, resolved, content)
 
 

@@ -6,7 +6,18 @@ import hmac
 
 from aiohttp import web
 
-from omnicanal.api import control, customers, events, health, journeys, openapi, outbox, twilio
+from omnicanal.api import (
+    control,
+    customers,
+    events,
+    health,
+    journeys,
+    links,
+    openapi,
+    outbox,
+    twilio,
+    unsubscribe,
+)
 from omnicanal.api.errors import Handler, error_response, errors_middleware
 from omnicanal.api.state import RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
@@ -15,6 +26,8 @@ from omnicanal.ui import routes as dashboard
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
                           "/webhooks/twilio/inbound"})
 """Paths without an API key: probes, and provider callbacks (those carry the provider's own signature)."""
+PUBLIC_PREFIXES = ("/r/", "/u/")
+"""Links in messages, followed by customers: their signed token is their authority (links.py)."""
 
 
 def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
@@ -24,7 +37,7 @@ def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-t
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or dashboard.serves(request.path):
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES) or dashboard.serves(request.path):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
@@ -61,5 +74,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)
     app.router.add_get("/openapi.json", openapi.openapi)
+    app.router.add_get("/r/{token}", links.follow)
+    app.router.add_get("/u/{token}", unsubscribe.ask)
+    app.router.add_post("/u/{token}", unsubscribe.confirm)
     dashboard.setup(app, runtime)
     return app

@@ -39,6 +39,16 @@ def event_id(workspace: str, customer_id: str, idempotency_key: str | None) -> s
     return f"evt_{digest.hexdigest()[:32]}"
 
 
+def derived_event(runtime: Runtime, customer_id: str, name: str, key: str, properties: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """An event the API makes of an outside request (a provider's callback, a click), its id derived from `key`
+    (what identifies the request): the same request again is applied once."""
+    now = runtime.clock.now()
+    digest = hashlib.sha256(f"{runtime.settings.workspace}\x00{customer_id}\x00{key}".encode()).hexdigest()[:32]
+    return {"id": f"evt_{digest}", "name": name, "customer_id": customer_id, "properties": properties,
+            "timestamp": iso(now), "received_at": now}
+
+
 def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, Any]:
     """The event as the work stream keeps it, for the customer its identifier resolved to."""
     now = runtime.clock.now()

@@ -14,14 +14,13 @@ again.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from omnicanal.api.events import derived_event
 from omnicanal.api.state import runtime_of
-from omnicanal.engine.runtime import Runtime
 from omnicanal.identity import normalise_phone
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
@@ -48,14 +47,6 @@ async def _verified_form(request: web.Request) -> dict[str, str]:
     return form
 
 
-def _event(customer_id: str, name: str, key: str, properties: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-    """An event whose id derives from Twilio's ids: a callback Twilio retries is applied once."""
-    now = runtime.clock.now()
-    digest = hashlib.sha256(f"{runtime.settings.workspace}\x00{customer_id}\x00{key}".encode()).hexdigest()[:32]
-    return {"id": f"evt_{digest}", "name": name, "customer_id": customer_id, "properties": properties,
-            "timestamp": iso(now), "received_at": now}
-
-
 async def status_callback(request: web.Request) -> web.Response:
     form = await _verified_form(request)
     runtime = runtime_of(request)
@@ -72,7 +63,7 @@ async def status_callback(request: web.Request) -> web.Response:
                   "channel": record.get("channel"), "status": status}
     if form.get("ErrorCode"):
         properties["error_code"] = form["ErrorCode"]
-    events = [_event(customer_id, STATUS_EVENTS[status], f"{sid}:{status}", properties, runtime)]
+    events = [derived_event(runtime, customer_id, STATUS_EVENTS[status], f"{sid}:{status}", properties)]
     await runtime.queue.append_events(events)
     return web.Response(status=204)
 
@@ -104,7 +95,7 @@ async def inbound(request: web.Request) -> web.Response:
         properties["keyword"] = keyword
     if form.get("ProfileName"):
         properties["profile_name"] = form["ProfileName"]
-    event = _event(customer_id, "message.received", form.get("MessageSid", "") or f"{phone}:{now}", properties,
-                   runtime)
+    event = derived_event(runtime, customer_id, "message.received", form.get("MessageSid", "") or f"{phone}:{now}",
+                          properties)
     await runtime.queue.append_events([event])
     return web.Response(text=TWIML_EMPTY, content_type="text/xml")

@@ -54,7 +54,7 @@ class Delivery:
         await self._rates.acquire(connector.name, connector.rate_limit)
         message = OutboundMessage(id=message_id, customer_id=customer_id, channel=channel, to=attempt.to,
                                   content=attempt.content, template=attempt.template, locale=attempt.locale,
-                                  journey=attempt.journey, step=attempt.step)
+                                  journey=attempt.journey, step=attempt.step, unsubscribe_url=attempt.unsubscribe_url)
         error: DeliveryError | None = None
         provider_id: str | None = None
         try:

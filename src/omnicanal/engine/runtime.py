@@ -31,6 +31,7 @@ from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
 from omnicanal.journey.session import Context
+from omnicanal.links import links_of
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
@@ -154,6 +155,7 @@ class Runtime:
                 settings.send_retry_budget, settings.timeline_limit, global_control=settings.global_control,
                 coupon_secret=await coupons.secret(settings.coupon_secret),
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
+                links=links_of(settings),
             )
             identity = IdentityIndex(redis, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,

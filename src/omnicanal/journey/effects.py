@@ -82,6 +82,8 @@ class Attempt:
     journey: str
     step: str
     caps: tuple[Cap, ...] = ()
+    unsubscribe_url: str | None = None
+    """The message's unsubscribe link (links.py), for the connector's `List-Unsubscribe`; None: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from omnicanal.journey.effects import Attempt, Capped, Handed, Refused, Replayed
 from omnicanal.journey.model import DigestStep, Journey, SendStep
 from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
+from omnicanal.links import PlainLinks, message_links
 from omnicanal.policy.choice import Candidate, choose
 from omnicanal.render import Rendered
 from omnicanal.timestamps import iso
@@ -137,14 +138,15 @@ def _reason_code(reason: str) -> str:
     return "frequency cap" if code.startswith("frequency cap") else code[:40]
 
 
-def _render(session: Session, plan: Plan, scope: dict[str, Any], candidate: Candidate) -> Rendered | str:
+def _render(session: Session, plan: Plan, scope: dict[str, Any], candidate: Candidate, links: PlainLinks
+            ) -> Rendered | str:
     """The message for this channel, or why it cannot go on it."""
     context = session.context
     locale = session.state.customer.get("locale") or context.default_locale
     data = plan.data if plan.data is not None else {
         name: expression.evaluate(scope) for name, expression in plan.action.data.items()}
     rendered = context.templates.render(plan.action.template, candidate.channel, locale,
-                                        {**scope, "data": data, "locale": locale})
+                                        {**scope, "data": data, "locale": locale}, links)
     if candidate.channel == "whatsapp":
         if candidate.template_only and not rendered.content.get("content_sid"):
             return "outside the 24h WhatsApp window and the template has no approved variant (content_sid)"
@@ -159,18 +161,21 @@ def _attempt(session: Session, plan: Plan, scope: dict[str, Any], candidate: Can
     """Try one channel: render, ask the engine to send, decide from the outcome."""
     channel = candidate.channel
     message_id = f"{plan.visit}.{channel}"
+    journey, action = plan.journey, plan.action
+    links = message_links(session.context.links, session.customer_id, message_id, journey.id, plan.step_id, channel,
+                          action.purpose)
     try:
-        rendered = _render(session, plan, scope, candidate)
+        rendered = _render(session, plan, scope, candidate, links)
     except (TemplateError, ExpressionError) as exc:
         _record(session, plan, "failed", channel=channel, error=str(exc))
         return Settled()
     if isinstance(rendered, str):
         plan.skipped.append({"channel": channel, "reason": rendered})
         return TryNext()
-    journey, action = plan.journey, plan.action
     caps = (*session.context.caps, *journey.caps) if action.purpose == "marketing" else ()
     outcome = yield Attempt(message_id, session.customer_id, channel, candidate.to, rendered.content,
-                            rendered.locale, action.template, journey.id, plan.step_id, caps)
+                            rendered.locale, action.template, journey.id, plan.step_id, caps,
+                            links.unsubscribe_url or None)
     shown = {"channel": channel, "message_id": message_id, "to": candidate.to, "locale": rendered.locale,
              "content": rendered.content}
     if isinstance(outcome, Capped):

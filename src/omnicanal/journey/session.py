@@ -18,6 +18,7 @@ from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
 from omnicanal.journey.state import CustomerState, Instance, Wait, goal_watch
+from omnicanal.links import Links
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
@@ -56,6 +57,9 @@ class Context:
     receipts: frozenset[str] = frozenset()
     """Channels whose providers report delivery (channels.CHANNELS): a message sent there keeps its later
     channels for a fallback even without `fallback_after`, should a failure receipt come."""
+    links: Links | None = None
+    """Mints the tracked and unsubscribe links of messages (OMNICANAL_PUBLIC_URL, OMNICANAL_LINK_SECRET); None:
+    links stay as written."""
 
 
 class Session:
