@@ -28,9 +28,9 @@ def touchpoint(message_id: str, journey: str, step: str, channel: str, at: float
     return {"m": message_id, "j": journey, "s": step, "c": channel, "t": at}
 
 
-def kept(touchpoints: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+def kept(touchpoints: Sequence[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """The touchpoints worth keeping: recent, and the last KEPT of them."""
-    return [dict(t) for t in touchpoints if now - float(t["t"]) <= KEPT_FOR][-KEPT:]
+    return [t for t in touchpoints[-KEPT:] if now - float(t["t"]) <= KEPT_FOR]
 
 
 def credits(touchpoints: Sequence[Mapping[str, Any]], now: float, window: float
