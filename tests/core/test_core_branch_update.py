@@ -9,6 +9,7 @@ import pytest
 from harness import Customer, flow
 
 from omnicanal.errors import JourneyError
+from omnicanal.journey.effects import EventArrived
 
 SIZES = flow("""
 - branch:
@@ -212,3 +213,27 @@ def test_a_case_that_fails_does_not_stop_a_later_case_from_winning() -> None:
     customer.event("go", total="a lot", vip=True)
     assert customer.milestones() == ["started", "exited (vip)"]
     assert len(customer.errors()) == 1
+
+
+def test_an_update_that_changes_attributes_emits_customer_updated_once_per_visit() -> None:
+    customer = Customer([flow("""
+- update: {customer: {tier: "'gold'", points: "10"}}
+""")], attributes={"tier": "silver", "points": 10})
+    customer.event("go")
+    [event] = customer.last.emitted
+    assert event["name"] == "customer.updated" and event["id"].startswith("evt_upd_")
+    assert event["properties"]["changes"] == {"tier": {"from": "silver", "to": "gold"}}  # points did not change
+    assert (event["properties"]["journey"], event["properties"]["step"]) == ("j", "1_update")
+
+
+def test_a_journey_does_not_start_itself_from_its_own_update() -> None:
+    loop = flow("""
+- update: {customer: {visits: "(customer.visits | default(0)) + 1"}}
+""", "re_entry: always").model_copy(update={"trigger": flow("- wait: 1h").trigger.model_copy(
+        update={"event": "customer.updated"})})
+    customer = Customer([loop])
+    customer.apply(EventArrived({"id": "e1", "name": "customer.updated", "customer_id": "c1", "timestamp": "t",
+                                 "properties": {"changes": {"x": {"from": 1, "to": 2}}, "source": "api"}}))
+    [emitted] = customer.last.emitted
+    customer.apply(EventArrived(emitted))
+    assert customer.milestones() == ["started", "completed"]  # not started again by its own update

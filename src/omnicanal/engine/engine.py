@@ -246,6 +246,8 @@ class Engine:
         self.queue.schedule(writes.before, ((a.snapshot.customer_id, t.instance_id, t.token, t.due)
                                             for a in done for t in a.changes.new_timers))
         self.journey_store.mark_active(writes.before, joined)
+        self.queue.append_into(writes.before, [WorkItem.of_event(event) for applied in done
+                                               for event in applied.changes.emitted])
         for applied in done:
             if applied.changes.coupons:
                 self.coupons.issue(writes.before, applied.snapshot.customer_id, applied.changes.coupons,

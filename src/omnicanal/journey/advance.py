@@ -33,6 +33,9 @@ from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import Instance
 from omnicanal.policy.windows import next_wall_time, parse_clock, parse_moment, zone
 
+CUSTOMER_UPDATED = "customer.updated"
+"""The event a change of profile attributes makes (`properties.changes = {attr: {from, to}}`)."""
+
 MAX_STEPS = 1000
 """Steps one instance may run in a row without waiting."""
 
@@ -218,6 +221,15 @@ def _update(session: Session, instance: Instance, action: UpdateStep, where: str
     attributes = session.evaluate_all(action.customer, scope, f"{where}.customer")
     instance.vars.update(new_vars)
     customer = session.state.customer
+    before = customer["attributes"]
+    changes = {name: {"from": before.get(name), "to": value} for name, value in attributes.items()
+               if before.get(name) != value}
     customer.update(attributes)
-    customer["attributes"] = {**customer["attributes"], **attributes}
+    customer["attributes"] = {**before, **attributes}
     session.changes.attributes.update(attributes)
+    if changes:  # journeys may trigger on it, as on a PUT that changes attributes
+        session.changes.emitted.append({
+            "id": f"evt_upd_{instance.id}_{instance.seq}", "name": CUSTOMER_UPDATED,
+            "customer_id": session.customer_id, "timestamp": session.at, "received_at": session.now,
+            "properties": {"changes": changes, "source": "journey", "journey": instance.journey,
+                           "step": where.rsplit(".", 1)[-1]}})

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from omnicanal.errors import ExpressionError
-from omnicanal.journey.advance import advance, collect
+from omnicanal.journey.advance import CUSTOMER_UPDATED, advance, collect
 from omnicanal.journey.attribution import WINDOW as ATTRIBUTION_WINDOW
 from omnicanal.journey.attribution import counter, credits, revenue_of, where_of
 from omnicanal.journey.coupons import REDEEMED
@@ -319,6 +319,8 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
 
 def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> Sends[None]:
     state = session.state
+    if event["name"] == CUSTOMER_UPDATED and event["properties"].get("journey") == journey.id:
+        return  # its own update: a journey cannot start itself again in a loop
     if journey.id in session.context.paused:
         session.count(journey.id, "skipped:paused")
         session.record("journey", journey=journey.id, version=journey.version, status="skipped", reason="paused")

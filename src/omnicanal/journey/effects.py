@@ -196,6 +196,9 @@ class Changes:
     """The customer's goal watches changed: the state's list is written."""
     touchpoints: bool = False
     """The customer's touchpoints changed (a message was sent): the state's list is written."""
+    emitted: list[dict[str, Any]] = field(default_factory=list)
+    """Events the work produced for the customer's own ordered work (`customer.updated` after an `update` step
+    changed attributes), with ids derived from the step visit: a replay emits the same ids, applied once."""
     coupons: list[dict[str, Any]] = field(default_factory=list)
     """Coupons issued with messages sent (`code`, `message_id`, `journey`, `step`, `channel`, `expires`)."""
     identified: list[str] = field(default_factory=list)
