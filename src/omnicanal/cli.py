@@ -1,4 +1,4 @@
-"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init.
+"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init, schema.
 
 Every command reads the same settings (environment `OMNICANAL_*`, `--config FILE`), and exits non-zero with one
 clear line when something is wrong; `--help` on each command says what it does and shows an example.
@@ -19,6 +19,7 @@ from omnicanal.config import Settings, load_settings
 from omnicanal.errors import OmnicanalError, ProjectError
 from omnicanal.eventloop import run
 from omnicanal.logging import configure_logging
+from omnicanal.schema import Kind
 
 app = typer.Typer(
     help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
@@ -232,27 +233,42 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new project (created if missing).")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist there.")] = False,
 ) -> None:
-    """Write a starter project: journeys/, templates/, an example scenario and a .env.example.
+    """Write a starter project: journeys/, templates/, an example scenario, their schemas/ and a .env.example.
 
     The files are the reference project (the one `omnicanal demo` plays), ready to validate, simulate and
     serve; files already there are left alone unless --force.
 
     Example: omnicanal init my-project
     """
-    from omnicanal.starter import PARTS, write_starter
+    from omnicanal.starter import FOLDERS, write_starter
 
     try:
         written = write_starter(directory, force)
     except OmnicanalError as exc:
         _fail(str(exc))
     parts = Counter(path.relative_to(directory).parts[0] for path in written)
-    summary = ", ".join(f"{part}/ ({count})" if part in PARTS else part for part, count in parts.items())
+    summary = ", ".join(f"{part}/ ({count})" if part in FOLDERS else part for part, count in parts.items())
     typer.echo(f"wrote {summary} in {directory}")
     typer.echo("next:")
     for command in (f"cd {shlex.quote(str(directory))}", "omnicanal validate",
                     "omnicanal simulate abandoned_cart --scenario examples/abandoned_cart.scenario.yaml",
                     "omnicanal demo", "omnicanal serve   # on the embedded store until OMNICANAL_REDIS_URL is set"):
         typer.echo(f"  {command}")
+
+
+@app.command()
+def schema(
+    kind: Annotated[Kind, typer.Argument(help="The kind of file.")],
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a kind of file, for editors that complete and check YAML keys.
+
+    A YAML file names its schema on its first line, as the shipped ones do:
+    `# yaml-language-server: $schema=../schemas/journey.schema.json`; `omnicanal init` writes schemas/ into the
+    project. Example: omnicanal schema journey > schemas/journey.schema.json
+    """
+    from omnicanal.schema import schema_text
+
+    typer.echo(schema_text(kind), nl=False)
 
 
 dlq_app = typer.Typer(help="The dead-letter stream: work items that kept failing, with their error.",

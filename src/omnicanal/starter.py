@@ -12,8 +12,12 @@ from pathlib import Path
 
 from omnicanal.config import ENV_PREFIX, Settings
 from omnicanal.errors import ConfigError
+from omnicanal.schema import KINDS, file_name, schema_text
 
 PARTS = ("journeys", "templates", "examples")
+SCHEMAS = "schemas"
+FOLDERS = (*PARTS, SCHEMAS)
+"""The folders of a starter project: the reference project's parts, and the schemas they name."""
 ENV_EXAMPLE = ".env.example"
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -71,7 +75,9 @@ class StarterFile:
 
 
 def starter_files(directory: Path) -> list[StarterFile]:
-    """What `omnicanal init` writes in `directory`: the reference project's files, and the `.env` example."""
+    """What `omnicanal init` writes in `directory`: the reference project's files, the JSON Schemas their first
+    lines name (`$schema=../schemas/journey.schema.json`), generated from this version's models so an editor
+    checks the language this version runs, and the `.env` example."""
     source = reference_project()
     files = [
         StarterFile(directory / part / path.name, path.read_bytes())
@@ -79,6 +85,7 @@ def starter_files(directory: Path) -> list[StarterFile]:
         for path in sorted((source / part).iterdir())
         if path.suffix in (".yaml", ".yml")
     ]
+    files += [StarterFile(directory / SCHEMAS / file_name(kind), schema_text(kind).encode()) for kind in KINDS]
     files.append(StarterFile(directory / ENV_EXAMPLE, env_example().encode()))
     return files
 
