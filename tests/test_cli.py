@@ -99,7 +99,7 @@ def test_init_writes_a_project_that_validates_and_simulates(tmp_path: Path) -> N
     project = tmp_path / "shop"
     result = run("init", str(project), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "journeys/ (4), templates/ (10), examples/ (1), .env.example" in result.stdout
+    assert "journeys/ (4), templates/ (10), examples/ (1), schemas/ (4), .env.example" in result.stdout
     commands = [line.strip() for line in result.stdout.split("next:\n", 1)[1].splitlines()]
     assert commands[0] == f"cd {project}"
 

@@ -16,11 +16,11 @@ DESCRIPTION = ("An audience: the customers for whom `where` is true, over their 
                "per customer from their events.")
 
 _AGGREGATE = {
-    "description": "A number kept per customer as events apply: how many (count), a total (sum) or the last value "
+    "description": "A value kept per customer as events apply: how many (count), a total (sum) or the last value "
                    "(last) of the matching events, optionally only those within a window.",
     "type": "object",
     "properties": {
-        "event": {"type": "string", "minLength": 1, "description": "The event counted."},
+        "event": {"type": "string", "minLength": 1, "description": "The events it is kept from."},
         "count": {"const": True, "description": "How many matching events."},
         "sum": {**ref("Expression"), "description": 'The total of an expression: "event.properties.total".'},
         "last": {**ref("Expression"), "description": 'The last value of an expression: "event.timestamp".'},
