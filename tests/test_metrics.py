@@ -18,6 +18,7 @@ from standins import TwilioStandIn
 from test_reference_journey import abandon_cart, in_store_order
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "omnicanal.json"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 """The series names a metric family of each type is queried by."""
 
@@ -110,7 +111,7 @@ def _queries(dashboard: dict[str, Any]) -> list[str]:
                     if variable["type"] == "query"]
 
 
-async def test_the_grafana_dashboard_draws_only_metrics_that_are_exposed(start_api: StartApi) -> None:
+async def test_the_dashboard_and_the_readme_name_only_metrics_that_are_exposed(start_api: StartApi) -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     [source] = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
     assert source["query"] == "prometheus"
@@ -120,7 +121,8 @@ async def test_the_grafana_dashboard_draws_only_metrics_that_are_exposed(start_a
 
     api = await start_api()
     await bought_in_store(api)
-    exposed = (await metrics(api)).series_names()
+    exposition = await metrics(api)
+    exposed = exposition.series_names()
     queries = _queries(dashboard)
     named = {name for query in queries for name in re.findall(r"\bomnicanal_\w+", query)}
     assert named and named <= exposed, named - exposed
@@ -128,3 +130,7 @@ async def test_the_grafana_dashboard_draws_only_metrics_that_are_exposed(start_a
     assert {"omnicanal_messages", "omnicanal_provider_seconds", "omnicanal_event_lag_seconds",
             "omnicanal_timer_lateness_seconds", "omnicanal_work_backlog", "omnicanal_work_pending"} <= shown
     assert any("histogram_quantile(0.99" in query and "omnicanal_provider_seconds" in query for query in queries)
+    section = README[README.index("**Metrics**"):README.index("\n## ", README.index("**Metrics**"))]
+    documented = set(re.findall(r"`(omnicanal_\w+)", section))  # a histogram by its family's name
+    assert "omnicanal_work_pending" in documented
+    assert documented <= exposed | set(exposition.families), documented - exposed
