@@ -177,9 +177,9 @@ async def test_lua_fire_due_moves_due_timers_into_the_stream_once(transport: Rec
     await queue.ensure_groups()
     async with transport.batch() as writes:
         queue.schedule(writes.before, [("c1", "i1", "1", 10.0), ("c1", "i2", "2", 20.0), ("c1", "i3", "3", 30.0)])
-    assert await queue.fire_due(range(4), now=20.0, limit=1) == 1
-    assert await queue.fire_due(range(4), now=20.0) == 1
-    assert await queue.fire_due(range(4), now=20.0) == 0
+    assert await queue.fire_due(range(4), now=20.0, limit=1) == [10.0]  # the due times of those it moved
+    assert await queue.fire_due(range(4), now=20.0) == [20.0]
+    assert await queue.fire_due(range(4), now=20.0) == []
     partition = queue.partition("c1")
     entries = await transport.client.xrange(partition.work)
     assert [decode_work(partition.number, entry_id, fields) for entry_id, fields in entries] == [

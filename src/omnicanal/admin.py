@@ -1,25 +1,29 @@
-"""Operator commands that work on the store directly: the dead-letter stream, journey draining, stats.
+"""Operator commands that work on the store directly: the dead-letter stream, journey draining, stats, export.
 
 They connect to OMNICANAL_REDIS_URL like a worker would (the embedded store would be empty: they refuse it).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from omnicanal import lifecycle
+from omnicanal.codec import encode
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
 from omnicanal.errors import ConfigError, NotFound
 from omnicanal.stats import report
+from omnicanal.store.export import EXPORTS, ExportProgress, TimelineExport
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkItem, WorkQueue
+from omnicanal.timestamps import iso
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,38 @@ async def journey_stats(settings: Settings, journey_id: str, start: float | None
         return await report(JourneyStore(transport.client, keys), journeys[journey_id], start, now, bucket)
     finally:
         await transport.aclose()
+
+
+
+async def export(settings: Settings, what: str, since: float, until: float | None, out: BinaryIO,
+                 progress: Callable[[ExportProgress], None], every: float = 1.0) -> ExportProgress:
+    """Write every `what` (a key of store.export.EXPORTS) of every customer whose time is in [since, until) to
+    `out`, one JSON object a line, as it is read; `progress` hears how far it got every `every` seconds.
+    Returns the final progress."""
+    transport = open_transport(_redis_url(settings))
+    reader = TimelineExport(transport, Keyspace(settings.workspace, settings.partitions))
+    ticker = asyncio.create_task(_tick(every, lambda: progress(reader.progress)))
+    try:
+        async for customer_id, entry in reader.entries(EXPORTS[what], since, until):
+            out.write(encode(export_line(customer_id, entry)) + b"\n")
+    finally:
+        ticker.cancel()
+        await transport.aclose()
+    return reader.progress
+
+
+async def _tick(every: float, call: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(every)
+        call()
+
+
+def export_line(customer_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry as a warehouse row: its customer first, times as ISO 8601 UTC (the entry's `at` is
+    already; a status's is made so), without the `kind` the export already says."""
+    line = {"customer_id": customer_id, **entry}
+    del line["kind"]
+    if "status_history" in line:
+        line["status_history"] = [{**status, "at": iso(status["at"])} if isinstance(status.get("at"), int | float)
+                                  else status for status in line["status_history"]]
+    return line

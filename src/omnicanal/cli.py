@@ -1,4 +1,5 @@
-"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init, schema.
+"""The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init, schema, and operator
+commands on the store (dlq, journeys, stats, export).
 
 Every command reads the same settings (environment `OMNICANAL_*`, `--config FILE`), and exits non-zero with one
 clear line when something is wrong; `--help` on each command says what it does and shows an example.
@@ -6,6 +7,7 @@ clear line when something is wrong; `--help` on each command says what it does a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -342,6 +344,46 @@ def stats(
     report.update({"from": iso(report["from"]) if report["from"] is not None else None, "to": iso(report["to"])})
     report["series"] = [{**point, "at": iso(point["at"])} for point in report["series"]]
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else render(report), nl=not as_json)
+
+
+@app.command()
+def export(
+    what: Annotated[str, typer.Argument(help="events, messages or conversions.")],
+    since: Annotated[str, typer.Option("--since", help="ISO 8601 start (journey time), included.")],
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 end, excluded; none: no end.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (standard output if "
+                                                "none); written whole or not at all.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Stream timeline entries as JSON lines for a warehouse: events, messages (with their status history) or
+    conversions (revenue, where, credit by attribution model), of every customer, by the time they happened.
+    Reads the daemon's Redis (OMNICANAL_REDIS_URL) a page at a time; progress and a summary go to standard error.
+
+    Example: omnicanal export conversions --since 2026-12-01 --until 2026-12-08 -o conversions.jsonl
+    """
+    from omnicanal.admin import export as run_export
+    from omnicanal.store.export import EXPORTS, ExportProgress
+
+    if what not in EXPORTS:
+        _fail(f"export {what!r}? one of: {', '.join(EXPORTS)}")
+    start, end = _moment("--since", since), _moment("--until", until)
+    assert start is not None  # --since is required
+
+    def progress(done: ExportProgress) -> None:
+        typer.echo(f"export: {done.customers_done}/{done.customers_total} customers, {done.entries} lines",
+                   err=True)
+
+    partial = output.with_name(output.name + ".partial") if output else None
+    try:
+        with partial.open("wb") if partial else contextlib.nullcontext(sys.stdout.buffer) as out:
+            done = _admin(config, lambda s: run_export(s, what, start, end, out, progress))
+        if partial and output:
+            partial.replace(output)
+    finally:
+        if partial:
+            partial.unlink(missing_ok=True)
+    typer.echo(f"exported {done.entries} {what} of {done.customers_done} customers"
+               f"{f' to {output}' if output else ''}", err=True)
 
 
 def _moment(option: str, text: str | None) -> float | None:

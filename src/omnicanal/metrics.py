@@ -1,15 +1,42 @@
-"""Prometheus metrics, served at `GET /metrics`."""
+"""Prometheus metrics, served at `GET /metrics` (deploy/grafana/omnicanal.json draws them).
+
+Names follow Prometheus' conventions: `omnicanal_` first, the unit last (`_seconds`), counters exposed with
+`_total`. Labels take bounded values only — journey and step ids (bounded by the journey files), channels,
+connectors, statuses and outcomes — never a customer or message id, so the series count does not grow with
+traffic.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Seconds, from a fast provider answer to a provider's timeout."""
+DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+"""Seconds of delay in the pipeline, from a healthy few milliseconds to a backlog of minutes."""
 
 EVENTS_ACCEPTED = Counter("omnicanal_events_accepted", "Events durably stored by the API")
 WORK_ITEMS = Counter("omnicanal_work_items", "Work items applied by workers", ["kind"])
-MESSAGES = Counter("omnicanal_messages", "Send step outcomes", ["channel", "status"])
+MESSAGES = Counter("omnicanal_messages", "Send step outcomes (sent, failed, suppressed, held, retrying...); channel "
+                   "empty when none was chosen", ["journey", "step", "channel", "status"])
+PROVIDER_SECONDS = Histogram(
+    "omnicanal_provider_seconds", "Time a connector took to hand a message to its provider, by outcome (ok, "
+    "transient, permanent, unknown)", ["connector", "outcome"], buckets=LATENCY_BUCKETS)
+EVENT_LAG = Histogram("omnicanal_event_lag_seconds", "Real time from an event's arrival at the API to its "
+                      "application by a worker", buckets=DELAY_BUCKETS)
+TIMER_LATENESS = Histogram("omnicanal_timer_lateness_seconds", "Real time between a timer's due moment and the "
+                           "timer loop moving it into the work stream", buckets=DELAY_BUCKETS)
 WORK_BACKLOG = Gauge("omnicanal_work_backlog", "Entries waiting in all work partitions (scale workers on it)")
+WORK_PENDING = Gauge("omnicanal_work_pending", "Entries handed to a worker and not yet acknowledged, all work "
+                     "partitions (XPENDING)")
 WAITING_TIMERS = Gauge("omnicanal_waiting_timers", "Durable timers not yet due, all partitions")
 OWNED_PARTITIONS = Gauge("omnicanal_owned_partitions", "Work partitions this worker holds")
 LOOP_ERRORS = Counter(
     "omnicanal_loop_errors", "Errors a background loop logged and survived (reload, ownership)", ["loop"]
 )
+
+
+def real_seconds(journey_seconds: float, clock_speed: float) -> float:
+    """A delay measured on the journey clock in real seconds (an accelerated clock's hour is a real second at
+    3600x), never negative: processes' clocks may differ by a little."""
+    return max(0.0, journey_seconds / clock_speed)

@@ -14,6 +14,7 @@ slot back, and an address the provider says is dead is removed from the profile.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from omnicanal.channels import ConnectorRegistry, OutboundMessage
 from omnicanal.engine.clock import Clock
 from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery, UnknownDelivery
 from omnicanal.journey.effects import Attempt, Capped, Handed, Outcome, Refused, Replayed
+from omnicanal.metrics import PROVIDER_SECONDS
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
@@ -57,6 +59,7 @@ class Delivery:
                                   journey=attempt.journey, step=attempt.step, unsubscribe_url=attempt.unsubscribe_url)
         error: DeliveryError | None = None
         provider_id: str | None = None
+        started = time.perf_counter()
         try:
             receipt = await connector.send(message)
             status, provider_id = receipt.status, receipt.provider_id
@@ -64,6 +67,7 @@ class Delivery:
             status, error = "unknown", exc
         except DeliveryError as exc:
             status, error = "failed", exc
+        PROVIDER_SECONDS.labels(connector.name, _outcome(error)).observe(time.perf_counter() - started)
         record["status"] = status
         record["history"].append({"status": status, "at": self._clock.now(), "connector": connector.name,
                                   **({"error": str(error)} if error else {})})
@@ -95,3 +99,13 @@ class Delivery:
             previous["history"].append({"status": status, "at": self._clock.now()})
             await self._customers.save_message(customer_id, message_id, {**previous, "status": status})
         return Replayed(status)
+
+
+def _outcome(error: DeliveryError | None) -> str:
+    """A provider call's outcome as a metric label: `ok`, `transient`, `unknown`, or `permanent` (any other
+    refusal: the next channel is tried at once)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, TransientDelivery):
+        return "transient"
+    return "unknown" if isinstance(error, UnknownDelivery) else "permanent"

@@ -38,7 +38,7 @@ from omnicanal.journey.effects import (
 )
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
-from omnicanal.metrics import MESSAGES
+from omnicanal.metrics import EVENT_LAG, MESSAGES, real_seconds
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
@@ -142,7 +142,7 @@ class Engine:
         applied = await self._run(snapshot, items)
         async with self.customers.writes() as pipe:
             await self._write(pipe, [applied])
-        self._account(applied)
+        self._account(applied, items)
         return False
 
     async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore) -> dict[str, list[WorkItem]]:
@@ -171,7 +171,7 @@ class Engine:
         async with self.customers.writes() as pipe:
             await self._write(pipe, done)
         for applied in done:
-            self._account(applied)
+            self._account(applied, simple[applied.snapshot.customer_id])
         return left
 
     async def _run_limited(self, snapshot: Snapshot, items: Sequence[WorkItem], limit: asyncio.Semaphore) -> Applied:
@@ -271,12 +271,16 @@ class Engine:
             add_counts(counts, applied.changes.stats)
         self.journey_store.record(writes.after, counts, self.clock.now())
 
-    def _account(self, applied: Applied) -> None:
-        """Errors and message outcomes said in the log and metrics."""
+    def _account(self, applied: Applied, items: Sequence[WorkItem]) -> None:
+        """Errors and message outcomes said in the log and metrics, and how long the events waited."""
+        now = self.clock.now()
+        for item in items:
+            if item.event is not None and "received_at" in item.event:
+                EVENT_LAG.observe(real_seconds(now - item.event["received_at"], self.clock.speed))
         for entry in applied.changes.timeline:
             kind = entry["kind"]
-            if kind == "message" and "channel" in entry:
-                MESSAGES.labels(entry["channel"], entry["status"]).inc()
+            if kind == "message":
+                MESSAGES.labels(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
             elif kind == "error":
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])

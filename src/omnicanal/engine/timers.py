@@ -15,6 +15,7 @@ import structlog
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.errors import StoreUnavailable
+from omnicanal.metrics import TIMER_LATENESS, real_seconds
 from omnicanal.store.work import WorkQueue
 
 log = structlog.get_logger("omnicanal.timers")
@@ -27,7 +28,11 @@ async def run_timers(queue: WorkQueue, clock: Clock, ownership: PartitionOwnersh
     """Fire the due timers of the partitions this worker owns, until `stopping` is set."""
     while not stopping.is_set():
         try:
-            fired = await queue.fire_due(sorted(ownership.owned), clock.now(), FIRE_LIMIT)  # a copy: it changes
+            now = clock.now()
+            due = await queue.fire_due(sorted(ownership.owned), now, FIRE_LIMIT)  # a copy: it changes
+            for moment in due:
+                TIMER_LATENESS.observe(real_seconds(now - moment, clock.speed))
+            fired = len(due)
         except StoreUnavailable as exc:
             log.error("store_unavailable", error=str(exc))
             fired = 0

@@ -24,7 +24,7 @@ import structlog
 from omnicanal.engine.engine import Engine
 from omnicanal.engine.ownership import REBALANCE_EVERY, PartitionOwnership
 from omnicanal.errors import StoreUnavailable
-from omnicanal.metrics import OWNED_PARTITIONS, WAITING_TIMERS, WORK_BACKLOG, WORK_ITEMS
+from omnicanal.metrics import OWNED_PARTITIONS, WAITING_TIMERS, WORK_BACKLOG, WORK_ITEMS, WORK_PENDING
 from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.worker")
@@ -101,6 +101,7 @@ class Worker:
     async def _report(self) -> None:
         """Refresh the gauges an autoscaler and dashboards read."""
         WORK_BACKLOG.set(await self._queue.backlog())
+        WORK_PENDING.set(await self._queue.pending())
         WAITING_TIMERS.set(await self._queue.waiting_timers())
         OWNED_PARTITIONS.set(len(self._ownership.owned))
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from omnicanal.store.connection import FieldMap, call, translated
+from omnicanal.store.connection import FieldMap, call, first_error, translated
 from omnicanal.store.keys import STREAM_GROUP, Keyspace, PartitionKeys
 from omnicanal.store.schema import (
     DEAD_ERROR,
@@ -27,7 +27,7 @@ from omnicanal.store.schema import (
     encode_work,
     timer_member,
 )
-from omnicanal.store.scripts import load
+from omnicanal.store.scripts import Command, load
 from omnicanal.store.transport import Transport
 
 __all__ = ["WorkItem", "WorkQueue", "stream_position"]
@@ -144,10 +144,31 @@ class WorkQueue:
         for key, members in by_set.items():
             pipe.zrem(key, *members)
 
-    async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> int:
-        """Move the timers of these partitions due at `now` into their streams; returns how many fired."""
-        calls = [([p.timers, p.work], [repr(now), limit]) for p in map(self._keys.partition, partitions)]
-        return sum(int(fired) for fired in await self._transport.scripts(FIRE_DUE, calls))
+    async def fire_due(self, partitions: Collection[int], now: float, limit: int = 500) -> list[float]:
+        """Move the timers of these partitions due at `now` (at most `limit` per partition) into their streams;
+        returns the due times of those that fired (timer lateness).
+
+        The due times are read in the same round trip, just before each partition's script, with the script's
+        own range: the first `fired` of them are the timers it moved. On a Redis Cluster, where a read and a
+        script may reach their node in either order, a timer may go without its due time; it fires all the same."""
+        commands: list[Command] = []
+        for p in map(self._keys.partition, partitions):
+            commands.append(("ZRANGEBYSCORE", p.timers, "-inf", repr(now), "LIMIT", 0, limit, "WITHSCORES"))
+            commands.append(FIRE_DUE.command([p.timers, p.work], [repr(now), limit]))
+        async with translated():
+            replies = first_error(await self._transport.send(commands))
+        due: list[float] = []
+        for scored, fired in zip(replies[0::2], replies[1::2], strict=True):
+            due.extend(float(score) for score in scored[1::2][:int(fired)])
+        return due
+
+    async def pending(self) -> int:
+        """Entries handed to a worker and not yet acknowledged, in all partition streams (metrics)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for n in range(self._keys.partitions):
+                pipe.xpending(self._keys.partition(n).work, STREAM_GROUP)
+            answers = await pipe.execute(raise_on_error=False)
+        return sum(int(answer["pending"]) for answer in answers if isinstance(answer, dict))
 
     def append_into(self, pipe: Any, items: Iterable[WorkItem]) -> None:
         """Queue on `pipe` the addition of work items (written with other writes of a batch)."""
