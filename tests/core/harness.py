@@ -79,6 +79,9 @@ class Journeys:
     def loaded(self, journey_id: str, version: str) -> Journey:
         return self._by_version[(journey_id, version)]
 
+    def listens(self, event_name: str) -> bool:
+        return any(event_name in journey.events() for journey in self._by_version.values())
+
 
 def journey(text: str, templates: TemplateCatalog | None = TEMPLATES) -> Journey:
     """A journey from its YAML, checked against the test templates (None: not checked, as if they changed)."""

@@ -216,9 +216,15 @@ def test_a_case_that_fails_does_not_stop_a_later_case_from_winning() -> None:
 
 
 def test_an_update_that_changes_attributes_emits_customer_updated_once_per_visit() -> None:
-    customer = Customer([flow("""
+    listener = flow("- wait: 1d").model_copy(update={"id": "on_gold", "trigger": flow("- wait: 1h").trigger.model_copy(
+        update={"event": "customer.updated"})})
+    updater = flow("""
 - update: {customer: {tier: "'gold'", points: "10"}}
-""")], attributes={"tier": "silver", "points": 10})
+""")
+    quiet = Customer([updater], attributes={"tier": "silver", "points": 10})
+    quiet.event("go")
+    assert quiet.last.emitted == []  # no journey listens: nothing to emit
+    customer = Customer([updater, listener], attributes={"tier": "silver", "points": 10})
     customer.event("go")
     [event] = customer.last.emitted
     assert event["name"] == "customer.updated" and event["id"].startswith("evt_upd_")

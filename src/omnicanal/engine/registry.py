@@ -18,6 +18,7 @@ class JourneyRegistry:
         self.current: dict[str, Journey] = {}
         self._versions: dict[tuple[str, str], Journey] = {}
         self._by_trigger: dict[str, list[Journey]] = {}
+        self._listened: frozenset[str] = frozenset()
 
     async def replace(self, journeys: Iterable[Journey]) -> None:
         """Make these the current journeys. Their sources are stored first, so an instance started on any of
@@ -31,9 +32,13 @@ class JourneyRegistry:
             self._versions[(journey.id, journey.version)] = journey
         self.current = {j.id: j for j in loaded}
         self._by_trigger = by_trigger
+        self._listened = frozenset(name for journey in loaded for name in journey.events())
 
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])
+
+    def listens(self, event_name: str) -> bool:
+        return event_name in self._listened
 
     def loaded(self, journey_id: str, version: str) -> Journey:
         """A version already at hand (current, or loaded by `version`/`preload`); KeyError otherwise."""

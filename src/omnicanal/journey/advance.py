@@ -227,7 +227,7 @@ def _update(session: Session, instance: Instance, action: UpdateStep, where: str
     customer.update(attributes)
     customer["attributes"] = {**before, **attributes}
     session.changes.attributes.update(attributes)
-    if changes:  # journeys may trigger on it, as on a PUT that changes attributes
+    if changes and session.context.journeys.listens(CUSTOMER_UPDATED):  # some journey reacts to it
         session.changes.emitted.append({
             "id": f"evt_upd_{instance.id}_{instance.seq}", "name": CUSTOMER_UPDATED,
             "customer_id": session.customer_id, "timestamp": session.at, "received_at": session.now,

@@ -33,6 +33,9 @@ class Journeys(Protocol):
 
     def loaded(self, journey_id: str, version: str) -> Journey: ...
 
+    def listens(self, event_name: str) -> bool:
+        """Whether a current journey reacts to events of this name (trigger, wait, exit, goal)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
