@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    max_properties_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest event `properties` (and profile `attributes`), as JSON bytes."
+    )
+    max_list_items: int = Field(
+        default=1_000, ge=1, description="Most items of a list inside event properties or profile attributes."
+    )
     idempotency_window: float = Field(
         default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
     )

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from omnicanal.api.errors import read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind
-from omnicanal.api.schemas import CustomerIn, storable
+from omnicanal.api.schemas import CustomerIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
@@ -122,6 +122,8 @@ async def put_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     given = _customer_id(request)
     body = CustomerIn.model_validate(storable(await read_json(request)))
+    within_limits(body.attributes or {}, "attributes", runtime.settings.max_properties_bytes,
+                  runtime.settings.max_list_items)
     customer_id = await _customer_to_update(runtime, given)
     now = runtime.clock.now()
     fields = profile_fields(body, "api", now, runtime.settings.default_region)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import loads
-from omnicanal.errors import InputError, NotFound, StoreUnavailable
+from omnicanal.errors import InputError, InputTooLarge, NotFound, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
 
@@ -42,6 +42,8 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except InputTooLarge as exc:
+        return error_response(413, "too_large", str(exc), errors=exc.errors)
     except InputError as exc:
         return error_response(422, "invalid_input", str(exc), errors=exc.errors)
     except ValidationError as exc:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from omnicanal.api.errors import input_error, read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind, customers_behind
-from omnicanal.api.schemas import BatchIn, EventIn, storable
+from omnicanal.api.schemas import BatchIn, EventIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
 from omnicanal.engine.runtime import Runtime
@@ -52,9 +52,19 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
     }
 
 
+def _event_in(runtime: Runtime, raw: Any, field: str = "") -> EventIn:
+    """A body (or an event of a batch, at `field`) as a valid event within the size limits; InputError (or
+    pydantic's ValidationError) otherwise."""
+    event = EventIn.model_validate(storable(raw, field))
+    settings = runtime.settings
+    within_limits(event.properties, f"{field}.properties" if field else "properties", settings.max_properties_bytes,
+                  settings.max_list_items)
+    return event
+
+
 async def post_event(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    event = EventIn.model_validate(storable(await read_json(request)))
+    event = _event_in(runtime, await read_json(request))
     customer_id = await customer_behind(runtime, event.customer_id)
     if isinstance(customer_id, Unresolved):
         raise InputError([{"field": "customer_id", "message": customer_id.message}])
@@ -76,7 +86,7 @@ async def post_batch(request: web.Request) -> web.Response:
     valid: dict[int, EventIn] = {}
     for index, raw in enumerate(batch.events):
         try:
-            valid[index] = EventIn.model_validate(storable(raw, f"events.{index}"))
+            valid[index] = _event_in(runtime, raw, f"events.{index}")
             results.append({})  # answered once its customer is known
         except InputError as exc:
             results.append(_rejected(index, exc.errors))
