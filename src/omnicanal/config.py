@@ -162,11 +162,30 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
 
-    @field_validator("api_keys", "opt_in_channels", mode="before")
+    @field_validator("opt_in_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [channel.strip() for channel in value.split(",") if channel.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
+        """Keys from `k1,k2` or a TOML list. An empty key is refused, never dropped: dropped, `" , "` would turn
+        authentication off, and kept, it would let in a request without a key. Only a variable that is entirely
+        blank means no keys (as `OMNICANAL_API_KEYS=` in a compose file)."""
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            if not value.strip():
+                return []
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            keys = [key.strip() if isinstance(key, str) else key for key in value]
+            if any(key == "" for key in keys):
+                raise ValueError("an empty API key (a blank item, or two commas in a row) is refused: it would let "
+                                 "requests without a key through; remove it, or leave the whole setting unset to "
+                                 "run without keys")
+            return keys
         return value
 
     @field_validator("channels", mode="before")
