@@ -235,6 +235,9 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
     ({"sms": {"marketing": {"granted": False, "source": "api", "at": "a"},
               "transactional": {"granted": True, "source": "api", "at": "a"}}},
      {"sms": {"transactional": {"granted": False, "source": "api", "at": "b"}}}),
+    ({"sms": {"marketing": {"granted": False, "source": "sms_keyword", "at": "b"}}},  # an older decision, late
+     {"sms": {"marketing": {"granted": True, "source": "sms_keyword", "at": "a"},
+              "transactional": {"granted": True, "source": "sms_keyword", "at": "a"}}}),
 ])
 async def test_lua_upsert_profile_merges_consents_as_policy_consent_merge_does(
         transport: Recording, current: dict[str, Any], update: dict[str, Any]) -> None:

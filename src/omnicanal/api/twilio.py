@@ -9,7 +9,8 @@ A receipt updates the message's status history and becomes an event of its custo
 step's next channel while the journey runs. A reply becomes a `message.received` event of the customer the
 number belongs to, so a `wait_for` continues the conversation on whatever channel it came from. STOP-type keywords
 record an opt-out for that channel (START-type ones an opt-in) before anything else, so no worker sends there
-again.
+again. A reply changes the profile once per MessageSid: Twilio's signature has no time in it, so a captured START
+sent again after a later STOP would otherwise opt the customer back in.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ async def inbound(request: web.Request) -> web.Response:
         fields["whatsapp_last_inbound"] = repr(now)
     if keyword:
         fields["consents"] = consent.normalise({channel: keyword in OPT_IN}, f"{channel}_keyword", iso(now))
-    await runtime.customers.upsert_profile(customer_id, fields, {}, now)
+    await runtime.customers.upsert_profile(customer_id, fields, {}, now, once=form.get("MessageSid") or None)
     await runtime.identity.link(customer_id, [("phone", phone)])
     properties = {"channel": channel, "from": phone, "body": body, "message_sid": form.get("MessageSid", "")}
     if keyword:

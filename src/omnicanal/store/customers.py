@@ -65,9 +65,9 @@ class CustomerStore:
     # -- profile --------------------------------------------------------------------------------------------------
 
     async def upsert_profile(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any],
-                             now: float) -> None:
-        """See profiles.ProfileWrites.upsert: atomic, merged in Redis."""
-        await self._profiles.upsert(customer_id, fields, attributes, now)
+                             now: float, once: str | None = None) -> bool:
+        """See profiles.ProfileWrites.upsert: atomic, merged in Redis, once per provider message id if given."""
+        return await self._profiles.upsert(customer_id, fields, attributes, now, once)
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> None:
         """See profiles.ProfileWrites.remove_address: atomic."""

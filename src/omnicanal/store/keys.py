@@ -66,10 +66,12 @@ class CustomerKeys:
     messages: str
     seen: str
     sends: str
+    inbound: str
+    """Provider ids of the inbound messages applied to the profile (a replayed webhook is applied once)."""
 
     def all(self) -> tuple[str, ...]:
         return (self.profile, self.attrs, self.entries, self.timeline, self.messages, self.seen,
-                self.sends)
+                self.sends, self.inbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class Keyspace:
             messages=f"{tag}:messages",
             seen=f"{tag}:seen",
             sends=f"{tag}:sends",
+            inbound=f"{tag}:inbound",
         )
 
     def partition_of(self, customer_id: str) -> int:

@@ -27,6 +27,8 @@ ADDRESSES = "addresses"
 """JSON `{channel: address}` (`push`: a list of tokens); merged per channel, a null or empty address removes one."""
 CONSENTS = "consents"
 """JSON `{channel: {purpose: {"granted", "source", "at"}}}` (policy/consent.py)."""
+INBOUND_KEPT = 1000
+"""Provider message ids remembered per customer (CustomerKeys.inbound): a replay of an older one is not caught."""
 CHANNEL_PREFERENCE = "channel_preference"
 MERGED_FROM = "merged_from"
 """JSON list of the anonymous ids merged into this customer (a merge applied twice changes nothing)."""
@@ -296,10 +298,11 @@ def decode_work(partition: int, entry_id: str, fields: dict[str, str]) -> WorkIt
 
 # -- what Lua scripts are told -------------------------------------------------------------------------------------
 
-LUA_NAMES: dict[str, str] = {
+LUA_NAMES: dict[str, str | int] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
+    "INBOUND_KEPT": INBOUND_KEPT,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

@@ -1,17 +1,25 @@
 -- A profile update (PUT /v1/customers, an inbound message, a STOP keyword), applied in one step so that it never
 -- loses a change a worker or another request made meanwhile: given fields replace, addresses merge per channel
--- (an empty or null address removes the channel's), consents merge per channel and purpose (a later decision
--- replaces an earlier one purpose by purpose: policy/consent.merge; a channel without any is not kept),
--- attributes are set or (null) removed.
+-- (an empty or null address removes the channel's), consents merge per channel and purpose (a decision replaces
+-- the stored one unless it was taken earlier: policy/consent.merge; a channel without any is not kept),
+-- attributes are set or (null) removed. An update from a provider's message is applied once per message id
+-- (a replayed webhook returns 0 and changes nothing); the newest INBOUND_KEPT ids are remembered.
 -- ARGV after the fixed ones: sections, each a count followed by its items: fields to set (name, text), fields to
 -- delete (name), attributes to set (name, JSON), attributes to delete (name).
 local profile_key = KEYS[1]
 local attrs_key = KEYS[2]
+local inbound_key = KEYS[3]
 local now = ARGV[1]
 local addresses = ARGV[2]  -- the addresses given, as JSON ('': none)
 local consents = ARGV[3]  -- the consents given, as JSON ('': none)
+local once = ARGV[4]  -- the provider's message id the update comes from ('': none)
 
-local args = argument_reader(4)
+if once ~= '' then
+  if redis.call('ZSCORE', inbound_key, once) then return 0 end
+  redis.call('ZADD', inbound_key, now, once)
+  redis.call('ZREMRANGEBYRANK', inbound_key, 0, -INBOUND_KEPT - 1)
+end
+local args = argument_reader(5)
 local function stored(field)
   local raw = redis.call('HGET', profile_key, field)
   if raw then return cjson.decode(raw) end
@@ -35,7 +43,12 @@ if consents ~= '' then
   local merged = stored(CONSENTS)
   for channel, purposes in pairs(cjson.decode(consents)) do
     local decisions = merged[channel] or {}
-    for purpose, decision in pairs(purposes) do decisions[purpose] = decision end
+    for purpose, decision in pairs(purposes) do
+      local stored_decision = decisions[purpose]
+      if stored_decision == nil or tostring(decision.at or '') >= tostring(stored_decision.at or '') then
+        decisions[purpose] = decision
+      end
+    end
     if next(decisions) ~= nil then merged[channel] = decisions end
   end
   fields[#fields + 1] = CONSENTS
