@@ -19,6 +19,7 @@ from omnicanal.store.connection import open_redis
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
+from omnicanal.store.outbox import OutboxStore
 from omnicanal.store.schema import WorkItem, decode_work, timer_member
 from omnicanal.store.scripts import Command, load, script_names
 from omnicanal.store.sends import Claim, SendLog
@@ -298,3 +299,16 @@ async def test_lua_save_message_replaces_the_record_and_merges_the_history(trans
     assert message is not None and "fallback" not in message
     assert [h["status"] for h in message["history"]] == ["sending", "queued", "delivered", "unknown"]
     assert transport.one_slot("save_message")
+
+
+async def test_lua_outbox_page_numbers_records_for_good_across_trims(transport: Recording) -> None:
+    outbox = OutboxStore(transport.client, KEYS)
+    for n in range(5):
+        await outbox.append({"n": n, "customer_id": "a" if n % 2 else "b"})
+    records, last = await outbox.page(0, 2, {})
+    assert ([r["n"] for r in records], last) == ([0, 1], 2)
+    await transport.client.ltrim(KEYS.outbox, 3, -1)  # the three oldest go, as OUTBOX_LIMIT trims them
+    records, last = await outbox.page(2, 10, {})
+    assert ([r["n"] for r in records], last) == ([3, 4], None)  # positions 4 and 5: nothing skipped, none repeated
+    assert (await outbox.page(4, 10, {"customer_id": "b"})) == ([{"n": 4, "customer_id": "b"}], None)
+    assert key_slot(KEYS.outbox.encode()) == key_slot(KEYS.outbox_count.encode())

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    header_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds a client has to send a request's headers, from the connection or "
+        "the previous answer (so also how long an idle keep-alive connection is kept).",
+    )
+    body_timeout: float = Field(default=30.0, gt=0, description="Seconds a client has to send a request's body.")
     max_properties_bytes: int = Field(
         default=65_536, ge=1024, description="Largest event `properties` (and profile `attributes`), as JSON bytes."
     )

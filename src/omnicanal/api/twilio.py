@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from omnicanal.api.errors import body_deadline
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
 from omnicanal.identity import normalise_phone
@@ -37,7 +38,9 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 async def _verified_form(request: web.Request) -> dict[str, str]:
     """The form Twilio posted, once its signature is checked; 403 otherwise."""
-    form = {key: str(value) for key, value in (await request.post()).items()}
+    async with body_deadline(request):
+        posted = await request.post()
+    form = {key: str(value) for key, value in posted.items()}
     runtime = runtime_of(request)
     base = runtime.settings.public_url
     url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)

@@ -23,6 +23,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:outbox              list   messages recorded by the outbox connector
+    {oc:ws:outbox}:count        string how many records the outbox was ever given (positions for pagination;
+                                       its hash tag is the outbox key's own name: the two share a slot)
     oc:{ws}:rate:CONNECTOR:S    string sends through a connector in second S (provider rate limits)
     oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
@@ -158,6 +160,10 @@ class Keyspace:
     @property
     def outbox(self) -> str:
         return f"oc:{self.workspace}:outbox"
+
+    @property
+    def outbox_count(self) -> str:
+        return f"{{{self.outbox}}}:count"
 
     @property
     def clock(self) -> str:
