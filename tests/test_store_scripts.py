@@ -215,8 +215,8 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
                                       "consents": {"sms": {"transactional": {**decision, "granted": False}}}},
                                {"n": None, "zero": 0}, now=2000.0)
     profile, attributes, _ = await store.profile("c1")
-    assert profile == {"created_at": "1000.0", "updated_at": "2000.0", "channel_preference": ["sms"],
-                       "addresses": {"push": ["c"], "whatsapp": "+2"},
+    assert profile == {"created_at": "1000.0", "known_at": "1000.0", "updated_at": "2000.0",
+                       "channel_preference": ["sms"], "addresses": {"push": ["c"], "whatsapp": "+2"},
                        "consents": {"sms": {"marketing": decision,
                                             "transactional": {**decision, "granted": False}}}}
     assert attributes == {"tier": "gold", "zero": 0}
@@ -312,3 +312,19 @@ async def test_lua_outbox_page_numbers_records_for_good_across_trims(transport: 
     assert ([r["n"] for r in records], last) == ([3, 4], None)  # positions 4 and 5: nothing skipped, none repeated
     assert (await outbox.page(4, 10, {"customer_id": "b"})) == ([{"n": 4, "customer_id": "b"}], None)
     assert key_slot(KEYS.outbox.encode()) == key_slot(KEYS.outbox_count.encode())
+
+
+async def test_lua_claim_identity_sets_or_forgets_an_entry_only_if_it_points_where_expected(
+        transport: Recording) -> None:
+    claim = load("claim_identity")
+    key = KEYS.identity("email", "lea@example.com")
+
+    async def swap(expected: str, wanted: str) -> str:
+        return str(await transport.client.eval(claim.source, 1, key, expected, wanted))
+
+    assert await swap("", "c1") == "c1"  # nobody had it: c1 does
+    assert await swap("", "c2") == "c1"  # a second claim loses, and learns who owns it
+    assert await swap("c9", "") == "c1"  # someone else cannot forget it
+    assert await swap("c1", "c2") == "c2"  # re-pointed from the owner it was checked against
+    assert await swap("c2", "") == ""
+    assert not await transport.client.exists(key)

@@ -12,7 +12,7 @@ from omnicanal.api.schemas import CustomerIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
-from omnicanal.identity import PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.identity import PHONE_CHANNELS, normalise, normalise_phone
 from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
@@ -127,9 +127,9 @@ async def put_customer(request: web.Request) -> web.Response:
     customer_id = await _customer_to_update(runtime, given)
     now = runtime.clock.now()
     fields = profile_fields(body, "api", now, runtime.settings.default_region)
-    await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
+    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
     if "addresses" in fields:
-        await runtime.identity.link(customer_id, identifiers(fields["addresses"]))
+        await runtime.identity.follow(customer_id, update.before, update.after)
     return web.json_response(await _profile_view(runtime, customer_id))
 
 

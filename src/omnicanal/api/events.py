@@ -21,7 +21,10 @@ from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError
+from omnicanal.identity import looks_like_address
+from omnicanal.journey.core import IDENTIFY
 from omnicanal.metrics import EVENTS_ACCEPTED
+from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
 
@@ -57,9 +60,24 @@ def _event_in(runtime: Runtime, raw: Any, field: str = "") -> EventIn:
     pydantic's ValidationError) otherwise."""
     event = EventIn.model_validate(storable(raw, field))
     settings = runtime.settings
-    within_limits(event.properties, f"{field}.properties" if field else "properties", settings.max_properties_bytes,
-                  settings.max_list_items)
+    properties = f"{field}.properties" if field else "properties"
+    within_limits(event.properties, properties, settings.max_properties_bytes, settings.max_list_items)
+    if event.name == IDENTIFY and (problem := _not_an_anonymous_id(event.properties.get("anonymous_id"))):
+        raise InputError([{"field": f"{properties}.anonymous_id", "message": problem}])
     return event
+
+
+def _not_an_anonymous_id(given: Any) -> str | None:
+    """What is wrong with an `identify` event's anonymous id, if anything: it names the visitor as their events
+    did, by an id (never an address to look up: merges take anonymous visitors only, see store/merge.py)."""
+    if given is None:  # an identify that names no visitor merges nothing
+        return None
+    if not isinstance(given, str) or not valid_customer_id(given):
+        return "the visitor's id, as their events were sent with: 1-128 letters, digits or . _ : @ + -"
+    if looks_like_address(given):
+        return (f"{given!r} is an address, not an anonymous id: send the id the visitor's events were sent with "
+                "(only anonymous visitors are merged)")
+    return None
 
 
 async def post_event(request: web.Request) -> web.Response:

@@ -101,8 +101,11 @@ async def inbound(request: web.Request) -> web.Response:
         fields["whatsapp_last_inbound"] = repr(now)
     if keyword:
         fields["consents"] = consent.normalise({channel: keyword in OPT_IN}, f"{channel}_keyword", iso(now))
-    await runtime.customers.upsert_profile(customer_id, fields, {}, now, once=form.get("MessageSid") or None)
-    await runtime.identity.link(customer_id, [("phone", phone)])
+    update = await runtime.customers.upsert_profile(customer_id, fields, {}, now, once=form.get("MessageSid") or None)
+    if update.applied:
+        await runtime.identity.follow(customer_id, update.before, update.after)
+    else:  # applied before: the index may still miss it, if the process stopped in between
+        await runtime.identity.claim(customer_id, [("phone", phone)])
     properties = {"channel": channel, "from": phone, "body": body, "message_sid": form.get("MessageSid", "")}
     if keyword:
         properties["keyword"] = keyword

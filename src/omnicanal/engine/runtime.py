@@ -147,7 +147,7 @@ class Runtime:
                 settings.send_retry_budget, settings.timeline_limit, settings.global_control,
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
             )
-            identity = IdentityIndex(redis, keys)
+            identity = IdentityIndex(redis, keys, customers)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys))
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,

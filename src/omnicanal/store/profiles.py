@@ -6,9 +6,10 @@ nor one another's: addresses and consents are merged inside Redis, not read and 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
-from omnicanal.codec import encode
+from omnicanal.codec import encode, loads
 from omnicanal.store import schema
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load, section
@@ -35,23 +36,41 @@ def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float, 
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    """What an upsert did: whether it applied (a provider message applied before: not), and the addresses before
+    and after it when the update gave some (the identity index follows them)."""
+
+    applied: bool
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_answer(cls, answer: list[Any]) -> ProfileUpdate:
+        """From the script's answer: {0}, or {1, the addresses before, after} (JSON; '' when none were given)."""
+        if not int(answer[0]):
+            return cls(False)
+        before, after = ((loads(text) or {}) if text else {} for text in answer[1:3])
+        return cls(True, before, after)
+
+
 class ProfileWrites:
     def __init__(self, transport: Transport, keys: Keyspace) -> None:
         self._transport = transport
         self._keys = keys
 
     async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float,
-                     once: str | None = None) -> bool:
+                     once: str | None = None) -> ProfileUpdate:
         """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
         merge per channel and purpose in the order they were decided, null fields and attributes go; the customer
-        is listed. With `once` (a provider's message id), an update already applied for that id changes nothing:
-        False."""
+        is listed, and known from then on. With `once` (a provider's message id), an update already applied for
+        that id changes nothing."""
         k = self._keys.customer(customer_id)
-        applied, _ = await asyncio.gather(
+        answer, _ = await asyncio.gather(
             self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs, k.inbound],
                                    upsert_args(fields, attributes, now, once or "")),
             self._transport.command("SADD", self._keys.customers, customer_id))
-        return bool(applied)
+        return ProfileUpdate.of_answer(list(answer))
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
         """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if

@@ -35,6 +35,9 @@ MERGED_FROM = "merged_from"
 MERGED_INTO = "merged_into"
 """A tombstone: the customer this anonymous id became; their work is forwarded there."""
 MERGED_AT = "merged_at"
+KNOWN_AT = "known_at"
+"""When the customer became known: their profile was written from outside their own events (PUT /v1/customers, a
+reply on SMS or WhatsApp: lua/upsert_profile.lua). A known customer is never merged into another by `identify`."""
 TOUCHPOINTS = "touchpoints"
 """JSON list of the messages the customer received lately, for attribution (journey/attribution.py)."""
 GOAL_WATCHES = "goal_watches"
@@ -303,6 +306,6 @@ LUA_NAMES: dict[str, str | int] = {
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
-    "INBOUND_KEPT": INBOUND_KEPT,
+    "INBOUND_KEPT": INBOUND_KEPT, "KNOWN_AT": KNOWN_AT,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""
