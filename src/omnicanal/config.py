@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
+    log_pii: bool = Field(
+        default=False, description="Write customers' e-mail addresses, phone numbers, push tokens and message "
+        "bodies in the logs (masked otherwise): for debugging on a test system only.",
+    )
 
     @field_validator("opt_in_channels", mode="before")
     @classmethod
