@@ -9,6 +9,8 @@ import pytest
 import redis.asyncio as redis
 
 from conftest import Api, StartApi
+from standins import TwilioStandIn
+from test_channels_end_to_end import twilio_post
 
 VICTIM = {"attributes": {"first_name": "Léa", "tier": "gold"}, "locale": "fr",
           "addresses": {"email": "lea@example.com", "sms": "+33612345678"}, "consents": {"sms": False}}
@@ -92,3 +94,13 @@ async def test_the_first_owner_keeps_an_address_until_it_changes(start_api: Star
     await api.request("GET", "/v1/customers/phone:+33612345678", 404)
     await api.put_customer("mallory", {"addresses": {"email": "lea@example.com"}})  # now free: it may be claimed
     assert (await api.request("GET", "/v1/customers/email:lea@example.com", 200))["customer_id"] == "mallory"
+
+
+async def test_a_reply_from_an_unknown_number_yields_it_to_the_customer_later_given_it(
+        start_api: StartApi, twilio: TwilioStandIn) -> None:
+    api = await start_api(channels={"sms": "twilio_sms"})
+    reply = {"From": "+33611223344", "To": "+1", "Body": "Bonjour", "MessageSid": "SM-early"}
+    assert await twilio_post(api, "/webhooks/twilio/inbound", reply, twilio.auth_token) == 200
+    assert (await api.request("GET", "/v1/customers/phone:+33611223344", 200))["customer_id"] == "+33611223344"
+    await api.put_customer("c42", {"addresses": {"sms": "+33611223344"}})  # the placeholder named after it yields
+    assert (await api.request("GET", "/v1/customers/phone:+33611223344", 200))["customer_id"] == "c42"

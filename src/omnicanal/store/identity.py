@@ -5,8 +5,9 @@ cannot take another's identifiers by claiming them:
 
 - the first customer to claim an identifier keeps it: another profile with the same address (a shared family
   e-mail, or someone typing a victim's address) does not re-point it, since nothing verified that address;
-- unless the owner no longer has it (their address changed, or they were merged away): then the next claim takes
-  it;
+- unless the owner no longer has it (their address changed, or they were merged away), or is only a placeholder
+  named after it (a reply from a number nobody had lands on a customer whose id is that number): then the next
+  claim takes it;
 - a customer whose address changes lets go of the old one at once (only if it still points at them).
 
 Every change is a compare-and-set of one entry (lua/claim_identity.lua): racing claims cannot both win.
@@ -62,7 +63,10 @@ class IdentityIndex:
         await self.claim(customer_id, now)
 
     async def _holds(self, owner: str, kind: str, value: str) -> bool:
-        """Whether the customer an entry points at still has that identifier (an address, or a merged visitor)."""
+        """Whether the customer an entry points at still has that identifier (an address, or a merged visitor), as
+        more than a placeholder named after it."""
+        if owner == value:
+            return False
         profile, _, _ = await self._customers.profile(owner)
         if kind == "anon":
             return value in profile.get(MERGED_FROM, [])

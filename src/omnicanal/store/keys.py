@@ -12,6 +12,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:seen          zset   ids of applied events that may come again (idempotency key, provider
                                        callback, forwarded by a merge), scored by time
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
+    oc:{ws:c:cid}:inbound       zset   provider ids of the inbound messages applied to the profile (the newest 1,000)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
     oc:{ws:p:N}:lease           string id of the worker that owns partition N (expires unless renewed)
