@@ -20,6 +20,7 @@ from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
+from omnicanal.store.outbox import OutboxStore
 from omnicanal.store.schema import WorkItem, decode_work, timer_member
 from omnicanal.store.scripts import Command, load, script_names
 from omnicanal.store.sends import Claim, SendLog
@@ -215,8 +216,8 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
                                       "consents": {"sms": {"transactional": {**decision, "granted": False}}}},
                                {"n": None, "zero": 0}, now=2000.0)
     profile, attributes, _ = await store.profile("c1")
-    assert profile == {"created_at": "1000.0", "updated_at": "2000.0", "channel_preference": ["sms"],
-                       "addresses": {"push": ["c"], "whatsapp": "+2"},
+    assert profile == {"created_at": "1000.0", "known_at": "1000.0", "updated_at": "2000.0",
+                       "channel_preference": ["sms"], "addresses": {"push": ["c"], "whatsapp": "+2"},
                        "consents": {"sms": {"marketing": decision,
                                             "transactional": {**decision, "granted": False}}}}
     assert attributes == {"tier": "gold", "zero": 0}
@@ -236,6 +237,9 @@ async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transpo
     ({"sms": {"marketing": {"granted": False, "source": "api", "at": "a"},
               "transactional": {"granted": True, "source": "api", "at": "a"}}},
      {"sms": {"transactional": {"granted": False, "source": "api", "at": "b"}}}),
+    ({"sms": {"marketing": {"granted": False, "source": "sms_keyword", "at": "b"}}},  # an older decision, late
+     {"sms": {"marketing": {"granted": True, "source": "sms_keyword", "at": "a"},
+              "transactional": {"granted": True, "source": "sms_keyword", "at": "a"}}}),
 ])
 async def test_lua_upsert_profile_merges_consents_as_policy_consent_merge_does(
         transport: Recording, current: dict[str, Any], update: dict[str, Any]) -> None:
@@ -312,3 +316,32 @@ async def test_lua_redeem_coupon_once_and_only_while_valid(transport: Recording)
     again = await coupons.redeem([("e1", "OK1"), ("e5", "OK1")], 101.0)  # a replay passes; another use does not
     assert (again["e1"]["status"], again["e5"]["status"]) == ("redeemed", "used")
     assert transport.one_slot("redeem_coupon")
+
+
+async def test_lua_outbox_page_numbers_records_for_good_across_trims(transport: Recording) -> None:
+    outbox = OutboxStore(transport.client, KEYS)
+    for n in range(5):
+        await outbox.append({"n": n, "customer_id": "a" if n % 2 else "b"})
+    records, last = await outbox.page(0, 2, {})
+    assert ([r["n"] for r in records], last) == ([0, 1], 2)
+    await transport.client.ltrim(KEYS.outbox, 3, -1)  # the three oldest go, as OUTBOX_LIMIT trims them
+    records, last = await outbox.page(2, 10, {})
+    assert ([r["n"] for r in records], last) == ([3, 4], None)  # positions 4 and 5: nothing skipped, none repeated
+    assert (await outbox.page(4, 10, {"customer_id": "b"})) == ([{"n": 4, "customer_id": "b"}], None)
+    assert key_slot(KEYS.outbox.encode()) == key_slot(KEYS.outbox_count.encode())
+
+
+async def test_lua_claim_identity_sets_or_forgets_an_entry_only_if_it_points_where_expected(
+        transport: Recording) -> None:
+    claim = load("claim_identity")
+    key = KEYS.identity("email", "lea@example.com")
+
+    async def swap(expected: str, wanted: str) -> str:
+        return str(await transport.client.eval(claim.source, 1, key, expected, wanted))
+
+    assert await swap("", "c1") == "c1"  # nobody had it: c1 does
+    assert await swap("", "c2") == "c1"  # a second claim loses, and learns who owns it
+    assert await swap("c9", "") == "c1"  # someone else cannot forget it
+    assert await swap("c1", "c2") == "c2"  # re-pointed from the owner it was checked against
+    assert await swap("c2", "") == ""
+    assert not await transport.client.exists(key)

@@ -57,7 +57,7 @@ def _run_process(role_name: str, config: Path | None, host: str | None, port: in
     from omnicanal.engine.runtime import Role
 
     settings = _settings(config, host=host, port=port)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.log_pii)
     try:
         run(run_process(settings, Role(role_name)))
     except OmnicanalError as exc:

@@ -14,6 +14,7 @@ the API refuses them at the door.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -99,9 +100,34 @@ def dumps(value: Any) -> str:
     return encode(value).decode()
 
 
-def loads(text: str | bytes) -> Any:
-    """The value of JSON text; ValueError when it is not JSON."""
+def loads(text: str | bytes, *, finite: bool = False) -> Any:
+    """The value of JSON text; ValueError when it is not JSON. With `finite` (text from outside), `NaN` and
+    `Infinity`, which are not JSON but which the standard library reads, raise NonFinite naming where they are."""
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    except orjson.JSONDecodeError:  # not JSON, an integer beyond 64 bits, or NaN / Infinity
+        value = json.loads(text)
+    if finite and (where := _non_finite(value)) is not None:
+        raise NonFinite(".".join(reversed(where)))
+    return value
+
+
+class NonFinite(ValueError):
+    """`NaN`, `Infinity` or `-Infinity` in JSON from outside; `path` is where (dotted; "" for the whole value)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path or 'the value'}: NaN and Infinity are not JSON numbers")
+
+
+def _non_finite(value: Any) -> list[str] | None:
+    """The path (innermost part first) to the first NaN or infinity in `value`."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else []
+    children: Iterable[tuple[Any, Any]] = (value.items() if isinstance(value, dict)
+                                           else enumerate(value) if isinstance(value, list) else ())
+    for key, child in children:
+        if (found := _non_finite(child)) is not None:
+            found.append(str(key))
+            return found
+    return None

@@ -160,6 +160,17 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    header_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds a client has to send a request's headers, from the connection or "
+        "the previous answer (so also how long an idle keep-alive connection is kept).",
+    )
+    body_timeout: float = Field(default=30.0, gt=0, description="Seconds a client has to send a request's body.")
+    max_properties_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest event `properties` (and profile `attributes`), as JSON bytes."
+    )
+    max_list_items: int = Field(
+        default=1_000, ge=1, description="Most items of a list inside event properties or profile attributes."
+    )
     idempotency_window: float = Field(
         default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
     )
@@ -174,12 +185,35 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
+    log_pii: bool = Field(
+        default=False, description="Write customers' e-mail addresses, phone numbers, push tokens and message "
+        "bodies in the logs (masked otherwise): for debugging on a test system only.",
+    )
 
-    @field_validator("api_keys", "opt_in_channels", "fetch_allowed_hosts", mode="before")
+    @field_validator("opt_in_channels", "fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _split_channels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [channel.strip() for channel in value.split(",") if channel.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
+        """Keys from `k1,k2` or a TOML list. An empty key is refused, never dropped: dropped, `" , "` would turn
+        authentication off, and kept, it would let in a request without a key. Only a variable that is entirely
+        blank means no keys (as `OMNICANAL_API_KEYS=` in a compose file)."""
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            if not value.strip():
+                return []
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            keys = [key.strip() if isinstance(key, str) else key for key in value]
+            if any(key == "" for key in keys):
+                raise ValueError("an empty API key (a blank item, or two commas in a row) is refused: it would let "
+                                 "requests without a key through; remove it, or leave the whole setting unset to "
+                                 "run without keys")
+            return keys
         return value
 
     @field_validator("link_secret")

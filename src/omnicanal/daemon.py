@@ -1,5 +1,9 @@
 """The long-running processes: `serve` (API + work), `api` (API only), `worker` (work, plus probes).
 
+A connection that has not sent a whole request's headers OMNICANAL_HEADER_TIMEOUT after it opened (or after the
+previous answer) is closed: aiohttp's keep-alive timer, which closes a connection still waiting for a request,
+is that deadline (bodies have theirs in api/errors.py).
+
 Signals: SIGTERM/SIGINT stop gracefully — readiness turns false, the HTTP server stops accepting and finishes
 the requests in flight (an event it answered 202 is already in Redis), the worker finishes and acknowledges the
 batch in hand (within OMNICANAL_SHUTDOWN_GRACE) and gives its partitions back. SIGHUP reloads journeys and
@@ -42,7 +46,8 @@ def tune_garbage_collector() -> None:
 
 async def run_process(settings: Settings, role: Role) -> None:
     runtime = await Runtime.start(settings, role)
-    runner = web.AppRunner(create_app(runtime), handle_signals=False, access_log=None)
+    runner = web.AppRunner(create_app(runtime), handle_signals=False, access_log=None,
+                           keepalive_timeout=settings.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -7,7 +7,9 @@
     │   ├── JourneyError
     │   └── TemplateError      also raised when a message cannot be rendered (missing variable, ...)
     ├── ExpressionError        a condition or value expression failed to compile or evaluate
+    │   └── BudgetExceeded     an expression or template went over its size, operations or time budget
     ├── InputError             an API body or CLI argument is invalid; names the field
+    │   └── InputTooLarge      a part of a body is over its size limit (413)
     ├── NotFound               the customer, journey or route asked for does not exist
     ├── Conflict               the request contradicts what was stored (an idempotency key with another body)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
@@ -81,6 +83,11 @@ class ExpressionError(OmnicanalError):
     """An expression did not compile, or failed while being evaluated."""
 
 
+class BudgetExceeded(ExpressionError):
+    """An expression or a template render would go over its budget (budget.py): too large a value, too many
+    operations, too long. Raised inside the sandbox; callers report it as the expression's or message's error."""
+
+
 class InputError(OmnicanalError):
     """Input from outside (API body, CLI argument) is invalid.
 
@@ -90,6 +97,10 @@ class InputError(OmnicanalError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+class InputTooLarge(InputError):
+    """A part of an API body (an event's properties, a profile's attributes) is larger than its limit."""
 
 
 class NotFound(OmnicanalError):

@@ -30,7 +30,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from omnicanal.errors import ExpressionError
+from omnicanal import budget
+from omnicanal.errors import BudgetExceeded, ExpressionError
 
 
 def _money(amount: Any, currency: str = "EUR", locale: str = "en") -> str:
@@ -43,12 +44,26 @@ def _money(amount: Any, currency: str = "EUR", locale: str = "en") -> str:
 
 
 class _DataFirstSandbox(ImmutableSandboxedEnvironment):
-    """A sandbox where `event.properties.items` means the key `items`, not the dict method.
+    """A sandbox where `event.properties.items` means the key `items`, not the dict method, and where every
+    evaluation has a budget (budget.py: the operators, calls, slices and compiled code that can grow go through it).
 
     Jinja looks up attributes before keys; event properties are data, and names such as `items`, `keys` or
     `values` are common in them, so for mappings the key wins. A subscript (`event.properties['items']`) on a
     mapping reads its key only: a key that is not there is undefined, never the method of the same name.
     """
+
+    intercepted_binops = budget.INTERCEPTED_BINOPS
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return budget.binop(operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget.before_call(__obj, args, kwargs)
+        return budget.check_size(super().call(__context, __obj, *args, **kwargs), "a call's result")
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template's code, with its work counted; a constant over the budget is refused here, at load."""
+        return budget.budgeted(super()._parse(source, name, filename), self)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict or isinstance(obj, Mapping):  # JSON data is dicts: the ABC check only for others
@@ -64,7 +79,10 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
                 return obj[argument]
             except (TypeError, LookupError):
                 return self.undefined(obj=obj, name=argument)
-        return super().getitem(obj, argument)
+        value = super().getitem(obj, argument)
+        if type(argument) is slice:  # a copy: `text[::-1]` in a loop costs its length every time
+            budget.charge(budget.size_of(value))
+        return value
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as a plain dict, not Jinja's ChainMap over the environment's: every render
@@ -80,8 +98,12 @@ def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         keep_trailing_newline=False,
+        finalize=budget.write,
     )
     env.filters["money"] = _money
+    env.filters = budget.budgeted_filters(env.filters)
+    env.tests = budget.budgeted_tests(env.tests)  # type: ignore[assignment,arg-type]  # Jinja types them narrowly
+    env.globals["lipsum"] = budget.lipsum
     return env
 
 
@@ -210,8 +232,7 @@ def _compile(source: str) -> CodeType:
     if not parser.stream.eos:
         raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
     template = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
-    template.set_environment(_VALUES)
-    code: CodeType = _VALUES.compile(template)
+    code: CodeType = _VALUES.compile(budget.budgeted(template, _VALUES))
     return code
 
 
@@ -226,6 +247,7 @@ class _Bound:
         self._root = template.root_render_func
 
     def __call__(self, scope: Mapping[str, Any]) -> Any:
+        budget.start()
         context = _Evaluation(self._environment, self._eval_ctx, scope)
         for _ in self._root(context):
             pass
@@ -255,6 +277,8 @@ class Expression:
             value = self._value(scope)
         except jinja2.UndefinedError as exc:
             raise ExpressionError(f"{self.source!r}: {exc.message}") from exc
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(f"{self.source!r}: over its budget: {exc}") from exc
         except Exception as exc:  # a sandboxed expression may fail in any way; none may escape untyped
             raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
         if isinstance(value, jinja2.Undefined):
@@ -271,6 +295,8 @@ class Expression:
         """
         try:
             return bool(self._condition(scope))
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(f"{self.source!r}: over its budget: {exc}") from exc
         except Exception as exc:  # as in evaluate: typed, with the expression it comes from
             raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
 

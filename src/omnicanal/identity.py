@@ -50,6 +50,13 @@ def lookup_of(given: str, region: str) -> tuple[str, str] | None:
     return None
 
 
+def looks_like_address(given: str) -> bool:
+    """Whether `lookup_of` would look `given` up (a kind prefix, an `@`, a leading `+`) rather than take it as an
+    id: such a text is never made a customer's id, nor merged as an anonymous id."""
+    prefixed = ":" in given and given.partition(":")[0] in KINDS
+    return prefixed or "@" in given or given.startswith("+")
+
+
 def identifiers(addresses: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(kind, value) of every identifier in a profile's addresses (already normalised)."""
     found: list[tuple[str, str]] = []

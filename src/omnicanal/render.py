@@ -15,8 +15,9 @@ from typing import Any
 
 import jinja2
 
+from omnicanal import budget
 from omnicanal.channels import CHANNELS
-from omnicanal.errors import Problem, TemplateError
+from omnicanal.errors import BudgetExceeded, Problem, TemplateError
 from omnicanal.links import PlainLinks
 from omnicanal.suggest import did_you_mean
 from omnicanal.template_files import CompiledField, Templates, read_templates
@@ -104,10 +105,13 @@ def _locale_candidates(locale: str | None, default_locale: str) -> tuple[str, ..
 
 def _render_field(field: CompiledField, scope: Mapping[str, Any]) -> str:
     """One field's text, stripped; TemplateError at the file line that failed, or if it renders empty."""
+    budget.start()
     try:
         text = field.template.render(scope).strip()
     except jinja2.UndefinedError as exc:
         raise _error(field, str(exc), exc) from exc
+    except BudgetExceeded as exc:
+        raise _error(field, f"over its budget: {exc}", exc) from exc
     except Exception as exc:  # sandbox violations, type errors in filters...: none may escape untyped
         raise _error(field, f"{type(exc).__name__}: {exc}", exc) from exc
     if not text and not field.may_be_empty:

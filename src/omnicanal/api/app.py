@@ -41,7 +41,8 @@ def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-t
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
-        if not any(hmac.compare_digest(given.encode(), key) for key in encoded):
+        # Header bytes that are not UTF-8 arrive as surrogates: encoded back as they came, they match no key.
+        if not any(hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key) for key in encoded):
             return error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
         return await handler(request)
 

@@ -8,11 +8,11 @@ from aiohttp import web
 
 from omnicanal.api.errors import read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind
-from omnicanal.api.schemas import CustomerIn, storable
+from omnicanal.api.schemas import CustomerIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
-from omnicanal.identity import PHONE_CHANNELS, identifiers, normalise, normalise_phone
+from omnicanal.identity import PHONE_CHANNELS, normalise, normalise_phone
 from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
@@ -122,12 +122,14 @@ async def put_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     given = _customer_id(request)
     body = CustomerIn.model_validate(storable(await read_json(request)))
+    within_limits(body.attributes or {}, "attributes", runtime.settings.max_properties_bytes,
+                  runtime.settings.max_list_items)
     customer_id = await _customer_to_update(runtime, given)
     now = runtime.clock.now()
     fields = profile_fields(body, "api", now, runtime.settings.default_region)
-    await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
+    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
     if "addresses" in fields:
-        await runtime.identity.link(customer_id, identifiers(fields["addresses"]))
+        await runtime.identity.follow(customer_id, update.before, update.after)
     return web.json_response(await _profile_view(runtime, customer_id))
 
 

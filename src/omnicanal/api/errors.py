@@ -7,9 +7,11 @@ aiohttp's plain-text 500.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -18,8 +20,8 @@ from pydantic import ValidationError
 
 from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import runtime_of
-from omnicanal.codec import loads
-from omnicanal.errors import Conflict, InputError, NotFound, StoreUnavailable
+from omnicanal.codec import NonFinite, loads
+from omnicanal.errors import Conflict, InputError, InputTooLarge, NotFound, StoreUnavailable
 
 log = structlog.get_logger("omnicanal.api")
 
@@ -42,6 +44,8 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except InputTooLarge as exc:
+        return error_response(413, "too_large", str(exc), errors=exc.errors)
     except InputError as exc:
         return error_response(422, "invalid_input", str(exc), errors=exc.errors)
     except ValidationError as exc:
@@ -65,7 +69,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the path has
+            response.headers["Allow"] = exc.headers["Allow"]
+        if isinstance(exc, BodyTimeout):
+            response.force_close()
+        return response
     except Exception:  # a bug, or an error no clause above knows: logged once, with an id the client can quote
         error_id = secrets.token_hex(8)
         log.exception("request_failed", error_id=error_id, method=request.method, path=request.path)
@@ -73,14 +82,35 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                               id=error_id)
 
 
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """The body must arrive within OMNICANAL_BODY_TIMEOUT: a client that sends it slowly would hold a connection
+    (and the handler) open as long as it likes. Too late: 408, and the connection is closed."""
+    limit = runtime_of(request).settings.body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError as exc:
+        request.content.feed_eof()  # the rest is not waited for (aiohttp would linger for it after the answer)
+        raise BodyTimeout(text=f"the body did not arrive within {limit:g} s (OMNICANAL_BODY_TIMEOUT)") from exc
+
+
+class BodyTimeout(web.HTTPRequestTimeout):
+    """A body that did not arrive in time: answered 408, and the connection closed."""
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, or a 400 naming what is wrong with it."""
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(text=f"send JSON with Content-Type: application/json, "
                                                 f"not {request.content_type}")
-    body = await request.read()
+    async with body_deadline(request):
+        body = await request.read()
     try:
-        return loads(body)
+        return loads(body, finite=True)
+    except NonFinite as exc:
+        raise InputError([{"field": exc.path or "body", "message": "NaN and Infinity are not JSON numbers: send a "
+                                                                   "number, or null"}]) from exc
     except ValueError as exc:  # not JSON, or not UTF-8
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # nested past what the parser follows (about a thousand levels)

@@ -16,12 +16,15 @@ from pydantic import ValidationError
 
 from omnicanal.api.errors import input_error, read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind, customers_behind
-from omnicanal.api.schemas import BatchIn, EventIn, storable
+from omnicanal.api.schemas import BatchIn, EventIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import Conflict, InputError
+from omnicanal.identity import looks_like_address
+from omnicanal.journey.core import IDENTIFY
 from omnicanal.metrics import EVENTS_ACCEPTED
+from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
 
@@ -73,9 +76,34 @@ CONFLICT = ("this idempotency_key was sent before with another body (name, prope
             "key for a new event, or the very same body to retry")
 
 
+def _event_in(runtime: Runtime, raw: Any, field: str = "") -> EventIn:
+    """A body (or an event of a batch, at `field`) as a valid event within the size limits; InputError (or
+    pydantic's ValidationError) otherwise."""
+    event = EventIn.model_validate(storable(raw, field))
+    settings = runtime.settings
+    properties = f"{field}.properties" if field else "properties"
+    within_limits(event.properties, properties, settings.max_properties_bytes, settings.max_list_items)
+    if event.name == IDENTIFY and (problem := _not_an_anonymous_id(event.properties.get("anonymous_id"))):
+        raise InputError([{"field": f"{properties}.anonymous_id", "message": problem}])
+    return event
+
+
+def _not_an_anonymous_id(given: Any) -> str | None:
+    """What is wrong with an `identify` event's anonymous id, if anything: it names the visitor as their events
+    did, by an id (never an address to look up: merges take anonymous visitors only, see store/merge.py)."""
+    if given is None:  # an identify that names no visitor merges nothing
+        return None
+    if not isinstance(given, str) or not valid_customer_id(given):
+        return "the visitor's id, as their events were sent with: 1-128 letters, digits or . _ : @ + -"
+    if looks_like_address(given):
+        return (f"{given!r} is an address, not an anonymous id: send the id the visitor's events were sent with "
+                "(only anonymous visitors are merged)")
+    return None
+
+
 async def post_event(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    event = EventIn.model_validate(storable(await read_json(request)))
+    event = _event_in(runtime, await read_json(request))
     customer_id = await customer_behind(runtime, event.customer_id)
     if isinstance(customer_id, Unresolved):
         raise InputError([{"field": "customer_id", "message": customer_id.message}])
@@ -101,7 +129,7 @@ async def post_batch(request: web.Request) -> web.Response:
     valid: dict[int, EventIn] = {}
     for index, raw in enumerate(batch.events):
         try:
-            valid[index] = EventIn.model_validate(storable(raw, f"events.{index}"))
+            valid[index] = _event_in(runtime, raw, f"events.{index}")
             results.append({})  # answered once its customer is known
         except InputError as exc:
             results.append(_rejected(index, exc.errors))

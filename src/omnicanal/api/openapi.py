@@ -8,7 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from omnicanal import __version__
+from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
+from omnicanal.api.state import runtime_of
+from omnicanal.journey.model import JOURNEY_ID_PATTERN
+from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -18,13 +22,15 @@ _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: no
 
 
 def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
-    """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies)."""
+    """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies); one with a
+    body also answers 400 (not JSON), 408 (sent too slowly) and 413 (too large)."""
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "500": _ERROR, "503": _UNAVAILABLE,
                       **{code: _ERROR for code in more}},
     }
     if body:
+        operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR})
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
@@ -32,12 +38,17 @@ def _operation(summary: str, body: str | None = None, ok: str = "200", more: tup
     return operation
 
 
-def _path_id(name: str) -> list[dict[str, Any]]:
-    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+def _path_id(name: str, pattern: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}]
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
 @cache
-def document() -> dict[str, Any]:
+def document(secured: bool) -> dict[str, Any]:
+    """The document; `secured` when API keys are configured (only then do /v1 operations need a bearer key)."""
     schemas: dict[str, Any] = {}
     for model in (EventIn, BatchIn, CustomerIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -54,38 +65,45 @@ def document() -> dict[str, Any]:
             "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
         },
     }
+    customer, journey = _path_id("customer_id", CUSTOMER_ID_PATTERN), _path_id("journey_id", JOURNEY_ID_PATTERN)
+    bearer = {"type": "http", "scheme": "bearer"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "omnicanal", "version": __version__},
-        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
+        "components": {"schemas": schemas, **({"securitySchemes": {"bearer": bearer}} if secured else {})},
+        **({"security": [{"bearer": []}]} if secured else {}),
         "paths": {
-            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", more=("400", "413"))},
+            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202")},
             "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
             "/v1/customers/{customer_id}": {
-                "parameters": _path_id("customer_id"),
+                "parameters": customer,
                 "put": _operation("Create or update a profile", "CustomerIn"),
                 "get": _operation("Profile and running journeys", more=("404",)),
             },
             "/v1/customers/{customer_id}/timeline": {
-                "parameters": _path_id("customer_id"),
+                "parameters": customer,
                 "get": _operation("Every event and message, oldest first", more=("404",)),
             },
             "/v1/journeys": {"get": _operation("Loaded journeys and their counts")},
             "/v1/journeys/{journey_id}": {
-                "parameters": _path_id("journey_id"),
+                "parameters": journey,
                 "get": _operation("One journey with per-step counts", more=("404",)),
             },
             "/v1/journeys/{journey_id}/stats": {
-                "parameters": [*_path_id("journey_id"), *(
-                    {"name": name, "in": "query", "required": False, "schema": schema}
-                    for name, schema in (("from", {"type": "string", "format": "date-time"}),
-                                         ("to", {"type": "string", "format": "date-time"}),
-                                         ("bucket", {"type": "string", "enum": ["hour", "day"]})))],
+                "parameters": [*journey, _query("from", {"type": "string", "format": "date-time"}),
+                               _query("to", {"type": "string", "format": "date-time"}),
+                               _query("bucket", {"type": "string", "enum": ["hour", "day"]})],
                 "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
                                   more=("404",)),
             },
-            "/v1/outbox": {"get": _operation("Messages the outbox connector recorded")},
+            "/v1/outbox": {
+                "parameters": [*(_query(name, {"type": "string"}) for name in ("customer_id", "channel", "journey")),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                                "default": DEFAULT_PAGE}),
+                               _query("after", {"type": "integer", "minimum": 0,
+                                                "description": "the `next` of the previous page"})],
+                "get": _operation("Messages the outbox connector recorded, a page at a time"),
+            },
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _JSON}}},
             "/readyz": {"get": {"summary": "Readiness", "security": [], "responses": {"200": _JSON, "503": _JSON}}},
         },
@@ -93,4 +111,4 @@ def document() -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.json_response(document(bool(runtime_of(request).settings.api_keys)))

@@ -1,16 +1,37 @@
-"""`GET /v1/outbox`: what the outbox connector recorded instead of sending (filter by customer and channel)."""
+"""`GET /v1/outbox`: what the outbox connector recorded instead of sending, a page at a time (filter by customer,
+channel and journey; `limit`, at most MAX_PAGE, and `after`, the `next` of the previous page)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from omnicanal.api.state import runtime_of
+from omnicanal.errors import InputError
 from omnicanal.store.outbox import OutboxStore
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def _number(request: web.Request, name: str, default: int, lowest: int, highest: int | None = None) -> int:
+    """A query parameter that is a whole number in range; InputError naming it otherwise."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    bounds = f"from {lowest} to {highest}" if highest is not None else f"from {lowest}"
+    try:
+        value = int(text)
+    except ValueError:
+        value = lowest - 1
+    if value < lowest or (highest is not None and value > highest):
+        raise InputError([{"field": name, "message": f"{text!r}: a whole number {bounds}"}])
+    return value
 
 
 async def get_outbox(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
+    limit = _number(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    after = _number(request, "after", 0, 0)
     wanted = {k: v for k in ("customer_id", "channel", "journey") if (v := request.query.get(k))}
-    records = [r for r in await OutboxStore(runtime.redis, runtime.keys).records()
-               if all(r.get(k) == v for k, v in wanted.items())]
-    return web.json_response({"messages": records})
+    records, last = await OutboxStore(runtime.redis, runtime.keys).page(after, limit, wanted)
+    return web.json_response({"messages": records, "next": last})

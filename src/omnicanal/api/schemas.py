@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from omnicanal.codec import unstorable
-from omnicanal.errors import InputError
+from omnicanal.codec import encode, unstorable
+from omnicanal.errors import InputError, InputTooLarge
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
@@ -27,6 +27,34 @@ def storable(body: Any, field: str = "") -> Any:
         return body
     where, message = problem
     raise InputError([{"field": ".".join(part for part in (field, where) if part) or "body", "message": message}])
+
+
+def within_limits(data: dict[str, Any], field: str, max_bytes: int, max_items: int) -> None:
+    """Refuse data (an event's properties, a profile's attributes) larger than the daemon takes: over `max_bytes`
+    of JSON (InputTooLarge, a 413) or with a list of more than `max_items` (InputError naming the list). Every
+    expression and template reads this data, so its size bounds their work too."""
+    size = len(text := encode(data))
+    if size > max_bytes:
+        raise InputTooLarge([{"field": field, "message": f"{size:,} bytes of JSON, more than {max_bytes:,} "
+                                                          "(OMNICANAL_MAX_PROPERTIES_BYTES)"}])
+    if text.count(b",") < max_items:  # a list of n items has n - 1 commas: none can be too long
+        return
+    if (found := _long_list(data, max_items)) is not None:
+        path, items = found
+        raise InputError([{"field": ".".join([field, *path]), "message": f"a list of {items:,} items, more than "
+                                                                        f"{max_items:,} (OMNICANAL_MAX_LIST_ITEMS)"}])
+
+
+def _long_list(value: Any, max_items: int) -> tuple[list[str], int] | None:
+    """The path to the first list of more than `max_items` in `value`, and its length."""
+    if isinstance(value, list) and len(value) > max_items:
+        return [], len(value)
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if isinstance(child, dict | list) and (found := _long_list(child, max_items)) is not None:
+            found[0].insert(0, str(key))
+            return found
+    return None
 
 
 class EventIn(BaseModel):

@@ -9,7 +9,8 @@ A receipt updates the message's status history and becomes an event of its custo
 step's next channel while the journey runs. A reply becomes a `message.received` event of the customer the
 number belongs to, so a `wait_for` continues the conversation on whatever channel it came from. STOP-type keywords
 record an opt-out for that channel (START-type ones an opt-in) before anything else, so no worker sends there
-again.
+again. A reply changes the profile once per MessageSid: Twilio's signature has no time in it, so a captured START
+sent again after a later STOP would otherwise opt the customer back in.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from omnicanal.api.errors import body_deadline
 from omnicanal.api.events import derived_event
 from omnicanal.api.state import runtime_of
 from omnicanal.identity import normalise_phone
@@ -35,7 +37,9 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 async def _verified_form(request: web.Request) -> dict[str, str]:
     """The form Twilio posted, once its signature is checked; 403 otherwise."""
-    form = {key: str(value) for key, value in (await request.post()).items()}
+    async with body_deadline(request):
+        posted = await request.post()
+    form = {key: str(value) for key, value in posted.items()}
     runtime = runtime_of(request)
     base = runtime.settings.public_url
     url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)
@@ -88,8 +92,11 @@ async def inbound(request: web.Request) -> web.Response:
         fields["whatsapp_last_inbound"] = repr(now)
     if keyword:
         fields["consents"] = consent.normalise({channel: keyword in OPT_IN}, f"{channel}_keyword", iso(now))
-    await runtime.customers.upsert_profile(customer_id, fields, {}, now)
-    await runtime.identity.link(customer_id, [("phone", phone)])
+    update = await runtime.customers.upsert_profile(customer_id, fields, {}, now, once=form.get("MessageSid") or None)
+    if update.applied:
+        await runtime.identity.follow(customer_id, update.before, update.after)
+    else:  # applied before: the index may still miss it, if the process stopped in between
+        await runtime.identity.claim(customer_id, [("phone", phone)])
     properties = {"channel": channel, "from": phone, "body": body, "message_sid": form.get("MessageSid", "")}
     if keyword:
         properties["keyword"] = keyword

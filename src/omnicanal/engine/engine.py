@@ -44,9 +44,10 @@ from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
-from omnicanal.store.merge import MERGED_INTO, CustomerMerge
+from omnicanal.store.merge import MERGED_INTO, CustomerMerge, refusal
 from omnicanal.store.schema import GOAL_WATCHES, TOUCHPOINTS
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
+from omnicanal.timestamps import iso
 
 log = structlog.get_logger("omnicanal.engine")
 
@@ -126,8 +127,7 @@ class Engine:
             pending = []
             if item.kind == "absorb":
                 await self._absorb(customer_id, item)
-            else:
-                await self._hand_over(customer_id, item, items[position + 1:])
+            elif await self._hand_over(customer_id, item, items[position + 1:]):
                 return
         if pending:
             await self._apply_session(customer_id, pending)
@@ -255,7 +255,6 @@ class Engine:
         for applied in done:
             customer_id = applied.snapshot.customer_id
             for visitor in filter(valid_customer_id, applied.changes.identified):
-                self.identity.link_into(writes.before, customer_id, [("anon", visitor)])
                 self.queue.append_into(writes.before, [
                     WorkItem(-1, "", "merge", visitor, payload={"into": customer_id})])
         seen_since = time.time() - self.idempotency_window
@@ -285,23 +284,37 @@ class Engine:
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])
 
-    async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> None:
-        """The visitor's side of a merge: send everything to the known customer, leave a tombstone."""
+    async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> bool:
+        """The visitor's side of a merge: send everything to the known customer, leave a tombstone. True when the
+        visitor's later items went with it; False when the merge is refused (see merge.refusal: the one who
+        asked is told on their timeline) and the visitor's items apply here as usual."""
         into = (item.payload or {})["into"]
         state = await self.merges.export(visitor)
-        if state["profile"].get(MERGED_INTO) is None and visitor != into:
-            absorb = WorkItem(-1, "", "absorb", into, payload={"from": visitor, "state": state})
-            await self.queue.append([absorb, *(later.for_customer(into) for later in rest)])
-            await self.merges.tombstone(visitor, into, self.clock.now())
-            journeys = {instance["journey"] for instance in state["instances"].values()}
-            await self.journey_store.track_active(visitor, (), journeys)
-        elif rest:
-            await self.queue.append(later.for_customer(state["profile"].get(MERGED_INTO, into)) for later in rest)
+        if (merged_into := state["profile"].get(MERGED_INTO)) is not None:
+            await self.queue.append(later.for_customer(merged_into) for later in rest)
+            return True
+        if visitor == into:
+            return False
+        if (refused := refusal(visitor, state)) is not None:
+            log.warning("identify_refused", customer_id=into, anonymous_id=visitor, reason=refused)
+            await self.queue.append([WorkItem(-1, "", "absorb", into, payload={"from": visitor, "refused": refused})])
+            return False
+        absorb = WorkItem(-1, "", "absorb", into, payload={"from": visitor, "state": state})
+        await self.queue.append([absorb, *(later.for_customer(into) for later in rest)])
+        await self.merges.tombstone(visitor, into, self.clock.now())
+        journeys = {instance["journey"] for instance in state["instances"].values()}
+        await self.journey_store.track_active(visitor, (), journeys)
+        return True
 
     async def _absorb(self, customer_id: str, item: WorkItem) -> None:
-        """The known customer's side of a merge."""
+        """The known customer's side of a merge (or of its refusal, noted on their timeline)."""
         payload = item.payload or {}
+        if "refused" in payload:
+            await self.merges.note(customer_id, {"kind": "error", "at": iso(self.clock.now()), "where": "identify",
+                                                 "message": payload["refused"]})
+            return
         state = payload["state"]
         moved = await self.merges.absorb(customer_id, payload["from"], state, self.clock.now())
         await self.journey_store.track_active(customer_id, {state["instances"][iid]["journey"] for iid in moved}, ())
-        await self.identity.link(customer_id, identifiers(state["profile"].get("addresses", {})))
+        await self.identity.claim(customer_id, [("anon", payload["from"]),
+                                                *identifiers(state["profile"].get("addresses", {}))])

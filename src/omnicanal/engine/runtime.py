@@ -157,7 +157,7 @@ class Runtime:
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
                 links=links_of(settings),
             )
-            identity = IdentityIndex(redis, keys)
+            identity = IdentityIndex(redis, keys, customers)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
                             Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches))

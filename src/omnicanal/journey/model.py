@@ -31,7 +31,9 @@ from omnicanal.policy.windows import parse_clock
 
 Seconds = float
 
-_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+JOURNEY_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+"""Journey and step ids (the API's path parameters say so too)."""
+_ID = re.compile(JOURNEY_ID_PATTERN)
 
 
 def check_id(value: str) -> str:

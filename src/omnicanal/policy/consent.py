@@ -28,10 +28,16 @@ def normalise(given: Mapping[str, Any], source: str, at: str) -> dict[str, dict[
 
 
 def merge(current: Mapping[str, Any], update: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Later decisions replace earlier ones purpose by purpose; untouched purposes keep theirs."""
+    """Decisions apply in the order they were taken, purpose by purpose: one replaces the stored decision unless
+    it is older (its `at`), so a delayed or replayed message cannot undo a later choice; untouched purposes keep
+    theirs. (lua/upsert_profile.lua does the same inside Redis.)"""
     merged = {channel: dict(purposes) for channel, purposes in current.items()}
     for channel, purposes in update.items():
-        merged.setdefault(channel, {}).update(purposes)
+        decisions = merged.setdefault(channel, {})
+        for purpose, decision in purposes.items():
+            stored = decisions.get(purpose)
+            if stored is None or str(decision.get("at", "")) >= str(stored.get("at", "")):
+                decisions[purpose] = decision
     return merged
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from omnicanal.store.commit import Commit, queue_commit
 from omnicanal.store.keys import CustomerKeys, Keyspace
 from omnicanal.store.messages import MessageLog
-from omnicanal.store.profiles import ProfileWrites
+from omnicanal.store.profiles import ProfileUpdate, ProfileWrites
 from omnicanal.store.snapshot import SNAPSHOT, Snapshot, decode_snapshot, snapshot_keys
 from omnicanal.store.timeline import read_timeline
 from omnicanal.store.transport import Transport, Writes
@@ -65,9 +65,9 @@ class CustomerStore:
     # -- profile --------------------------------------------------------------------------------------------------
 
     async def upsert_profile(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any],
-                             now: float) -> None:
-        """See profiles.ProfileWrites.upsert: atomic, merged in Redis."""
-        await self._profiles.upsert(customer_id, fields, attributes, now)
+                             now: float, once: str | None = None) -> ProfileUpdate:
+        """See profiles.ProfileWrites.upsert: atomic, merged in Redis, once per provider message id if given."""
+        return await self._profiles.upsert(customer_id, fields, attributes, now, once)
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> None:
         """See profiles.ProfileWrites.remove_address: atomic."""
@@ -102,6 +102,6 @@ class CustomerStore:
         await self._messages.save(customer_id, message_id, record)
 
 
-__all__ = ["Commit", "CustomerStore", "Snapshot", "Writes"]
-"""Commit, Snapshot and Writes are the types the engine uses with this store (defined in commit.py, snapshot.py
-and transport.py)."""
+__all__ = ["Commit", "CustomerStore", "ProfileUpdate", "Snapshot", "Writes"]
+"""Commit, ProfileUpdate, Snapshot and Writes are the types callers use with this store (defined in commit.py,
+profiles.py, snapshot.py and transport.py)."""

@@ -12,6 +12,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:seen          zset   ids of applied events that may come again (idempotency key, provider
                                        callback, forwarded by a merge), scored by time
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
+    oc:{ws:c:cid}:inbound       zset   provider ids of the inbound messages applied to the profile (the newest 1,000)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
     oc:{ws:p:N}:lease           string id of the worker that owns partition N (expires unless renewed)
@@ -24,6 +25,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
     oc:{ws}:paused              set    ids of paused journeys
     oc:{ws}:outbox              list   messages recorded by the outbox connector
+    {oc:ws:outbox}:count        string how many records the outbox was ever given (positions for pagination;
+                                       its hash tag is the outbox key's own name: the two share a slot)
     oc:{ws}:rate:CONNECTOR:S    string sends through a connector in second S (provider rate limits)
     oc:{ws}:provider:ID         string "customer|message" of a provider's message id (delivery receipts)
     oc:{ws}:idem:EVENT_ID       string fingerprint of the body an idempotency key came with (kept the window)
@@ -70,10 +73,12 @@ class CustomerKeys:
     messages: str
     seen: str
     sends: str
+    inbound: str
+    """Provider ids of the inbound messages applied to the profile (a replayed webhook is applied once)."""
 
     def all(self) -> tuple[str, ...]:
         return (self.profile, self.attrs, self.entries, self.timeline, self.messages, self.seen,
-                self.sends)
+                self.sends, self.inbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class Keyspace:
             messages=f"{tag}:messages",
             seen=f"{tag}:seen",
             sends=f"{tag}:sends",
+            inbound=f"{tag}:inbound",
         )
 
     def partition_of(self, customer_id: str) -> int:
@@ -177,6 +183,10 @@ class Keyspace:
     @property
     def outbox(self) -> str:
         return f"oc:{self.workspace}:outbox"
+
+    @property
+    def outbox_count(self) -> str:
+        return f"{{{self.outbox}}}:count"
 
     @property
     def clock(self) -> str:

@@ -1,5 +1,10 @@
 """Merging an anonymous visitor into the customer they turn out to be, one slot at a time.
 
+Only an anonymous visitor is merged: a customer known by a profile written from outside their events (KNOWN_AT:
+PUT /v1/customers, a reply), or by an address, never is — otherwise `identify` naming a victim's id would take
+over their profile, consents and timeline. Neither is an id that looks like an address lookup, nor one with no
+activity at all (merging it would reserve an id someone may be given later). `refusal` says why not.
+
 An anonymous id and a customer id hash onto different slots (and usually different workers), so the merge is
 two atomic steps, each applied in its customer's order by the worker that owns it:
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from omnicanal.codec import dumps, loads
+from omnicanal.identity import looks_like_address
 from omnicanal.store.connection import Redis, decode_map, translated
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.schema import (
@@ -25,6 +31,7 @@ from omnicanal.store.schema import (
     CONSENTS,
     CREATED_AT,
     INSTANCE_FIELD,
+    KNOWN_AT,
     MERGED_AT,
     MERGED_FROM,
     MERGED_INTO,
@@ -42,6 +49,20 @@ from omnicanal.store.schema import (
 
 __all__ = ["MERGED_INTO", "CustomerMerge"]
 """MERGED_INTO (schema.py) is the tombstone callers look for."""
+
+
+def refusal(visitor: str, state: dict[str, Any]) -> str | None:
+    """Why the customer `visitor` (as `CustomerMerge.export` gives them) may not be merged, or None."""
+    if looks_like_address(visitor):
+        return (f"{visitor!r} looks like an address, not an anonymous id: identify names the visitor by the id its "
+                "events were sent with")
+    profile = state["profile"]
+    if profile.get(KNOWN_AT) or profile.get(ADDRESSES):
+        return (f"{visitor!r} is a known customer (a profile written with PUT /v1/customers or by a reply, or an "
+                "address), not an anonymous visitor: nothing merged")
+    if not (profile or state["attributes"] or state["timeline"]):
+        return f"{visitor!r} has no activity: nothing to merge"
+    return None
 
 
 def _json_map(raw: Any) -> dict[str, Any]:
@@ -76,6 +97,12 @@ class CustomerMerge:
             "seen": dict(seen),
             "sends": dict(sends),
         }
+
+    async def note(self, customer_id: str, entry: dict[str, Any]) -> None:
+        """Add an entry to the customer's timeline, in their order (a refused merge, said to who asked for it)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(self._keys.customer(customer_id).timeline, dumps(entry))
+            await pipe.execute()
 
     async def tombstone(self, customer_id: str, into: str, now: float) -> None:
         """Replace a merged customer by a pointer to the one it became."""

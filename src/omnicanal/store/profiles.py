@@ -6,9 +6,10 @@ nor one another's: addresses and consents are merged inside Redis, not read and 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
-from omnicanal.codec import encode
+from omnicanal.codec import encode, loads
 from omnicanal.store import schema
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load, section
@@ -19,15 +20,15 @@ REMOVE_ADDRESS = load("remove_address")
 _MERGED = (schema.ADDRESSES, schema.CONSENTS)
 
 
-def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float) -> list[Any]:
+def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float, once: str = "") -> list[Any]:
     """The script's arguments (see lua/upsert_profile.lua): addresses and consents go whole, to be merged; a
-    null field or attribute is removed."""
+    null field or attribute is removed; `once`: the provider message id the update is applied once for."""
     merged = [encode(fields[name]) if fields.get(name) is not None else "" for name in _MERGED]
     given = {name: value for name, value in fields.items() if name not in _MERGED}
     kept = [x for name, value in given.items() if value is not None
             for x in (name, schema.encode_profile_field(name, value))]
     return [
-        repr(now), *merged,
+        repr(now), *merged, once,
         *section(kept, 2),
         *section([name for name, value in given.items() if value is None], 1),
         *section([x for name, value in attributes.items() if value is not None for x in (name, encode(value))], 2),
@@ -35,18 +36,41 @@ def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float) 
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    """What an upsert did: whether it applied (a provider message applied before: not), and the addresses before
+    and after it when the update gave some (the identity index follows them)."""
+
+    applied: bool
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_answer(cls, answer: list[Any]) -> ProfileUpdate:
+        """From the script's answer: {0}, or {1, the addresses before, after} (JSON; '' when none were given)."""
+        if not int(answer[0]):
+            return cls(False)
+        before, after = ((loads(text) or {}) if text else {} for text in answer[1:3])
+        return cls(True, before, after)
+
+
 class ProfileWrites:
     def __init__(self, transport: Transport, keys: Keyspace) -> None:
         self._transport = transport
         self._keys = keys
 
-    async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float) -> None:
+    async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float,
+                     once: str | None = None) -> ProfileUpdate:
         """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
-        merge per channel and purpose, null fields and attributes go; the customer is listed."""
+        merge per channel and purpose in the order they were decided, null fields and attributes go; the customer
+        is listed, and known from then on. With `once` (a provider's message id), an update already applied for
+        that id changes nothing."""
         k = self._keys.customer(customer_id)
-        await asyncio.gather(self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs],
-                                                    upsert_args(fields, attributes, now)),
-                             self._transport.command("SADD", self._keys.customers, customer_id))
+        answer, _ = await asyncio.gather(
+            self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs, k.inbound],
+                                   upsert_args(fields, attributes, now, once or "")),
+            self._transport.command("SADD", self._keys.customers, customer_id))
+        return ProfileUpdate.of_answer(list(answer))
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
         """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if

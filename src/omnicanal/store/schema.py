@@ -27,12 +27,17 @@ ADDRESSES = "addresses"
 """JSON `{channel: address}` (`push`: a list of tokens); merged per channel, a null or empty address removes one."""
 CONSENTS = "consents"
 """JSON `{channel: {purpose: {"granted", "source", "at"}}}` (policy/consent.py)."""
+INBOUND_KEPT = 1000
+"""Provider message ids remembered per customer (CustomerKeys.inbound): a replay of an older one is not caught."""
 CHANNEL_PREFERENCE = "channel_preference"
 MERGED_FROM = "merged_from"
 """JSON list of the anonymous ids merged into this customer (a merge applied twice changes nothing)."""
 MERGED_INTO = "merged_into"
 """A tombstone: the customer this anonymous id became; their work is forwarded there."""
 MERGED_AT = "merged_at"
+KNOWN_AT = "known_at"
+"""When the customer became known: their profile was written from outside their own events (PUT /v1/customers, a
+reply on SMS or WhatsApp: lua/upsert_profile.lua). A known customer is never merged into another by `identify`."""
 TOUCHPOINTS = "touchpoints"
 """JSON list of the messages the customer received lately, for attribution (journey/attribution.py)."""
 GOAL_WATCHES = "goal_watches"
@@ -306,11 +311,12 @@ COUPON_USED_BY = "used_by"
 COUPON_USED_AT = "used_at"
 
 
-LUA_NAMES: dict[str, str] = {
+LUA_NAMES: dict[str, str | int] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
     "COUPON_EXPIRES": COUPON_EXPIRES, "COUPON_USED_BY": COUPON_USED_BY, "COUPON_USED_AT": COUPON_USED_AT,
+    "INBOUND_KEPT": INBOUND_KEPT, "KNOWN_AT": KNOWN_AT,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""
