@@ -18,7 +18,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonRef, JsonSchemaValue, m
 from pydantic_core import core_schema
 
 from omnicanal.journey.durations import _COMPOUND, _NUMBER, parse_offset
-from omnicanal.journey.model import _ID, Condition, Duration, Text, Value, check_id
+from omnicanal.journey.model import JOURNEY_ID_PATTERN, Condition, Duration, Text, Value, check_id
 from omnicanal.template_files import _LOCALE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -30,7 +30,7 @@ FORMS: dict[str, JsonSchemaValue] = {
     "Id": {
         "description": "An id: 1 to 64 lowercase letters, digits, '_' or '-', starting with a letter or digit.",
         "type": "string",
-        "pattern": f"^{_ID.pattern}$",
+        "pattern": JOURNEY_ID_PATTERN,
     },
     "Expression": {
         "description": 'A Jinja2 expression over customer, event, vars and now, in quotes: "vars.total >= 20".',
