@@ -5,9 +5,10 @@ control group — each as a user would run it."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import StartApi, journey_ended, write_journey
+from conftest import StartApi, write_journey
 from test_cli import run
 
 EXPERIMENT = """
@@ -68,7 +69,6 @@ async def test_two_orders_in_parallel_each_with_its_date(project: Path, start_ap
     api = await start_api(clock_speed=3600.0)
     await api.put_customer("k1", PROFILE)
     now = (await api.request("GET", "/v1/journeys/pickup/stats", 200))["to"]
-    from datetime import datetime, timedelta
     moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
     soon = (moment + timedelta(days=1, hours=1)).isoformat()
     for order_id, deadline in (("o1", soon), ("o2", soon), ("o3", "next tuesday")):

@@ -1,10 +1,11 @@
 """The journey core: a customer's work applied to their state, with no I/O.
 
 `apply(context, state, work, now)` takes the customer's state and their work items (events, fired timers,
-drains, resumes of a paused journey, cancellations of what an event started), in order, and changes the state; it returns the Changes for the engine to write. For each event: it is
-recorded on the timeline; delivery receipts and engagement events settle the fallbacks of the messages they
-concern; running instances whose journey exits on it end; goals it meets are recorded as conversions; instances
-waiting for it resume; journeys it triggers start. Every affected instance then advances until it waits or ends.
+drains, resumes of a paused journey, cancellations of what an event started), in order, and changes the state;
+it returns the Changes for the engine to write. For each event: it is recorded on the timeline; delivery
+receipts and engagement events settle the fallbacks of the messages they concern; running instances whose
+journey exits on it end; goals it meets are recorded as conversions; instances waiting for it resume; journeys
+it triggers start. Every affected instance then advances until it waits or ends.
 
 It is a generator: each send it decides is yielded as an `Attempt`, each `fetch` step's call as a `Fetch`, and the
 engine sends back the `Outcome` (journey/effects.py), so the same code runs in the worker, in `omnicanal simulate`
