@@ -85,7 +85,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated API keys; when set, /v1 requests need `Authorization: Bearer <key>`.",
+        description="Comma-separated API keys with every scope; when set (or once `omnicanal keys create` made "
+        "one), /v1 requests need `Authorization: Bearer <key>`.",
+    )
+    rate_limit_per_key: int = Field(
+        default=0, ge=0, description="Requests per second each API key may make, counted in Redis for all API "
+        "processes together; over it, 429 with Retry-After. 0: no limit.",
     )
     ui_secret: str | None = Field(
         default=None,

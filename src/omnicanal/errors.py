@@ -12,6 +12,10 @@
     │   └── InputTooLarge      a part of a body is over its size limit (413)
     ├── NotFound               the customer, journey or route asked for does not exist
     ├── Conflict               the request contradicts what was stored (an idempotency key with another body)
+    ├── AccessDenied           the request may not do what it asks
+    │   ├── Unauthorized       no API key, or one that is not valid here (401)
+    │   ├── Forbidden          a valid key without the scope the route needs; names the scope (403)
+    │   └── RateLimited        the key made more requests this second than allowed; says when to retry (429)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
@@ -113,6 +117,33 @@ class Conflict(OmnicanalError):
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class AccessDenied(OmnicanalError):
+    """The request may not do what it asks (api/scopes.py says what each route needs)."""
+
+
+class Unauthorized(AccessDenied):
+    """No API key, or one that is not valid here (unknown, revoked, of another workspace)."""
+
+
+class Forbidden(AccessDenied):
+    """A valid key that lacks the scope the route needs; `scope` names it, so the operator knows which key to
+    create."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(f"this API key lacks the scope {scope!r} this request needs: create a key with it "
+                         f"(omnicanal keys create --scope {scope})")
+
+
+class RateLimited(AccessDenied):
+    """The key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY allows; `retry_after` seconds."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"this API key made more than {limit} requests this second "
+                         f"(OMNICANAL_RATE_LIMIT_PER_KEY): retry after the Retry-After seconds")
 
 
 class StoreUnavailable(OmnicanalError):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
+from omnicanal.access import CALLER, WORKSPACE, KeyRing, presented_key
 from omnicanal.api import (
+    audit,
     control,
     customers,
     events,
@@ -15,46 +15,49 @@ from omnicanal.api import (
     links,
     openapi,
     outbox,
+    scopes,
     twilio,
     unsubscribe,
 )
-from omnicanal.api.errors import Handler, error_response, errors_middleware
-from omnicanal.api.state import RUNTIME
+from omnicanal.api.errors import Handler, errors_middleware
+from omnicanal.api.state import ACCESS, RUNTIME
 from omnicanal.engine.runtime import Role, Runtime
+from omnicanal.errors import Forbidden, RateLimited, Unauthorized
+from omnicanal.store.apikeys import ApiKeyStore
+from omnicanal.store.key_rates import KeyRates
 from omnicanal.ui import routes as dashboard
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
-                          "/webhooks/twilio/inbound"})
-"""Paths without an API key: probes, and provider callbacks (those carry the provider's own signature)."""
-PUBLIC_PREFIXES = ("/r/", "/u/")
-"""Links in messages, followed by customers: their signed token is their authority (links.py)."""
 
-
-def _auth_middleware(keys: list[str]) -> web.middleware:  # type: ignore[valid-type]
-    """When API keys are configured, /v1 requests must carry one (Bearer token or X-API-Key); the dashboard
-    checks the key itself (it also takes its session cookie)."""
-    encoded = [key.encode() for key in keys]
+def _access_middleware(ring: KeyRing, rates: KeyRates, limit: int) -> web.middleware:  # type: ignore[valid-type]
+    """Every route needs what api/scopes.py says: a key with that scope, or nothing (PUBLIC). A route that matched
+    nothing (404, 405) needs a key, so probing paths tells a stranger nothing. The dashboard's pages check the key
+    themselves (they also take a session cookie). The caller and its workspace are kept on the request."""
 
     @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES) or dashboard.serves(request.path):
+    async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        needs = scopes.needs(request)
+        if needs == scopes.PUBLIC or dashboard.serves(request.path):
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
-        # Header bytes that are not UTF-8 arrive as surrogates: encoded back as they came, they match no key.
-        if not any(hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key) for key in encoded):
-            return error_response(401, "unauthorized", "send a valid API key: Authorization: Bearer <key>")
+        caller = await ring.caller(presented_key(request))
+        if caller is None:
+            raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
+        if needs is not None and not caller.allows(needs):
+            raise Forbidden(needs)
+        if limit and caller.fingerprint is not None and (wait := await rates.wait_for(caller.fingerprint, limit)):
+            raise RateLimited(limit, wait)
+        request[CALLER], request[WORKSPACE] = caller, caller.workspace
         return await handler(request)
 
-    return auth
+    return access
 
 
 def create_app(runtime: Runtime) -> web.Application:
-    middlewares = [errors_middleware]
-    if runtime.settings.api_keys:
-        middlewares.append(_auth_middleware(runtime.settings.api_keys))
-    app = web.Application(middlewares=middlewares, client_max_size=runtime.settings.max_body_bytes)
-    app[RUNTIME] = runtime
+    settings = runtime.settings
+    ring = KeyRing(settings.api_keys, settings.workspace, ApiKeyStore(runtime.redis, runtime.keys))
+    middlewares = [errors_middleware, _access_middleware(ring, KeyRates(runtime.redis, runtime.keys),
+                                                         settings.rate_limit_per_key)]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app[RUNTIME], app[ACCESS] = runtime, ring
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
@@ -72,11 +75,14 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_delete("/v1/customers/{customer_id}/journeys/{journey_id}", control.cancel_instance)
     app.router.add_post("/v1/events/cancel", control.cancel_event)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
+    app.router.add_get("/v1/audit", audit.get_audit)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)
     app.router.add_get("/openapi.json", openapi.openapi)
     app.router.add_get("/r/{token}", links.follow)
     app.router.add_get("/u/{token}", unsubscribe.ask)
     app.router.add_post("/u/{token}", unsubscribe.confirm)
-    dashboard.setup(app, runtime)
+    dashboard.setup(app, runtime, ring)
+    if missing := scopes.unlisted(app.router):
+        raise RuntimeError(f"routes without an entry in api/scopes.py ROUTES (a scope, or PUBLIC): {missing}")
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from omnicanal import lifecycle
+from omnicanal.api.audit import audit
 from omnicanal.api.errors import read_json
 from omnicanal.api.events import event_id
 from omnicanal.api.identifiers import Unresolved, customer_behind
@@ -43,6 +44,7 @@ async def control_journey(request: web.Request) -> web.Response:
         count, status = await lifecycle.resume(journeys, queue, journey_id), "running"
     else:
         count, status = await lifecycle.stop(journeys, queue, journey_id), "stopped"
+    await audit(request, f"journey.{action}", journey_id, customers=count)
     return web.json_response({"journey": journey_id, "status": status, "customers": count}, status=202)
 
 

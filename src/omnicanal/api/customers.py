@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from omnicanal.api.audit import audit
 from omnicanal.api.errors import read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind
 from omnicanal.api.schemas import CustomerIn, storable, within_limits
@@ -130,6 +131,10 @@ async def put_customer(request: web.Request) -> web.Response:
     update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
     if "addresses" in fields:
         await runtime.identity.follow(customer_id, update.before, update.after)
+    if "consents" in fields:
+        granted = {channel: {purpose: decision["granted"] for purpose, decision in purposes.items()}
+                   for channel, purposes in fields["consents"].items()}
+        await audit(request, "customer.consent", customer_id, consents=granted)
     return web.json_response(await _profile_view(runtime, customer_id))
 
 

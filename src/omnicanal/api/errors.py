@@ -1,7 +1,8 @@
 """Errors to HTTP responses, in one place: handlers raise, this middleware answers.
 
 Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{field, message}]` for invalid input,
-and `id` for an unexpected error (a 500), the id its traceback is logged under. No exception leaves as
+`scope` for a key without the scope a route needs (403), and `id` for an unexpected error (a 500), the id its
+traceback is logged under. No exception leaves as
 aiohttp's plain-text 500.
 """
 
@@ -21,7 +22,16 @@ from pydantic import ValidationError
 from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import NonFinite, loads
-from omnicanal.errors import Conflict, InputError, InputTooLarge, NotFound, StoreUnavailable
+from omnicanal.errors import (
+    Conflict,
+    Forbidden,
+    InputError,
+    InputTooLarge,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 log = structlog.get_logger("omnicanal.api")
 
@@ -40,6 +50,12 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
     ])
 
 
+def with_retry_after(response: web.Response, seconds: float) -> web.Response:
+    """The response, telling the client how many whole seconds to wait (at least one)."""
+    response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return response
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -51,17 +67,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ValidationError as exc:
         converted = input_error(exc)
         return error_response(422, "invalid_input", str(converted), errors=converted.errors)
+    except Unauthorized as exc:
+        return error_response(401, "unauthorized", str(exc))
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc), scope=exc.scope)
+    except RateLimited as exc:
+        return with_retry_after(error_response(429, "rate_limited", str(exc)), exc.retry_after)
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
     except Conflict as exc:
         return error_response(409, "conflict", str(exc), errors=[{"field": exc.field, "message": str(exc)}])
     except StoreUnavailable as exc:
         log.error("store_unavailable", path=request.path, error=str(exc))
-        wait = math.ceil(exc.retry_after)
-        response = error_response(503, "store_unavailable",
-                                  f"the store cannot take requests now: nothing was stored; retry in {wait} s")
-        response.headers["Retry-After"] = str(wait)
-        return response
+        response = error_response(503, "store_unavailable", f"the store cannot take requests now: nothing was "
+                                  f"stored; retry in {math.ceil(exc.retry_after)} s")
+        return with_retry_after(response, exc.retry_after)
     except web.HTTPRequestEntityTooLarge:
         limit = runtime_of(request).settings.max_body_bytes
         return error_response(413, "body_too_large",

@@ -66,7 +66,7 @@ async def get_journey(request: web.Request) -> web.Response:
     })
 
 
-def _moment(request: web.Request, name: str, default: float) -> float:
+def query_moment(request: web.Request, name: str, default: float) -> float:
     text = request.query.get(name)
     if text is None:
         return default
@@ -85,8 +85,8 @@ async def get_stats(request: web.Request) -> web.Response:
     journey = runtime.registry.current.get(request.match_info["journey_id"])
     if journey is None:
         raise NotFound(f"no journey {request.match_info['journey_id']!r}; loaded: {sorted(runtime.registry.current)}")
-    end = _moment(request, "to", runtime.clock.now())
-    start = _moment(request, "from", 0.0) if "from" in request.query else None
+    end = query_moment(request, "to", runtime.clock.now())
+    start = query_moment(request, "from", 0.0) if "from" in request.query else None
     body = await report(runtime.journey_store, journey, start, end, request.query.get("bucket"))
     body.update({"from": iso(start) if start is not None else None, "to": iso(end)})
     body["series"] = [{**point, "at": iso(point["at"])} for point in body["series"]]

@@ -8,17 +8,22 @@ from typing import Any
 from aiohttp import web
 
 from omnicanal import __version__
+from omnicanal.api import audit
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
-from omnicanal.api.state import runtime_of
+from omnicanal.api.scopes import PUBLIC, ROUTES
+from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
-                "headers": {"Retry-After": {"description": "seconds to wait before retrying",
-                                            "schema": {"type": "integer"}}}}
+                "headers": _RETRY_AFTER}
+_FORBIDDEN = {**_ERROR, "description": "The API key lacks the scope this operation needs (named in `scope`)"}
+_LIMITED = {**_ERROR, "description": "The API key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY",
+            "headers": _RETRY_AFTER}
 
 
 def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -26,8 +31,8 @@ def _operation(summary: str, body: str | None = None, ok: str = "200", more: tup
     body also answers 400 (not JSON), 408 (sent too slowly) and 413 (too large)."""
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "500": _ERROR, "503": _UNAVAILABLE,
-                      **{code: _ERROR for code in more}},
+        "responses": {ok: _JSON, "401": _ERROR, "403": _FORBIDDEN, "422": _ERROR, "429": _LIMITED, "500": _ERROR,
+                      "503": _UNAVAILABLE, **{code: _ERROR for code in more}},
     }
     if body:
         operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR})
@@ -46,9 +51,20 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+def _scoped(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each operation that needs a scope (api/scopes.py) with it, as its bearer requirement's scope list."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            needs = ROUTES.get((method.upper(), path), PUBLIC)
+            if needs != PUBLIC:
+                operation["security"] = [{"bearer": [needs]}]
+    return paths
+
+
 @cache
 def document(secured: bool) -> dict[str, Any]:
-    """The document; `secured` when API keys are configured (only then do /v1 operations need a bearer key)."""
+    """The document; `secured` when API keys are required (access.py: only then do /v1 operations need a bearer
+    key, with the scope each names)."""
     schemas: dict[str, Any] = {}
     for model in (EventIn, BatchIn, CustomerIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -72,7 +88,7 @@ def document(secured: bool) -> dict[str, Any]:
         "info": {"title": "omnicanal", "version": __version__},
         "components": {"schemas": schemas, **({"securitySchemes": {"bearer": bearer}} if secured else {})},
         **({"security": [{"bearer": []}]} if secured else {}),
-        "paths": {
+        "paths": (_scoped if secured else dict)({
             "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202")},
             "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
             "/v1/customers/{customer_id}": {
@@ -104,11 +120,18 @@ def document(secured: bool) -> dict[str, Any]:
                                                 "description": "the `next` of the previous page"})],
                 "get": _operation("Messages the outbox connector recorded, a page at a time"),
             },
+            "/v1/audit": {
+                "parameters": [_query("since", {"type": "string", "format": "date-time"}),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": audit.MAX_PAGE,
+                                                "default": audit.DEFAULT_PAGE}),
+                               _query("before", {"type": "string", "description": "the `next` of the previous page"})],
+                "get": _operation("Admin actions, newest first: who, what, on what, when"),
+            },
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _JSON}}},
             "/readyz": {"get": {"summary": "Readiness", "security": [], "responses": {"200": _JSON, "503": _JSON}}},
-        },
+        }),
     }
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document(bool(runtime_of(request).settings.api_keys)))
+    return web.json_response(document(await request.app[ACCESS].required()))

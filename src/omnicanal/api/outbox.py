@@ -13,7 +13,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-def _number(request: web.Request, name: str, default: int, lowest: int, highest: int | None = None) -> int:
+def query_number(request: web.Request, name: str, default: int, lowest: int, highest: int | None = None) -> int:
     """A query parameter that is a whole number in range; InputError naming it otherwise."""
     text = request.query.get(name)
     if text is None:
@@ -30,8 +30,8 @@ def _number(request: web.Request, name: str, default: int, lowest: int, highest:
 
 async def get_outbox(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    limit = _number(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    after = _number(request, "after", 0, 0)
+    limit = query_number(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    after = query_number(request, "after", 0, 0)
     wanted = {k: v for k in ("customer_id", "channel", "journey") if (v := request.query.get(k))}
     records, last = await OutboxStore(runtime.redis, runtime.keys).page(after, limit, wanted)
     return web.json_response({"messages": records, "next": last})

@@ -35,6 +35,11 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
     oc:{ws}:clock               hash   anchor of the shared journey clock
     oc:{ws}:format              string the stored-format version of the workspace (version.py)
+    oc:{ws}:apikeys             hash   key id -> JSON of an API key: its secret's SHA-256, name, scopes, workspace,
+                                       created_at, revoked_at (revoked keys stay: `omnicanal keys list --all`)
+    oc:{ws}:apikeys:used        hash   key id -> when an API process last saw the key used (at most once a second)
+    oc:{ws}:hits:FP:S           string requests made with the API key of fingerprint FP in second S (rate limit)
+    oc:{ws}:audit               stream admin actions: who, what, on what (the newest AUDIT_KEPT, schema.py)
 
 All keys of one customer share the hash tag `{ws:c:cid}`, and a partition's stream and timers share `{ws:p:N}`,
 so every multi-key script or transaction touches one slot and runs unchanged on Redis Cluster.
@@ -195,3 +200,20 @@ class Keyspace:
     @property
     def format(self) -> str:
         return f"oc:{self.workspace}:format"
+
+    @property
+    def api_keys(self) -> str:
+        """The workspace's API keys (store/apikeys.py), one key: one slot, on a Cluster too."""
+        return f"oc:{self.workspace}:apikeys"
+
+    @property
+    def api_keys_used(self) -> str:
+        return f"oc:{self.workspace}:apikeys:used"
+
+    def key_hits(self, fingerprint: str, second: int) -> str:
+        """Requests made with one API key in one second (OMNICANAL_RATE_LIMIT_PER_KEY)."""
+        return f"oc:{self.workspace}:hits:{fingerprint}:{second}"
+
+    @property
+    def audit(self) -> str:
+        return f"oc:{self.workspace}:audit"

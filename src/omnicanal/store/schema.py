@@ -311,6 +311,43 @@ COUPON_USED_BY = "used_by"
 COUPON_USED_AT = "used_at"
 
 
+# -- API keys (Keyspace.api_keys: key id -> JSON) and the audit stream (Keyspace.audit) -------------------------------
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """An API key as stored: never its secret, only the secret's SHA-256 (`digest`)."""
+
+    id: str
+    digest: str
+    name: str
+    scopes: tuple[str, ...]
+    workspace: str
+    created_at: float
+    revoked_at: float | None = None
+    last_used: float | None = None
+    """When an API process last saw it used (kept apart: Keyspace.api_keys_used); None: never, or not read."""
+
+
+def encode_key(key: StoredKey) -> bytes:
+    return encode({"digest": key.digest, "name": key.name, "scopes": list(key.scopes), "workspace": key.workspace,
+                   "created_at": key.created_at, "revoked_at": key.revoked_at})
+
+
+def decode_key(key_id: str, stored: str | bytes, last_used: str | None = None) -> StoredKey:
+    fields = loads(stored)
+    return StoredKey(key_id, fields["digest"], fields["name"], tuple(fields["scopes"]), fields["workspace"],
+                     fields["created_at"], fields["revoked_at"], float(last_used) if last_used else None)
+
+
+AUDIT_KEPT = 100_000
+"""Audit entries kept (XADD MAXLEN ~: Redis trims whole nodes, so a few more may stay): at ~200 B each, ~20 MB."""
+AUDIT_ACTOR = "actor"
+"""Who: an API key's id, `static` (a key of OMNICANAL_API_KEYS), `anonymous` (an API without keys) or `cli`."""
+AUDIT_ACTION = "action"
+AUDIT_TARGET = "target"
+AUDIT_DETAILS = "details"
+"""JSON object: what else the action says (counts, the consents written...); when: the entry id's time."""
+
 LUA_NAMES: dict[str, str | int] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,

@@ -2,7 +2,8 @@
 
 A view answers a Page (rendered here, with what every page shares) or a response of its own (the JSON its
 script polls, a redirect). Without access, a page request goes to the login form and a JSON request gets 401;
-a wrong key in the headers gets 401 either way. Errors become pages here (404, 422, 503), not the API's JSON.
+a wrong key in the headers gets 401 either way, and a key (or the session of one) without `ui:read` 403.
+Errors become pages here (404, 422, 503), not the API's JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from omnicanal.access import CALLER, WORKSPACE, KeyRing, Scope
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound, StoreUnavailable
 from omnicanal.store.overview import OverviewStore
@@ -48,12 +50,12 @@ def _safe_next(target: str | None) -> str:
     return PREFIX
 
 
-def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
+async def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
     """The page, with what the layout needs (the logout form's CSRF token), setting this browser's CSRF
     cookie the first time."""
     dashboard = dashboard_of(request)
     nonce = request.cookies.get(CSRF_COOKIE) or new_nonce()
-    common = {"open": dashboard.gate.open, "csrf": dashboard.gate.csrf_token(nonce), "path": request.path,
+    common = {"open": await dashboard.gate.open(), "csrf": dashboard.gate.csrf_token(nonce), "path": request.path,
               "static": f"{PREFIX}/static", **extra}
     response = respond(dashboard.templates, page, common)
     if CSRF_COOKIE not in request.cookies:
@@ -66,21 +68,31 @@ def _wants_json(request: web.Request) -> bool:
     return request.path.endswith(".json")
 
 
-def _refused(request: web.Request, access: Access) -> web.StreamResponse:
+LACKS_SCOPE = f"this API key lacks the scope {Scope.UI_READ.value!r} the dashboard needs"
+
+
+async def _refused(request: web.Request, access: Access) -> web.StreamResponse:
+    if access is Access.FORBIDDEN:
+        if _wants_json(request):
+            return secured(web.json_response({"error": "forbidden", "message": LACKS_SCOPE,
+                                              "scope": Scope.UI_READ.value}, status=403))
+        return await _render(request, Page("login.html", {"next": request.path_qs, "problem": LACKS_SCOPE}, 403))
     if _wants_json(request):
         message = "wrong API key" if access is Access.WRONG else "send an API key: Authorization: Bearer <key>"
         return secured(web.json_response({"error": "unauthorized", "message": message}, status=401))
     if access is Access.WRONG:
-        return _render(request, Page("login.html", {"next": request.path_qs, "problem": "wrong API key"}, 401))
+        return await _render(request, Page("login.html", {"next": request.path_qs, "problem": "wrong API key"},
+                                           401))
     raise web.HTTPSeeOther(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
 
 
 def guarded(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         dashboard = dashboard_of(request)
-        access = dashboard.gate.access(request)
-        if access is not Access.GRANTED:
-            return _refused(request, access)
+        verdict = await dashboard.gate.access(request)
+        if verdict.access is not Access.GRANTED or verdict.caller is None:
+            return await _refused(request, verdict.access)
+        request[CALLER], request[WORKSPACE] = verdict.caller, verdict.caller.workspace
         try:
             answer = await view(request, dashboard)
         except NotFound as exc:
@@ -92,7 +104,7 @@ def guarded(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             answer = Page("problem.html", {"title": "Store unavailable",
                                            "problems": ["Redis cannot answer now; reload in a few seconds"]}, 503)
         if isinstance(answer, Page):
-            return _render(request, answer)
+            return await _render(request, answer)
         return secured(answer)
 
     return handler
@@ -101,9 +113,9 @@ def guarded(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]
 async def login_form(request: web.Request) -> web.StreamResponse:
     dashboard = dashboard_of(request)
     target = _safe_next(request.query.get("next"))
-    if dashboard.gate.access(request) is Access.GRANTED:
+    if (await dashboard.gate.access(request)).access is Access.GRANTED:
         raise web.HTTPSeeOther(target)
-    return _render(request, Page("login.html", {"next": target, "problem": None}))
+    return await _render(request, Page("login.html", {"next": target, "problem": None}))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -112,13 +124,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     target = _safe_next(str(form.get("next", "")))
     if not dashboard.gate.csrf_valid(request, str(form.get("csrf", ""))):
-        return _render(request, Page("login.html", {"next": target, "problem": (
+        return await _render(request, Page("login.html", {"next": target, "problem": (
             "this form expired or was sent from another site: log in again from this page")}, 403))
-    key = dashboard.gate.valid_key(str(form.get("key", "")))
-    if key is None:
-        return _render(request, Page("login.html", {"next": target, "problem": "wrong API key"}, 401))
+    verdict = await dashboard.gate.check_key(str(form.get("key", "")))
+    if verdict.access is not Access.GRANTED or verdict.caller is None:
+        problem, status = (LACKS_SCOPE, 403) if verdict.access is Access.FORBIDDEN else ("wrong API key", 401)
+        return await _render(request, Page("login.html", {"next": target, "problem": problem}, status))
     response = web.HTTPSeeOther(target)
-    response.set_cookie(SESSION_COOKIE, dashboard.gate.session_for(key), path=COOKIE_PATH, httponly=True,
+    response.set_cookie(SESSION_COOKIE, dashboard.gate.session_for(verdict.caller), path=COOKIE_PATH, httponly=True,
                         samesite="Strict", secure=request.secure)
     raise response
 
@@ -127,16 +140,16 @@ async def logout(request: web.Request) -> web.StreamResponse:
     dashboard = dashboard_of(request)
     form = await request.post()
     if not dashboard.gate.csrf_valid(request, str(form.get("csrf", ""))):
-        return _render(request, Page("problem.html", {"title": "Not logged out", "problems": [
+        return await _render(request, Page("problem.html", {"title": "Not logged out", "problems": [
             "this form expired or was sent from another site: log out again from a dashboard page"]}, 403))
     response = web.HTTPSeeOther(f"{PREFIX}/login")
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     raise response
 
 
-def setup(app: web.Application, runtime: Runtime) -> None:
-    """Serve the dashboard from `app`, under /ui."""
-    app[DASHBOARD] = Dashboard(runtime, Gate.from_settings(runtime.settings), environment(),
+def setup(app: web.Application, runtime: Runtime, keys: KeyRing) -> None:
+    """Serve the dashboard from `app`, under /ui, to the holders of `keys` with the scope `ui:read`."""
+    app[DASHBOARD] = Dashboard(runtime, Gate(keys, runtime.settings), environment(),
                                TimelinePages(runtime.redis, runtime.keys), OverviewStore(runtime.redis, runtime.keys))
     pages: list[tuple[str, View]] = [
         ("", journeys.journeys_page),

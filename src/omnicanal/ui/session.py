@@ -1,10 +1,11 @@
-"""Who may see the dashboard: the holder of an API key, sent as `Authorization: Bearer` (scripts, probes) or
-remembered after the login form in a signed session cookie. Without OMNICANAL_API_KEYS the dashboard is open, as
-the API is.
+"""Who may see the dashboard: the holder of an API key with the scope `ui:read` (static keys have every scope),
+sent as `Authorization: Bearer` (scripts, probes) or remembered after the login form in a signed session cookie.
+When the API needs no key (access.py), neither does the dashboard.
 
 The cookie holds no key: it holds the key's fingerprint (SHA-256) and an expiry, signed with HMAC-SHA256 under
-OMNICANAL_UI_SECRET. A stolen cookie does not open the API, and a key taken out of OMNICANAL_API_KEYS ends its
-sessions at once. HttpOnly (page scripts cannot read it), SameSite=Strict (no other site's page sends it).
+OMNICANAL_UI_SECRET. A stolen cookie does not open the API, and every request checks the key behind it again: a
+key taken out of OMNICANAL_API_KEYS ends its sessions at once, a revoked one within access.CACHE_SECONDS.
+HttpOnly (page scripts cannot read it), SameSite=Strict (no other site's page sends it).
 
 The only requests that change anything are the login and the logout, both POST. Each carries a CSRF token, the
 HMAC of a random value kept in its own SameSite=Strict cookie (signed double submit: a page of another site can
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
+from omnicanal.access import Caller, KeyRing, Scope, presented_key
 from omnicanal.config import Settings
 
 log = structlog.get_logger("omnicanal.ui")
@@ -40,78 +42,74 @@ class Access(Enum):
     MISSING = "missing"
     """No key, no session (or an expired one): the login form."""
     WRONG = "wrong"
-    """A key was given and is not one of OMNICANAL_API_KEYS: 401."""
-
-
-def _fingerprint(key: bytes) -> str:
-    return hashlib.sha256(key).hexdigest()
-
-
-def presented_key(request: web.Request) -> str | None:
-    """The key a request carries in its headers, as the API reads it (Bearer token or X-API-Key)."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:]
-    return request.headers.get("X-API-Key")
+    """A key was given and is not valid here: 401."""
+    FORBIDDEN = "forbidden"
+    """A valid key (or the session of one) without the scope `ui:read`: 403."""
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the gate decided, and for whom (None unless GRANTED or FORBIDDEN)."""
+
+    access: Access
+    caller: Caller | None = None
+
+
+def _verdict(caller: Caller | None, wrong: Access) -> Verdict:
+    if caller is None:
+        return Verdict(wrong)
+    return Verdict(Access.GRANTED if caller.allows(Scope.UI_READ) else Access.FORBIDDEN, caller)
+
+
 class Gate:
-    keys: tuple[bytes, ...]
-    secret: bytes
+    """Decides who may see the dashboard, and signs its session and CSRF cookies."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Gate:
-        """The gate of this process; without OMNICANAL_UI_SECRET sessions are signed with a random secret of
-        this process (said once, as a warning: they end when it restarts and other API processes refuse them)."""
-        keys = tuple(key.encode() for key in settings.api_keys)
-        if settings.ui_secret:
-            return cls(keys, settings.ui_secret.encode())
-        if keys:
-            log.warning("ui_secret_random", detail="no OMNICANAL_UI_SECRET: dashboard sessions are signed with a "
-                        "secret made for this process; they end when it restarts and other processes refuse them")
-        return cls(keys, secrets.token_bytes(32))
+    def __init__(self, keys: KeyRing, settings: Settings) -> None:
+        """Without OMNICANAL_UI_SECRET sessions are signed with a random secret of this process: said once, as a
+        warning, at the first login (they end when it restarts and other API processes refuse them)."""
+        self.keys = keys
+        self.secret = settings.ui_secret.encode() if settings.ui_secret else secrets.token_bytes(32)
+        self._warn = not settings.ui_secret
 
-    @property
-    def open(self) -> bool:
-        """No API key is configured: the dashboard, like the API, needs none."""
-        return not self.keys
+    async def open(self) -> bool:
+        """No API key is required: the dashboard, like the API, needs none."""
+        return not await self.keys.required()
 
     def _sign(self, purpose: str, value: str) -> str:
         return hmac.new(self.secret, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
-    def valid_key(self, given: str) -> bytes | None:
-        """The configured key `given` is (compared in constant time), or None."""
-        encoded = given.encode()
-        matches = [key for key in self.keys if hmac.compare_digest(encoded, key)]
-        return matches[0] if matches else None
+    async def check_key(self, given: str) -> Verdict:
+        """What a key typed in the login form (or sent in a header) opens."""
+        return _verdict(await self.keys.caller(given), Access.WRONG)
 
-    def session_for(self, key: bytes, now: float | None = None) -> str:
-        """The session cookie's value for a key that was just checked."""
-        payload = f"{int((now or time.time()) + SESSION_SECONDS)}.{_fingerprint(key)}"
+    def session_for(self, caller: Caller, now: float | None = None) -> str:
+        """The session cookie's value for a caller whose key was just checked."""
+        if self._warn:
+            self._warn = False
+            log.warning("ui_secret_random", detail="no OMNICANAL_UI_SECRET: dashboard sessions are signed with a "
+                        "secret made for this process; they end when it restarts and other processes refuse them")
+        payload = f"{int((now or time.time()) + SESSION_SECONDS)}.{caller.fingerprint}"
         return f"{payload}.{self._sign('session', payload)}"
 
-    def _session_valid(self, value: str, now: float) -> bool:
+    async def _session(self, value: str, now: float) -> Verdict:
         expiry, _, rest = value.partition(".")
         fingerprint, _, signature = rest.partition(".")
         if not hmac.compare_digest(signature, self._sign("session", f"{expiry}.{fingerprint}")):
-            return False
+            return Verdict(Access.MISSING)
         if not expiry.isdigit() or int(expiry) < now:
-            return False
-        return any(hmac.compare_digest(fingerprint, _fingerprint(key)) for key in self.keys)
+            return Verdict(Access.MISSING)
+        return _verdict(await self.keys.holder(fingerprint), Access.MISSING)
 
-    def access(self, request: web.Request) -> Access:
+    async def access(self, request: web.Request) -> Verdict:
         """A key in the headers decides alone (a wrong one is WRONG even with a valid cookie: a script must
-        learn its key is wrong); otherwise the session cookie."""
-        if self.open:
-            return Access.GRANTED
+        learn its key is wrong); otherwise the session cookie, whose key is checked again."""
         given = presented_key(request)
         if given is not None:
-            return Access.GRANTED if self.valid_key(given) else Access.WRONG
+            return await self.check_key(given)
         cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie and self._session_valid(cookie, time.time()):
-            return Access.GRANTED
-        return Access.MISSING
+        if cookie and await self.keys.required():
+            return await self._session(cookie, time.time())
+        return _verdict(await self.keys.caller(None), Access.MISSING)  # open: anonymous, with every scope
 
     # -- CSRF ---------------------------------------------------------------------------------------------------
 

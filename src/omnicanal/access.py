@@ -1,0 +1,145 @@
+"""Who a request comes from, and whether the API needs a key at all: shared by the API (api/app.py) and the
+dashboard's gate (ui/session.py).
+
+Two kinds of keys:
+- static keys, OMNICANAL_API_KEYS: every scope, the process's workspace (actor `static` in the audit log);
+- stored keys, `omnicanal keys create`: their scopes, their workspace, their id (store/apikeys.py).
+
+When keys are required: as soon as OMNICANAL_API_KEYS has one, or the workspace's key table holds one — revoked
+keys included. So the API is open only while no key was ever created; revoking every key leaves it closed to all
+but static keys (never open by surprise). Creating the first key closes an open API within CACHE_SECONDS.
+
+The key table is read at most once per CACHE_SECONDS per process, and only when a request needs it: a key created
+or revoked takes effect on every process within that bound (plus one Redis round trip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiohttp import web
+
+from omnicanal.store.apikeys import ApiKeyStore, digest, key_id_of
+from omnicanal.store.schema import StoredKey
+
+CACHE_SECONDS = 1.0
+"""How stale a process's copy of the key table may be: the bound on revocation (and creation) taking effect."""
+
+
+class Scope(StrEnum):
+    """What a stored key may do (api/scopes.py maps every route to one)."""
+
+    EVENTS_WRITE = "events:write"
+    CUSTOMERS_READ = "customers:read"
+    CUSTOMERS_WRITE = "customers:write"
+    JOURNEYS_ADMIN = "journeys:admin"
+    UI_READ = "ui:read"
+
+
+SCOPE_NAMES = frozenset(scope.value for scope in Scope)
+
+STATIC = "static"
+"""The actor of a request made with a key of OMNICANAL_API_KEYS."""
+ANONYMOUS = "anonymous"
+"""The actor of a request to an API that needs no key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a request: `actor` is the stored key's id, STATIC or ANONYMOUS."""
+
+    actor: str
+    scopes: frozenset[Scope]
+    workspace: str
+    fingerprint: str | None
+    """The SHA-256 of the key presented (None: no key): rate limits and dashboard sessions name keys by it."""
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+CALLER = web.RequestKey("caller", Caller)
+WORKSPACE = web.RequestKey("workspace", str)
+"""The workspace of the request's key (the process's own for static keys and an open API)."""
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:]
+    return request.headers.get("X-API-Key")
+
+
+class KeyRing:
+    """The keys one API process accepts for its workspace: the static ones, and the stored ones as last read."""
+
+    def __init__(self, static_keys: list[str], workspace: str, store: ApiKeyStore,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._static = {digest(key): key.encode() for key in static_keys}
+        self._workspace = workspace
+        self._store = store
+        self._clock = clock
+        self._table: dict[str, StoredKey] = {}
+        self._read_at = -CACHE_SECONDS
+        self._reading = asyncio.Lock()
+        self._used: dict[str, float] = {}
+        """Keys used since the table was last read, and when: written with the next read (`keys list`)."""
+
+    async def _keys(self) -> dict[str, StoredKey]:
+        if self._clock() - self._read_at < CACHE_SECONDS:
+            return self._table
+        async with self._reading:  # one read for all the requests that find the copy stale
+            if self._clock() - self._read_at >= CACHE_SECONDS:
+                used, self._used = self._used, {}
+                try:
+                    self._table = await self._store.table(used)
+                except BaseException:
+                    self._used = {**used, **self._used}
+                    raise
+                self._read_at = self._clock()
+        return self._table
+
+    async def required(self) -> bool:
+        """Whether requests need a key (see the module's docstring)."""
+        return bool(self._static) or bool(await self._keys())
+
+    async def caller(self, given: str | None) -> Caller | None:
+        """Who a request presenting `given` is; None when a key is required and `given` is missing or not valid
+        here. An API that needs no key takes every request as ANONYMOUS."""
+        if not await self.required():
+            return Caller(ANONYMOUS, frozenset(Scope), self._workspace, None)
+        if given is None:
+            return None
+        # Header bytes that are not UTF-8 arrive as surrogates: encoded back as they came, they match no key.
+        fingerprint = digest(given)
+        static = self._static.get(fingerprint)
+        if static is not None and hmac.compare_digest(static, given.encode("utf-8", "surrogateescape")):
+            return Caller(STATIC, frozenset(Scope), self._workspace, fingerprint)
+        named = key_id_of(given)
+        if named is None or named[0] != self._workspace:
+            return None
+        key = (await self._keys()).get(named[1])
+        if key is None or key.revoked_at is not None or not hmac.compare_digest(key.digest, fingerprint):
+            return None
+        self._used[key.id] = time.time()
+        return _caller_of(key)
+
+    async def holder(self, fingerprint: str) -> Caller | None:
+        """The caller whose key has this fingerprint (a dashboard session names its key so), if still valid."""
+        if any(hmac.compare_digest(fingerprint, known) for known in self._static):
+            return Caller(STATIC, frozenset(Scope), self._workspace, fingerprint)
+        for key in (await self._keys()).values():
+            if key.revoked_at is None and hmac.compare_digest(key.digest, fingerprint):
+                return _caller_of(key)
+        return None
+
+
+def _caller_of(key: StoredKey) -> Caller:
+    return Caller(key.id, frozenset(Scope(scope) for scope in key.scopes if scope in SCOPE_NAMES), key.workspace,
+                  key.digest)

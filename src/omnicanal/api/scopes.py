@@ -1,0 +1,83 @@
+"""What every route needs: one scope, or nothing (PUBLIC). The one table; `create_app` refuses to start with a route
+it does not list, so a new route is never open by omission.
+
+    events:write     sending events (`identify` among them), cancelling what an event started
+    customers:read   profiles, timelines, the outbox: customers' personal data
+    customers:write  profile upserts (consents included), ending one customer's journey
+    journeys:admin   pausing, resuming and stopping journeys; the audit log
+    ui:read          the dashboard, and the journey reads it shows (a key that sees the dashboard sees those)
+
+Public: the probes and metrics, the OpenAPI document, Twilio's callbacks (their signature is checked), tracked links
+and unsubscribe pages (their signed token), the dashboard's login form and static files.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+
+from omnicanal.access import Scope
+
+PUBLIC: Literal["public"] = "public"
+Needs = Scope | Literal["public"]
+
+ROUTES: dict[tuple[str, str], Needs] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("POST", "/webhooks/twilio/status"): PUBLIC,
+    ("POST", "/webhooks/twilio/inbound"): PUBLIC,
+    ("GET", "/r/{token}"): PUBLIC,
+    ("GET", "/u/{token}"): PUBLIC,
+    ("POST", "/u/{token}"): PUBLIC,
+    ("POST", "/v1/events"): Scope.EVENTS_WRITE,
+    ("POST", "/v1/events/batch"): Scope.EVENTS_WRITE,
+    ("POST", "/v1/events/cancel"): Scope.EVENTS_WRITE,
+    ("GET", "/v1/customers/{customer_id}"): Scope.CUSTOMERS_READ,
+    ("GET", "/v1/customers/{customer_id}/timeline"): Scope.CUSTOMERS_READ,
+    ("GET", "/v1/outbox"): Scope.CUSTOMERS_READ,
+    ("PUT", "/v1/customers/{customer_id}"): Scope.CUSTOMERS_WRITE,
+    ("DELETE", "/v1/customers/{customer_id}/journeys/{journey_id}"): Scope.CUSTOMERS_WRITE,
+    ("POST", "/v1/journeys/{journey_id}/{action}"): Scope.JOURNEYS_ADMIN,
+    ("GET", "/v1/audit"): Scope.JOURNEYS_ADMIN,
+    ("GET", "/v1/journeys"): Scope.UI_READ,
+    ("GET", "/v1/journeys/{journey_id}"): Scope.UI_READ,
+    ("GET", "/v1/journeys/{journey_id}/stats"): Scope.UI_READ,
+    ("GET", "/ui"): Scope.UI_READ,
+    ("GET", "/ui/journeys"): Scope.UI_READ,
+    ("GET", "/ui/journeys/{journey_id}"): Scope.UI_READ,
+    ("GET", "/ui/journeys/{journey_id}/counts.json"): Scope.UI_READ,
+    ("GET", "/ui/customers"): Scope.UI_READ,
+    ("GET", "/ui/customers/{customer_id}"): Scope.UI_READ,
+    ("GET", "/ui/operations"): Scope.UI_READ,
+    ("GET", "/ui/preview"): Scope.UI_READ,
+    ("GET", "/ui/login"): PUBLIC,
+    ("POST", "/ui/login"): PUBLIC,
+    ("POST", "/ui/logout"): PUBLIC,
+    ("GET", "/ui/static"): PUBLIC,
+}
+"""(method, route as registered) -> what it needs. HEAD is GET's."""
+
+
+def _entry(method: str, route: web.AbstractRoute) -> tuple[str, str] | None:
+    if route.resource is None:
+        return None
+    return ("GET" if method == "HEAD" else method, route.resource.canonical)
+
+
+def needs(request: web.Request) -> Needs | None:
+    """What the request's route needs; None when no route matched (404, 405): a key, and no particular scope."""
+    entry = _entry(request.method, request.match_info.route)
+    return ROUTES[entry] if entry is not None else None
+
+
+def unlisted(router: web.UrlDispatcher) -> list[str]:
+    """The routes of `router` the table does not list, as `METHOD path`."""
+    missing = []
+    for route in router.routes():
+        entry = _entry(route.method, route)
+        if entry is not None and entry not in ROUTES:
+            missing.append(" ".join(entry))
+    return missing
