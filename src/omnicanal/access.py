@@ -20,28 +20,16 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 from aiohttp import web
 
+from omnicanal.scopes import SCOPE_NAMES, Scope
 from omnicanal.store.apikeys import ApiKeyStore, digest, key_id_of
 from omnicanal.store.schema import StoredKey
 
 CACHE_SECONDS = 1.0
 """How stale a process's copy of the key table may be: the bound on revocation (and creation) taking effect."""
 
-
-class Scope(StrEnum):
-    """What a stored key may do (api/scopes.py maps every route to one)."""
-
-    EVENTS_WRITE = "events:write"
-    CUSTOMERS_READ = "customers:read"
-    CUSTOMERS_WRITE = "customers:write"
-    JOURNEYS_ADMIN = "journeys:admin"
-    UI_READ = "ui:read"
-
-
-SCOPE_NAMES = frozenset(scope.value for scope in Scope)
 
 STATIC = "static"
 """The actor of a request made with a key of OMNICANAL_API_KEYS."""

@@ -1,11 +1,14 @@
-"""Operator commands that work on the store directly: the dead-letter stream, journey draining, stats, export.
+"""Operator commands that work on the store directly: the dead-letter stream, journey draining, stats, export,
+API keys and the audit log.
 
-They connect to OMNICANAL_REDIS_URL like a worker would (the embedded store would be empty: they refuse it).
+They connect to OMNICANAL_REDIS_URL like a worker would (the embedded store would be empty: they refuse it). What
+they change is recorded in the audit log with the actor `cli`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,9 +21,12 @@ from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
 from omnicanal.errors import ConfigError, NotFound
 from omnicanal.stats import report
+from omnicanal.store.apikeys import ApiKeyStore
+from omnicanal.store.audit import AuditLog
 from omnicanal.store.export import EXPORTS, ExportProgress, TimelineExport
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
+from omnicanal.store.schema import StoredKey
 from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkItem, WorkQueue
 from omnicanal.timestamps import iso
@@ -45,44 +51,106 @@ def _redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
+CLI_ACTOR = "cli"
+"""Who the audit log says did what an operator command did."""
+IDS_AUDITED = 100
+"""Dead-letter ids an audit entry lists (it counts them all)."""
+
+
+@dataclass(frozen=True)
+class _Store:
+    queue: WorkQueue
+    journeys: JourneyStore
+    audit: AuditLog
+    api_keys: ApiKeyStore
+
+
 @asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[tuple[WorkQueue, JourneyStore]]:
+async def _store(settings: Settings) -> AsyncIterator[_Store]:
     transport = open_transport(_redis_url(settings))
     keys = Keyspace(settings.workspace, settings.partitions)
     try:
-        yield WorkQueue(transport, keys), JourneyStore(transport.client, keys)
+        yield _Store(WorkQueue(transport, keys), JourneyStore(transport.client, keys),
+                     AuditLog(transport.client, keys), ApiKeyStore(transport.client, keys))
     finally:
         await transport.aclose()
 
 
 async def list_dead_letters(settings: Settings, limit: int) -> list[DeadLetter]:
-    async with _store(settings) as (queue, _):
-        return [DeadLetter(*entry) for entry in await queue.dead_letters(limit)]
+    async with _store(settings) as store:
+        return [DeadLetter(*entry) for entry in await store.queue.dead_letters(limit)]
 
 
 async def retry_dead_letters(settings: Settings, ids: list[str]) -> list[str]:
     """Put the entries back to work (all of them when `ids` is empty); returns the ids that were found."""
-    async with _store(settings) as (queue, _):
-        wanted = ids or [entry_id for entry_id, *_ in await queue.dead_letters(100_000)]
-        return [entry_id for entry_id in wanted if await queue.retry_dead_letter(entry_id)]
+    async with _store(settings) as store:
+        wanted = ids or [entry_id for entry_id, *_ in await store.queue.dead_letters(100_000)]
+        done = [entry_id for entry_id in wanted if await store.queue.retry_dead_letter(entry_id)]
+        await _audit_dead_letters(store, "dlq.retry", done)
+        return done
 
 
 async def drop_dead_letters(settings: Settings, ids: list[str]) -> list[str]:
-    async with _store(settings) as (queue, _):
-        wanted = ids or [entry_id for entry_id, *_ in await queue.dead_letters(100_000)]
-        return [entry_id for entry_id in wanted if await queue.drop_dead_letter(entry_id)]
+    async with _store(settings) as store:
+        wanted = ids or [entry_id for entry_id, *_ in await store.queue.dead_letters(100_000)]
+        done = [entry_id for entry_id in wanted if await store.queue.drop_dead_letter(entry_id)]
+        await _audit_dead_letters(store, "dlq.drop", done)
+        return done
+
+
+async def _audit_dead_letters(store: _Store, action: str, done: list[str]) -> None:
+    if done:
+        await store.audit.record(CLI_ACTOR, action, "dlq", {"count": len(done), "ids": done[:IDS_AUDITED]})
 
 
 async def control_journey(settings: Settings, action: str, journey_id: str) -> int:
     """`pause`, `resume`, `stop` or `drain` a journey (see lifecycle.py); returns how many customers it reached."""
-    async with _store(settings) as (queue, journeys):
+    async with _store(settings) as store:
+        queue, journeys = store.queue, store.journeys
         if action == "pause":
-            return await lifecycle.pause(journeys, journey_id)
-        if action == "resume":
-            return await lifecycle.resume(journeys, queue, journey_id)
-        if action == "stop":
-            return await lifecycle.stop(journeys, queue, journey_id)
-        return await lifecycle.drain(journeys, queue, journey_id)
+            count = await lifecycle.pause(journeys, journey_id)
+        elif action == "resume":
+            count = await lifecycle.resume(journeys, queue, journey_id)
+        elif action == "stop":
+            count = await lifecycle.stop(journeys, queue, journey_id)
+        else:
+            count = await lifecycle.drain(journeys, queue, journey_id)
+        await store.audit.record(CLI_ACTOR, f"journey.{action}", journey_id, {"customers": count})
+        return count
+
+
+async def create_key(settings: Settings, name: str, scopes: list[str]) -> tuple[StoredKey, str]:
+    """A new API key of the settings' workspace, and its secret (shown once: only its hash is stored)."""
+    async with _store(settings) as store:
+        key, secret = await store.api_keys.create(name, scopes, time.time())
+        await store.audit.record(CLI_ACTOR, "keys.create", key.id, {"name": name, "scopes": list(key.scopes)})
+        return key, secret
+
+
+async def list_keys(settings: Settings) -> list[StoredKey]:
+    async with _store(settings) as store:
+        return await store.api_keys.all()
+
+
+async def revoke_key(settings: Settings, key_id: str) -> tuple[StoredKey, bool]:
+    """The key, revoked (API processes stop taking it within access.CACHE_SECONDS), and whether it was revoked
+    now (False: it already was); NotFound naming the workspace's keys."""
+    now = time.time()
+    async with _store(settings) as store:
+        key = await store.api_keys.revoke(key_id, now)
+        if key is None:
+            known = [key.id for key in await store.api_keys.all()]
+            raise NotFound(f"no API key {key_id!r} in workspace {settings.workspace!r}; known: "
+                           f"{', '.join(known) or 'none'} (omnicanal keys list --all)")
+        if key.revoked_at == now:
+            await store.audit.record(CLI_ACTOR, "keys.revoke", key_id, {"name": key.name})
+        return key, key.revoked_at == now
+
+
+async def read_audit(settings: Settings, since: float | None, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` audit entries (from `since` on), newest first."""
+    async with _store(settings) as store:
+        return await store.audit.read(limit, since)
 
 
 async def journey_stats(settings: Settings, journey_id: str, start: float | None, end: float | None,

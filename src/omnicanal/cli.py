@@ -1,5 +1,5 @@
 """The `omnicanal` command line: serve, validate, graph, simulate, send-event, demo, init, schema, and operator
-commands on the store (dlq, journeys, stats, export).
+commands on the store (dlq, journeys, stats, export, keys, audit).
 
 Every command reads the same settings (environment `OMNICANAL_*`, `--config FILE`), and exits non-zero with one
 clear line when something is wrong; `--help` on each command says what it does and shows an example.
@@ -22,6 +22,7 @@ from omnicanal.errors import OmnicanalError, ProjectError
 from omnicanal.eventloop import run
 from omnicanal.logging import configure_logging
 from omnicanal.schema import Kind
+from omnicanal.scopes import Scope
 
 app = typer.Typer(
     help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
@@ -283,7 +284,10 @@ IdsArgument = Annotated[list[str] | None, typer.Argument(help="Dead-letter ids (
 
 def _admin(config: Path | None, job: Any) -> Any:
     """Run an admin coroutine factory with the settings; errors as one line."""
-    settings = _settings(config)
+    return _admin_with(_settings(config), job)
+
+
+def _admin_with(settings: Settings, job: Any) -> Any:
     try:
         return run(job(settings))
     except OmnicanalError as exc:
@@ -431,6 +435,90 @@ def journeys_resume(journey: JourneyArgument, config: ConfigOption = None) -> No
 def journeys_stop(journey: JourneyArgument, config: ConfigOption = None) -> None:
     """Stop a journey: every running instance exits and no new entry starts until `resume`."""
     _control("stop", journey, config, "{journey} stopped ({count} customer(s) asked to leave)")
+
+
+keys_app = typer.Typer(help="API keys with scopes, stored hashed in the daemon's Redis: create, list, revoke.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+WorkspaceOption = Annotated[str | None, typer.Option(help="The keys' workspace [OMNICANAL_WORKSPACE].")]
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[Scope], typer.Option("--scope", help="What the key may do; repeat for several.")],
+    workspace: WorkspaceOption = None,
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. shop-backend.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key and print its secret, on standard output, this once (only its hash is stored).
+
+    API processes take it within a second; from then on, keys are required on that workspace (see README,
+    Security). Example: omnicanal keys create --scope events:write --scope customers:write --name shop-backend
+    """
+    from omnicanal.admin import create_key
+
+    settings = _settings(config, workspace=workspace)
+    key, secret = _admin_with(settings, lambda s: create_key(s, name, [str(each) for each in scope]))
+    typer.echo(secret)
+    typer.echo(f"created key {key.id} in workspace {key.workspace} with {', '.join(key.scopes)}: store the secret "
+               "now, it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    workspace: WorkspaceOption = None,
+    revoked: Annotated[bool, typer.Option("--all", help="Also the revoked keys.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show the keys (never their secrets): id, name, scopes, when created and last used."""
+    from omnicanal.admin import list_keys
+    from omnicanal.timestamps import iso
+
+    keys = [key for key in _admin_with(_settings(config, workspace=workspace), list_keys)
+            if revoked or key.revoked_at is None]
+    typer.echo(f"{'ID':<17} {'NAME':<20} {'WORKSPACE':<12} {'CREATED':<25} {'LAST USED':<25} SCOPES")
+    for key in keys:
+        used = iso(key.last_used) if key.last_used else "never"
+        scopes = ",".join(key.scopes) + (f"  (revoked {iso(key.revoked_at)})" if key.revoked_at else "")
+        typer.echo(f"{key.id:<17} {key.name or '-':<20} {key.workspace:<12} {iso(key.created_at):<25} {used:<25} "
+                   f"{scopes}")
+    typer.echo(f"{len(keys)} key(s)", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key: every API process refuses it within a second. Rotate by creating the new key first, moving
+    its users over, then revoking the old one. Example: omnicanal keys revoke 3f9a2b7c1d4e5f60"""
+    from omnicanal.admin import revoke_key
+
+    key, now = _admin_with(_settings(config, workspace=workspace), lambda s: revoke_key(s, key_id))
+    typer.echo(f"revoked key {key.id}" if now else f"key {key.id} was already revoked")
+
+
+@app.command()
+def audit(
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time: entries from then on.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Admin actions, newest first: when, who (an API key's id, static, anonymous or cli), what, on what.
+
+    Example: omnicanal audit --since 2026-12-01 --limit 20
+    """
+    from omnicanal.admin import read_audit
+    from omnicanal.timestamps import iso
+
+    start = _moment("--since", since)
+    for entry in _admin(config, lambda s: read_audit(s, start, limit)):
+        entry = {**entry, "at": iso(entry["at"])}
+        details = json.dumps(entry["details"], ensure_ascii=False)
+        typer.echo(json.dumps(entry, ensure_ascii=False) if as_json
+                   else f"{entry['at']}  {entry['actor']}  {entry['action']}  {entry['target']}  {details}")
 
 
 def main() -> None:

@@ -120,7 +120,7 @@ class Conflict(OmnicanalError):
 
 
 class AccessDenied(OmnicanalError):
-    """The request may not do what it asks (api/scopes.py says what each route needs)."""
+    """The request may not do what it asks (api/permissions.py says what each route needs)."""
 
 
 class Unauthorized(AccessDenied):

@@ -15,7 +15,7 @@ from omnicanal.api import (
     links,
     openapi,
     outbox,
-    scopes,
+    permissions,
     twilio,
     unsubscribe,
 )
@@ -29,14 +29,14 @@ from omnicanal.ui import routes as dashboard
 
 
 def _access_middleware(ring: KeyRing, rates: KeyRates, limit: int) -> web.middleware:  # type: ignore[valid-type]
-    """Every route needs what api/scopes.py says: a key with that scope, or nothing (PUBLIC). A route that matched
+    """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC). A route that matched
     nothing (404, 405) needs a key, so probing paths tells a stranger nothing. The dashboard's pages check the key
     themselves (they also take a session cookie). The caller and its workspace are kept on the request."""
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
-        needs = scopes.needs(request)
-        if needs == scopes.PUBLIC or dashboard.serves(request.path):
+        needs = permissions.needs(request)
+        if needs == permissions.PUBLIC or dashboard.serves(request.path):
             return await handler(request)
         caller = await ring.caller(presented_key(request))
         if caller is None:
@@ -83,6 +83,6 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/u/{token}", unsubscribe.ask)
     app.router.add_post("/u/{token}", unsubscribe.confirm)
     dashboard.setup(app, runtime, ring)
-    if missing := scopes.unlisted(app.router):
-        raise RuntimeError(f"routes without an entry in api/scopes.py ROUTES (a scope, or PUBLIC): {missing}")
+    if missing := permissions.unlisted(app.router):
+        raise RuntimeError(f"routes without an entry in api/permissions.py ROUTES (a scope, or PUBLIC): {missing}")
     return app

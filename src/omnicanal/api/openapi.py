@@ -10,8 +10,8 @@ from aiohttp import web
 from omnicanal import __version__
 from omnicanal.api import audit
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
+from omnicanal.api.permissions import PUBLIC, ROUTES
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
-from omnicanal.api.scopes import PUBLIC, ROUTES
 from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
@@ -52,7 +52,7 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scoped(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each operation that needs a scope (api/scopes.py) with it, as its bearer requirement's scope list."""
+    """Each operation that needs a scope (api/permissions.py) with it, as its bearer requirement's scope list."""
     for path, item in paths.items():
         for method, operation in item.items():
             needs = ROUTES.get((method.upper(), path), PUBLIC)

@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from omnicanal.access import CALLER, WORKSPACE, KeyRing, Scope
+from omnicanal.access import CALLER, WORKSPACE, KeyRing
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound, StoreUnavailable
+from omnicanal.scopes import Scope
 from omnicanal.store.overview import OverviewStore
 from omnicanal.store.timeline_pages import TimelinePages
 from omnicanal.ui import customers, journeys, operations, preview

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
-from omnicanal.access import Caller, KeyRing, Scope, presented_key
+from omnicanal.access import Caller, KeyRing, presented_key
 from omnicanal.config import Settings
+from omnicanal.scopes import Scope
 
 log = structlog.get_logger("omnicanal.ui")
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from omnicanal.access import Scope
+from omnicanal.scopes import Scope
 
 PUBLIC: Literal["public"] = "public"
 Needs = Scope | Literal["public"]
