@@ -1,0 +1,109 @@
+"""`omnicanal keys` and `omnicanal audit` as an operator runs them, against the daemon's Redis, with the API
+answering the keys they make."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from conftest import StartApi
+from omnicanal.access import CACHE_SECONDS
+from omnicanal.store.schema import WorkItem
+from test_access import bearer, until_status
+from test_cli import OMNICANAL
+
+pytestmark = pytest.mark.slow  # each command is its own process
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+async def omnicanal(*args: str, **env: str) -> Result:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMNICANAL_")}
+    process = await asyncio.create_subprocess_exec(OMNICANAL, *args, env={**clean, **env},
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def test_keys_are_created_shown_once_listed_and_revoked(start_api: StartApi, redis_url: str) -> None:
+    api = await start_api()
+    env = {"OMNICANAL_REDIS_URL": redis_url}
+    created = await omnicanal("keys", "create", "--scope", "events:write", "--scope", "customers:read",
+                              "--name", "shop-backend", **env)
+    assert created.code == 0, created.err
+    secret = created.out.strip()
+    assert secret.startswith("ock.default.") and len(created.out.splitlines()) == 1  # the secret alone
+    key_id = secret.split(".")[2]
+    assert f"created key {key_id}" in created.err and "not shown again" in created.err
+
+    await until_status(api, 401, "/v1/customers/c1")  # the first key closes the open API
+    await api.request("POST", "/v1/events", 202, headers=bearer(secret),
+                      json={"name": "page_viewed", "customer_id": "c1"})
+    await api.request("GET", "/v1/journeys", 403, headers=bearer(secret))
+    await asyncio.sleep(CACHE_SECONDS)
+    await api.request("GET", "/v1/customers/c1", 200, headers=bearer(secret))  # the next read records the use
+
+    listed = await omnicanal("keys", "list", **env)
+    assert listed.code == 0, listed.err
+    row = next(line for line in listed.out.splitlines() if line.startswith(key_id))
+    assert "shop-backend" in row and "customers:read,events:write" in row and "never" not in row
+    assert secret.split(".")[3] not in listed.out
+
+    revoked = await omnicanal("keys", "revoke", key_id, **env)
+    assert (revoked.code, revoked.out.strip()) == (0, f"revoked key {key_id}")
+    assert await until_status(api, 401, "/v1/customers/c1", bearer(secret)) <= CACHE_SECONDS + 0.3
+    assert key_id not in (await omnicanal("keys", "list", **env)).out
+    assert "(revoked " in (await omnicanal("keys", "list", "--all", **env)).out
+    again = await omnicanal("keys", "revoke", key_id, **env)
+    assert (again.code, again.out.strip()) == (0, f"key {key_id} was already revoked")
+    unknown = await omnicanal("keys", "revoke", "nope", **env)
+    assert unknown.code == 1 and key_id in unknown.err  # names the keys there are
+
+    audit = await omnicanal("audit", "--json", **env)
+    entries = [json.loads(line) for line in audit.out.splitlines()]
+    assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
+        ("cli", "keys.revoke", key_id), ("cli", "keys.create", key_id)]
+    assert entries[1]["details"] == {"name": "shop-backend", "scopes": ["customers:read", "events:write"]}
+    future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    assert (await omnicanal("audit", "--since", future, **env)).out == ""
+
+
+async def test_keys_belong_to_a_workspace_and_bad_input_is_one_line(redis_url: str) -> None:
+    env = {"OMNICANAL_REDIS_URL": redis_url}
+    shop = await omnicanal("keys", "create", "--scope", "ui:read", "--workspace", "shop-fr", **env)
+    assert shop.code == 0 and shop.out.startswith("ock.shop-fr.")
+    assert "shop-fr" in (await omnicanal("keys", "list", "--workspace", "shop-fr", **env)).out
+    assert shop.out.split(".")[2] not in (await omnicanal("keys", "list", **env)).out
+    bad_scope = await omnicanal("keys", "create", "--scope", "everything", **env)
+    assert bad_scope.code == 2 and "events:write" in bad_scope.err
+    bad_workspace = await omnicanal("keys", "create", "--scope", "ui:read", "--workspace", "Shop FR", **env)
+    assert bad_workspace.code == 2 and "OMNICANAL_WORKSPACE" in bad_workspace.err
+    embedded = await omnicanal("keys", "create", "--scope", "ui:read")
+    assert embedded.code == 1 and "OMNICANAL_REDIS_URL" in embedded.err
+
+
+async def test_operator_commands_are_audited(start_api: StartApi, redis_url: str) -> None:
+    api = await start_api()
+    env = {"OMNICANAL_REDIS_URL": redis_url}
+    event = {"id": "e1", "name": "cart_abandoned", "customer_id": "c42", "properties": {}, "timestamp": 0}
+    await api.runtime.queue.dead_letter(WorkItem(0, "0-1", "event", "c42", event=event), "boom")
+    [(parked, _, _)] = await api.runtime.queue.dead_letters()
+    assert (await omnicanal("journeys", "pause", "abandoned_cart", **env)).code == 0
+    assert (await omnicanal("dlq", "drop", **env)).code == 0
+    lines = (await omnicanal("audit", "--limit", "5", **env)).out.splitlines()
+    assert len(lines) == 2
+    assert "  cli  dlq.drop  dlq  " in lines[0] and parked in lines[0]
+    assert "  cli  journey.pause  abandoned_cart  " in lines[1]
+    listed = await api.request("GET", "/v1/audit", 200)  # the API reads the same log
+    assert [e["action"] for e in listed["entries"]] == ["dlq.drop", "journey.pause"]
