@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import StartApi, has_message, journey_ended
+from omnicanal.access import CACHE_SECONDS
+from omnicanal.scopes import Scope
+from test_access import bearer, new_key
 from test_reference_journey import CART, LEA, in_store_order
 
 pytestmark = [
@@ -89,3 +92,15 @@ async def test_the_reference_journey_runs_on_a_redis_cluster(start_api: StartApi
     journey = await api.request("GET", "/v1/journeys/abandoned_cart", 200)
     assert journey["counts"]["started"] == journey["counts"]["exited"] == len(customers)
     assert (await api.request("GET", "/readyz", 200))["checks"]["store"] == "ok"
+
+
+async def test_scoped_keys_rate_limits_and_the_audit_log_work_on_a_redis_cluster(start_api: StartApi,
+                                                                                 cluster: str) -> None:
+    api = await start_api(redis_url=cluster, partitions=8, rate_limit_per_key=1000)
+    _, admin = await new_key(api, Scope.JOURNEYS_ADMIN)
+    await asyncio.sleep(CACHE_SECONDS)
+    await api.request("POST", "/v1/journeys/abandoned_cart/pause", 202, headers=bearer(admin))
+    await api.request("GET", "/v1/journeys", 401, headers=bearer(admin.replace("ock.", "ock-")))
+    await api.request("GET", "/v1/journeys", 403, headers=bearer(admin))
+    entries = (await api.request("GET", "/v1/audit", 200, headers=bearer(admin)))["entries"]
+    assert [e["action"] for e in entries] == ["journey.pause", "keys.create"]
