@@ -15,6 +15,7 @@ from omnicanal.api import (
     links,
     openapi,
     outbox,
+    segments,
     twilio,
     unsubscribe,
 )
@@ -71,6 +72,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/journeys/{journey_id}/{action:pause|resume|stop}", control.control_journey)
     app.router.add_delete("/v1/customers/{customer_id}/journeys/{journey_id}", control.cancel_instance)
     app.router.add_post("/v1/events/cancel", control.cancel_event)
+    app.router.add_get("/v1/segments", segments.list_segments)
+    app.router.add_get("/v1/segments/{segment_id}", segments.get_segment)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)

@@ -19,6 +19,7 @@ from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO
+from omnicanal.store.schema import AUDIENCE
 from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
 
@@ -118,13 +119,15 @@ async def _profile_view(runtime: Runtime, customer_id: str) -> dict[str, Any]:
         "created_at": iso(float(created)) if created else None,
         "updated_at": iso(float(updated)) if updated else None,
         "journeys": [await _instance_view(runtime, raw) for raw in instances],
+        "segments": (profile.get(AUDIENCE) or {}).get("s", []),
     }
 
 
 def _changes_heard(runtime: Runtime) -> bool:
-    """Whether a change of attributes matters to the engine: a journey reacts to customer.updated. Otherwise
-    the upsert neither reads the old values nor appends an event."""
-    return runtime.registry.listens(CUSTOMER_UPDATED)
+    """Whether a change of attributes matters to the engine: a journey reacts to customer.updated, or segments
+    are defined (the engine evaluates memberships again as it applies the event). Otherwise the upsert neither
+    reads the old values nor appends an event."""
+    return runtime.registry.listens(CUSTOMER_UPDATED) or bool(runtime.engine.context.segments)
 
 
 async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[str, Any]], now: float) -> None:
