@@ -125,7 +125,7 @@ def validate(
     if problems:
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)
-    typer.echo(f"ok: {settings.journeys_dir} and {settings.templates_dir} are valid", err=True)
+    typer.echo(f"ok: {settings.journeys_dir}, {settings.templates_dir} and {settings.segments_dir} are valid", err=True)
 
 
 def _load_journey(journey_id: str, settings: Settings) -> Any:

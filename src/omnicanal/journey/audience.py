@@ -51,18 +51,23 @@ class Tracker:
 
     def applied(self, item: Work) -> None:
         """Called after an item applied: the event counted, membership evaluated again if it may have changed."""
-        changed = False
+        counted: tuple[str, ...] = ()
+        profile = False
         if isinstance(item, EventArrived) and self._fresh:
-            changed = self._count(item.event) or item.event["name"] == CUSTOMER_UPDATED
+            counted = self._count(item.event)
+            profile = item.event["name"] == CUSTOMER_UPDATED
         attributes = self.session.state.customer.get("attributes")
-        if changed or attributes is not self._attributes:  # an update step replaces the attributes' mapping
+        if profile or attributes is not self._attributes:  # an update step replaces the attributes' mapping
             self._attributes = attributes
             self._evaluate()
+        elif counted:
+            self._evaluate(frozenset(counted))
 
-    def _count(self, event: dict[str, Any]) -> bool:
-        names = self.catalog.by_event.get(event["name"])
+    def _count(self, event: dict[str, Any]) -> tuple[str, ...]:
+        """The event added to the aggregates kept from it; their names."""
+        names = self.catalog.by_event.get(event["name"], ())
         if not names:
-            return False
+            return names
         session = self.session
         kept = self.kept.setdefault("a", {})
         scope = session.scope(None, event)
@@ -72,10 +77,11 @@ class Tracker:
             if amount is not None:
                 kept[name] = data = aggregates.fresh(kept.get(name), aggregate)
                 aggregates.add(data, aggregate, amount, session.now)
-        return True
+        return names
 
-    def _evaluate(self) -> None:
-        """Every segment evaluated now; entries and exits said; the expiry timer moved if it must."""
+    def _evaluate(self, counted: frozenset[str] | None = None) -> None:
+        """The segments evaluated now (with `counted`, only those reading one of these aggregates: nothing else
+        they read changed); entries and exits said; the expiry timer moved if it must."""
         session, catalog = self.session, self.catalog
         kept = self.kept.setdefault("a", {})
         values: dict[str, Any] = {}
@@ -93,17 +99,20 @@ class Tracker:
                 due = expiry
         for name in set(kept) - set(catalog.aggregates):  # no segment defines it any more
             del kept[name]
-        before = set(self.kept.get("s", ()))
-        now = {segment.id for segment in catalog.by_id.values() if session.holds(
+        before = set(self.kept.get("s", ())) & set(catalog.by_id)
+        evaluated = [segment for segment in catalog.by_id.values()
+                     if counted is None or not counted.isdisjoint(segment.aggregates)]
+        now = {segment.id for segment in evaluated if session.holds(
             segment.where, {"customer": session.state.customer, "now": session.now_datetime,
                             "aggregates": {name: values[name] for name in segment.aggregates}},
             f"segment {segment.id}.where")}
+        now |= before - {segment.id for segment in evaluated}
         for segment_id in sorted(now - before):
             self._say(ENTERED, segment_id)
-        for segment_id in sorted((before - now) & set(catalog.by_id)):
+        for segment_id in sorted(before - now):
             self._say(LEFT, segment_id)
         self.kept["s"] = sorted(now)
-        session.changes.memberships.update({segment_id: segment_id in now for segment_id in catalog.by_id})
+        session.changes.memberships.update({segment.id: segment.id in now for segment in evaluated})
         self._set_timer(due)
         session.state.audience = self.kept
         session.changes.audience = True

@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from omnicanal.errors import ExpressionError, Problem, SegmentError
 from omnicanal.expressions import keys_read
-from omnicanal.journey.model import Condition, Duration, Name, Value, check_id
+from omnicanal.journey.model import Condition, Duration, Name, check_id
 from omnicanal.journey.report import FileReport
 from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines
 
@@ -40,8 +40,8 @@ class Aggregate(BaseModel):
 
     event: Name
     count: Literal[True] | None = None
-    sum: Value | None = None
-    last: Value | None = None
+    sum: Condition | None = None
+    last: Condition | None = None
     within: Duration | None = None
 
     @model_validator(mode="after")
