@@ -25,6 +25,10 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 PEERS_PYTHON = BENCH / ".venv-peers" / "bin" / "python"
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
+ENGINE_DB = int(os.environ.get("BENCH_ENGINE_DB", "14"))
+"""The database the engine runs in (flushed before and after each scenario)."""
+SCRATCH_DB = int(os.environ.get("BENCH_SCRATCH_DB", "15"))
+"""The database of redis-benchmark's keys, the peers and the bare relay (flushed around each use)."""
 
 
 def free_port() -> int:

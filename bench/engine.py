@@ -61,6 +61,8 @@ class Engine:
     workers: int = 1
     clock_speed: float = 1.0
     workspace: str = "bench"
+    segments_dir: Path | None = None
+    """Segments the engine keeps (None: an empty directory, so none from the working directory either)."""
     api_port: int = field(default_factory=free_port)
     api: Proc | None = None
     worker_procs: list[Proc] = field(default_factory=list)
@@ -75,6 +77,7 @@ class Engine:
             "OMNICANAL_WORKSPACE": self.workspace,
             "OMNICANAL_JOURNEYS_DIR": str(journeys_dir(self.run_dir)),
             "OMNICANAL_TEMPLATES_DIR": str(REPO / "templates"),
+            "OMNICANAL_SEGMENTS_DIR": str(self.segments_dir or self.run_dir / "no-segments"),
             "OMNICANAL_CHANNELS": "push=webhook,sms=webhook,email=webhook,whatsapp=webhook",
             "OMNICANAL_WEBHOOK_URL": f"{self.standin_url}/msg",
             "OMNICANAL_WEBHOOK_SECRET": "bench",

@@ -23,9 +23,9 @@ import shutil
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from common import REDIS_HOST, REDIS_PORT
+from common import REDIS_HOST, REDIS_PORT, SCRATCH_DB
 
-LIMIT_DB = 15  # redis-benchmark writes its keys here; flushed before and after
+LIMIT_DB = SCRATCH_DB  # redis-benchmark writes its keys here; flushed before and after
 VALUE_1K = "x" * 1024
 VALUE_400 = "x" * 400
 VALUE_600 = "x" * 600

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, Proc, ProcessGroup, free_port, wait_http
+from common import BENCH, SCRATCH_DB, Proc, ProcessGroup, free_port, wait_http
 
-PEER_DB = 15
+PEER_DB = SCRATCH_DB
 PEERS_DIR = BENCH / "peers"
 VENVS = BENCH / ".venv-peers"
 

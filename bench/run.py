@@ -5,8 +5,9 @@
     python bench/run.py --scenarios steps,latency --json bench/results.json
 
 It starts what it needs (a stand-in provider, omnicanal api/worker processes on the real Redis at
-127.0.0.1:6379 DBs 14 and 15, the bare baselines, the arq and Celery peers), stops all of it at the end, and
-flushes DBs 14 and 15 before and after. See bench/README.md for what each row means.
+127.0.0.1:6379 DBs 14 and 15 (BENCH_ENGINE_DB and BENCH_SCRATCH_DB say others), the bare baselines, the arq and
+Celery peers), stops all of it at the end, and flushes those DBs before and after. See bench/README.md for what
+each row means.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import limits as redis_limits  # noqa: E402
 import report  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
+    ENGINE_DB,
     REPO,
+    SCRATCH_DB,
     ProcessGroup,
     background_cores_busy,
     cpu_probe,
@@ -44,7 +47,7 @@ from common import (  # noqa: E402
     wait_http,
 )
 from peer import ensure_venvs  # noqa: E402
-from scenarios import ENGINE_DB, Context, Sizes, flush, scenario_ingest, scenario_population, scenario_steps  # noqa: E402
+from scenarios import Context, Sizes, flush, scenario_ingest, scenario_population, scenario_steps  # noqa: E402
 
 SCENARIOS = ("steps", "latency", "ingest", "waiting", "timers")
 
@@ -126,7 +129,7 @@ async def main(args: argparse.Namespace) -> int:
             "cpu_probe_s": cpu_probe()}
     fingerprint = tree_fingerprint()
     try:
-        await flush(ENGINE_DB, 15)
+        await flush(ENGINE_DB, SCRATCH_DB)
         await redis_limits.prepare()
         port = free_port()
         standin = group.start("standin", python_argv(BENCH / "standin.py", "--port", str(port)))
@@ -134,7 +137,7 @@ async def main(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             ctx = Context(quick=args.quick, sizes=Sizes.for_run(args.quick), run_dir=run_dir, group=group,
                           standin_url=f"http://127.0.0.1:{port}", standin_pid=standin.pid, limits=limits,
-                          peers=peers, session=session, log=log)
+                          peers=peers, session=session, log=log, segments=args.segments)
             background: dict[str, float] = {}
             meta["background_cores_busy"] = background
 
@@ -156,7 +159,7 @@ async def main(args: argparse.Namespace) -> int:
                 rows += await scenario_population(ctx, population)
     finally:
         await group.stop_all()
-        await flush(ENGINE_DB, 15)
+        await flush(ENGINE_DB, SCRATCH_DB)
         await redis_limits.cleanup()
     meta["seconds"] = round(time.monotonic() - started, 1)
     if tree_fingerprint() != fingerprint:
@@ -205,6 +208,9 @@ def cli() -> None:
                         help=f"comma-separated, among {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--json", default=str(BENCH / "results.json"), help="where to write the JSON results")
     parser.add_argument("--no-peers", action="store_true", help="skip the arq and Celery peers")
+    parser.add_argument("--segments", type=Path, metavar="DIR",
+                        help="segments the engine keeps in the steps scenario (bench/segments: two, over the "
+                             "scenario's events), to measure what they cost")
     parser.add_argument("--record", metavar="LABEL",
                         help="write this run into bench/RESULTS.md: the last-run section, and a history line "
                              "labelled LABEL (e.g. 'after: one Lua script per commit')")

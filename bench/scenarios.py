@@ -23,6 +23,7 @@ import aiohttp
 import limits as redis_limits
 from common import (
     BENCH,
+    ENGINE_DB,
     ProcessGroup,
     cores_busy_since,
     cpu_seconds,
@@ -51,7 +52,6 @@ from report import Row
 
 from omnicanal.store.keys import Keyspace
 
-ENGINE_DB = 14
 STEPS_SPEED = 172_800.0  # journey seconds per real second in `steps`: 1 h -> 0.02 s, 48 h -> 1 s
 FIRST_WAIT = 3600.0  # the reference journey's give_them_time timeout
 LIGHT_RATE = 100  # events/s of the unloaded latency measure
@@ -115,6 +115,8 @@ class Context:
     started: float = field(default_factory=time.monotonic)
     skipped_peers: list[str] = field(default_factory=list)
     """Scenarios whose peers were left out to keep the run within its bound (said under the table)."""
+    segments: Path | None = None
+    """The segments the engine keeps in the steps scenario (`--segments`; None: none)."""
 
     def peers_for(self, scenario: str) -> list[Peer]:
         """The peers to run in `scenario` — none once the run is past its peer budget: the whole run stays
@@ -268,7 +270,7 @@ async def engine_steps(ctx: Context, workers: int) -> dict[str, Any]:
     await flush(ENGINE_DB)
     await standin_reset(ctx)
     engine = await Engine(ctx.group, ENGINE_DB, ctx.run_dir, ctx.standin_url, workers=workers,
-                          clock_speed=STEPS_SPEED).start()
+                          clock_speed=STEPS_SPEED, segments_dir=ctx.segments).start()
     try:
         customers = [f"s-{i}" for i in range(n)]
         await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "s-", n)

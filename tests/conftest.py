@@ -47,6 +47,7 @@ def settings_for(project: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "journeys_dir": project / "journeys",
         "templates_dir": project / "templates",
+        "segments_dir": project / "segments",  # none unless a test writes some
         "clock_speed": 36000.0,
         "timer_poll_interval": 0.01,
         "partitions": 4,

@@ -100,9 +100,10 @@ def validate(
         help="Journeys directory [OMNICANAL_JOURNEYS_DIR], or a project folder holding journeys/ and templates/."
     )] = None,
     templates: Annotated[Path | None, typer.Option(help="Templates directory [OMNICANAL_TEMPLATES_DIR].")] = None,
+    segments: Annotated[Path | None, typer.Option(help="Segments directory [OMNICANAL_SEGMENTS_DIR].")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Check every journey and template; print each problem as `file:line: message`.
+    """Check every journey, template and segment; print each problem as `file:line: message`.
 
     Exits 0 when all is well, 1 when there are problems. Examples: omnicanal validate journeys/ ;
     omnicanal validate my-project
@@ -111,10 +112,11 @@ def validate(
     from omnicanal.links import links_off
 
     if path is not None and (path / "journeys").is_dir():  # a project folder, as `omnicanal init` writes one
-        path, templates = path / "journeys", templates or path / "templates"
-    settings = _settings(config, journeys_dir=path, templates_dir=templates)
+        path, templates, segments = path / "journeys", templates or path / "templates", segments or path / "segments"
+    settings = _settings(config, journeys_dir=path, templates_dir=templates, segments_dir=segments)
     try:
-        problems = validate_project(settings.journeys_dir, settings.templates_dir, settings.default_locale)
+        problems = validate_project(settings.journeys_dir, settings.templates_dir, settings.default_locale,
+                                    settings.segments_dir)
     except OmnicanalError as exc:
         _fail(str(exc))
     for problem in problems:
@@ -124,7 +126,7 @@ def validate(
     if problems:
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)
-    typer.echo(f"ok: {settings.journeys_dir} and {settings.templates_dir} are valid", err=True)
+    typer.echo(f"ok: {settings.journeys_dir}, {settings.templates_dir} and {settings.segments_dir} are valid", err=True)
 
 
 def _load_journey(journey_id: str, settings: Settings) -> Any:

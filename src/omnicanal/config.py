@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     )
     journeys_dir: Path = Field(default=Path("journeys"), description="Directory of journey YAML files.")
     templates_dir: Path = Field(default=Path("templates"), description="Directory of message templates.")
+    segments_dir: Path = Field(default=Path("segments"), description="Directory of segment YAML files (none there: "
+                                                                     "no segments).")
     default_locale: str = Field(default="en", description="Template locale used when the customer's is missing.")
     host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")

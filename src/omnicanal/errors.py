@@ -3,8 +3,9 @@
     OmnicanalError
     ├── ConfigError            a setting is missing or wrong; names the variable
     │   └── StoreFormatError   the Redis configured holds data stored by an incompatible version
-    ├── ProjectError           journey or template files are invalid; carries every Problem at once
+    ├── ProjectError           journey, segment or template files are invalid; carries every Problem at once
     │   ├── JourneyError
+    │   ├── SegmentError
     │   └── TemplateError      also raised when a message cannot be rendered (missing variable, ...)
     ├── ExpressionError        a condition or value expression failed to compile or evaluate
     │   └── BudgetExceeded     an expression or template went over its size, operations or time budget
@@ -77,6 +78,10 @@ class ProjectError(OmnicanalError):
 
 class JourneyError(ProjectError):
     """A journey file is invalid."""
+
+
+class SegmentError(ProjectError):
+    """A segment file is invalid."""
 
 
 class TemplateError(ProjectError):

@@ -310,6 +310,23 @@ class Expression:
         return hash(self.source)
 
 
+def keys_read(source: str, name: str) -> frozenset[str]:
+    """The keys an expression reads from the mapping `name`, written `name.key` or `name['key']` (a key computed
+    at run time is not known here): what a segment's `where` reads of its aggregates. ExpressionError if it does
+    not compile."""
+    try:
+        expression = Parser(_VALUES, source, state="variable").parse_expression()
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
+    def on_name(node: nodes.Expr) -> bool:
+        return isinstance(node, nodes.Name) and node.name == name
+
+    keys = {node.attr for node in expression.find_all(nodes.Getattr) if on_name(node.node)}
+    keys.update(node.arg.value for node in expression.find_all(nodes.Getitem)
+                if on_name(node.node) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str))
+    return frozenset(keys)
+
+
 @lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Expression:
     """Compile once, reuse everywhere: the same condition text in many journeys compiles a single time."""

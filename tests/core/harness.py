@@ -36,6 +36,7 @@ from omnicanal.journey.effects import (
 )
 from omnicanal.journey.loader import parse_journey
 from omnicanal.journey.model import Journey
+from omnicanal.journey.segments import NO_SEGMENTS, Segments
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.policy.caps import Cap
@@ -106,6 +107,7 @@ class Customer:
     retry_budget: float = 3600.0
     global_control: float = 0.0
     timeline_limit: int = 5_000
+    segments: Segments = NO_SEGMENTS
     answer: Answer = sent
     fetch: FetchAnswer = lambda request: Refused("no fetch answer in this test")
     now: float = START
@@ -124,7 +126,7 @@ class Customer:
         self.state = CustomerState(self.customer_id, customer_view(self.customer_id, self.profile, self.attributes))
         self.context = Context(Journeys(self.journeys), TEMPLATES, self.rules, self.caps, "en", self.retry_budget,
                                self.timeline_limit, global_control=self.global_control, coupon_secret=b"unit-tests",
-                               receipts=RECEIPTS)
+                               receipts=RECEIPTS, segments=self.segments)
         self._events = 0
 
     def apply(self, *work: Work) -> Changes:

@@ -16,6 +16,7 @@ from omnicanal.api import (
     openapi,
     outbox,
     permissions,
+    segments,
     twilio,
     unsubscribe,
 )
@@ -74,6 +75,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/journeys/{journey_id}/{action:pause|resume|stop}", control.control_journey)
     app.router.add_delete("/v1/customers/{customer_id}/journeys/{journey_id}", control.cancel_instance)
     app.router.add_post("/v1/events/cancel", control.cancel_event)
+    app.router.add_get("/v1/segments", segments.list_segments)
+    app.router.add_get("/v1/segments/{segment_id}", segments.get_segment)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_get("/v1/audit", audit.get_audit)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)

@@ -8,16 +8,20 @@ from aiohttp import web
 
 from omnicanal.api.audit import audit
 from omnicanal.api.errors import read_json
+from omnicanal.api.events import event_id
 from omnicanal.api.identifiers import Unresolved, customer_behind
 from omnicanal.api.schemas import CustomerIn, storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
 from omnicanal.identity import PHONE_CHANNELS, normalise, normalise_phone
+from omnicanal.journey.advance import CUSTOMER_UPDATED
 from omnicanal.journey.state import Instance
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO
+from omnicanal.store.schema import AUDIENCE
+from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
 
 
@@ -116,7 +120,27 @@ async def _profile_view(runtime: Runtime, customer_id: str) -> dict[str, Any]:
         "created_at": iso(float(created)) if created else None,
         "updated_at": iso(float(updated)) if updated else None,
         "journeys": [await _instance_view(runtime, raw) for raw in instances],
+        "segments": (profile.get(AUDIENCE) or {}).get("s", []),
     }
+
+
+def _changes_heard(runtime: Runtime) -> bool:
+    """Whether a change of attributes matters to the engine: a journey reacts to customer.updated, or segments
+    are defined (the engine evaluates memberships again as it applies the event). Otherwise the upsert neither
+    reads the old values nor appends an event."""
+    return runtime.registry.listens(CUSTOMER_UPDATED) or bool(runtime.engine.context.segments)
+
+
+async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[str, Any]], now: float) -> None:
+    """Append `customer.updated` to the customer's ordered work, before the PUT is answered.
+
+    Not in the upsert's script: the work stream lives in its partition's slot, the profile in the customer's,
+    and a script touches one slot (Redis Cluster). A crash between the two loses the event, and the PUT is then
+    answered with no 2xx: the change is written, but no journey hears of it."""
+    event = {"id": event_id(runtime.settings.workspace, customer_id, None), "name": CUSTOMER_UPDATED,
+             "customer_id": customer_id, "timestamp": iso(now), "received_at": now,
+             "properties": {"changes": changes, "source": "api"}}
+    await runtime.queue.append([WorkItem.of_event(event, unique=True)])
 
 
 async def put_customer(request: web.Request) -> web.Response:
@@ -128,7 +152,10 @@ async def put_customer(request: web.Request) -> web.Response:
     customer_id = await _customer_to_update(runtime, given)
     now = runtime.clock.now()
     fields = profile_fields(body, "api", now, runtime.settings.default_region)
-    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now)
+    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now,
+                                                    changes=_changes_heard(runtime))
+    if update.changes:
+        await _announce(runtime, customer_id, update.changes, now)
     if "addresses" in fields:
         await runtime.identity.follow(customer_id, update.before, update.after)
     if "consents" in fields:

@@ -112,6 +112,11 @@ def document(secured: bool) -> dict[str, Any]:
                 "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
                                   more=("404",)),
             },
+            "/v1/segments": {"get": _operation("Loaded segments and how many customers each holds")},
+            "/v1/segments/{segment_id}": {
+                "parameters": _path_id("segment_id", JOURNEY_ID_PATTERN),
+                "get": _operation("One segment: its condition, aggregates and size", more=("404",)),
+            },
             "/v1/outbox": {
                 "parameters": [*(_query(name, {"type": "string"}) for name in ("customer_id", "channel", "journey")),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,

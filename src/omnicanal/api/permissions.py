@@ -2,7 +2,7 @@
 it does not list, so a new route is never open by omission.
 
     events:write     sending events (`identify` among them), cancelling what an event started
-    customers:read   profiles, timelines, the outbox: customers' personal data
+    customers:read   profiles, timelines, the outbox, segments and their sizes: customers' personal data
     customers:write  profile upserts (consents included), ending one customer's journey
     journeys:admin   pausing, resuming and stopping journeys; the audit log
     ui:read          the dashboard, and the journey reads it shows (a key that sees the dashboard sees those)
@@ -38,6 +38,8 @@ ROUTES: dict[tuple[str, str], Needs] = {
     ("GET", "/v1/customers/{customer_id}"): Scope.CUSTOMERS_READ,
     ("GET", "/v1/customers/{customer_id}/timeline"): Scope.CUSTOMERS_READ,
     ("GET", "/v1/outbox"): Scope.CUSTOMERS_READ,
+    ("GET", "/v1/segments"): Scope.CUSTOMERS_READ,
+    ("GET", "/v1/segments/{segment_id}"): Scope.CUSTOMERS_READ,
     ("PUT", "/v1/customers/{customer_id}"): Scope.CUSTOMERS_WRITE,
     ("DELETE", "/v1/customers/{customer_id}/journeys/{journey_id}"): Scope.CUSTOMERS_WRITE,
     ("POST", "/v1/journeys/{journey_id}/{action}"): Scope.JOURNEYS_ADMIN,

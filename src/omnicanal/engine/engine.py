@@ -45,7 +45,8 @@ from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge, refusal
-from omnicanal.store.schema import GOAL_WATCHES, TOUCHPOINTS
+from omnicanal.store.schema import AUDIENCE, GOAL_WATCHES, TOUCHPOINTS
+from omnicanal.store.segments import SegmentIndex
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 from omnicanal.timestamps import iso
 
@@ -100,6 +101,7 @@ class Engine:
     merges: CustomerMerge
     coupons: Coupons
     fetcher: Fetcher
+    segments: SegmentIndex
     _paused_read: float = field(default=-PAUSED_FRESH)
 
     async def _paused_journeys(self) -> None:
@@ -187,7 +189,8 @@ class Engine:
                                      *((w["journey"], w["version"]) for w in watches)])
         state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
                               instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
-                              watches=watches, touchpoints=list(snapshot.profile.get(TOUCHPOINTS) or ()))
+                              watches=watches, touchpoints=list(snapshot.profile.get(TOUCHPOINTS) or ()),
+                              audience=snapshot.profile.get(AUDIENCE) or {})
         commit = Commit()
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
@@ -223,17 +226,19 @@ class Engine:
             commit.profile[TOUCHPOINTS] = state.touchpoints
         if changes.watches:
             commit.profile[GOAL_WATCHES] = state.watches
+        if changes.audience:
+            commit.profile[AUDIENCE] = state.audience
         return Applied(snapshot, state, changes, commit)
 
     async def _write(self, writes: Writes, done: Sequence[Applied]) -> None:
         """Queue the writes of applied work around its commits so that a crash between any two is harmless.
 
         Before the commits, what a replay could not redo once a commit marks the work done: new timers (one for
-        a state never committed is found stale and ignored), journeys joined in the running-journey index, and
-        merges asked for by `identify` (one asked twice is done once). After them, what may safely be left
-        undone: the removal of timers no longer needed, and of journeys left from the index (a drain of a
-        customer no longer in the journey does nothing). Timers and index changes are grouped across the
-        customers: one command per partition or journey, not one per customer.
+        a state never committed is found stale and ignored), journeys joined in the running-journey index, the
+        segment index (store/segments.py) and merges asked for by `identify` (one asked twice is done once).
+        After them, what may safely be left undone: the removal of timers no longer needed, and of journeys left
+        from the index (a drain of a customer no longer in the journey does nothing). Timers and index changes are
+        grouped across the customers: one command per partition, journey or segment, not one per customer.
         """
         joined: list[tuple[str, str]] = []
         left: list[tuple[str, str]] = []
@@ -246,6 +251,8 @@ class Engine:
         self.queue.schedule(writes.before, ((a.snapshot.customer_id, t.instance_id, t.token, t.due)
                                             for a in done for t in a.changes.new_timers))
         self.journey_store.mark_active(writes.before, joined)
+        self.segments.follow(writes.before, ((a.snapshot.customer_id, a.changes.memberships) for a in done
+                                             if a.changes.memberships))
         self.queue.append_into(writes.before, [WorkItem.of_event(event) for applied in done
                                                for event in applied.changes.emitted])
         for applied in done:

@@ -30,6 +30,7 @@ from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.journey.model import Journey
+from omnicanal.journey.segments import Segments, load_segments
 from omnicanal.journey.session import Context
 from omnicanal.links import links_of
 from omnicanal.metrics import LOOP_ERRORS
@@ -45,6 +46,7 @@ from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.merge import CustomerMerge
 from omnicanal.store.rates import RateLimiter
+from omnicanal.store.segments import SegmentIndex
 from omnicanal.store.sends import SendLog
 from omnicanal.store.transport import open_transport
 from omnicanal.store.version import check_format
@@ -61,10 +63,12 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
-def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey]]:
-    """Templates and journeys from the configured directories; raises ProjectError with every problem."""
+def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey], Segments]:
+    """Templates, journeys and segments from the configured directories; raises ProjectError with every
+    problem."""
     templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
-    return templates, list(load_journeys(settings.journeys_dir, templates).values())
+    return templates, list(load_journeys(settings.journeys_dir, templates).values()), load_segments(
+        settings.segments_dir)
 
 
 def channel_rules(settings: Settings) -> Rules:
@@ -78,9 +82,9 @@ def channel_rules(settings: Settings) -> Rules:
 
 
 def _files_signature(settings: Settings) -> tuple[tuple[str, float, int], ...]:
-    """Names, mtimes and sizes of the journey and template files: a change means a reload."""
+    """Names, mtimes and sizes of the journey, template and segment files: a change means a reload."""
     paths: list[Path] = []
-    for directory in (settings.journeys_dir, settings.templates_dir):
+    for directory in (settings.journeys_dir, settings.templates_dir, settings.segments_dir):
         with contextlib.suppress(OSError):
             paths += sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
     signature = []
@@ -124,7 +128,7 @@ class Runtime:
         `clock` replaces the shared journey clock (the simulator's manual clock); by default it is read from
         the store so that every process agrees on journey time. `canned_fetches` answers `fetch` steps by URL
         instead of calling out (the simulator's scenario)."""
-        templates, journeys = load_project(settings)
+        templates, journeys, segments = load_project(settings)
         async with contextlib.AsyncExitStack() as stack:
             transport = open_transport(settings.redis_url)
             redis = transport.client
@@ -155,12 +159,13 @@ class Runtime:
                 settings.send_retry_budget, settings.timeline_limit, global_control=settings.global_control,
                 coupon_secret=await coupons.secret(settings.coupon_secret),
                 receipts=frozenset(name for name, spec in CHANNELS.items() if spec.delivery_receipts),
-                links=links_of(settings),
+                links=links_of(settings), segments=segments,
             )
             identity = IdentityIndex(redis, keys, customers)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
-                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches))
+                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches),
+                            SegmentIndex(transport, keys))
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)
@@ -170,6 +175,7 @@ class Runtime:
                           ownership, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
+                 segments=sorted(segments.by_id),
                  clock_speed=settings.clock_speed, workspace=settings.workspace, worker_id=settings.worker_id)
         return runtime
 
@@ -194,13 +200,13 @@ class Runtime:
         log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
-        """Load journeys and templates again; True once the files' versions run.
+        """Load journeys, templates and segments again; True once the files' versions run.
 
         When it cannot (a broken file, the store down, a directory gone) the previous version keeps running,
         the reason is logged, and a failure other than a broken file is counted in `omnicanal_loop_errors_total`;
         the next file change or SIGHUP tries again."""
         try:
-            templates, journeys = load_project(self.settings)
+            templates, journeys, segments = load_project(self.settings)
             await self.registry.replace(journeys)
         except ProjectError as exc:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
@@ -209,8 +215,8 @@ class Runtime:
             LOOP_ERRORS.labels(loop="reload").inc()
             log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
             return False
-        self.engine.context = replace(self.engine.context, templates=templates)
-        log.info("reloaded", journeys={j.id: j.version for j in journeys})
+        self.engine.context = replace(self.engine.context, templates=templates, segments=segments)
+        log.info("reloaded", journeys={j.id: j.version for j in journeys}, segments=sorted(segments.by_id))
         return True
 
     async def _watch_files(self) -> None:

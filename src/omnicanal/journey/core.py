@@ -22,6 +22,7 @@ from omnicanal.errors import ExpressionError
 from omnicanal.journey.advance import CUSTOMER_UPDATED, advance, collect
 from omnicanal.journey.attribution import WINDOW as ATTRIBUTION_WINDOW
 from omnicanal.journey.attribution import counter, credits, revenue_of, where_of
+from omnicanal.journey.audience import track
 from omnicanal.journey.coupons import REDEEMED
 from omnicanal.journey.effects import (
     FALLBACK_TOKEN_PREFIX,
@@ -57,7 +58,10 @@ REPLIED = "message.received"
 def apply(context: Context, state: CustomerState, work: Iterable[Work], now: float) -> Sends[Changes]:
     """Apply the work items in order; the state is changed in place, the rest comes back as Changes."""
     session = Session(context, state, now)
+    segments = track(session)
     for item in work:
+        if segments is not None and segments.takes(item):
+            continue
         if isinstance(item, EventArrived):
             session.applying = item.event
             yield from _apply_event(session, item.event, item.unique)
@@ -71,6 +75,8 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
             yield from _apply_resume(session, item.journey)
         elif isinstance(item, CancelEvent):
             _apply_cancel(session, item.event_id)
+        if segments is not None:
+            segments.applied(item)
     return session.finish()
 
 

@@ -205,3 +205,7 @@ class Changes:
     """Anonymous ids an `identify` event said are this customer: merged after the commit."""
     stats: Counts = field(default_factory=lambda: new_counts())
     """Journey id -> counter name -> increment (attribution shares and revenue are fractional)."""
+    audience: bool = False
+    """The customer's segment data changed (journey/audience.py): the state's is written."""
+    memberships: dict[str, bool] = field(default_factory=dict)
+    """Segment id -> whether the customer is in it, for every segment evaluated: the segment index follows."""

@@ -16,10 +16,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from omnicanal.errors import ConfigError, JourneyError, Problem, TemplateError
+from omnicanal.errors import ConfigError, JourneyError, Problem, SegmentError, TemplateError
 from omnicanal.journey.durations import parse_duration
 from omnicanal.journey.model import Goal, InstanceRule, Journey, ReEntry, Trigger, check_id
 from omnicanal.journey.report import FileReport
+from omnicanal.journey.segments import load_segments
 from omnicanal.journey.steps import StepReader
 from omnicanal.journey.validate import TemplateLookup, check_steps
 from omnicanal.policy.caps import Cap
@@ -133,8 +134,10 @@ def load_journeys(directory: Path, templates: TemplateLookup | None = None) -> d
     return journeys
 
 
-def validate_project(journeys_dir: Path, templates_dir: Path, default_locale: str) -> list[Problem]:
-    """Every problem of the templates and journeys; journeys are still checked when templates do not load."""
+def validate_project(journeys_dir: Path, templates_dir: Path, default_locale: str,
+                     segments_dir: Path | None = None) -> list[Problem]:
+    """Every problem of the templates, journeys and segments (None: no segments); journeys are still checked
+    when templates do not load."""
     problems: list[Problem] = []
     catalog: TemplateCatalog | None = None
     try:
@@ -144,5 +147,10 @@ def validate_project(journeys_dir: Path, templates_dir: Path, default_locale: st
     try:
         load_journeys(journeys_dir, catalog)
     except JourneyError as exc:
+        problems += exc.problems
+    try:
+        if segments_dir is not None:
+            load_segments(segments_dir)
+    except SegmentError as exc:
         problems += exc.problems
     return sorted(problems)

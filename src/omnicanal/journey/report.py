@@ -53,6 +53,8 @@ class FileReport:
     path: str
     doc: Document
     problems: list[Problem] = field(default_factory=list)
+    noun: str = "journey"
+    """What the file holds, as messages name its top level (`missing required key 'id' in the segment`)."""
 
     def add(self, loc: Sequence[Any], message: str) -> None:
         self.problems.append(Problem(self.path, self.doc.line_of(loc), message))
@@ -84,12 +86,12 @@ class FileReport:
         kind, key = error["type"], loc[-1] if loc else ""
         if kind == "extra_forbidden":
             accepted = _accepted_keys(model, error["loc"][:-1])
-            return (f"unknown key {key!r} in {_owner(self.doc.resolve(loc[:-1]))}; expected one of: "
+            return (f"unknown key {key!r} in {_owner(self.doc.resolve(loc[:-1]), self.noun)}; expected one of: "
                     f"{', '.join(accepted)}{did_you_mean(key, accepted)}")
         if kind == "missing":
             written = _WRITTEN.get(key, key)
             hint = f": {_MISSING_HINTS[written]}" if written in _MISSING_HINTS else ""
-            return f"missing required key {written!r} in {_owner(self.doc.resolve(loc[:-1]))}{hint}"
+            return f"missing required key {written!r} in {_owner(self.doc.resolve(loc[:-1]), self.noun)}{hint}"
         text = str(error["ctx"]["error"]) if kind == "value_error" else _TYPE_MESSAGES.get(kind, error["msg"])
         where = self.where(loc)
         return f"{where}: {text}" if where else text
@@ -126,10 +128,10 @@ def _dotted(path: Sequence[Any]) -> str:
     return text.removeprefix(".")
 
 
-def _owner(path: Sequence[Any]) -> str:
-    """How to name the mapping at `path` in a message: `send step`, `exit_on item`, `trigger`."""
+def _owner(path: Sequence[Any], noun: str) -> str:
+    """How to name the mapping at `path` of a `noun` file in a message: `send step`, `exit_on item`, `trigger`."""
     if not path:
-        return "the journey"
+        return f"the {noun}"
     if path[0] == "steps" and len(path) == 2:
         return "step"
     if path[0] == "steps" and len(path) == 3:

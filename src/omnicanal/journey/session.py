@@ -17,6 +17,7 @@ from omnicanal.expressions import Expression
 from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
 from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
+from omnicanal.journey.segments import NO_SEGMENTS, Segments
 from omnicanal.journey.state import CustomerState, Instance, Wait, goal_watch
 from omnicanal.links import Links
 from omnicanal.policy.caps import Cap
@@ -63,6 +64,8 @@ class Context:
     links: Links | None = None
     """Mints the tracked and unsubscribe links of messages (OMNICANAL_PUBLIC_URL, OMNICANAL_LINK_SECRET); None:
     links stay as written."""
+    segments: Segments = NO_SEGMENTS
+    """The segments whose membership is kept per customer (OMNICANAL_SEGMENTS_DIR; journey/audience.py)."""
 
 
 class Session:

@@ -156,3 +156,6 @@ class CustomerState:
     """The messages the customer received lately, oldest first, on every channel and from every journey: what
     a conversion is attributed to (journey/attribution.py; fields `m` message id, `j` journey, `s` step,
     `c` channel, `t` when)."""
+    audience: dict[str, Any] = field(default_factory=dict)
+    """What journey/audience.py keeps for segments: aggregates' data, the segments the customer is in, and when
+    their expiry timer is due."""

@@ -65,9 +65,10 @@ class CustomerStore:
     # -- profile --------------------------------------------------------------------------------------------------
 
     async def upsert_profile(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any],
-                             now: float, once: str | None = None) -> ProfileUpdate:
-        """See profiles.ProfileWrites.upsert: atomic, merged in Redis, once per provider message id if given."""
-        return await self._profiles.upsert(customer_id, fields, attributes, now, once)
+                             now: float, once: str | None = None, changes: bool = False) -> ProfileUpdate:
+        """See profiles.ProfileWrites.upsert: atomic, merged in Redis, once per provider message id if given,
+        with the attributes it changed if asked."""
+        return await self._profiles.upsert(customer_id, fields, attributes, now, once, changes)
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> None:
         """See profiles.ProfileWrites.remove_address: atomic."""

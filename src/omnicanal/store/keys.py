@@ -23,6 +23,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:stats:ID:h:HOUR     hash   the same counters for one hour of journey time (kept OMNICANAL_STATS_RETENTION)
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
     oc:{ws}:customers           set    ids of known customers (listing, housekeeping)
+    oc:{ws}:segment:ID          set    customers in segment ID (sizes; audiences walked with SSCAN)
     oc:{ws}:paused              set    ids of paused journeys
     oc:{ws}:outbox              list   messages recorded by the outbox connector
     {oc:ws:outbox}:count        string how many records the outbox was ever given (positions for pagination;
@@ -150,6 +151,10 @@ class Keyspace:
     def journey_stats_hour(self, journey_id: str, hour: int) -> str:
         """The journey's counters of one hour of journey time (`hour`: epoch seconds // 3600)."""
         return f"oc:{self.workspace}:stats:{journey_id}:h:{hour}"
+
+    def segment_members(self, segment_id: str) -> str:
+        """The customers in a segment: kept in line by the workers' batches (store/segments.py)."""
+        return f"oc:{self.workspace}:segment:{segment_id}"
 
     @property
     def customers(self) -> str:

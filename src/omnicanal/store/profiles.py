@@ -20,15 +20,17 @@ REMOVE_ADDRESS = load("remove_address")
 _MERGED = (schema.ADDRESSES, schema.CONSENTS)
 
 
-def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float, once: str = "") -> list[Any]:
+def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float, once: str = "",
+                olds: bool = False) -> list[Any]:
     """The script's arguments (see lua/upsert_profile.lua): addresses and consents go whole, to be merged; a
-    null field or attribute is removed; `once`: the provider message id the update is applied once for."""
+    null field or attribute is removed; `once`: the provider message id the update is applied once for; `olds`:
+    the attributes' values before the write come back."""
     merged = [encode(fields[name]) if fields.get(name) is not None else "" for name in _MERGED]
     given = {name: value for name, value in fields.items() if name not in _MERGED}
     kept = [x for name, value in given.items() if value is not None
             for x in (name, schema.encode_profile_field(name, value))]
     return [
-        repr(now), *merged, once,
+        repr(now), *merged, once, "1" if olds else "0",
         *section(kept, 2),
         *section([name for name, value in given.items() if value is None], 1),
         *section([x for name, value in attributes.items() if value is not None for x in (name, encode(value))], 2),
@@ -38,20 +40,29 @@ def upsert_args(fields: dict[str, Any], attributes: dict[str, Any], now: float, 
 
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
-    """What an upsert did: whether it applied (a provider message applied before: not), and the addresses before
-    and after it when the update gave some (the identity index follows them)."""
+    """What an upsert did: whether it applied (a provider message applied before: not), the addresses before
+    and after it when the update gave some (the identity index follows them), and, when asked for, the
+    attributes it changed (`{name: {"from": old, "to": new}}`, a removed one `to` null: customer.updated)."""
 
     applied: bool
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def of_answer(cls, answer: list[Any]) -> ProfileUpdate:
-        """From the script's answer: {0}, or {1, the addresses before, after} (JSON; '' when none were given)."""
+    def of_answer(cls, answer: list[Any], attributes: dict[str, Any]) -> ProfileUpdate:
+        """From the script's answer: {0}, or {1, the addresses before, after} (JSON; '' when none were given),
+        then the stored JSON of each attribute given before the write, when asked for (see upsert_args: those
+        set, then those removed)."""
         if not int(answer[0]):
             return cls(False)
         before, after = ((loads(text) or {}) if text else {} for text in answer[1:3])
-        return cls(True, before, after)
+        given = [*(name for name, value in attributes.items() if value is not None),
+                 *(name for name, value in attributes.items() if value is None)]
+        olds = {name: loads(old) if old is not None else None for name, old in zip(given, answer[3:], strict=False)}
+        changes = {name: {"from": olds[name], "to": attributes[name]} for name in olds
+                   if olds[name] != attributes[name]}
+        return cls(True, before, after, changes)
 
 
 class ProfileWrites:
@@ -60,17 +71,18 @@ class ProfileWrites:
         self._keys = keys
 
     async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float,
-                     once: str | None = None) -> ProfileUpdate:
+                     once: str | None = None, changes: bool = False) -> ProfileUpdate:
         """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
         merge per channel and purpose in the order they were decided, null fields and attributes go; the customer
         is listed, and known from then on. With `once` (a provider's message id), an update already applied for
-        that id changes nothing."""
+        that id changes nothing. With `changes`, the attributes it changed come back, their old values read in
+        the same script as the write (no other write can come between)."""
         k = self._keys.customer(customer_id)
         answer, _ = await asyncio.gather(
             self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs, k.inbound],
-                                   upsert_args(fields, attributes, now, once or "")),
+                                   upsert_args(fields, attributes, now, once or "", changes)),
             self._transport.command("SADD", self._keys.customers, customer_id))
-        return ProfileUpdate.of_answer(list(answer))
+        return ProfileUpdate.of_answer(list(answer), attributes)
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
         """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if

@@ -42,7 +42,11 @@ TOUCHPOINTS = "touchpoints"
 """JSON list of the messages the customer received lately, for attribution (journey/attribution.py)."""
 GOAL_WATCHES = "goal_watches"
 """JSON list of ended instances whose goal window is still open (journey/state.goal_watch)."""
-PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM, TOUCHPOINTS, GOAL_WATCHES})
+AUDIENCE = "audience"
+"""JSON of what the core keeps for segments: aggregates' data, the segments the customer is in, when their expiry
+timer is due (journey/audience.py)."""
+PROFILE_JSON_FIELDS = frozenset({ADDRESSES, CHANNEL_PREFERENCE, CONSENTS, MERGED_FROM, TOUCHPOINTS, GOAL_WATCHES,
+                                 AUDIENCE})
 """Profile fields stored as JSON; the others (locale, timezone, timestamps, whatsapp_last_inbound) are text."""
 
 APPLIED_ENTRY = "applied_entry"

@@ -4,7 +4,9 @@
 -- the stored one unless it was taken earlier: policy/consent.merge; a channel without any is not kept),
 -- attributes are set or (null) removed; the customer is known from then on (KNOWN_AT). An update from a provider's
 -- message is applied once per message id (a replayed webhook returns {0} and changes nothing); the newest
--- INBOUND_KEPT ids are remembered. Returns {1, the addresses before, after} as JSON ('' when none were given).
+-- INBOUND_KEPT ids are remembered. Returns {1, the addresses before, after} as JSON ('' when none were given),
+-- and with `olds` the stored JSON of every attribute given, read before the write (false: it had none), in the
+-- order given (those set, then those removed): the caller tells which changed (customer.updated).
 -- ARGV after the fixed ones: sections, each a count followed by its items: fields to set (name, text), fields to
 -- delete (name), attributes to set (name, JSON), attributes to delete (name).
 local profile_key = KEYS[1]
@@ -14,13 +16,14 @@ local now = ARGV[1]
 local addresses = ARGV[2]  -- the addresses given, as JSON ('': none)
 local consents = ARGV[3]  -- the consents given, as JSON ('': none)
 local once = ARGV[4]  -- the provider's message id the update comes from ('': none)
+local olds = ARGV[5] == '1'  -- return the attributes' stored values before the write
 
 if once ~= '' then
   if redis.call('ZSCORE', inbound_key, once) then return {0} end
   redis.call('ZADD', inbound_key, now, once)
   redis.call('ZREMRANGEBYRANK', inbound_key, 0, -INBOUND_KEPT - 1)
 end
-local args = argument_reader(5)
+local args = argument_reader(6)
 local function stored(field)
   local raw = redis.call('HGET', profile_key, field)
   if raw then return cjson.decode(raw) end
@@ -62,6 +65,16 @@ end
 for _, item in ipairs(args.section(2)) do fields[#fields + 1] = item end
 redis.call('HSET', profile_key, unpack(fields))
 call_with_items('HDEL', profile_key, args.section(1))
-call_with_items('HSET', attrs_key, args.section(2))
-call_with_items('HDEL', attrs_key, args.section(1))
-return {1, before, after}
+local set, removed = args.section(2), args.section(1)
+local answer = {1, before, after}
+if olds then
+  local names = {}
+  for j = 1, #set, 2 do names[#names + 1] = set[j] end
+  for _, name in ipairs(removed) do names[#names + 1] = name end
+  if #names > 0 then
+    for _, old in ipairs(redis.call('HMGET', attrs_key, unpack(names))) do answer[#answer + 1] = old end
+  end
+end
+call_with_items('HSET', attrs_key, set)
+call_with_items('HDEL', attrs_key, removed)
+return answer

@@ -1,0 +1,166 @@
+"""Segments: audiences defined in `segments/*.yaml`, read and checked like journeys (`file:line` problems).
+
+```yaml
+id: lapsed_gold
+where: "customer.tier == 'gold' and aggregates.orders_90d == 0"
+aggregates:
+  orders_90d: {event: order_placed, count: true, within: 90d}
+```
+
+A segment is a condition over the customer's profile and aggregates, values kept per customer as their events
+apply (journey/aggregates.py); journey/audience.py keeps each customer's memberships. Aggregates share one name
+space across segments, so a name means one thing for a customer: two segments may both define `orders_90d`,
+the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from omnicanal.errors import ExpressionError, Problem, SegmentError
+from omnicanal.expressions import keys_read
+from omnicanal.journey.model import Condition, Duration, Name, check_id
+from omnicanal.journey.report import FileReport
+from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines
+
+AGGREGATE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
+
+
+class Aggregate(BaseModel):
+    """A value kept per customer from the events named `event`: how many (`count: true`), the total of an
+    expression (`sum`), or the value of an expression on the latest one (`last`); with `within`, only the
+    events of that last period count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: Name
+    count: Literal[True] | None = None
+    sum: Condition | None = None
+    last: Condition | None = None
+    within: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Aggregate:
+        if sum(kind is not None for kind in (self.count, self.sum, self.last)) != 1:
+            raise ValueError("an aggregate is exactly one of `count: true`, `sum: <expression>` or "
+                             "`last: <expression>`")
+        return self
+
+    @property
+    def kind(self) -> Literal["count", "sum", "last"]:
+        return "count" if self.count else "sum" if self.sum is not None else "last"
+
+    @property
+    def signature(self) -> str:
+        """What the kept data means: data kept under another signature (the file changed) starts afresh."""
+        expression = self.sum or self.last
+        return f"{self.event}|{self.kind}|{expression.source if expression else ''}|{self.within or ''}"
+
+
+class Segment(BaseModel):
+    """A segment file, validated. `where` sees `customer`, `aggregates` (this segment's) and `now`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, AfterValidator(check_id)]
+    where: Condition
+    aggregates: dict[Annotated[str, Field(pattern=AGGREGATE_NAME_PATTERN)], Aggregate] = {}
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The segments in force, with what the core looks up on every event: the aggregates kept from it."""
+
+    by_id: Mapping[str, Segment] = field(default_factory=dict)
+    aggregates: Mapping[str, Aggregate] = field(default_factory=dict)
+    """Every aggregate of every segment, by name."""
+    by_event: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Event name -> the names of the aggregates kept from it."""
+
+    @classmethod
+    def of(cls, segments: Mapping[str, Segment]) -> Segments:
+        aggregates = {name: aggregate for segment in segments.values()
+                      for name, aggregate in segment.aggregates.items()}
+        by_event: dict[str, tuple[str, ...]] = {}
+        for name, aggregate in aggregates.items():
+            by_event[aggregate.event] = (*by_event.get(aggregate.event, ()), name)
+        return cls(dict(segments), aggregates, by_event)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_id)
+
+
+NO_SEGMENTS = Segments()
+
+
+def _check(source: str, path: str, known: dict[str, tuple[Aggregate, str]]) -> tuple[Segment | None, FileReport]:
+    """One segment file read and validated; `known` (aggregate name -> definition, file) spans the files read so
+    far, so that a name defined twice differently is reported where the second one is."""
+    try:
+        doc = load_with_lines(source)
+    except YamlSyntaxError as exc:
+        return None, FileReport(path, Document(None, {(): 1}), [Problem(path, exc.line, exc.message)], "segment")
+    report = FileReport(path, doc, [Problem(path, line, message) for line, message in doc.problems], "segment")
+    if not isinstance(doc.data, dict):
+        report.add((), "a segment file is a mapping with id and where (and aggregates)")
+        return None, report
+    segment = report.validate(Segment, doc.data, ())
+    _check_where(report, doc.data)
+    if segment is None:
+        return None, report
+    for name, aggregate in segment.aggregates.items():
+        other = known.setdefault(name, (aggregate, path))
+        if other[0] != aggregate:
+            report.add(("aggregates", name), f"aggregate {name!r} is defined differently in {other[1]}: an "
+                                             "aggregate name means one thing for every segment")
+    return (None if report.problems else segment), report
+
+
+def _check_where(report: FileReport, data: dict[object, object]) -> None:
+    """Every aggregate `where` reads is one the segment defines (checked on the file as written, so that it is
+    reported with the file's other problems)."""
+    where, aggregates = data.get("where"), data.get("aggregates")
+    if not isinstance(where, str):
+        return
+    defined = {name for name in aggregates if isinstance(name, str)} if isinstance(aggregates, dict) else set()
+    try:
+        read = keys_read(where, "aggregates")
+    except ExpressionError:
+        return  # said by the model's validation
+    for name in sorted(read - defined):
+        report.add(("where",), f"where: unknown aggregate {name!r} (this segment's aggregates: "
+                               f"{', '.join(sorted(defined)) or 'none'})")
+
+
+def load_segments(directory: Path) -> Segments:
+    """Every `*.yaml`/`*.yml` segment of `directory` (none when it does not exist); one SegmentError with every
+    problem of every file."""
+    if not directory.is_dir():
+        return NO_SEGMENTS
+    segments: dict[str, Segment] = {}
+    known: dict[str, tuple[Aggregate, str]] = {}
+    paths: dict[str, str] = {}
+    problems: list[Problem] = []
+    for file in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            source = file.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(file), 1, f"cannot read the file: {exc}"))
+            continue
+        segment, report = _check(source, str(file), known)
+        problems += report.problems
+        if segment is None:
+            continue
+        if segment.id in segments:
+            report.add(("id",), f"segment id {segment.id!r} is also in {paths[segment.id]}: ids must be unique")
+            problems += report.problems
+            continue
+        segments[segment.id], paths[segment.id] = segment, str(file)
+    if problems:
+        raise SegmentError(problems)
+    return Segments.of(segments)
