@@ -6,9 +6,20 @@ from datetime import UTC, datetime
 
 
 def iso(timestamp: float) -> str:
-    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated)."""
+    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated).
+
+    A worker asks for the same moment many times in a row (every customer of a batch is applied at one `now`,
+    and each of their records is stamped with it): the last answer is kept."""
+    global _last_iso
+    if _last_iso[0] == timestamp:
+        return _last_iso[1]
     seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)  # rounded to the µs, as datetime does
-    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+    text = f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+    _last_iso = (timestamp, text)
+    return text
+
+
+_last_iso: tuple[float, str] = (-1.0, "")
 
 
 _last_day: tuple[int, str] = (0, "1970-01-01T")

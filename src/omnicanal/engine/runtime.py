@@ -138,7 +138,7 @@ class Runtime:
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
             customers = CustomerStore(transport, keys, settings.timeline_limit)
             queue = WorkQueue(transport, keys)
-            journey_store = JourneyStore(redis, keys, settings.stats_retention)
+            journey_store = JourneyStore(redis, keys, settings.stats_retention, counting=settings.stats)
             registry = JourneyRegistry(journey_store)
             await registry.replace(journeys)
             await queue.ensure_groups()
