@@ -279,7 +279,7 @@ class Engine:
         for entry in applied.changes.timeline:
             kind = entry["kind"]
             if kind == "message":
-                MESSAGES.labels(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
+                MESSAGES(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
             elif kind == "error":
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])
