@@ -35,3 +35,13 @@ def _iso_second(seconds: int) -> str:
     hours, rest = divmod(second_of_day, 3_600)
     minutes, secs = divmod(rest, 60)
     return f"{_last_day[1]}{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def moment(text: str) -> float:
+    """An ISO 8601 time from a person or a client (`2026-12-01`, `2026-12-01T09:00:00Z`, an offset) as a Unix
+    timestamp; without a zone it is UTC. ValueError naming the expected form otherwise."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01 or 2026-12-01T09:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

@@ -7,6 +7,7 @@ import hmac
 from aiohttp import web
 
 from omnicanal.api import (
+    broadcasts,
     control,
     customers,
     events,
@@ -71,6 +72,10 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/journeys/{journey_id}/{action:pause|resume|stop}", control.control_journey)
     app.router.add_delete("/v1/customers/{customer_id}/journeys/{journey_id}", control.cancel_instance)
     app.router.add_post("/v1/events/cancel", control.cancel_event)
+    app.router.add_post("/v1/broadcasts", broadcasts.post_broadcast)
+    app.router.add_get("/v1/broadcasts", broadcasts.list_broadcasts)
+    app.router.add_get("/v1/broadcasts/{broadcast_id}", broadcasts.get_broadcast)
+    app.router.add_delete("/v1/broadcasts/{broadcast_id}", broadcasts.cancel_broadcast)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)

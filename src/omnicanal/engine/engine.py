@@ -31,6 +31,7 @@ from omnicanal.journey.effects import (
     DrainJourney,
     EventArrived,
     ResumeJourney,
+    StartJourney,
     TimerFired,
     Work,
     add_counts,
@@ -39,6 +40,7 @@ from omnicanal.journey.effects import (
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import EVENT_LAG, MESSAGES, real_seconds
+from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
@@ -56,8 +58,16 @@ PAUSED_FRESH = 0.5
 
 
 def _ids_to_check(items: Sequence[WorkItem]) -> list[str]:
-    """The event ids to look up in the customer's applied-events index: those that may come again (not unique)."""
-    return [item.event["id"] for item in items if item.event is not None and not item.unique]
+    """The event ids to look up in the customer's applied-events index: those that may come again (not unique),
+    a broadcast's start among them."""
+    return [event["id"] for item in items if (event := _event_of(item)) is not None and not item.unique]
+
+
+def _event_of(item: WorkItem) -> dict[str, Any] | None:
+    if item.kind == "start" and item.payload:
+        event: dict[str, Any] = item.payload["event"]
+        return event
+    return item.event
 
 
 def _work(item: WorkItem) -> Work | None:
@@ -70,6 +80,8 @@ def _work(item: WorkItem) -> Work | None:
         return ResumeJourney(item.payload["journey"])
     if item.kind == "cancel" and item.payload:
         return CancelEvent(item.payload["event_id"])
+    if item.kind == "start" and item.payload:
+        return StartJourney(item.payload["journey"], item.payload["event"])
     if item.kind == "timer" and item.instance_id is not None and item.token is not None:
         return TimerFired(item.instance_id, item.token)
     return None
@@ -100,6 +112,7 @@ class Engine:
     merges: CustomerMerge
     coupons: Coupons
     fetcher: Fetcher
+    broadcasts: BroadcastStore
     _paused_read: float = field(default=-PAUSED_FRESH)
 
     async def _paused_journeys(self) -> None:
@@ -268,6 +281,7 @@ class Engine:
         counts = new_counts()
         for applied in done:
             add_counts(counts, applied.changes.stats)
+            self.broadcasts.count(writes.after, applied.changes.broadcasts)
         self.journey_store.record(writes.after, counts, self.clock.now())
 
     def _account(self, applied: Applied, items: Sequence[WorkItem]) -> None:
