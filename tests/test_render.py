@@ -349,7 +349,7 @@ def test_every_shipped_field_renders_as_jinja_itself_does(shipped: TemplateCatal
     for name in sorted(shipped.names()):
         variables = scope(customer=customer, event={"name": "event", "properties": SHIPPED_EVENTS[name][0]},
                           data={"percent": "15", "code": "VIP15", **TEMPLATE_DATA.get(name, {})}, locale="fr")
-        for channel, locales in shipped._templates[name].items():
+        for locales in shipped._templates[name].values():
             for variant in locales.values():
                 for compiled in variant.values():
                     for field in compiled.values() if isinstance(compiled, dict) else [compiled]:
