@@ -63,6 +63,8 @@ class Engine:
     workspace: str = "bench"
     segments_dir: Path | None = None
     """Segments the engine keeps (None: an empty directory, so none from the working directory either)."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """More OMNICANAL_* settings, over the bench's own (OMNICANAL_STATS=false for the cost of counting)."""
     api_port: int = field(default_factory=free_port)
     api: Proc | None = None
     worker_procs: list[Proc] = field(default_factory=list)
@@ -88,6 +90,7 @@ class Engine:
             "OMNICANAL_LOG_LEVEL": "warning",
             "OMNICANAL_RELOAD_INTERVAL": "0",
             "OMNICANAL_SHUTDOWN_GRACE": "3",
+            **self.settings,
         }
 
     async def start(self, api: bool = True) -> Engine:

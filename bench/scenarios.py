@@ -265,12 +265,12 @@ async def wait_until(predicate: Callable[[], Any], limit: float, every: float = 
 
 # -- steps ----------------------------------------------------------------------------------------------------------
 
-async def engine_steps(ctx: Context, workers: int) -> dict[str, Any]:
+async def engine_steps(ctx: Context, workers: int, settings: dict[str, str] | None = None) -> dict[str, Any]:
     n = ctx.sizes.steps_customers
     await flush(ENGINE_DB)
     await standin_reset(ctx)
     engine = await Engine(ctx.group, ENGINE_DB, ctx.run_dir, ctx.standin_url, workers=workers,
-                          clock_speed=STEPS_SPEED, segments_dir=ctx.segments).start()
+                          clock_speed=STEPS_SPEED, segments_dir=ctx.segments, settings=settings or {}).start()
     try:
         customers = [f"s-{i}" for i in range(n)]
         await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "s-", n)
@@ -300,13 +300,15 @@ async def engine_steps(ctx: Context, workers: int) -> dict[str, Any]:
         worker_busy = sum(cpu_seconds(pid) - cpu_before[pid] for pid in engine.pids()) / wall
         standin_busy = (cpu_seconds(ctx.standin_pid) - standin_before) / wall
         limit, mix = await ctx.limits.per_unit(calls, steps)
-        ctx.mixes[f"steps, {workers} worker(s): Redis calls per journey step"] = mix
+        setting = "".join(f", {name}={value}" for name, value in (settings or {}).items())
+        ctx.mixes[f"steps, {workers} worker(s){setting}: Redis calls per journey step"] = mix
         return {"customers": n, "finished": finished, "elapsed": elapsed, "wall": wall,
                 "ingest_seconds": ingested - started,
                 "steps": steps, "messages": stats["total"], "expected_messages": expected,
                 "duplicates": stats["duplicates"] + stats["duplicate_ids"], "steps_per_s": steps / elapsed,
                 "messages_per_s": stats["total"] / elapsed, "limit_steps_per_s": limit,
-                "redis_commands_per_step": sum(mix.values()), "worker_cores_busy": worker_busy,
+                "redis_commands_per_step": sum(mix.values()), "redis_commands": sum(calls.values()),
+                "worker_cores_busy": worker_busy,
                 "redis_core_busy": redis_busy, "standin_core_busy": standin_busy, "machine_cores_busy": machine_busy,
                 "counts": journey["counts"]}
     finally:
@@ -370,11 +372,17 @@ async def _measure_bare_send(ctx: Context, processes: int) -> float:
     return float(stats["total"]) / span if span > 0 else 0.0
 
 
+def per_message(result: dict[str, Any]) -> float:
+    return float(result["redis_commands"]) / max(1, result["messages"])
+
+
 async def scenario_steps(ctx: Context) -> list[Row]:
     results = {}
     for workers in (1, 2):
         ctx.log(f"steps: engine, {workers} worker(s), {ctx.sizes.steps_customers:,} customers")
         results[workers] = await engine_steps(ctx, workers)
+    ctx.log("steps: engine, 2 workers, counting off (OMNICANAL_STATS=false)")
+    uncounted = await engine_steps(ctx, 2, {"OMNICANAL_STATS": "false"})
     send_limits = {workers: await bare_send_rate(ctx, workers) for workers in results}
     peers = {}
     for peer in ctx.peers_for("steps"):
@@ -416,6 +424,13 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                         met=result["messages_per_s"] >= 4_500 if workers == 2 else None,
                         note="; ".join(filter(None, [partial, costs, f"the Redis command mix alone would allow "
                                                                      f"{redis_msg_limit:,.0f} messages/s"]))))
+    counted = results[2]["messages_per_s"] / uncounted["messages_per_s"]
+    rows.append(Row("steps", "cost of counting: messages/s with stats on ÷ off, 2 workers", counted, "x",
+                    target="≥ 0.90x", met=counted >= 0.90,
+                    note=f"off (OMNICANAL_STATS=false): {uncounted['messages_per_s']:,.0f} messages/s, "
+                         f"{per_message(uncounted):.1f} Redis commands per message (on: "
+                         f"{per_message(results[2]):.1f}); one run each, so noise moves it a few per cent either way",
+                    details=uncounted))
     if best:
         times = results[2]["messages_per_s"] / best[1]["messages_per_s"]
         rows.append(Row("steps", f"messages/s, 2 workers ÷ best peer's ({best[0]}: {best[1]['messages_per_s']:,.0f}/s)",

@@ -79,6 +79,19 @@ async def test_stats_say_what_each_channel_and_step_did(start_api: StartApi) -> 
     assert sum(point["converted"] for point in last_week["series"]) == 5
 
 
+async def test_counting_switched_off_writes_no_counter_and_sends_the_same(start_api: StartApi) -> None:
+    """OMNICANAL_STATS=false (the bench's "cost of counting" row): the journey runs and sends as usual, the
+    stats stay at zero."""
+    api = await start_api(stats=False)
+    await api.put_customer("lea", TOM)
+    await api.event("cart_abandoned", "lea", properties=CART)
+    await api.wait_until("lea", has_message("cart_discount"))
+    await api.settled()
+    stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
+    assert not any(stats["counts"].values()), stats["counts"]
+    assert all(not any(step["counts"].values()) for step in stats["steps"])
+
+
 async def test_stats_refuse_what_makes_no_range(start_api: StartApi) -> None:
     api = await start_api()
     for query, field in (("bucket=week", "bucket"), ("from=yesterday", "from"),

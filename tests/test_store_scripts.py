@@ -17,6 +17,7 @@ from omnicanal.policy.caps import Cap
 from omnicanal.store.commit import Commit
 from omnicanal.store.connection import open_redis
 from omnicanal.store.coupons import Coupons
+from omnicanal.store.broadcasts import SCHEDULED, Broadcast, BroadcastStore
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
@@ -202,6 +203,21 @@ async def test_lua_renew_lease_and_lua_release_lease_only_for_its_holder(transpo
     await leases.release(0, "w1")
     assert not await transport.client.exists(KEYS.partition(0).lease)
     assert transport.one_slot("renew_lease") and transport.one_slot("release_lease")
+
+
+async def test_lua_create_broadcast_creates_once_and_lists_it(transport: Recording) -> None:
+    store = BroadcastStore(transport, KEYS)
+    first = Broadcast(id="b1", journey="sale", audience={"everyone": True}, status=SCHEDULED, at=10.0,
+                      created_at=5.0, data={"season": "hiver"}, origin="schedule")
+    assert await store.create(first)
+    assert not await store.create(Broadcast(id="b1", journey="other", audience={"where": "x"}, status=SCHEDULED,
+                                            at=0.0, created_at=6.0))  # an occurrence reached twice: once
+    stored = await store.get("b1")
+    assert stored is not None and (stored.journey, stored.audience, stored.data, stored.at) == \
+        ("sale", {"everyone": True}, {"season": "hiver"}, 10.0)
+    assert await store.active() == ["b1"]
+    assert await transport.client.zscore(KEYS.broadcasts, "b1") == 5.0
+    assert transport.one_slot("create_broadcast")
 
 
 async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transport: Recording) -> None:

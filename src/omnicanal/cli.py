@@ -393,15 +393,14 @@ def export(
 
 
 def _moment(option: str, text: str | None) -> float | None:
-    from datetime import UTC, datetime
+    from omnicanal.timestamps import moment
 
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        _fail(f"{option}: {text!r} is not an ISO 8601 time, e.g. 2026-12-01 or 2026-12-01T09:00:00Z")
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return moment(text)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}")
 
 
 JourneyArgument = Annotated[str, typer.Argument(help="Journey id.")]

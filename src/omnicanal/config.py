@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     idempotency_window: float = Field(
         default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
     )
+    stats: bool = Field(
+        default=True, description="Count what journeys do (the stats, the dashboard's funnel, attribution); false "
+        "writes no counter: for a deployment that measures elsewhere and wants every message/s (bench: a tenth).",
+    )
     stats_retention: float = Field(
         default=90 * 86400, gt=0, description="Seconds the hourly counters of the stats are kept (the totals stay)."
     )

@@ -201,13 +201,14 @@ _VALUES = _value_sandbox()
 _CONDITIONS = _condition_sandbox()
 
 
-class _Evaluation(Context):
-    """The context of one evaluation, reading names in the scope itself, then in the sandbox's globals.
+class LightContext(Context):
+    """The context of one evaluation or render, reading names in the scope itself, then in the sandbox's globals.
 
-    Jinja's own context for a call copies the scope and the globals into a new dict and sets up what templates
-    use; an expression only reads names and stores `result`, so this one keeps the scope as given and shares
-    its sandbox's evaluation context (an expression has no `{% autoescape %}` block that could change it).
-    Every attribute Context's methods read is set here, which is why Context's constructor is not run."""
+    Jinja's own context for a call copies the scope and the globals into a new dict; compiled code only reads
+    names and keeps what it sets (`{% set %}`, an expression's `result`) in `vars`, so this one keeps the scope
+    as given. Every attribute Context's methods read is set here, which is why Context's constructor is not
+    run. An expression shares its sandbox's evaluation context (it has no `{% autoescape %}` block that could
+    change it); a template render gets its own."""
 
     def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any]) -> None:
         self.environment = environment
@@ -248,7 +249,7 @@ class _Bound:
 
     def __call__(self, scope: Mapping[str, Any]) -> Any:
         budget.start()
-        context = _Evaluation(self._environment, self._eval_ctx, scope)
+        context = LightContext(self._environment, self._eval_ctx, scope)
         for _ in self._root(context):
             pass
         return context.vars["result"]

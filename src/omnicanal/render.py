@@ -107,7 +107,7 @@ def _render_field(field: CompiledField, scope: Mapping[str, Any]) -> str:
     """One field's text, stripped; TemplateError at the file line that failed, or if it renders empty."""
     budget.start()
     try:
-        text = field.template.render(scope).strip()
+        text = field.render(scope).strip()
     except jinja2.UndefinedError as exc:
         raise _error(field, str(exc), exc) from exc
     except BudgetExceeded as exc:

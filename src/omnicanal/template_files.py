@@ -18,17 +18,19 @@ send, only runs compiled templates.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import jinja2
+from jinja2 import nodes
+from jinja2.nodes import EvalContext
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
-from omnicanal.expressions import make_sandbox
+from omnicanal.expressions import LightContext, make_sandbox
 from omnicanal.suggest import did_you_mean
 from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node
 
@@ -47,6 +49,22 @@ class CompiledField:
     first_line: int | None  # file line of the template's line 1, when the source maps line for line
     template: jinja2.Template
     may_be_empty: bool  # values inside push data / webhook payload may; a message text may not
+    constant: str | None = field(default=None, compare=False)
+    """The text, for a field without any Jinja tag (a URL in push data): nothing to run."""
+
+    def render(self, scope: Mapping[str, Any]) -> str:
+        """The field's text (not stripped), as `template.render(scope)` gives it — the same errors, their
+        tracebacks rewritten to template lines — without copying the scope and the globals first: a message
+        renders several fields, and each of those copies was a fifth of the render."""
+        if self.constant is not None:
+            return self.constant
+        template = self.template
+        environment = template.environment
+        context = LightContext(environment, EvalContext(environment, template.name), scope)
+        try:
+            return environment.concat(template.root_render_func(context))
+        except Exception:
+            environment.handle_exception()
 
 
 Variant: TypeAlias = dict[str, CompiledField | dict[str, CompiledField]]  # field -> compiled, or key -> compiled
@@ -213,4 +231,17 @@ class _FileReader:
             line = first_line + exc.lineno - 1 if first_line else line_of_node(key)
             self._add(line, f"{where}: Jinja2 syntax error: {exc.message}")
             return None
-        return CompiledField(self.path, where, line_of_node(key), first_line, template, may_be_empty)
+        return CompiledField(self.path, where, line_of_node(key), first_line, template, may_be_empty,
+                             _constant(env, value.value))
+
+
+def _constant(env: jinja2.Environment, source: str) -> str | None:
+    """The text a template without tags renders to (as Jinja's lexer reads it: its last newline dropped);
+    None when it has any tag."""
+    body = env.parse(source).body
+    if not body:
+        return ""
+    if len(body) == 1 and isinstance(body[0], nodes.Output) and all(
+            isinstance(node, nodes.TemplateData) for node in body[0].nodes):
+        return "".join(node.data for node in body[0].nodes)  # type: ignore[attr-defined]
+    return None

@@ -6,9 +6,20 @@ from datetime import UTC, datetime
 
 
 def iso(timestamp: float) -> str:
-    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated)."""
+    """Journey time as the ISO-8601 UTC string the API shows, to the millisecond (truncated).
+
+    A worker asks for the same moment many times in a row (every customer of a batch is applied at one `now`,
+    and each of their records is stamped with it): the last answer is kept."""
+    global _last_iso
+    if _last_iso[0] == timestamp:
+        return _last_iso[1]
     seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)  # rounded to the µs, as datetime does
-    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+    text = f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+    _last_iso = (timestamp, text)
+    return text
+
+
+_last_iso: tuple[float, str] = (-1.0, "")
 
 
 _last_day: tuple[int, str] = (0, "1970-01-01T")
@@ -24,3 +35,13 @@ def _iso_second(seconds: int) -> str:
     hours, rest = divmod(second_of_day, 3_600)
     minutes, secs = divmod(rest, 60)
     return f"{_last_day[1]}{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def moment(text: str) -> float:
+    """An ISO 8601 time from a person or a client (`2026-12-01`, `2026-12-01T09:00:00Z`, an offset) as a Unix
+    timestamp; without a zone it is UTC. ValueError naming the expected form otherwise."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01 or 2026-12-01T09:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

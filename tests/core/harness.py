@@ -80,6 +80,9 @@ class Journeys:
     def loaded(self, journey_id: str, version: str) -> Journey:
         return self._by_version[(journey_id, version)]
 
+    def current_of(self, journey_id: str) -> Journey | None:
+        return self._current.get(journey_id)
+
     def listens(self, event_name: str) -> bool:
         return any(event_name in journey.events() for journey in self._by_version.values())
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from omnicanal.access import CALLER, WORKSPACE, KeyRing, presented_key
 from omnicanal.api import (
     audit,
+    broadcasts,
     control,
     customers,
     events,
@@ -77,6 +78,10 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/events/cancel", control.cancel_event)
     app.router.add_get("/v1/segments", segments.list_segments)
     app.router.add_get("/v1/segments/{segment_id}", segments.get_segment)
+    app.router.add_post("/v1/broadcasts", broadcasts.post_broadcast)
+    app.router.add_get("/v1/broadcasts", broadcasts.list_broadcasts)
+    app.router.add_get("/v1/broadcasts/{broadcast_id}", broadcasts.get_broadcast)
+    app.router.add_delete("/v1/broadcasts/{broadcast_id}", broadcasts.cancel_broadcast)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
     app.router.add_get("/v1/audit", audit.get_audit)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +11,7 @@ from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.model import Journey
 from omnicanal.stats import report
-from omnicanal.timestamps import iso
+from omnicanal.timestamps import iso, moment
 
 JOURNEY_COUNTERS = ("started", "completed", "exited", "converted", "failed")
 
@@ -71,11 +70,9 @@ def query_moment(request: web.Request, name: str, default: float) -> float:
     if text is None:
         return default
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError([{"field": name, "message": f"{text!r} is not an ISO 8601 time, e.g. "
-                                                     "2026-12-01T00:00:00Z"}]) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return moment(text)
+    except ValueError as exc:
+        raise InputError([{"field": name, "message": str(exc)}]) from None
 
 
 async def get_stats(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ it does not list, so a new route is never open by omission.
     events:write     sending events (`identify` among them), cancelling what an event started
     customers:read   profiles, timelines, the outbox, segments and their sizes: customers' personal data
     customers:write  profile upserts (consents included), ending one customer's journey
-    journeys:admin   pausing, resuming and stopping journeys; the audit log
+    journeys:admin   pausing, resuming and stopping journeys; broadcasts; the audit log
     ui:read          the dashboard, and the journey reads it shows (a key that sees the dashboard sees those)
 
 Public: the probes and metrics, the OpenAPI document, Twilio's callbacks (their signature is checked), tracked links
@@ -44,6 +44,10 @@ ROUTES: dict[tuple[str, str], Needs] = {
     ("DELETE", "/v1/customers/{customer_id}/journeys/{journey_id}"): Scope.CUSTOMERS_WRITE,
     ("POST", "/v1/journeys/{journey_id}/{action}"): Scope.JOURNEYS_ADMIN,
     ("GET", "/v1/audit"): Scope.JOURNEYS_ADMIN,
+    ("POST", "/v1/broadcasts"): Scope.JOURNEYS_ADMIN,
+    ("GET", "/v1/broadcasts"): Scope.JOURNEYS_ADMIN,
+    ("GET", "/v1/broadcasts/{broadcast_id}"): Scope.JOURNEYS_ADMIN,
+    ("DELETE", "/v1/broadcasts/{broadcast_id}"): Scope.JOURNEYS_ADMIN,
     ("GET", "/v1/journeys"): Scope.UI_READ,
     ("GET", "/v1/journeys/{journey_id}"): Scope.UI_READ,
     ("GET", "/v1/journeys/{journey_id}/stats"): Scope.UI_READ,

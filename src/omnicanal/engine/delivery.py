@@ -67,7 +67,7 @@ class Delivery:
             status, error = "unknown", exc
         except DeliveryError as exc:
             status, error = "failed", exc
-        PROVIDER_SECONDS.labels(connector.name, _outcome(error)).observe(time.perf_counter() - started)
+        PROVIDER_SECONDS(connector.name, _outcome(error)).observe(time.perf_counter() - started)
         record["status"] = status
         record["history"].append({"status": status, "at": self._clock.now(), "connector": connector.name,
                                   **({"error": str(error)} if error else {})})

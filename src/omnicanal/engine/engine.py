@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,7 @@ from omnicanal.journey.effects import (
     DrainJourney,
     EventArrived,
     ResumeJourney,
+    StartJourney,
     TimerFired,
     Work,
     add_counts,
@@ -39,6 +41,7 @@ from omnicanal.journey.effects import (
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import EVENT_LAG, MESSAGES, real_seconds
+from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
 from omnicanal.store.identity import IdentityIndex
@@ -57,8 +60,16 @@ PAUSED_FRESH = 0.5
 
 
 def _ids_to_check(items: Sequence[WorkItem]) -> list[str]:
-    """The event ids to look up in the customer's applied-events index: those that may come again (not unique)."""
-    return [item.event["id"] for item in items if item.event is not None and not item.unique]
+    """The event ids to look up in the customer's applied-events index: those that may come again (not unique),
+    a broadcast's start among them."""
+    return [event["id"] for item in items if (event := _event_of(item)) is not None and not item.unique]
+
+
+def _event_of(item: WorkItem) -> dict[str, Any] | None:
+    if item.kind == "start" and item.payload:
+        event: dict[str, Any] = item.payload["event"]
+        return event
+    return item.event
 
 
 def _work(item: WorkItem) -> Work | None:
@@ -71,6 +82,8 @@ def _work(item: WorkItem) -> Work | None:
         return ResumeJourney(item.payload["journey"])
     if item.kind == "cancel" and item.payload:
         return CancelEvent(item.payload["event_id"])
+    if item.kind == "start" and item.payload:
+        return StartJourney(item.payload["journey"], item.payload["event"])
     if item.kind == "timer" and item.instance_id is not None and item.token is not None:
         return TimerFired(item.instance_id, item.token)
     return None
@@ -102,6 +115,7 @@ class Engine:
     coupons: Coupons
     fetcher: Fetcher
     segments: SegmentIndex
+    broadcasts: BroadcastStore
     _paused_read: float = field(default=-PAUSED_FRESH)
 
     async def _paused_journeys(self) -> None:
@@ -275,6 +289,7 @@ class Engine:
         counts = new_counts()
         for applied in done:
             add_counts(counts, applied.changes.stats)
+            self.broadcasts.count(writes.after, applied.changes.broadcasts)
         self.journey_store.record(writes.after, counts, self.clock.now())
 
     def _account(self, applied: Applied, items: Sequence[WorkItem]) -> None:
@@ -286,7 +301,7 @@ class Engine:
         for entry in applied.changes.timeline:
             kind = entry["kind"]
             if kind == "message":
-                MESSAGES.labels(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
+                MESSAGES(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
             elif kind == "error":
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])

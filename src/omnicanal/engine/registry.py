@@ -40,6 +40,9 @@ class JourneyRegistry:
     def listens(self, event_name: str) -> bool:
         return event_name in self._listened
 
+    def current_of(self, journey_id: str) -> Journey | None:
+        return self.current.get(journey_id)
+
     def loaded(self, journey_id: str, version: str) -> Journey:
         """A version already at hand (current, or loaded by `version`/`preload`); KeyError otherwise."""
         return self._versions[(journey_id, version)]

@@ -19,6 +19,7 @@ import structlog
 
 from omnicanal.channels import CHANNELS, ConnectorContext, ConnectorRegistry
 from omnicanal.config import Settings
+from omnicanal.engine.broadcasts import BroadcastRunner
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
 from omnicanal.engine.engine import Engine
@@ -36,6 +37,7 @@ from omnicanal.links import links_of
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
+from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
@@ -114,6 +116,7 @@ class Runtime:
     idempotency: IdempotencyIndex
     worker: Worker
     ownership: PartitionOwnership
+    broadcasts: BroadcastStore
     resources: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     broken: str | None = None
@@ -142,7 +145,7 @@ class Runtime:
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
             customers = CustomerStore(transport, keys, settings.timeline_limit)
             queue = WorkQueue(transport, keys)
-            journey_store = JourneyStore(redis, keys, settings.stats_retention)
+            journey_store = JourneyStore(redis, keys, settings.stats_retention, counting=settings.stats)
             registry = JourneyRegistry(journey_store)
             await registry.replace(journeys)
             await queue.ensure_groups()
@@ -162,17 +165,18 @@ class Runtime:
                 links=links_of(settings), segments=segments,
             )
             identity = IdentityIndex(redis, keys, customers)
+            broadcasts = BroadcastStore(transport, keys)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
                             Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches),
-                            SegmentIndex(transport, keys))
+                            SegmentIndex(transport, keys), broadcasts)
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, IdempotencyIndex(redis, keys, settings.idempotency_window), worker,
-                          ownership, stack.pop_all())
+                          ownership, broadcasts, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  segments=sorted(segments.by_id),
@@ -185,6 +189,9 @@ class Runtime:
             loops.append(("worker", self.worker.run(self.stopping)))
             loops.append(("timers", run_timers(self.queue, self.clock, self.ownership,
                                                self.settings.timer_poll_interval, self.stopping)))
+            walker = BroadcastRunner(self.broadcasts, self.queue, self.customers, self.redis, self.keys, self.clock,
+                                     self.settings.worker_id)
+            loops.append(("broadcasts", walker.run(self.stopping)))
         if self.settings.reload_interval > 0:
             loops.append(("reload", self._watch_files()))
         for name, loop in loops:

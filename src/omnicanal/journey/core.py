@@ -1,7 +1,8 @@
 """The journey core: a customer's work applied to their state, with no I/O.
 
 `apply(context, state, work, now)` takes the customer's state and their work items (events, fired timers,
-drains, resumes of a paused journey, cancellations of what an event started), in order, and changes the state;
+drains, resumes of a paused journey, cancellations of what an event started, a broadcast's starts), in order,
+and changes the state;
 it returns the Changes for the engine to write. For each event: it is recorded on the timeline; delivery
 receipts and engagement events settle the fallbacks of the messages they concern; running instances whose
 journey exits on it end; goals it meets are recorded as conversions; instances waiting for it resume; journeys
@@ -32,6 +33,7 @@ from omnicanal.journey.effects import (
     EventArrived,
     ResumeJourney,
     Sends,
+    StartJourney,
     TimerFired,
     Work,
 )
@@ -75,6 +77,9 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
             yield from _apply_resume(session, item.journey)
         elif isinstance(item, CancelEvent):
             _apply_cancel(session, item.event_id)
+        elif isinstance(item, StartJourney):
+            session.applying = item.event
+            yield from _apply_start(session, item.journey, item.event)
         if segments is not None:
             segments.applied(item)
     return session.finish()
@@ -146,6 +151,28 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
         _watch_goals(session, event)
     for journey in session.context.journeys.triggered_by(event["name"]):
         yield from _maybe_start(session, journey, event)
+
+
+def _apply_start(session: Session, journey_id: str, event: dict[str, Any]) -> Sends[None]:
+    """A broadcast's start: recorded with the broadcast's event, once per customer, then the journey starts
+    unless a rule keeps it from doing so; what happened is counted for the broadcast."""
+    state, event_id = session.state, event["id"]
+    broadcast = str(event["properties"].get("broadcast", ""))
+    if event_id in state.seen:  # queued twice (the walk met them twice): applied once, counted apart
+        session.changes.broadcasts[broadcast] = "duplicate"
+        return
+    state.seen.add(event_id)
+    session.changes.seen.append(event_id)
+    session.record("event", name=event["name"], event_id=event_id, properties=event["properties"],
+                   occurred_at=event["timestamp"])
+    session.event_at = session.timeline_end() - 1
+    journey = session.context.journeys.current_of(journey_id)
+    if journey is None:
+        session.record_error(f"broadcast {broadcast}", f"no journey {journey_id!r} is loaded any more")
+        session.changes.broadcasts[broadcast] = "skipped:unknown_journey"
+        return
+    skipped = yield from _maybe_start(session, journey, event, triggered=False)
+    session.changes.broadcasts[broadcast] = "started" if skipped is None else f"skipped:{skipped}"
 
 
 def _key_of(session: Session, journey: Journey, event: dict[str, Any]) -> str | None:
@@ -324,29 +351,33 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
     session.save(instance)
 
 
-def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> Sends[None]:
+def _maybe_start(session: Session, journey: Journey, event: dict[str, Any], triggered: bool = True
+                 ) -> Sends[str | None]:
+    """Start the journey on this event unless a rule says no; returns why not (None: started). A broadcast's
+    start (`triggered` false) does not test the trigger's `where`: its audience chose the customer."""
     state = session.state
-    if event["name"] == CUSTOMER_UPDATED and event["properties"].get("journey") == journey.id:
-        return  # its own update: a journey cannot start itself again in a loop
+    if triggered and event["name"] == CUSTOMER_UPDATED and event["properties"].get("journey") == journey.id:
+        return "own_update"  # its own update: a journey cannot start itself again in a loop
     if journey.id in session.context.paused:
         session.count(journey.id, "skipped:paused")
         session.record("journey", journey=journey.id, version=journey.version, status="skipped", reason="paused")
-        return
+        return "paused"
     key = _key_of(session, journey, event)
     if journey.trigger.key is not None and key is None:
         session.record_error(f"{journey.id}.trigger.key", f"{journey.trigger.key.source} gave no value for this "
                                                           f"{event['name']} event: the journey did not start")
-        return
+        return "no_key"
     if any(i.journey == journey.id and i.key == key for i in state.instances.values()):
-        return  # one running instance per journey (and key) and customer
+        return "running"  # one running instance per journey (and key) and customer
     last = state.entries.get(entry_name(journey.id, key))
     re_entry = journey.re_entry
     if last is not None and (
         re_entry.mode == "never" or (re_entry.mode == "after" and session.now - last < (re_entry.after or 0))
     ):
-        return
-    if not session.holds(journey.trigger.where, session.scope(None, event), f"{journey.id}.trigger.where"):
-        return
+        return "re_entry"
+    if triggered and not session.holds(journey.trigger.where, session.scope(None, event),
+                                       f"{journey.id}.trigger.where"):
+        return "where"
     instance_id = instance_id_of(journey.id, event["id"])
     instance = Instance(id=instance_id, journey=journey.id, version=journey.version,
                         customer_id=session.customer_id, started_at=session.now, event=event,
@@ -355,6 +386,7 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any]) -> S
     session.record("journey", journey=journey.id, version=journey.version, status="started",
                    instance_id=instance_id, **({"key": key} if key is not None else {}))
     yield from advance(session, instance, journey)
+    return None
 
 
 def _apply_drain(session: Session, journey_id: str, reason: str) -> None:

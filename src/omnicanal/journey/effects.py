@@ -58,7 +58,18 @@ class CancelEvent:
     event_id: str
 
 
-Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent
+@dataclass(frozen=True, slots=True)
+class StartJourney:
+    """A broadcast starts this journey for the customer, whatever its trigger (its audience chose them):
+    `event` is the broadcast's own (`name` "broadcast", `properties.broadcast` its id, and its data), the one
+    the instance keeps. Re-entry rules and a paused journey apply as for a triggered start; consent, caps and
+    quiet hours apply to each message as usual. Applied once per customer (the event's id)."""
+
+    journey: str
+    event: dict[str, Any]
+
+
+Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent | StartJourney
 
 FALLBACK_TOKEN_PREFIX = "fallback:"
 """A timer token that is this prefix and a message id: the message's `fallback_after` passed."""
@@ -209,3 +220,6 @@ class Changes:
     """The customer's segment data changed (journey/audience.py): the state's is written."""
     memberships: dict[str, bool] = field(default_factory=dict)
     """Segment id -> whether the customer is in it, for every segment evaluated: the segment index follows."""
+    broadcasts: dict[str, str] = field(default_factory=dict)
+    """Broadcast id -> what it did for this customer: `started`, `skipped:<reason>` (paused, running, re_entry,
+    no_key, unknown_journey), or `duplicate` (a start they already had): the broadcast's progress counters."""

@@ -34,6 +34,9 @@ class Journeys(Protocol):
 
     def loaded(self, journey_id: str, version: str) -> Journey: ...
 
+    def current_of(self, journey_id: str) -> Journey | None:
+        """The current version of a journey (what a broadcast starts); None if no such journey is loaded."""
+
     def listens(self, event_name: str) -> bool:
         """Whether a current journey reacts to events of this name (trigger, wait, exit, goal)."""
 

@@ -14,11 +14,13 @@ from omnicanal.store.keys import Keyspace
 
 
 class JourneyStore:
-    def __init__(self, redis: Redis, keys: Keyspace, retention: float = 90 * 86400) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, retention: float = 90 * 86400, counting: bool = True) -> None:
         self._redis = redis
         self._keys = keys
         self._retention = retention
         """Seconds the hourly counters are kept (OMNICANAL_STATS_RETENTION)."""
+        self._counting = counting
+        """False (OMNICANAL_STATS=false): `record` writes nothing; the stats stay as they were."""
 
     async def remember(self, journey_id: str, version: str, source: str) -> None:
         await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))
@@ -32,7 +34,9 @@ class JourneyStore:
     def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]], now: float) -> None:
         """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,
         such as attribution shares and revenue, are added as floats): to the totals and to the hour of `now`
-        (journey time), which expires after the retention."""
+        (journey time), which expires after the retention. Nothing when counting is off."""
+        if not self._counting:
+            return
         hour = int(now // 3600)
         for journey_id, counters in increments.items():
             keys = (self._keys.journey_stats(journey_id), self._keys.journey_stats_hour(journey_id, hour))

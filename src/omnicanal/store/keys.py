@@ -198,6 +198,25 @@ class Keyspace:
     def outbox_count(self) -> str:
         return f"{{{self.outbox}}}:count"
 
+    def broadcast(self, broadcast_id: str) -> str:
+        """A broadcast's record: journey, audience, status, walk cursor and progress counters. Broadcasts, their
+        index and their walkers' leases share one hash tag (few keys: one slot is plenty)."""
+        return f"oc:{{{self.workspace}:b}}:broadcast:{broadcast_id}"
+
+    def broadcast_walker(self, broadcast_id: str) -> str:
+        """The lease of the process walking a broadcast's audience."""
+        return f"oc:{{{self.workspace}:b}}:walker:{broadcast_id}"
+
+    @property
+    def broadcasts(self) -> str:
+        """Every broadcast id by creation time (journey time)."""
+        return f"oc:{{{self.workspace}:b}}:broadcasts"
+
+    @property
+    def broadcasts_active(self) -> str:
+        """The broadcasts whose audience is still to walk (scheduled or running)."""
+        return f"oc:{{{self.workspace}:b}}:active"
+
     @property
     def clock(self) -> str:
         return f"oc:{self.workspace}:clock"
