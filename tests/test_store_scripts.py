@@ -14,10 +14,10 @@ from redis.crc import key_slot
 from omnicanal.codec import dumps
 from omnicanal.policy import consent
 from omnicanal.policy.caps import Cap
+from omnicanal.store.broadcasts import SCHEDULED, Broadcast, BroadcastStore
 from omnicanal.store.commit import Commit
 from omnicanal.store.connection import open_redis
 from omnicanal.store.coupons import Coupons
-from omnicanal.store.broadcasts import SCHEDULED, Broadcast, BroadcastStore
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
