@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import Api, StartApi, write_journey
+from test_cli import run
 from test_segments import write_segment
 
 WINTER_SALE = """\
@@ -152,3 +153,28 @@ async def test_what_cannot_be_broadcast_is_refused_naming_the_field(project: Pat
         assert answer["errors"][0]["field"] == field, (body, answer)
     await api.request("GET", "/v1/broadcasts/b_nope", 404)
     await api.request("DELETE", "/v1/broadcasts/b_nope", 404)
+
+
+@pytest.mark.slow  # runs the omnicanal command
+async def test_omnicanal_broadcast_follows_the_progress_to_the_end(project: Path, start_api: StartApi,
+                                                                   redis_url: str) -> None:
+    write_journey(project, "winter_sale", WINTER_SALE)
+    api = await start_api()
+    await customers(api, 25)
+    env = {"OMNICANAL_REDIS_URL": redis_url, "OMNICANAL_PARTITIONS": "4", "OMNICANAL_CLOCK_SPEED": "36000",
+           "OMNICANAL_JOURNEYS_DIR": str(project / "journeys"), "OMNICANAL_TEMPLATES_DIR": str(project / "templates"),
+           "OMNICANAL_SEGMENTS_DIR": str(project / "segments")}
+    result = await asyncio.to_thread(run, "broadcast", "winter_sale", "--everyone", "--data", '{"season": "hiver"}',
+                                     **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broadcast_id = result.stdout.strip()
+    assert "25 started, skipped: none, 0 pending" in result.stderr, result.stderr
+    assert [welcomed(await api.timeline(f"c{n}")) for n in range(25)] == [1] * 25
+    listed = await asyncio.to_thread(run, "broadcasts", "list", **env)
+    assert broadcast_id in listed.stdout and "(cli)" in listed.stdout
+    refused = await asyncio.to_thread(run, "broadcast", "winter_sale", **env)
+    assert refused.returncode == 2 and "name the audience one way" in refused.stderr
+    unknown = await asyncio.to_thread(run, "broadcast", "nope", "--everyone", "--no-follow", **env)
+    assert unknown.returncode == 1 and "no journey 'nope'" in unknown.stderr
+    audit = await asyncio.to_thread(run, "audit", **env)
+    assert "broadcast.create" in audit.stdout

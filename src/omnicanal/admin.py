@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from omnicanal import lifecycle
+from omnicanal import broadcasting, lifecycle
 from omnicanal.codec import encode
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
@@ -23,6 +23,7 @@ from omnicanal.errors import ConfigError, NotFound
 from omnicanal.stats import report
 from omnicanal.store.apikeys import ApiKeyStore
 from omnicanal.store.audit import AuditLog
+from omnicanal.store.broadcasts import Broadcast, BroadcastStore
 from omnicanal.store.export import EXPORTS, ExportProgress, TimelineExport
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
@@ -63,6 +64,8 @@ class _Store:
     journeys: JourneyStore
     audit: AuditLog
     api_keys: ApiKeyStore
+    broadcasts: BroadcastStore
+    clock: Clock
 
 
 @asynccontextmanager
@@ -71,7 +74,9 @@ async def _store(settings: Settings) -> AsyncIterator[_Store]:
     keys = Keyspace(settings.workspace, settings.partitions)
     try:
         yield _Store(WorkQueue(transport, keys), JourneyStore(transport.client, keys),
-                     AuditLog(transport.client, keys), ApiKeyStore(transport.client, keys))
+                     AuditLog(transport.client, keys), ApiKeyStore(transport.client, keys),
+                     BroadcastStore(transport, keys),
+                     await Clock.shared(transport.client, keys, settings.clock_speed))
     finally:
         await transport.aclose()
 
@@ -117,6 +122,42 @@ async def control_journey(settings: Settings, action: str, journey_id: str) -> i
             count = await lifecycle.drain(journeys, queue, journey_id)
         await store.audit.record(CLI_ACTOR, f"journey.{action}", journey_id, {"customers": count})
         return count
+
+
+async def create_broadcast(settings: Settings, journey: str, audience: dict[str, Any], at: float | None,
+                           rate: float, data: dict[str, Any]) -> Broadcast:
+    """Ask the daemon's workers to start `journey` for an audience (checked against the project's files: the
+    journeys and segments the daemon runs)."""
+    _, journeys, segments = load_project(settings)
+    async with _store(settings) as store:
+        broadcast = broadcasting.new_broadcast(journey, {j.id for j in journeys}, audience, segments.by_id,
+                                               store.clock.now(), at, rate, data, origin="cli")
+        await broadcasting.start(store.broadcasts, broadcast)
+        await store.audit.record(CLI_ACTOR, "broadcast.create", broadcast.id,
+                                 {"journey": journey, "audience": audience})
+        return broadcast
+
+
+async def read_broadcast(settings: Settings, broadcast_id: str) -> Broadcast:
+    async with _store(settings) as store:
+        found = await store.broadcasts.get(broadcast_id)
+    if found is None:
+        raise NotFound(f"no broadcast {broadcast_id!r}: `omnicanal broadcasts list` shows the latest")
+    return found
+
+
+async def recent_broadcasts(settings: Settings, limit: int) -> list[Broadcast]:
+    async with _store(settings) as store:
+        return await store.broadcasts.recent(limit)
+
+
+async def cancel_broadcast(settings: Settings, broadcast_id: str) -> Broadcast:
+    async with _store(settings) as store:
+        found = await store.broadcasts.cancel(broadcast_id)
+        if found is None:
+            raise NotFound(f"no broadcast {broadcast_id!r}: `omnicanal broadcasts list` shows the latest")
+        await store.audit.record(CLI_ACTOR, "broadcast.cancel", broadcast_id, {"journey": found.journey})
+        return found
 
 
 async def create_key(settings: Settings, name: str, scopes: list[str]) -> tuple[StoredKey, str]:

@@ -23,6 +23,7 @@ from omnicanal.eventloop import run
 from omnicanal.logging import configure_logging
 from omnicanal.schema import Kind
 from omnicanal.scopes import Scope
+from omnicanal.timestamps import iso
 
 app = typer.Typer(
     help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
@@ -343,7 +344,6 @@ def stats(
     """
     from omnicanal.admin import journey_stats
     from omnicanal.stats_text import render
-    from omnicanal.timestamps import iso
 
     start, end = _moment("--from", since), _moment("--to", until)
     report = _admin(config, lambda s: journey_stats(s, journey, start, end, bucket))
@@ -438,6 +438,136 @@ def journeys_stop(journey: JourneyArgument, config: ConfigOption = None) -> None
     _control("stop", journey, config, "{journey} stopped ({count} customer(s) asked to leave)")
 
 
+broadcasts_app = typer.Typer(help="Broadcasts asked for (`omnicanal broadcast`, POST /v1/broadcasts, schedules): "
+                             "list, show, cancel.", no_args_is_help=True)
+app.add_typer(broadcasts_app, name="broadcasts")
+
+
+@app.command()
+def broadcast(
+    journey: JourneyArgument,
+    audience: Annotated[str | None, typer.Option("--audience", help="A segment id: its members.")] = None,
+    where: Annotated[str | None, typer.Option(
+        help="A condition on customers, as in journeys: those for whom it holds (every customer is read).")] = None,
+    everyone: Annotated[bool, typer.Option("--everyone", help="Every customer (said explicitly).")] = False,
+    at: Annotated[str | None, typer.Option(help="When to begin (ISO 8601, journey time); default: now.")] = None,
+    rate: Annotated[float, typer.Option(help="Customers started per second at most (0: as fast as the workers "
+                                              "take them).")] = 0.0,
+    data: Annotated[str | None, typer.Option(help="The broadcast event's properties, as a JSON object: templates "
+                                                   "see them as event.properties.")] = None,
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Show the progress until it is done; "
+                                                                      "Ctrl-C stops following, not the broadcast.")]
+        = True,
+    config: ConfigOption = None,
+) -> None:
+    """Start a journey once for a whole audience: a segment's members, customers meeting a condition, or everyone.
+
+    The daemon's workers walk the audience. Re-entry rules, consent, caps and quiet hours apply per customer.
+
+    Examples:
+
+      omnicanal broadcast winter_sale --audience lapsed_gold
+
+      omnicanal broadcast winter_sale --where "customer.tier == 'gold'" --rate 200 --at 2026-12-05T09:00:00Z
+    """
+    from omnicanal.admin import create_broadcast
+    from omnicanal.broadcasting import audience_of
+    from omnicanal.codec import loads
+
+    try:
+        chosen = audience_of(audience, where, everyone)
+        properties = loads(data) if data is not None else {}
+    except (OmnicanalError, ValueError) as exc:
+        _fail(f"--data: {exc}" if isinstance(exc, ValueError) else str(exc))
+    if not isinstance(properties, dict):
+        _fail("--data: a JSON object, e.g. '{\"season\": \"winter\"}'")
+    settings = _settings(config)
+    created = _admin_with(settings, lambda s: create_broadcast(s, journey, chosen, _moment("--at", at), rate,
+                                                               properties))
+    typer.echo(created.id)
+    typer.echo(f"broadcast {created.id}: {journey} for {_audience_text(chosen)}"
+               f"{f', from {iso(created.at)}' if at else ''}", err=True)
+    if follow:
+        _follow(settings, created.id)
+
+
+def _audience_text(audience: dict[str, Any]) -> str:
+    if "segment" in audience:
+        return f"segment {audience['segment']}"
+    return f"customers where {audience['where']}" if "where" in audience else "everyone"
+
+
+def _follow(settings: Settings, broadcast_id: str) -> None:
+    """A progress bar of the starts applied, until the broadcast is finished or Ctrl-C."""
+    import time
+
+    from omnicanal.admin import read_broadcast
+
+    state = _admin_with(settings, lambda s: read_broadcast(s, broadcast_id))
+    try:
+        while state.planned is None and state.status == "scheduled":
+            time.sleep(0.5)  # its moment has not come, or no worker runs yet
+            state = _admin_with(settings, lambda s: read_broadcast(s, broadcast_id))
+        with typer.progressbar(length=max(1, state.planned or 0), label="customers", file=sys.stderr) as bar:
+            shown = 0
+            while True:
+                done = state.considered if state.audience.get("where") else state.started + sum(
+                    state.skipped.values())
+                bar.update(max(0, min(done, bar.length) - shown))
+                shown = max(shown, min(done, bar.length))
+                if state.to_json()["finished"]:
+                    break
+                time.sleep(0.5)
+                state = _admin_with(settings, lambda s: read_broadcast(s, broadcast_id))
+    except KeyboardInterrupt:
+        typer.echo(f"\nstopped following; the broadcast goes on (omnicanal broadcasts cancel {broadcast_id})",
+                   err=True)
+        raise typer.Exit(130) from None
+    typer.echo(_summary(state.to_json()), err=True)
+
+
+def _summary(view: dict[str, Any]) -> str:
+    skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(view["skipped"].items())) or "none"
+    return (f"{view['id']} {view['status']}: {view['queued']} queued of {view['planned']} in the audience, "
+            f"{view['started']} started, skipped: {skipped}, {view['pending']} pending")
+
+
+@broadcasts_app.command("list")
+def broadcasts_list(limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+                    config: ConfigOption = None) -> None:
+    """The latest broadcasts with their progress."""
+    from omnicanal.admin import recent_broadcasts
+
+    for found in _admin(config, lambda s: recent_broadcasts(s, limit)):
+        typer.echo(f"{iso(found.created_at)}  {found.journey}  {_audience_text(found.audience)}  "
+                   f"({found.origin})\n    {_summary(found.to_json())}")
+
+
+@broadcasts_app.command("show")
+def broadcasts_show(broadcast_id: Annotated[str, typer.Argument(help="Its id (b_...).")],
+                    follow: Annotated[bool, typer.Option("--follow", help="Show the progress until done.")] = False,
+                    config: ConfigOption = None) -> None:
+    """One broadcast as JSON (`--follow`: a progress bar until it is done)."""
+    from omnicanal.admin import read_broadcast
+    from omnicanal.codec import dumps
+
+    settings = _settings(config)
+    if follow:
+        _follow(settings, broadcast_id)
+        return
+    typer.echo(dumps(_admin_with(settings, lambda s: read_broadcast(s, broadcast_id)).to_json()))
+
+
+@broadcasts_app.command("cancel")
+def broadcasts_cancel(broadcast_id: Annotated[str, typer.Argument(help="Its id (b_...).")],
+                      config: ConfigOption = None) -> None:
+    """Stop walking the audience; the starts already queued still apply."""
+    from omnicanal.admin import cancel_broadcast
+
+    cancelled = _admin(config, lambda s: cancel_broadcast(s, broadcast_id))
+    typer.echo(_summary(cancelled.to_json()))
+
+
 keys_app = typer.Typer(help="API keys with scopes, stored hashed in the daemon's Redis: create, list, revoke.",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -473,7 +603,6 @@ def keys_list(
 ) -> None:
     """Show the keys (never their secrets): id, name, scopes, when created and last used."""
     from omnicanal.admin import list_keys
-    from omnicanal.timestamps import iso
 
     keys = [key for key in _admin_with(_settings(config, workspace=workspace), list_keys)
             if revoked or key.revoked_at is None]
@@ -512,7 +641,6 @@ def audit(
     Example: omnicanal audit --since 2026-12-01 --limit 20
     """
     from omnicanal.admin import read_audit
-    from omnicanal.timestamps import iso
 
     start = _moment("--since", since)
     for entry in _admin(config, lambda s: read_audit(s, start, limit)):
