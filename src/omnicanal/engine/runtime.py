@@ -143,7 +143,8 @@ class Runtime:
             await registry.replace(journeys)
             await queue.ensure_groups()
             http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
-            context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url)
+            context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url,
+                                       outbound=settings.outbound)
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
@@ -160,7 +161,8 @@ class Runtime:
             identity = IdentityIndex(redis, keys, customers)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
-                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches))
+                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches,
+                                    settings.outbound))
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)
