@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
 from conftest import StartApi, has_message, journey_ended
+from test_erasure import LEAS, dump, holding, lea_goes_through_everything, with_coupons
 from test_reference_journey import CART, LEA, in_store_order
 
 pytestmark = [
@@ -89,3 +91,20 @@ async def test_the_reference_journey_runs_on_a_redis_cluster(start_api: StartApi
     journey = await api.request("GET", "/v1/journeys/abandoned_cart", 200)
     assert journey["counts"]["started"] == journey["counts"]["exited"] == len(customers)
     assert (await api.request("GET", "/readyz", 200))["checks"]["store"] == "ok"
+
+
+async def test_an_erasure_leaves_nothing_of_the_customer_on_any_node(project: Path, start_api: StartApi,
+                                                                     cluster: str) -> None:
+    with_coupons(project)
+    api = await start_api(redis_url=cluster, partitions=8)
+    await lea_goes_through_everything(api)
+    client = redis.RedisCluster.from_url(cluster.replace("redis+cluster://", "redis://"), decode_responses=True)
+    try:
+        assert holding(await dump(client), LEAS)
+        erased = await api.request("DELETE", "/v1/customers/lea.dupont", 200)
+        assert erased["erased"]["identities"] == 4 and erased["erased"]["merged_ids"] == 1
+        contents = await dump(client)
+    finally:
+        await client.aclose()
+    assert holding(contents, LEAS) == {}
+    assert holding(contents, ("tom.martin",))

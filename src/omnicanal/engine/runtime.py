@@ -38,6 +38,8 @@ from omnicanal.render import TemplateCatalog
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.erasure import CustomerErasure
+from omnicanal.store.holdings import CustomerHoldings
 from omnicanal.store.idempotency import IdempotencyIndex
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -136,7 +138,7 @@ class Runtime:
             await call(redis.ping())
             await check_format(redis, keys)
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
-            customers = CustomerStore(transport, keys, settings.timeline_limit)
+            customers = CustomerStore(transport, keys, settings.timeline_limit, settings.retention)
             queue = WorkQueue(transport, keys)
             journey_store = JourneyStore(redis, keys, settings.stats_retention)
             registry = JourneyRegistry(journey_store)
@@ -159,10 +161,12 @@ class Runtime:
                 links=links_of(settings),
             )
             identity = IdentityIndex(redis, keys, customers)
+            holdings = CustomerHoldings(transport, keys)
+            erasure = CustomerErasure(transport, keys, identity)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
                             Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches,
-                                    settings.outbound))
+                                    settings.outbound), holdings, erasure, settings.retention)
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)

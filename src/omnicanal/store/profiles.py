@@ -55,21 +55,27 @@ class ProfileUpdate:
 
 
 class ProfileWrites:
-    def __init__(self, transport: Transport, keys: Keyspace) -> None:
+    def __init__(self, transport: Transport, keys: Keyspace, retention: float | None = None) -> None:
         self._transport = transport
         self._keys = keys
+        self._retention = retention
+        """Journey seconds of inactivity before erasure (None: off): an update moves the retention timer later."""
 
     async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float,
                      once: str | None = None) -> ProfileUpdate:
         """Merge a profile update: given fields replace, addresses merge per channel (null removes one), consents
         merge per channel and purpose in the order they were decided, null fields and attributes go; the customer
         is listed, and known from then on. With `once` (a provider's message id), an update already applied for
-        that id changes nothing."""
+        that id changes nothing. With retention on, the customer's retention timer moves to `now` + retention."""
         k = self._keys.customer(customer_id)
-        answer, _ = await asyncio.gather(
+        writes = [self._transport.command("SADD", self._keys.customers, customer_id)]
+        if self._retention is not None:
+            timers = self._keys.partition(self._keys.partition_of(customer_id)).timers
+            writes.append(self._transport.command("ZADD", timers, repr(now + self._retention),
+                                                  schema.retention_member(customer_id)))
+        answer, *_ = await asyncio.gather(
             self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs, k.inbound],
-                                   upsert_args(fields, attributes, now, once or "")),
-            self._transport.command("SADD", self._keys.customers, customer_id))
+                                   upsert_args(fields, attributes, now, once or "")), *writes)
         return ProfileUpdate.of_answer(list(answer))
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
