@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnicanal.codec import encode, loads
+from omnicanal.identity import identifiers
 from omnicanal.store import schema
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load, section
@@ -17,6 +18,7 @@ from omnicanal.store.transport import Transport
 
 UPSERT_PROFILE = load("upsert_profile")
 REMOVE_ADDRESS = load("remove_address")
+CLAIM_IDENTITY = load("claim_identity")
 _MERGED = (schema.ADDRESSES, schema.CONSENTS)
 
 
@@ -79,7 +81,15 @@ class ProfileWrites:
         return ProfileUpdate.of_answer(list(answer))
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
-        """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if
-        the customer did not have it."""
+        """Forget an address the provider says is dead (an unregistered push token, an unknown number), and its
+        identity entry unless another channel of the customer still has it (an erasure finds the entries from
+        the addresses: one left behind would outlive the customer); False if the customer did not have it."""
         k = self._keys.customer(customer_id)
-        return bool(await self._transport.script(REMOVE_ADDRESS, [k.profile], [channel, address]))
+        if not await self._transport.script(REMOVE_ADDRESS, [k.profile], [channel, address]):
+            return False
+        kept = await self._transport.command("HGET", k.profile, schema.ADDRESSES)
+        still = identifiers(loads(kept) if kept else {})
+        for kind, value in identifiers({channel: [address] if channel == "push" else address}):
+            if (kind, value) not in still:
+                await self._transport.script(CLAIM_IDENTITY, [self._keys.identity(kind, value)], [customer_id, ""])
+        return True
