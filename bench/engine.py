@@ -83,6 +83,7 @@ class Engine:
             "OMNICANAL_CHANNELS": "push=webhook,sms=webhook,email=webhook,whatsapp=webhook",
             "OMNICANAL_WEBHOOK_URL": f"{self.standin_url}/msg",
             "OMNICANAL_WEBHOOK_SECRET": "bench",
+            "OMNICANAL_OUTBOUND_ALLOW": "127.0.0.1",  # the stand-in provider, on loopback
             "OMNICANAL_RATE_LIMITS": "webhook=1000000",
             "OMNICANAL_QUIET_HOURS": "off",
             "OMNICANAL_CLOCK_SPEED": repr(self.clock_speed),

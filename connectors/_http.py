@@ -81,11 +81,12 @@ def transport_error(provider: str, exc: Exception) -> DeliveryError:
 
 async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeout: float, json_body: Any = None,
                form: Mapping[str, str] | None = None, body: bytes | None = None,
-               headers: Mapping[str, str] | None = None) -> HttpReply:
+               headers: Mapping[str, str] | None = None, server_hostname: str | None = None) -> HttpReply:
     """POST and read the whole answer, or raise the DeliveryError the failure means.
 
     `timeout` bounds the connection and each wait for the answer separately, so a timeout tells whether the
-    request had left (UnknownDelivery) or not (TransientDelivery).
+    request had left (UnknownDelivery) or not (TransientDelivery). `server_hostname`: the TLS name to check when
+    `url` names the address a host was resolved to (outbound.pinned_url).
     """
     data: Any = form if form is not None else body
     if json_body is not None:
@@ -96,6 +97,7 @@ async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeo
             url, data=data, headers=headers, allow_redirects=False,
             raise_for_status=False,  # statuses are read here, whatever the shared session is set to do
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+            server_hostname=server_hostname,
         ) as response:
             raw = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:

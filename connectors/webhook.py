@@ -24,6 +24,10 @@ raw body before parsing it:
 
 A 2xx answer means delivered (an `{"id": ...}` body becomes the provider id); 408, 429 and 5xx are retried
 (honouring Retry-After); any other status is final.
+
+The URL may come from a customer's profile, so it only reaches public addresses, or hosts and networks listed in
+OMNICANAL_OUTBOUND_ALLOW (omnicanal/outbound.py): a webhook to 169.254.169.254 or 10.0.0.5 fails for good,
+before any connection, with the reason on the message.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ import hashlib
 import hmac
 import time
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import PositiveFloat, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from omnicanal.channels import ConnectorContext, ConnectorSettings, OutboundMessage, Receipt
 from omnicanal.codec import encode
-from omnicanal.errors import PermanentDelivery
+from omnicanal.errors import PermanentDelivery, TransientDelivery
+from omnicanal.outbound import Blocked, host_header, pinned_url
 
 from ._http import HttpConnector, post, status_error
 from ._settings import configured
@@ -101,15 +107,29 @@ class WebhookConnector(HttpConnector):
             "to": message.to, "template": message.template, "locale": message.locale, "journey": message.journey,
             "step": message.step, "content": dict(message.content),
         })
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number
+            host = ""
+        if not host:
+            raise PermanentDelivery(f"webhook address {url!r} is not a valid URL")
+        address = await self.context.outbound.address_of(host, port)
+        if isinstance(address, Blocked):
+            error = TransientDelivery if address.transient else PermanentDelivery
+            raise error(f"webhook receiver: {address.reason}")
         timestamp = str(int(time.time()))
         headers = {
+            "Host": host_header(parts),
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(self.config.secret.get_secret_value(), timestamp, body),
             MESSAGE_ID_HEADER: message.id,
         }
-        reply = await post(self._session(), "webhook receiver", url, timeout=self.config.timeout, body=body,
-                           headers=headers)
+        reply = await post(self._session(), "webhook receiver", pinned_url(parts, address),
+                           timeout=self.config.timeout, body=body, headers=headers,
+                           server_hostname=host if parts.scheme == "https" else None)
         if not reply.ok:
             raise status_error("webhook receiver", reply, reply.text[:200])
         provider_id = reply.body.get("id") if isinstance(reply.body, dict) else None

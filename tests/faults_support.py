@@ -175,6 +175,7 @@ class Cluster:
             "OMNICANAL_LOG_LEVEL": "warning",
             "OMNICANAL_RELOAD_INTERVAL": "0",
             "OMNICANAL_CHANNELS": "push=webhook,sms=webhook,email=webhook,whatsapp=webhook",
+            "OMNICANAL_OUTBOUND_ALLOW": "127.0.0.1",  # the stand-in provider, on loopback
             "OMNICANAL_RATE_LIMITS": "webhook=1000000",  # the connector's default (20/s) would pace, not test
             **provider.env(),
         }

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
 from conftest import StartApi, has_message, journey_ended
 from omnicanal.access import CACHE_SECONDS
 from omnicanal.scopes import Scope
 from test_access import bearer, new_key
+from test_erasure import LEAS, dump, holding, lea_goes_through_everything, with_coupons
 from test_reference_journey import CART, LEA, in_store_order
 
 pytestmark = [
@@ -104,3 +106,20 @@ async def test_scoped_keys_rate_limits_and_the_audit_log_work_on_a_redis_cluster
     await api.request("GET", "/v1/journeys", 403, headers=bearer(admin))
     entries = (await api.request("GET", "/v1/audit", 200, headers=bearer(admin)))["entries"]
     assert [e["action"] for e in entries] == ["journey.pause", "keys.create"]
+
+
+async def test_an_erasure_leaves_nothing_of_the_customer_on_any_node(project: Path, start_api: StartApi,
+                                                                     cluster: str) -> None:
+    with_coupons(project)
+    api = await start_api(redis_url=cluster, partitions=8)
+    await lea_goes_through_everything(api)
+    client = redis.RedisCluster.from_url(cluster.replace("redis+cluster://", "redis://"), decode_responses=True)
+    try:
+        assert holding(await dump(client), LEAS)
+        erased = await api.request("DELETE", "/v1/customers/lea.dupont", 200)
+        assert erased["erased"]["identities"] == 4 and erased["erased"]["merged_ids"] == 1
+        contents = await dump(client)
+    finally:
+        await client.aclose()
+    assert holding(contents, LEAS) == {}
+    assert holding(contents, ("tom.martin",))

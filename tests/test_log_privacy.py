@@ -82,6 +82,8 @@ async def test_the_reference_journey_logs_no_customer_address(
     await wait_until(daemon, "lea", lambda e: e["kind"] == "error")
     await wait_for(daemon, "tom", "cart_reminder")  # tom's SMS was refused: e-mail, then the reminder
     assert (await daemon.call("GET", "/v1/customers/email:lea.dupont@example.com"))[0] == 200
+    assert (await daemon.call("GET", "/v1/customers/lea/export"))[0] == 200
+    assert (await daemon.call("DELETE", "/v1/customers/email:tom.martin@example.com"))[0] == 200
     await malformed_request(daemon.port)
     code, log = daemon.stop()
     assert code == 0
@@ -93,6 +95,8 @@ async def test_the_reference_journey_logs_no_customer_address(
     assert failed and "[phone]" in failed[0]["error"], failed  # the provider's error was logged, masked
     errors = [line for line in lines if line["event"] == "journey_error"]
     assert any("could not convert string to float: '[email]'" in line["error"] for line in errors), errors
+    [erased] = [line for line in lines if line["event"] == "customer_erased"]
+    assert erased["customer_id"] == "tom" and erased["identities"] == 1  # his e-mail: Twilio refused the number
     [aiohttp] = [line for line in lines if line["event"].startswith("Error handling request")]
     assert aiohttp["exception"][0]["exc_type"] and aiohttp["level"] == "error"
 

@@ -361,3 +361,32 @@ async def test_lua_claim_identity_sets_or_forgets_an_entry_only_if_it_points_whe
     assert await swap("c1", "c2") == "c2"  # re-pointed from the owner it was checked against
     assert await swap("c2", "") == ""
     assert not await transport.client.exists(key)
+
+
+async def test_lua_erase_customer_deletes_every_key_of_one_customer_or_only_a_tombstone_merged_into_them(
+        transport: Recording) -> None:
+    erase = load("erase_customer")
+    customers = CustomerStore(transport, KEYS)
+    for customer_id in ("c1", "visitor"):
+        await customers.upsert_profile(customer_id, {"locale": "fr"}, {"tier": "gold"}, 100.0)
+    assert await transport.script(erase, KEYS.customer("visitor").all(), ["c1"]) == 0  # not a tombstone: kept
+    await transport.client.hset(KEYS.customer("visitor").profile, "merged_into", "c2")
+    assert await transport.script(erase, KEYS.customer("visitor").all(), ["c1"]) == 0  # merged into another
+    await transport.client.hset(KEYS.customer("visitor").profile, "merged_into", "c1")
+    assert await transport.script(erase, KEYS.customer("visitor").all(), ["c1"]) == 2
+    assert await transport.script(erase, KEYS.customer("c1").all(), [""]) == 2
+    assert not await transport.client.exists(*KEYS.customer("c1").all(), *KEYS.customer("visitor").all())
+    assert transport.one_slot("erase_customer")
+
+
+async def test_lua_redact_outbox_replaces_records_in_place(transport: Recording) -> None:
+    outbox = OutboxStore(transport.client, KEYS)
+    for n in range(4):
+        await outbox.append({"n": n, "customer_id": "a" if n % 2 else "b"})
+    stored = await transport.client.lrange(KEYS.outbox, 0, -1)
+    theirs = [text for text in stored if '"a"' in str(text)]
+    assert await transport.script(load("redact_outbox"), [KEYS.outbox], ['{"erased":true}', *theirs, "gone"]) == 2
+    records, _ = await outbox.page(0, 10, {})
+    assert records == [{"n": 0, "customer_id": "b"}, {"erased": True}, {"n": 2, "customer_id": "b"},
+                       {"erased": True}]
+    assert transport.one_slot("redact_outbox")

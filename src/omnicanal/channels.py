@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnicanal.errors import ConfigError
+from omnicanal.outbound import OutboundPolicy
 from omnicanal.store.connection import Redis
 from omnicanal.store.keys import Keyspace
 
@@ -113,13 +114,15 @@ class ConnectorContext:
     """What the engine lends a connector.
 
     `http` is the engine's shared aiohttp session (connectors never open their own for plain HTTP APIs);
-    `public_url` is the daemon's externally reachable base URL (OMNICANAL_PUBLIC_URL), for status callbacks.
+    `public_url` is the daemon's externally reachable base URL (OMNICANAL_PUBLIC_URL), for status callbacks;
+    `outbound` where a URL taken from data (a customer's address) may lead (OMNICANAL_OUTBOUND_ALLOW).
     """
 
     redis: Redis
     keys: Keyspace
     http: aiohttp.ClientSession | None = None
     public_url: str | None = None
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
 
 class ConnectorSettings(BaseSettings):

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from omnicanal.errors import ConfigError
+from omnicanal.outbound import OutboundPolicy, parse_allowed
 from omnicanal.policy.caps import Cap, parse_caps
 from omnicanal.policy.windows import QuietHours
 
@@ -131,6 +132,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Hosts `fetch` steps may call, e.g. `shop.example,*.shop.example` (`*`: "
         "any public host); a private or loopback address only for a host listed by its exact name. Empty: none.",
     )
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts and networks a URL taken from data (a customer's `webhook` "
+        "address, a `fetch` step) may reach although they are not public, e.g. `hooks.internal,10.0.0.0/8`. Empty: "
+        "public addresses only (no loopback, private or link-local address).",
+    )
     fetch_max_bytes: int = Field(default=262_144, ge=1024, description="Largest answer a `fetch` step accepts.")
     coupon_secret: str | None = Field(
         default=None, description="Key coupon codes are derived with (unset: one made and kept per workspace in "
@@ -196,17 +202,37 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
+    retention_days: float | None = Field(
+        default=None, gt=0, description="Erase customers inactive (no event, timer or profile update applied) for "
+        "this many days of journey time; unset: kept until erased with DELETE /v1/customers/{id}.",
+    )
     log_pii: bool = Field(
         default=False, description="Write customers' e-mail addresses, phone numbers, push tokens and message "
         "bodies in the logs (masked otherwise): for debugging on a test system only.",
     )
 
-    @field_validator("opt_in_channels", "fetch_allowed_hosts", mode="before")
+    @field_validator("opt_in_channels", "fetch_allowed_hosts", "outbound_allow", mode="before")
     @classmethod
     def _split_channels(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [channel.strip() for channel in value.split(",") if channel.strip()]
         return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _hosts_or_networks(cls, value: list[str]) -> list[str]:
+        parse_allowed(value)  # a ValueError names the entry that is neither
+        return value
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        """Where URLs taken from data may lead besides public addresses (outbound.py)."""
+        return OutboundPolicy.of(self.outbound_allow)
+
+    @property
+    def retention(self) -> float | None:
+        """OMNICANAL_RETENTION_DAYS in seconds (None: off)."""
+        return self.retention_days * 86400 if self.retention_days is not None else None
 
     @field_validator("api_keys", mode="before")
     @classmethod

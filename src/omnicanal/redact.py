@@ -8,7 +8,9 @@ nested ones and tracebacks included:
 - by name: the fields that carry an address or a message (`to`, `addresses`, `body`, `content`...) are replaced
   whole: a push token has no shape to recognise;
 - by shape, in any text: e-mail addresses, phone numbers written with `+` or a leading 0, `push:<token>` look-ups
-  (error messages quote values: `could not convert string to float: 'jane.doe@example.com'`).
+  (error messages quote values: `could not convert string to float: 'jane.doe@example.com'`), and the signed
+  tokens of tracked and unsubscribe links in paths (`/r/<token>`, `/u/<token>`: whoever has one can unsubscribe
+  the customer, and it names them).
 
 Customer ids, event names and journey ids are kept: they are what an operator needs to follow a problem, and
 they lead to the data only through the API.
@@ -30,14 +32,17 @@ FIELDS = frozenset({
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _PHONE = re.compile(r"\+\d(?:[ .\-]?\d){6,14}|(?<![\w.+\-])0\d(?:[ .\-]?\d){7,12}(?!\w)")
 _TOKEN = re.compile(r"\bpush:[^\s/'\",)]+")
+_LINK_TOKEN = re.compile(r"/([ru])/[A-Za-z0-9_\-]{8,}")
 
 
 def mask_text(text: str) -> str:
-    """`text` with e-mail addresses, phone numbers and push look-ups replaced by what they are."""
+    """`text` with e-mail addresses, phone numbers, push look-ups and link tokens replaced by what they are."""
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
     if "push:" in text:
         text = _TOKEN.sub("push:[token]", text)
+    if "/r/" in text or "/u/" in text:
+        text = _LINK_TOKEN.sub(r"/\1/[token]", text)
     return _PHONE.sub("[phone]", text)
 
 

@@ -9,15 +9,22 @@ from typing import Any
 import aiohttp
 
 from omnicanal.channels import ConnectorContext, OutboundMessage
+from omnicanal.outbound import OutboundPolicy
 from omnicanal.store.connection import open_redis
 from omnicanal.store.keys import Keyspace
 
 _serial = itertools.count(1)
 
 
-def connector_context(http: aiohttp.ClientSession | None = None, public_url: str | None = None) -> ConnectorContext:
+LOOPBACK = OutboundPolicy.of(["127.0.0.1"])
+"""The stand-ins listen on loopback, which a URL taken from data may only reach when allowed so, as here."""
+
+
+def connector_context(http: aiohttp.ClientSession | None = None, public_url: str | None = None,
+                      outbound: OutboundPolicy = LOOPBACK) -> ConnectorContext:
     """A context on the embedded store (connectors that send never touch it)."""
-    return ConnectorContext(redis=open_redis(None), keys=Keyspace("test", 1), http=http, public_url=public_url)
+    return ConnectorContext(redis=open_redis(None), keys=Keyspace("test", 1), http=http, public_url=public_url,
+                            outbound=outbound)
 
 
 def outbound(channel: str, to: str, content: Mapping[str, Any], **fields: str) -> OutboundMessage:

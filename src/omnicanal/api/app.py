@@ -17,6 +17,7 @@ from omnicanal.api import (
     openapi,
     outbox,
     permissions,
+    privacy,
     segments,
     twilio,
     unsubscribe,
@@ -70,6 +71,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_put("/v1/customers/{customer_id}", customers.put_customer)
     app.router.add_get("/v1/customers/{customer_id}", customers.get_customer)
     app.router.add_get("/v1/customers/{customer_id}/timeline", customers.get_timeline)
+    app.router.add_delete("/v1/customers/{customer_id}", privacy.delete_customer)
+    app.router.add_get("/v1/customers/{customer_id}/export", privacy.export_customer)
     app.router.add_get("/v1/journeys", journeys.list_journeys)
     app.router.add_get("/v1/journeys/{journey_id}", journeys.get_journey)
     app.router.add_get("/v1/journeys/{journey_id}/stats", journeys.get_stats)

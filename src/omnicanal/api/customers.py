@@ -45,7 +45,8 @@ def profile_fields(body: CustomerIn, source: str, now: float, region: str) -> di
     return fields
 
 
-def _customer_id(request: web.Request) -> str:
+def customer_id_in(request: web.Request) -> str:
+    """The customer id of the path, checked (InputError names what it may hold)."""
     customer_id = request.match_info["customer_id"]
     if not valid_customer_id(customer_id):
         raise InputError([{"field": "customer_id", "message": "use 1-128 letters, digits or . _ : @ + -"}])
@@ -145,7 +146,7 @@ async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[
 
 async def put_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    given = _customer_id(request)
+    given = customer_id_in(request)
     body = CustomerIn.model_validate(storable(await read_json(request)))
     within_limits(body.attributes or {}, "attributes", runtime.settings.max_properties_bytes,
                   runtime.settings.max_list_items)
@@ -167,12 +168,12 @@ async def put_customer(request: web.Request) -> web.Response:
 
 async def get_customer(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    return web.json_response(await _profile_view(runtime, await resolve_customer(runtime, _customer_id(request))))
+    return web.json_response(await _profile_view(runtime, await resolve_customer(runtime, customer_id_in(request))))
 
 
 async def get_timeline(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    customer_id = await resolve_customer(runtime, _customer_id(request))
+    customer_id = await resolve_customer(runtime, customer_id_in(request))
     entries = await runtime.customers.timeline(customer_id)
     if not entries:
         profile, attributes, _ = await runtime.customers.profile(customer_id)

@@ -83,6 +83,8 @@ def document(secured: bool) -> dict[str, Any]:
     }
     customer, journey = _path_id("customer_id", CUSTOMER_ID_PATTERN), _path_id("journey_id", JOURNEY_ID_PATTERN)
     bearer = {"type": "http", "scheme": "bearer"}
+    erase = _operation("Erase everything held about the customer (200: what was erased)", more=("404",))
+    erase["responses"]["202"] = {**_JSON, "description": "Stored, not applied yet: no worker took it within 10 s"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "omnicanal", "version": __version__},
@@ -95,6 +97,12 @@ def document(secured: bool) -> dict[str, Any]:
                 "parameters": customer,
                 "put": _operation("Create or update a profile", "CustomerIn"),
                 "get": _operation("Profile and running journeys", more=("404",)),
+                "delete": erase,
+            },
+            "/v1/customers/{customer_id}/export": {
+                "parameters": customer,
+                "get": _operation("Everything held about the customer, as one document (right of access)",
+                                  more=("404",)),
             },
             "/v1/customers/{customer_id}/timeline": {
                 "parameters": customer,

@@ -41,14 +41,17 @@ from omnicanal.journey.effects import (
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import EVENT_LAG, MESSAGES, real_seconds
+from omnicanal.store.audit import AuditLog
 from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import Commit, CustomerStore, Snapshot, Writes
+from omnicanal.store.erasure import CustomerErasure
+from omnicanal.store.holdings import CustomerHoldings
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge, refusal
-from omnicanal.store.schema import AUDIENCE, GOAL_WATCHES, TOUCHPOINTS
+from omnicanal.store.schema import AUDIENCE, ERASE, GOAL_WATCHES, RETENTION_TIMER, TIMER_KIND, TOUCHPOINTS
 from omnicanal.store.segments import SegmentIndex
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 from omnicanal.timestamps import iso
@@ -70,6 +73,12 @@ def _event_of(item: WorkItem) -> dict[str, Any] | None:
         event: dict[str, Any] = item.payload["event"]
         return event
     return item.event
+
+
+def _alone(item: WorkItem) -> bool:
+    """Whether an item is an operation on the customer as a whole, applied in its place in their order but outside
+    a journey session: a merge (`identify`), or an erasure (asked for, or their retention timer)."""
+    return item.kind in ("merge", "absorb", ERASE) or (item.kind == TIMER_KIND and item.instance_id == RETENTION_TIMER)
 
 
 def _work(item: WorkItem) -> Work | None:
@@ -116,6 +125,11 @@ class Engine:
     fetcher: Fetcher
     segments: SegmentIndex
     broadcasts: BroadcastStore
+    holdings: CustomerHoldings
+    erasure: CustomerErasure
+    audit: AuditLog
+    retention: float | None = None
+    """Journey seconds of inactivity after which a customer is erased (OMNICANAL_RETENTION_DAYS; None: never)."""
     _paused_read: float = field(default=-PAUSED_FRESH)
 
     async def _paused_journeys(self) -> None:
@@ -131,11 +145,12 @@ class Engine:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
 
         Journey work goes through a session; a merge (`identify`) is an operation between two customers, done
-        in its place in the order: what came before it applies to the visitor, what comes after is forwarded.
+        in its place in the order: what came before it applies to the visitor, what comes after is forwarded. An
+        erasure too: what came before it is applied (then erased), what comes after starts a new customer.
         """
         pending: list[WorkItem] = []
         for position, item in enumerate(items):
-            if item.kind not in ("merge", "absorb"):
+            if not _alone(item):
                 pending.append(item)
                 continue
             if pending and await self._apply_session(customer_id, pending):
@@ -143,6 +158,8 @@ class Engine:
             pending = []
             if item.kind == "absorb":
                 await self._absorb(customer_id, item)
+            elif item.kind != "merge":
+                await self._erase(customer_id, item, items[:position + 1])
             elif await self._hand_over(customer_id, item, items[position + 1:]):
                 return
         if pending:
@@ -166,7 +183,7 @@ class Engine:
         one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
         away (their work is forwarded there), and customers whose work failed (retried there). `limit` bounds
         how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
-        left = {cid: items for cid, items in work.items() if any(i.kind in ("merge", "absorb") for i in items)}
+        left = {cid: items for cid, items in work.items() if any(map(_alone, items))}
         simple = {cid: items for cid, items in work.items() if cid not in left}
         await self._paused_journeys()
         snapshots = await self.customers.snapshots({cid: _ids_to_check(items) for cid, items in simple.items()})
@@ -262,8 +279,11 @@ class Engine:
             after = {instance.journey for instance in applied.state.instances.values()}
             joined += ((customer_id, journey) for journey in after - before)
             left += ((customer_id, journey) for journey in before - after)
-        self.queue.schedule(writes.before, ((a.snapshot.customer_id, t.instance_id, t.token, t.due)
-                                            for a in done for t in a.changes.new_timers))
+        timers = [(a.snapshot.customer_id, t.instance_id, t.token, t.due) for a in done for t in a.changes.new_timers]
+        if self.retention is not None:  # activity moves the retention timer later, in the same ZADD as the timers
+            inactive_from = self.clock.now() + self.retention
+            timers += [(a.snapshot.customer_id, RETENTION_TIMER, "", inactive_from) for a in done if a.commit]
+        self.queue.schedule(writes.before, timers)
         self.journey_store.mark_active(writes.before, joined)
         self.segments.follow(writes.before, ((a.snapshot.customer_id, a.changes.memberships) for a in done
                                              if a.changes.memberships))
@@ -305,6 +325,23 @@ class Engine:
             elif kind == "error":
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])
+
+    async def _erase(self, customer_id: str, item: WorkItem, applied: Sequence[WorkItem]) -> None:
+        """Erase the customer (store/erasure.py) — unless it is their retention timer and they were active since
+        it fired. The items applied so far (theirs, this one included) are acknowledged and deleted from the
+        stream at once: their data goes with the rest, not with the next read."""
+        retention = item.kind == TIMER_KIND
+        if retention and await self.erasure.active_since(customer_id):
+            return
+        held = await self.holdings.read(customer_id)
+        summary = await self.erasure.erase(held, self.registry.current, self.context.segments.by_id)
+        await self.queue.acknowledge([done for done in applied if done.entry_id])
+        reason = "retention" if retention else "request"
+        await self.audit.record((item.payload or {}).get("actor", "retention" if retention else "api"),
+                                "customer.erase", customer_id, {"reason": reason, **summary})
+        log.info("customer_erased", customer_id=customer_id, reason=reason, **summary)
+        if (reply := (item.payload or {}).get("reply")) is not None:
+            await self.erasure.reply(str(reply), summary)
 
     async def _hand_over(self, visitor: str, item: WorkItem, rest: Sequence[WorkItem]) -> bool:
         """The visitor's side of a merge: send everything to the known customer, leave a tombstone. True when the

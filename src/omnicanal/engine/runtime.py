@@ -37,10 +37,13 @@ from omnicanal.links import links_of
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
+from omnicanal.store.audit import AuditLog
 from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.erasure import CustomerErasure
+from omnicanal.store.holdings import CustomerHoldings
 from omnicanal.store.idempotency import IdempotencyIndex
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
@@ -143,14 +146,15 @@ class Runtime:
             await call(redis.ping())
             await check_format(redis, keys)
             clock = clock or await Clock.shared(redis, keys, settings.clock_speed)
-            customers = CustomerStore(transport, keys, settings.timeline_limit)
+            customers = CustomerStore(transport, keys, settings.timeline_limit, settings.retention)
             queue = WorkQueue(transport, keys)
             journey_store = JourneyStore(redis, keys, settings.stats_retention, counting=settings.stats)
             registry = JourneyRegistry(journey_store)
             await registry.replace(journeys)
             await queue.ensure_groups()
             http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
-            context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url)
+            context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url,
+                                       outbound=settings.outbound)
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
             delivery = Delivery(
@@ -166,10 +170,13 @@ class Runtime:
             )
             identity = IdentityIndex(redis, keys, customers)
             broadcasts = BroadcastStore(transport, keys)
+            holdings = CustomerHoldings(transport, keys)
+            erasure = CustomerErasure(transport, keys, identity)
             engine = Engine(clock, registry, journey_context, delivery, customers, queue, journey_store,
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
-                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches),
-                            SegmentIndex(transport, keys), broadcasts)
+                            Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches,
+                                    settings.outbound), SegmentIndex(transport, keys), broadcasts, holdings, erasure,
+                            AuditLog(redis, keys), settings.retention)
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions,
                                            settings.lease_seconds)

@@ -22,12 +22,13 @@ from omnicanal.store.transport import Transport, Writes
 class CustomerStore:
     """Reads and writes the keys of one customer at a time."""
 
-    def __init__(self, transport: Transport, keys: Keyspace, timeline_limit: int = 5_000) -> None:
+    def __init__(self, transport: Transport, keys: Keyspace, timeline_limit: int = 5_000,
+                 retention: float | None = None) -> None:
         self._transport = transport
         self._keys = keys
         self.timeline_limit = timeline_limit
         """Entries kept per customer timeline (OMNICANAL_TIMELINE_LIMIT); older ones are trimmed as new ones come."""
-        self._profiles = ProfileWrites(transport, keys)
+        self._profiles = ProfileWrites(transport, keys, retention)
         self._messages = MessageLog(transport, keys)
 
     def keys(self, customer_id: str) -> CustomerKeys:

@@ -14,7 +14,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
     oc:{ws:c:cid}:inbound       zset   provider ids of the inbound messages applied to the profile (the newest 1,000)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
-    oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time
+    oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time (with retention on, also
+                                       "cid|retention|", when the customer will have been inactive too long)
     oc:{ws:p:N}:lease           string id of the worker that owns partition N (expires unless renewed)
     oc:{ws}:workers             zset   live worker ids scored by their last heartbeat
     oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
@@ -34,6 +35,7 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:coupon:CODE         hash   a coupon's customer, message, journey, step, channel, expiry, use
     oc:{ws}:secret:coupons      string the key coupon codes are derived with (unless configured)
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
+    oc:{ws}:erased:ID           string the summary of erasure ID, for the API request waiting for it (a minute)
     oc:{ws}:clock               hash   anchor of the shared journey clock
     oc:{ws}:format              string the stored-format version of the workspace (version.py)
     oc:{ws}:apikeys             hash   key id -> JSON of an API key: its secret's SHA-256, name, scopes, workspace,
@@ -216,6 +218,10 @@ class Keyspace:
     def broadcasts_active(self) -> str:
         """The broadcasts whose audience is still to walk (scheduled or running)."""
         return f"oc:{{{self.workspace}:b}}:active"
+
+    def erasure_reply(self, erasure_id: str) -> str:
+        """Where the worker leaves the summary of an erasure for the API request that asked for it."""
+        return f"oc:{self.workspace}:erased:{erasure_id}"
 
     @property
     def clock(self) -> str:

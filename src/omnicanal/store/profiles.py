@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnicanal.codec import encode, loads
+from omnicanal.identity import identifiers
 from omnicanal.store import schema
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load, section
@@ -17,6 +18,7 @@ from omnicanal.store.transport import Transport
 
 UPSERT_PROFILE = load("upsert_profile")
 REMOVE_ADDRESS = load("remove_address")
+CLAIM_IDENTITY = load("claim_identity")
 _MERGED = (schema.ADDRESSES, schema.CONSENTS)
 
 
@@ -66,9 +68,11 @@ class ProfileUpdate:
 
 
 class ProfileWrites:
-    def __init__(self, transport: Transport, keys: Keyspace) -> None:
+    def __init__(self, transport: Transport, keys: Keyspace, retention: float | None = None) -> None:
         self._transport = transport
         self._keys = keys
+        self._retention = retention
+        """Journey seconds of inactivity before erasure (None: off): an update moves the retention timer later."""
 
     async def upsert(self, customer_id: str, fields: dict[str, Any], attributes: dict[str, Any], now: float,
                      once: str | None = None, changes: bool = False) -> ProfileUpdate:
@@ -76,16 +80,29 @@ class ProfileWrites:
         merge per channel and purpose in the order they were decided, null fields and attributes go; the customer
         is listed, and known from then on. With `once` (a provider's message id), an update already applied for
         that id changes nothing. With `changes`, the attributes it changed come back, their old values read in
-        the same script as the write (no other write can come between)."""
+        the same script as the write (no other write can come between). With retention on, the customer's
+        retention timer moves to `now` + retention."""
         k = self._keys.customer(customer_id)
-        answer, _ = await asyncio.gather(
+        writes = [self._transport.command("SADD", self._keys.customers, customer_id)]
+        if self._retention is not None:
+            timers = self._keys.partition(self._keys.partition_of(customer_id)).timers
+            writes.append(self._transport.command("ZADD", timers, repr(now + self._retention),
+                                                  schema.retention_member(customer_id)))
+        answer, *_ = await asyncio.gather(
             self._transport.script(UPSERT_PROFILE, [k.profile, k.attrs, k.inbound],
-                                   upsert_args(fields, attributes, now, once or "", changes)),
-            self._transport.command("SADD", self._keys.customers, customer_id))
+                                   upsert_args(fields, attributes, now, once or "", changes)), *writes)
         return ProfileUpdate.of_answer(list(answer), attributes)
 
     async def remove_address(self, customer_id: str, channel: str, address: str) -> bool:
-        """Forget an address the provider says is dead (an unregistered push token, an unknown number); False if
-        the customer did not have it."""
+        """Forget an address the provider says is dead (an unregistered push token, an unknown number), and its
+        identity entry unless another channel of the customer still has it (an erasure finds the entries from
+        the addresses: one left behind would outlive the customer); False if the customer did not have it."""
         k = self._keys.customer(customer_id)
-        return bool(await self._transport.script(REMOVE_ADDRESS, [k.profile], [channel, address]))
+        if not await self._transport.script(REMOVE_ADDRESS, [k.profile], [channel, address]):
+            return False
+        kept = await self._transport.command("HGET", k.profile, schema.ADDRESSES)
+        still = identifiers(loads(kept) if kept else {})
+        for kind, value in identifiers({channel: [address] if channel == "push" else address}):
+            if (kind, value) not in still:
+                await self._transport.script(CLAIM_IDENTITY, [self._keys.identity(kind, value)], [customer_id, ""])
+        return True

@@ -277,6 +277,26 @@ def timer_member(customer_id: str, instance_id: str, token: str) -> str:
     return f"{customer_id}|{instance_id}|{token}"
 
 
+RETENTION_TIMER = "retention"
+"""The instance id of a customer's retention timer (OMNICANAL_RETENTION_DAYS): one member per customer in their
+partition's timers set, `customer|retention|`, due when they will have been inactive for the retention period.
+Every commit of their work moves it later (a ZADD that replaces the score); when it fires, the customer is erased.
+Real instance ids are hex digests, so none is named like it."""
+
+
+def retention_member(customer_id: str) -> str:
+    return timer_member(customer_id, RETENTION_TIMER, "")
+
+
+def timers_of(customer_id: str) -> str:
+    """The SCAN pattern of every timer of a customer in their partition's set (ids hold no glob character)."""
+    return f"{customer_id}|*"
+
+
+ERASE = "erase"
+"""Stream kind of an erasure (payload: `reply`, where the summary is awaited), applied in the customer's order."""
+
+
 def encode_work(item: WorkItem) -> dict[Any, Any]:
     """The stream fields of an item (the inverse of decode_work)."""
     if item.kind == "event":
@@ -358,6 +378,6 @@ LUA_NAMES: dict[str, str | int] = {
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
     "COUPON_EXPIRES": COUPON_EXPIRES, "COUPON_USED_BY": COUPON_USED_BY, "COUPON_USED_AT": COUPON_USED_AT,
-    "INBOUND_KEPT": INBOUND_KEPT, "KNOWN_AT": KNOWN_AT,
+    "INBOUND_KEPT": INBOUND_KEPT, "KNOWN_AT": KNOWN_AT, "MERGED_INTO": MERGED_INTO,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

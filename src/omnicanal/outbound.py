@@ -1,0 +1,101 @@
+"""Where the daemon may send a request whose URL came from data (a `fetch` step, a customer's `webhook` address):
+public addresses only, unless the operator allowed a host or network (no SSRF).
+
+A URL taken from a journey file, a fetched answer or a customer's profile could name the cloud's metadata service
+(169.254.169.254), Redis on loopback or an internal admin page. So the host is resolved here and every address it
+resolves to must be public — a loopback, private, link-local or reserved address is refused unless the host, or
+a network holding the address, is listed in OMNICANAL_OUTBOUND_ALLOW (`hooks.internal`, `10.0.0.0/8`,
+`127.0.0.1`) or the caller vouches for the host itself (`fetch` hosts listed by their exact name). The request then
+goes to the address that was checked (the Host header and TLS name stay the host's): a DNS answer that changes
+between the check and the call cannot send it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlunsplit
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def host_allowed(host: str, allowed: Sequence[str]) -> tuple[bool, bool]:
+    """(allowed at all, listed by its exact name): `*.shop.example` covers sub-domains, `*` any host."""
+    exact = host in allowed
+    wildcard = "*" in allowed or any(entry.startswith("*.") and host.endswith(entry[1:]) for entry in allowed)
+    return exact or wildcard, exact
+
+
+def parse_allowed(entries: Iterable[str]) -> tuple[frozenset[str], tuple[Network, ...]]:
+    """OMNICANAL_OUTBOUND_ALLOW's entries as (host names, networks); ValueError naming an entry that is neither."""
+    hosts: set[str] = set()
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            if not entry or "/" in entry or any(c.isspace() for c in entry):
+                raise ValueError(f"{entry!r} is neither a host name nor an address or network (10.0.0.0/8)") from None
+            hosts.add(entry.lower())
+    return frozenset(hosts), tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """Why a request may not go: said on the message or fetch that needed it, so the operator can fix it."""
+
+    reason: str
+    transient: bool = False
+    """A resolution failure (worth trying again later), not a refusal."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPolicy:
+    """The hosts and networks a request may reach besides public addresses (OMNICANAL_OUTBOUND_ALLOW)."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, entries: Iterable[str]) -> OutboundPolicy:
+        hosts, networks = parse_allowed(entries)
+        return cls(hosts, networks)
+
+    def _allows(self, host: str, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        return ip.is_global or host.lower() in self.hosts or any(ip in network for network in self.networks)
+
+    async def address_of(self, host: str, port: int, vouched: bool = False) -> str | Blocked:
+        """The address to send a request for `host` to, once every address it resolves to is allowed; `vouched`:
+        the caller's own list names this very host (then any address goes). An address written as the host is
+        checked as is, without a look-up."""
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                return Blocked(f"cannot resolve {host!r}: {exc}", transient=True)
+            addresses = [str(info[4][0]) for info in infos]
+        if not addresses:
+            return Blocked(f"cannot resolve {host!r}", transient=True)
+        for address in addresses:
+            if not vouched and not self._allows(host, address):
+                return Blocked(f"host {host!r} resolves to a non-public address ({address}): refused; list the host "
+                               "or its network in OMNICANAL_OUTBOUND_ALLOW if that is meant")
+        return addresses[0]
+
+
+def pinned_url(parts: SplitResult, address: str) -> str:
+    """The URL `parts` with its host replaced by the address it was checked at (fragment dropped)."""
+    netloc = f"[{address}]" if ":" in address else address
+    return urlunsplit((parts.scheme, f"{netloc}:{parts.port}" if parts.port else netloc, parts.path or "/",
+                       parts.query, ""))
+
+
+def host_header(parts: SplitResult) -> str:
+    """The Host header of a URL (its host and port, without credentials)."""
+    return parts.netloc.rsplit("@", 1)[-1]
