@@ -13,12 +13,15 @@ comes out as one YamlSyntaxError with its line. Two views of the result:
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from omnicanal.errors import Problem
 
 Key = str | int | float | None
 """A mapping key as YAML may construct it (bool is an int), or a list index."""
@@ -139,3 +142,13 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
         doc.lines[(*path, key)] = line
         mapping[key] = _construct(loader, value_node, (*path, key), doc, active)
     return mapping
+
+
+def yaml_sources(directory: pathlib.Path, problems: list[Problem]) -> Iterator[tuple[pathlib.Path, str]]:
+    """Each `*.yaml`/`*.yml` file of `directory` in name order, with its text; a file that cannot be read is a
+    problem added to `problems` (and skipped), so that every other file is still checked."""
+    for file in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            yield file, file.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(file), 1, f"cannot read the file: {exc}"))

@@ -25,7 +25,7 @@ from omnicanal.journey.steps import StepReader
 from omnicanal.journey.validate import TemplateLookup, check_steps
 from omnicanal.policy.caps import Cap
 from omnicanal.render import TemplateCatalog
-from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines
+from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines, yaml_sources
 
 
 def _re_entry(value: object) -> object:
@@ -113,12 +113,7 @@ def load_journeys(directory: Path, templates: TemplateLookup | None = None) -> d
                           "OMNICANAL_JOURNEYS_DIR to the folder of journey .yaml files")
     journeys: dict[str, Journey] = {}
     problems: list[Problem] = []
-    for file in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
-        try:
-            source = file.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(file), 1, f"cannot read the file: {exc}"))
-            continue
+    for file, source in yaml_sources(directory, problems):
         checked = _check(source, str(file), templates)
         problems += checked.report.problems
         journey = checked.journey

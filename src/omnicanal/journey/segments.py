@@ -26,7 +26,7 @@ from omnicanal.errors import ExpressionError, Problem, SegmentError
 from omnicanal.expressions import keys_read
 from omnicanal.journey.model import Condition, Duration, Name, check_id
 from omnicanal.journey.report import FileReport
-from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines
+from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines, yaml_sources
 
 AGGREGATE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
 
@@ -146,12 +146,7 @@ def load_segments(directory: Path) -> Segments:
     known: dict[str, tuple[Aggregate, str]] = {}
     paths: dict[str, str] = {}
     problems: list[Problem] = []
-    for file in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
-        try:
-            source = file.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(file), 1, f"cannot read the file: {exc}"))
-            continue
+    for file, source in yaml_sources(directory, problems):
         segment, report = _check(source, str(file), known)
         problems += report.problems
         if segment is None:
