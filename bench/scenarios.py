@@ -265,12 +265,14 @@ async def wait_until(predicate: Callable[[], Any], limit: float, every: float = 
 
 # -- steps ----------------------------------------------------------------------------------------------------------
 
-async def engine_steps(ctx: Context, workers: int, settings: dict[str, str] | None = None) -> dict[str, Any]:
+async def engine_steps(ctx: Context, workers: int, settings: dict[str, str] | None = None,
+                       segments: Path | None = None) -> dict[str, Any]:
     n = ctx.sizes.steps_customers
     await flush(ENGINE_DB)
     await standin_reset(ctx)
     engine = await Engine(ctx.group, ENGINE_DB, ctx.run_dir, ctx.standin_url, workers=workers,
-                          clock_speed=STEPS_SPEED, segments_dir=ctx.segments, settings=settings or {}).start()
+                          clock_speed=STEPS_SPEED, segments_dir=segments or ctx.segments,
+                          settings=settings or {}).start()
     try:
         customers = [f"s-{i}" for i in range(n)]
         await create_profiles(ctx.group, ENGINE_DB, engine.workspace, "s-", n)
@@ -300,7 +302,8 @@ async def engine_steps(ctx: Context, workers: int, settings: dict[str, str] | No
         worker_busy = sum(cpu_seconds(pid) - cpu_before[pid] for pid in engine.pids()) / wall
         standin_busy = (cpu_seconds(ctx.standin_pid) - standin_before) / wall
         limit, mix = await ctx.limits.per_unit(calls, steps)
-        setting = "".join(f", {name}={value}" for name, value in (settings or {}).items())
+        setting = "".join(f", {name}={value}" for name, value in (settings or {}).items()) + (
+            f", segments of {segments.name}/" if segments else "")
         ctx.mixes[f"steps, {workers} worker(s){setting}: Redis calls per journey step"] = mix
         return {"customers": n, "finished": finished, "elapsed": elapsed, "wall": wall,
                 "ingest_seconds": ingested - started,
@@ -372,6 +375,10 @@ async def _measure_bare_send(ctx: Context, processes: int) -> float:
     return float(stats["total"]) / span if span > 0 else 0.0
 
 
+BENCH_SEGMENTS = Path(__file__).resolve().parent / "segments"
+"""Two segments over the scenario's events, for the cost-of-segments row."""
+
+
 def per_message(result: dict[str, Any]) -> float:
     return float(result["redis_commands"]) / max(1, result["messages"])
 
@@ -383,6 +390,8 @@ async def scenario_steps(ctx: Context) -> list[Row]:
         results[workers] = await engine_steps(ctx, workers)
     ctx.log("steps: engine, 2 workers, counting off (OMNICANAL_STATS=false)")
     uncounted = await engine_steps(ctx, 2, {"OMNICANAL_STATS": "false"})
+    ctx.log("steps: engine, 2 workers, two segments kept (bench/segments)")
+    segmented = await engine_steps(ctx, 2, segments=BENCH_SEGMENTS)
     send_limits = {workers: await bare_send_rate(ctx, workers) for workers in results}
     peers = {}
     for peer in ctx.peers_for("steps"):
@@ -431,6 +440,14 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                          f"{per_message(uncounted):.1f} Redis commands per message (on: "
                          f"{per_message(results[2]):.1f}); one run each, so noise moves it a few per cent either way",
                     details=uncounted))
+    kept = segmented["steps_per_s"] / results[2]["steps_per_s"]
+    rows.append(Row("steps", "cost of two segments: steps/s with their aggregates and membership ÷ without, 2 workers",
+                    kept, "x", target="≥ 0.85x", met=kept >= 0.85,
+                    note=f"with bench/segments (three windowed aggregates over every cart and order): "
+                         f"{segmented['steps_per_s']:,.0f} steps/s, {per_message(segmented):.1f} Redis commands per "
+                         f"message (without: {per_message(results[2]):.1f}); one run each"
+                         + ("" if ctx.segments is None else "; --segments was given, so the other rows keep them too"),
+                    details=segmented))
     if best:
         times = results[2]["messages_per_s"] / best[1]["messages_per_s"]
         rows.append(Row("steps", f"messages/s, 2 workers ÷ best peer's ({best[0]}: {best[1]['messages_per_s']:,.0f}/s)",
