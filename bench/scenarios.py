@@ -438,14 +438,15 @@ async def scenario_steps(ctx: Context) -> list[Row]:
                     target="≥ 0.90x", met=counted >= 0.90,
                     note=f"off (OMNICANAL_STATS=false): {uncounted['messages_per_s']:,.0f} messages/s, "
                          f"{commands_per_message(uncounted):.1f} Redis commands per message (on: "
-                         f"{commands_per_message(results[2]):.1f}); one run each, so noise moves it a few per cent either way",
+                         f"{commands_per_message(results[2]):.1f}); one run each, so noise moves it a few per cent "
+                         "either way",
                     details=uncounted))
     kept = segmented["steps_per_s"] / results[2]["steps_per_s"]
     rows.append(Row("steps", "cost of two segments: steps/s with their aggregates and membership ÷ without, 2 workers",
                     kept, "x", target="≥ 0.85x", met=kept >= 0.85,
                     note=f"with bench/segments (three windowed aggregates over every cart and order): "
-                         f"{segmented['steps_per_s']:,.0f} steps/s, {commands_per_message(segmented):.1f} Redis commands per "
-                         f"message (without: {commands_per_message(results[2]):.1f}); one run each"
+                         f"{segmented['steps_per_s']:,.0f} steps/s, {commands_per_message(segmented):.1f} Redis "
+                         f"commands per message (without: {commands_per_message(results[2]):.1f}); one run each"
                          + ("" if ctx.segments is None else "; --segments was given, so the other rows keep them too"),
                     details=segmented))
     if best:
