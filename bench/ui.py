@@ -128,7 +128,7 @@ async def timed(session: aiohttp.ClientSession, urls: Callable[[], str], count: 
 async def main(args: argparse.Namespace) -> None:
     url = f"redis://127.0.0.1:6379/{args.db}"
     redis = aioredis.Redis.from_url(url)
-    await redis.flushdb()
+    await redis.flushdb(asynchronous=True)
     settings = Settings(redis_url=url, journeys_dir=REPO / "journeys", templates_dir=REPO / "templates",
                         reload_interval=0, log_level="warning")
     runtime = await Runtime.start(settings, Role.API)
