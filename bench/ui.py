@@ -127,7 +127,8 @@ async def timed(session: aiohttp.ClientSession, urls: Callable[[], str], count: 
 
 async def main(args: argparse.Namespace) -> None:
     url = f"redis://127.0.0.1:6379/{args.db}"
-    redis = aioredis.Redis.from_url(url)
+    redis = aioredis.Redis.from_url(url, socket_timeout=120)  # redis-py waits 5 s by default: too short for a
+    # pipeline of 500 customers while the shared machine is busy
     await redis.flushdb(asynchronous=True)
     settings = Settings(redis_url=url, journeys_dir=REPO / "journeys", templates_dir=REPO / "templates",
                         reload_interval=0, log_level="warning")
