@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -134,12 +135,15 @@ class BroadcastRunner:
         if audience.where is None or not members:
             return list(members)
         snapshots = await self.customers.snapshots({customer_id: [] for customer_id in members})
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
         return [customer_id for customer_id, snapshot in snapshots.items()
-                if isinstance(snapshot, Snapshot) and _holds(audience.where, customer_id, snapshot)]
+                if isinstance(snapshot, Snapshot) and _holds(audience.where, customer_id, snapshot, now)]
 
 
-def _holds(where: Expression, customer_id: str, snapshot: Snapshot) -> bool:
-    scope: dict[str, Any] = {"customer": customer_view(customer_id, snapshot.profile, snapshot.attributes)}
+def _holds(where: Expression, customer_id: str, snapshot: Snapshot, now: datetime) -> bool:
+    """The condition for one customer, with what a journey's conditions see of them (`customer`, `now`)."""
+    scope: dict[str, Any] = {"customer": customer_view(customer_id, snapshot.profile, snapshot.attributes),
+                             "now": now}
     try:
         return where.test(scope)
     except Exception:  # a condition that fails for this customer's data: not in the audience
