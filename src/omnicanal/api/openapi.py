@@ -9,6 +9,7 @@ from aiohttp import web
 
 from omnicanal import __version__
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
+from omnicanal.api.query import MAX_POSITION
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
 from omnicanal.api.state import runtime_of
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
@@ -16,25 +17,33 @@ from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+_BATCH = {"description": "Each event's result, by index: accepted, rejected (errors) or conflict",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchResult"}}}}
+_BATCH_REFUSED = {"description": "Nothing accepted: the body is invalid (Error), or every event is (BatchResult)",
+                  "content": {"application/json": {"schema": {"anyOf": [
+                      {"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/BatchResult"}]}}}}
 _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
                 "headers": {"Retry-After": {"description": "seconds to wait before retrying",
                                             "schema": {"type": "integer"}}}}
 
 
-def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
-    """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies); one with a
-    body also answers 400 (not JSON), 408 (sent too slowly) and 413 (too large)."""
+def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = (),
+               answers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An operation answering `ok`, the common errors, the status codes in `more` (error bodies), and `answers`
+    (status code → response, replacing the default one); one with a body also answers 400 (not JSON), 408 (sent
+    too slowly), 413 (too large) and 415 (not sent as JSON)."""
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {ok: _JSON, "401": _ERROR, "422": _ERROR, "500": _ERROR, "503": _UNAVAILABLE,
                       **{code: _ERROR for code in more}},
     }
     if body:
-        operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR})
+        operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR, "415": _ERROR})
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
+    operation["responses"].update(answers or {})
     return operation
 
 
@@ -65,6 +74,20 @@ def document(secured: bool) -> dict[str, Any]:
             "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
         },
     }
+    schemas["BatchResult"] = {
+        "type": "object",
+        "required": ["accepted", "rejected", "results"],
+        "properties": {
+            "accepted": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "results": {"type": "array", "items": {
+                "type": "object",
+                "required": ["index", "status"],
+                "properties": {"index": {"type": "integer"}, "status": {"enum": ["accepted", "rejected", "conflict"]},
+                               "id": {"type": "string"}, "errors": schemas["Error"]["properties"]["errors"]},
+            }},
+        },
+    }
     customer, journey = _path_id("customer_id", CUSTOMER_ID_PATTERN), _path_id("journey_id", JOURNEY_ID_PATTERN)
     bearer = {"type": "http", "scheme": "bearer"}
     return {
@@ -73,8 +96,9 @@ def document(secured: bool) -> dict[str, Any]:
         "components": {"schemas": schemas, **({"securitySchemes": {"bearer": bearer}} if secured else {})},
         **({"security": [{"bearer": []}]} if secured else {}),
         "paths": {
-            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202")},
-            "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
+            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", more=("409",))},
+            "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202",
+                                                    answers={"202": _BATCH, "422": _BATCH_REFUSED})},
             "/v1/customers/{customer_id}": {
                 "parameters": customer,
                 "put": _operation("Create or update a profile", "CustomerIn"),
@@ -100,7 +124,7 @@ def document(secured: bool) -> dict[str, Any]:
                 "parameters": [*(_query(name, {"type": "string"}) for name in ("customer_id", "channel", "journey")),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
                                                 "default": DEFAULT_PAGE}),
-                               _query("after", {"type": "integer", "minimum": 0,
+                               _query("after", {"type": "integer", "minimum": 0, "maximum": MAX_POSITION,
                                                 "description": "the `next` of the previous page"})],
                 "get": _operation("Messages the outbox connector recorded, a page at a time"),
             },

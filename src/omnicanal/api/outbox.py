@@ -5,33 +5,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from omnicanal.api.query import MAX_POSITION, whole_number
 from omnicanal.api.state import runtime_of
-from omnicanal.errors import InputError
 from omnicanal.store.outbox import OutboxStore
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-def _number(request: web.Request, name: str, default: int, lowest: int, highest: int | None = None) -> int:
-    """A query parameter that is a whole number in range; InputError naming it otherwise."""
+def _number(request: web.Request, name: str, default: int, lowest: int, highest: int) -> int:
     text = request.query.get(name)
-    if text is None:
-        return default
-    bounds = f"from {lowest} to {highest}" if highest is not None else f"from {lowest}"
-    try:
-        value = int(text)
-    except ValueError:
-        value = lowest - 1
-    if value < lowest or (highest is not None and value > highest):
-        raise InputError([{"field": name, "message": f"{text!r}: a whole number {bounds}"}])
-    return value
+    return default if text is None else whole_number(text, name, lowest, highest)
 
 
 async def get_outbox(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     limit = _number(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    after = _number(request, "after", 0, 0)
+    after = _number(request, "after", 0, 0, MAX_POSITION)
     wanted = {k: v for k in ("customer_id", "channel", "journey") if (v := request.query.get(k))}
     records, last = await OutboxStore(runtime.redis, runtime.keys).page(after, limit, wanted)
     return web.json_response({"messages": records, "next": last})
