@@ -7,8 +7,14 @@ property instead, with fresh random inputs: the way to search longer locally (ad
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import jinja2.debug
 from hypothesis import HealthCheck, settings
 
 ASKED = os.environ.get("OMNICANAL_FUZZ_EXAMPLES")
@@ -78,6 +84,9 @@ SSTI = (
     "now.__class__.__module__",
     "{}.update.__self__",
     "'x'.join.__self__.__class__",
+    # Python objects written as they are: `<function lipsum at 0x7f...>`, an address, in a customer's message.
+    "lipsum", "cycler", "joiner", "range", "customer.keys", "event.properties.items", "cycler(1, 2)",
+    "event.properties.get", "now.__class__",
 )
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""
@@ -85,3 +94,59 @@ Python's internals. Written as expressions; `{{ ... }}` around them makes the te
 LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<method", "__globals__", "__builtins__",
          "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator")
 """What a rendered value must never contain: signs that Python's objects, or a shell, were reached."""
+
+
+DANGEROUS = ("os.", "subprocess.", "shutil.", "socket.", "ctypes.", "pty.", "open", "import", "exec", "compile",
+             "builtins.", "sys.", "object.__setattr__", "object.__delattr__", "code.__new__", "function.__new__",
+             "marshal.", "pickle.", "urllib.", "http.", "fcntl.", "glob.", "cpython.")
+"""Audit events (PEP 578) that sandboxed code reaching the system would raise: files, processes, imports,
+sockets, frames, code objects, writes to objects. Not `object.__getattr__` (`__code__`, `tb_frame`...): Jinja's
+sandbox reads an attribute before it refuses it; that the value never comes out is what assert_inert checks."""
+
+_reached: list[str] | None = None
+_JINJA_DEBUG = str(Path(jinja2.debug.__file__))
+"""Jinja's own error reporting, which compiles code to show template lines in tracebacks: not sandboxed code."""
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    global _reached
+    if _reached is None or not event.startswith(DANGEROUS):
+        return
+    reached, _reached = _reached, None  # sys._getframe below raises an audit event too
+    try:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename != _JINJA_DEBUG:
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            reached.append(event)
+    finally:
+        _reached = reached
+
+
+sys.addaudithook(_audit)  # for the rest of the process: a hook cannot be removed; it only records when watching
+
+
+@contextlib.contextmanager
+def sandboxed(seconds: float, compiling: bool = False) -> Iterator[None]:
+    """Fail if the code inside reaches the system or Python's machinery (DANGEROUS, seen by an audit hook) or
+    takes more than `seconds` (the budget allows 1 s per evaluation; more means something escaped it).
+    `compiling`: Jinja turning a template into Python code and running its module, which it does with `compile`
+    and `exec`, is expected."""
+    global _reached
+    _reached, started = [], time.monotonic()
+    try:
+        yield
+    finally:
+        reached, _reached = _reached, None
+        took = time.monotonic() - started
+    if compiling:
+        reached = [event for event in reached if event not in ("compile", "exec")]
+    assert not reached, f"sandboxed code reached {sorted(set(reached))}"
+    assert took < seconds, f"took {took:.1f} s (at most {seconds} s)"
+
+
+def assert_inert(value: object) -> None:
+    """`value` is data (text, numbers, lists, mappings) and nothing in it shows a Python object or a shell."""
+    text = repr(value) if not isinstance(value, str) else value
+    leaked = [sign for sign in LEAKS if sign in text]
+    assert not leaked, f"{leaked} in {text[:500]!r}"

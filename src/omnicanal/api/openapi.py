@@ -116,7 +116,8 @@ def document(secured: bool) -> dict[str, Any]:
             "/v1/journeys/{journey_id}/stats": {
                 "parameters": [*journey, _query("from", {"type": "string", "format": "date-time"}),
                                _query("to", {"type": "string", "format": "date-time"}),
-                               _query("bucket", {"type": "string", "enum": ["hour", "day"]})],
+                               _query("bucket", {"type": "string", "enum": ["hour", "day", ""],
+                                                 "description": "empty or absent: days beyond two days of range"})],
                 "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
                                   more=("404",)),
             },
