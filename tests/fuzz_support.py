@@ -97,11 +97,13 @@ LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<metho
 
 
 DANGEROUS = ("os.", "subprocess.", "shutil.", "socket.", "ctypes.", "pty.", "open", "import", "exec", "compile",
-             "builtins.", "sys.", "object.__setattr__", "object.__delattr__", "code.__new__", "function.__new__",
-             "marshal.", "pickle.", "urllib.", "http.", "fcntl.", "glob.", "cpython.")
+             "builtins.input", "builtins.breakpoint", "sys.", "object.__setattr__", "object.__delattr__",
+             "code.__new__", "function.__new__", "marshal.", "pickle.", "urllib.", "http.", "fcntl.", "glob.",
+             "cpython.")
 """Audit events (PEP 578) that sandboxed code reaching the system would raise: files, processes, imports,
 sockets, frames, code objects, writes to objects. Not `object.__getattr__` (`__code__`, `tb_frame`...): Jinja's
-sandbox reads an attribute before it refuses it; that the value never comes out is what assert_inert checks."""
+sandbox reads an attribute before it refuses it; that the value never comes out is what assert_inert checks.
+Not `builtins.id` either: Jinja hashes its undefined values with it."""
 
 _reached: list[str] | None = None
 _JINJA_DEBUG = str(Path(jinja2.debug.__file__))
@@ -143,6 +145,14 @@ def sandboxed(seconds: float, compiling: bool = False) -> Iterator[None]:
         reached = [event for event in reached if event not in ("compile", "exec")]
     assert not reached, f"sandboxed code reached {sorted(set(reached))}"
     assert took < seconds, f"took {took:.1f} s (at most {seconds} s)"
+
+
+@contextlib.contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Fail if the code inside takes more than `seconds`: for work that reads files (loading a project)."""
+    started = time.monotonic()
+    yield
+    assert time.monotonic() - started < seconds, f"took more than {seconds} s"
 
 
 def assert_inert(value: object) -> None:
