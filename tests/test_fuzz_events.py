@@ -56,11 +56,12 @@ async def post(api: Api, path: str, body: Any) -> tuple[int, Any]:
 
 
 def assert_refusal_names_the_field(status: int, answer: dict[str, Any], body: Any, prefix: str = "") -> None:
-    """A 4xx with JSON saying what is wrong; one about the input names fields of the body (or the body itself)."""
+    """A 4xx with JSON saying what is wrong; one about the input names a path in the body (or the body itself)."""
     assert status in (400, 409, 413, 422), (status, answer)
     assert isinstance(answer.get("error"), str) and isinstance(answer.get("message"), str), answer
     if status in (409, 413, 422):
-        named = {*FIELDS, "body", *(body if isinstance(body, dict) else ())}
+        named = {*FIELDS, "body", *(body if isinstance(body, dict) else ()),
+                 *(str(index) for index in range(len(body) if isinstance(body, list) else 0))}
         fields = [error["field"] for error in answer["errors"]]
         assert fields and all(any(f in (prefix + n, prefix.rstrip(".")) or f.startswith(f"{prefix}{n}.")
                                   for n in named) for f in fields), answer
