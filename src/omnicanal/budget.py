@@ -52,7 +52,7 @@ _CLOCK_EVERY = 4096
 COUNTED = "_budget_loop"
 CHARGED = "_budget_container"
 SIZED = "_budget_text"
-"""Filters the sandbox's rewrite (`budgeted`) puts around loops, `in` containers and `~` joins."""
+"""Filters the sandbox's rewrite (`budgeted`) puts around loops, `in` containers, `~` joins and slices."""
 
 
 class _Budget:
@@ -397,7 +397,8 @@ def _budget_container(container: Any) -> Any:
 
 
 def _budget_text(text: Any) -> Any:
-    """The result of `~`: charged for what it copied, refused over the size limit."""
+    """The result of `~` or of a slice: charged for what it copied (`text[::-1]` in a loop costs its length every
+    time), refused over the size limit."""
     charge(size_of(text))
     return check_size(text, "a text joined with `~`")
 
@@ -451,7 +452,7 @@ def _filtered(node: nodes.Expr, name: str) -> nodes.Filter:
 
 
 class _Rewrite(NodeTransformer):
-    """Loops, `in` containers and `~` joins put through the budget's filters."""
+    """Loops, `in` containers, `~` joins and slices put through the budget's filters."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -468,6 +469,12 @@ class _Rewrite(NodeTransformer):
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         return _filtered(node, SIZED)
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(node.arg, nodes.Slice):  # Jinja writes a slice as Python's, past the sandbox's getitem
+            return _filtered(node, SIZED)
+        return node
 
 
 def budgeted(tree: nodes.Template, environment: jinja2.Environment) -> nodes.Template:

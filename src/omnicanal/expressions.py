@@ -33,6 +33,18 @@ from jinja2.utils import missing
 from omnicanal import budget
 from omnicanal.errors import BudgetExceeded, ExpressionError
 
+UNCOMPILABLE = (RecursionError, SyntaxError)
+"""What compiling a text that Jinja parsed may still raise: its parser and code generator recurse once per level
+of nesting (RecursionError), and Python refuses some code they make (SyntaxError: past 200 nested parentheses;
+`(1.5)[0:1]`, a slice Jinja writes as Python, is a SyntaxWarning made an error by `-W error`)."""
+
+
+def uncompilable(exc: RecursionError | SyntaxError) -> str:
+    """Why a text that parsed did not compile, and what to do about it."""
+    if isinstance(exc, RecursionError):
+        return "nested deeper than Jinja follows: write it in steps, with `vars`"
+    return f"Python refuses the code it makes of it ({exc.msg}): write it in steps, with `vars`"
+
 
 def _money(amount: Any, currency: str = "EUR", locale: str = "en") -> str:
     """Format an amount the way customers of that locale read prices: `89,00 €` (fr) or `€89.00` (en)."""
@@ -79,10 +91,7 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
                 return obj[argument]
             except (TypeError, LookupError):
                 return self.undefined(obj=obj, name=argument)
-        value = super().getitem(obj, argument)
-        if type(argument) is slice:  # a copy: `text[::-1]` in a loop costs its length every time
-            budget.charge(budget.size_of(value))
-        return value
+        return super().getitem(obj, argument)  # (slices do not come here: budget.budgeted counts them)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as a plain dict, not Jinja's ChainMap over the environment's: every render
@@ -91,14 +100,45 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
+def not_data(value: Any) -> bool:
+    """A function, method, class or object that has no text of its own: what a look-up finds in Python rather
+    than in the data (`customer.keys`, for a customer without a `keys` key, is the dict's method). Never a value:
+    written, it would send a customer `<built-in method keys of dict object at 0x7f...>`; as a condition it would
+    always hold."""
+    kind = type(value)
+    return ((callable(value) and not isinstance(value, jinja2.Undefined))
+            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT)
+
+
+_OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
+"""How an object without a text of its own is written: `<jinja2.utils.Cycler object at 0x7f...>`."""
+
+
+def _what(value: Any) -> str:
+    kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
+    return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
+
+
+def _written(value: Any) -> Any:
+    """What `{{ ... }}` writes: data, counted by the budget."""
+    if not_data(value):
+        raise ExpressionError(f"writes {_what(value)}, not data: call it, or name a key that is there")
+    return budget.write(value)
+
+
 def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
     """The sandbox configuration shared by message templates and expressions (which set how they read data that
-    is not there: `_Absent` for values, `Missing` for conditions)."""
+    is not there: `_Absent` for values, `Missing` for conditions).
+
+    Without Jinja's optimizer: it tries to fold every subexpression of every node into a constant, which takes
+    time cubic in the nesting (a chain of 200 filters took 3 s to compile, blocking a reload) and runs filters
+    while compiling. Constants are still folded where it matters, by the budget (`budgeted`)."""
     env = _DataFirstSandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         keep_trailing_newline=False,
-        finalize=budget.write,
+        finalize=_written,
+        optimized=False,
     )
     env.filters["money"] = _money
     env.filters = budget.budgeted_filters(env.filters)
@@ -269,6 +309,8 @@ class Expression:
             code = _compile(source)
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
+        except UNCOMPILABLE as exc:
+            raise ExpressionError(f"expression {source[:80]!r} does not compile: {uncompilable(exc)}") from exc
         self._value = _Bound(_VALUES, code)
         self._condition = _Bound(_CONDITIONS, code)
 
@@ -284,6 +326,9 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
+        if not_data(value):
+            raise ExpressionError(f"{self.source!r} is {_what(value)}, not data: call it, or name a key that is "
+                                  "there")
         return value
 
     def test(self, scope: Mapping[str, Any]) -> bool:
@@ -295,11 +340,14 @@ class Expression:
         (comparing a text with a number, ...) raise ExpressionError: they are mistakes worth seeing.
         """
         try:
-            return bool(self._condition(scope))
+            value = self._condition(scope)
         except BudgetExceeded as exc:
             raise BudgetExceeded(f"{self.source!r}: over its budget: {exc}") from exc
         except Exception as exc:  # as in evaluate: typed, with the expression it comes from
             raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
+        if not_data(value):
+            raise ExpressionError(f"{self.source!r} is {_what(value)}, not data: it would always hold")
+        return bool(value)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -346,6 +394,8 @@ class TextTemplate:
             self._template = _VALUES.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(f"template {source!r} does not compile: {exc.message}") from exc
+        except UNCOMPILABLE as exc:
+            raise ExpressionError(f"template {source[:80]!r} does not compile: {uncompilable(exc)}") from exc
 
     def render(self, scope: Mapping[str, Any]) -> str:
         try:

@@ -30,7 +30,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
-from omnicanal.expressions import LightContext, make_sandbox
+from omnicanal.expressions import UNCOMPILABLE, LightContext, make_sandbox, uncompilable
 from omnicanal.suggest import did_you_mean
 from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node
 
@@ -230,6 +230,9 @@ class _FileReader:
         except jinja2.TemplateSyntaxError as exc:
             line = first_line + exc.lineno - 1 if first_line else line_of_node(key)
             self._add(line, f"{where}: Jinja2 syntax error: {exc.message}")
+            return None
+        except UNCOMPILABLE as exc:
+            self._add(line_of_node(key), f"{where}: {uncompilable(exc)}")
             return None
         return CompiledField(self.path, where, line_of_node(key), first_line, template, may_be_empty,
                              _constant(env, value.value))

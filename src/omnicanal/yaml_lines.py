@@ -38,6 +38,11 @@ class YamlSyntaxError(Exception):
         super().__init__(f"line {line}: {message}")
 
 
+MAX_VALUES = 100_000
+"""Values a document may hold once its aliases are expanded: thousands of times what a journey needs, far from
+what nine anchors of nine aliases each make (9**9 values: the "billion laughs", which used up the memory)."""
+
+
 @dataclass
 class Document:
     """Plain data plus the line of every path in it; `problems` are duplicate keys, as `(line, message)`."""
@@ -46,6 +51,8 @@ class Document:
     lines: dict[Path, int]
     problems: list[tuple[int, str]] = field(default_factory=list)
     aliases: dict[Path, Path] = field(default_factory=dict)
+    values: int = 0
+    """Values constructed so far: each alias is constructed again where it is used."""
 
     def alias(self, written: Path, shaped: Path) -> None:
         """Data at `written` was moved to `shaped` before validation: resolve `shaped` paths back to it."""
@@ -113,10 +120,17 @@ def _parsing(source: str) -> Iterator[yaml.SafeLoader]:
         line = source.count("\n", 0, exc.position) + 1
         message = f"YAML syntax error: unacceptable character #x{exc.character:04x}: {exc.reason}"
         raise YamlSyntaxError(line, message) from exc
+    except RecursionError as exc:  # PyYAML's composer, and _construct, recurse once per level of nesting
+        raise YamlSyntaxError(1, "nested deeper than the YAML reader follows (a few hundred levels)") from exc
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Document, active: set[int]) -> Any:
-    """Plain data for `node`, recording lines under `path`; `active` guards against recursive aliases."""
+    """Plain data for `node`, recording lines under `path`; `active` guards against recursive aliases, and
+    MAX_VALUES against aliases of aliases."""
+    doc.values += 1
+    if doc.values > MAX_VALUES:
+        raise YamlSyntaxError(line_of_node(node), f"more than {MAX_VALUES:,} values once its aliases (*name) are "
+                              "expanded: write the values out, or fewer aliases of aliases")
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node, deep=True)
     if id(node) in active:

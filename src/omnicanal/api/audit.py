@@ -45,5 +45,6 @@ async def get_audit(request: web.Request) -> web.Response:
 
 
 def _entry_id(text: str) -> bool:
+    """Whether `text` is a stream entry id Redis accepts: two whole numbers of at most 64 bits."""
     milliseconds, _, sequence = text.partition("-")
-    return milliseconds.isdigit() and sequence.isdigit()
+    return all(part.isascii() and part.isdigit() and int(part) < 2**64 for part in (milliseconds, sequence))

@@ -159,7 +159,7 @@ async def put_customer(request: web.Request) -> web.Response:
         await _announce(runtime, customer_id, update.changes, now)
     if "addresses" in fields:
         await runtime.identity.follow(customer_id, update.before, update.after)
-    if "consents" in fields:
+    if fields.get("consents"):  # null or {} changes no consent
         granted = {channel: {purpose: decision["granted"] for purpose, decision in purposes.items()}
                    for channel, purposes in fields["consents"].items()}
         await audit(request, "customer.consent", customer_id, consents=granted)

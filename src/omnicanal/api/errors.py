@@ -43,9 +43,10 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
 
 
 def input_error(exc: ValidationError, prefix: str = "") -> InputError:
-    """Pydantic's errors as `{field, message}` items, the field spelled as in the JSON body."""
+    """Pydantic's errors as `{field, message}` items, the field spelled as in the JSON body, under `prefix`
+    (`events.3` for an event of a batch, which may itself be the field: `events.3` is not an object)."""
     return InputError([
-        {"field": prefix + ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        {"field": ".".join(str(part) for part in (prefix, *err["loc"]) if part != "") or "body", "message": err["msg"]}
         for err in exc.errors(include_url=False)
     ])
 

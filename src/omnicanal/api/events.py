@@ -134,7 +134,7 @@ async def post_batch(request: web.Request) -> web.Response:
         except InputError as exc:
             results.append(_rejected(index, exc.errors))
         except ValidationError as exc:
-            results.append(_rejected(index, input_error(exc, prefix=f"events.{index}.").errors))
+            results.append(_rejected(index, input_error(exc, prefix=f"events.{index}").errors))
     accepted: list[WorkItem] = []
     customers = await customers_behind(runtime, [event.customer_id for event in valid.values()])
     keyed: dict[int, dict[str, Any]] = {}

@@ -9,8 +9,10 @@ from aiohttp import web
 
 from omnicanal import __version__
 from omnicanal.api import audit
+from omnicanal.api.broadcasts import BroadcastIn
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
 from omnicanal.api.permissions import PUBLIC, ROUTES
+from omnicanal.api.query import MAX_POSITION
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
 from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
@@ -19,6 +21,11 @@ from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+_BATCH = {"description": "Each event's result, by index: accepted, rejected (errors) or conflict",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchResult"}}}}
+_BATCH_REFUSED = {"description": "Nothing accepted: the body is invalid (Error), or every event is (BatchResult)",
+                  "content": {"application/json": {"schema": {"anyOf": [
+                      {"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/BatchResult"}]}}}}
 _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
                 "headers": _RETRY_AFTER}
 _FORBIDDEN = {**_ERROR, "description": "The API key lacks the scope this operation needs (named in `scope`)"}
@@ -26,20 +33,23 @@ _LIMITED = {**_ERROR, "description": "The API key made more requests this second
             "headers": _RETRY_AFTER}
 
 
-def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = ()) -> dict[str, Any]:
-    """An operation answering `ok`, the common errors, and the status codes in `more` (error bodies); one with a
-    body also answers 400 (not JSON), 408 (sent too slowly) and 413 (too large)."""
+def _operation(summary: str, body: str | None = None, ok: str = "200", more: tuple[str, ...] = (),
+               answers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An operation answering `ok`, the common errors, the status codes in `more` (error bodies), and `answers`
+    (status code → response, replacing the default one); one with a body also answers 400 (not JSON), 408 (sent
+    too slowly), 413 (too large) and 415 (not sent as JSON)."""
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {ok: _JSON, "401": _ERROR, "403": _FORBIDDEN, "422": _ERROR, "429": _LIMITED, "500": _ERROR,
                       "503": _UNAVAILABLE, **{code: _ERROR for code in more}},
     }
     if body:
-        operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR})
+        operation["responses"].update({"400": _ERROR, "408": _ERROR, "413": _ERROR, "415": _ERROR})
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
+    operation["responses"].update(answers or {})
     return operation
 
 
@@ -66,7 +76,7 @@ def document(secured: bool) -> dict[str, Any]:
     """The document; `secured` when API keys are required (access.py: only then do /v1 operations need a bearer
     key, with the scope each names)."""
     schemas: dict[str, Any] = {}
-    for model in (EventIn, BatchIn, CustomerIn):
+    for model in (EventIn, BatchIn, CustomerIn, BroadcastIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -81,6 +91,20 @@ def document(secured: bool) -> dict[str, Any]:
             "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
         },
     }
+    schemas["BatchResult"] = {
+        "type": "object",
+        "required": ["accepted", "rejected", "results"],
+        "properties": {
+            "accepted": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "results": {"type": "array", "items": {
+                "type": "object",
+                "required": ["index", "status"],
+                "properties": {"index": {"type": "integer"}, "status": {"enum": ["accepted", "rejected", "conflict"]},
+                               "id": {"type": "string"}, "errors": schemas["Error"]["properties"]["errors"]},
+            }},
+        },
+    }
     customer, journey = _path_id("customer_id", CUSTOMER_ID_PATTERN), _path_id("journey_id", JOURNEY_ID_PATTERN)
     bearer = {"type": "http", "scheme": "bearer"}
     erase = _operation("Erase everything held about the customer (200: what was erased)", more=("404",))
@@ -91,8 +115,9 @@ def document(secured: bool) -> dict[str, Any]:
         "components": {"schemas": schemas, **({"securitySchemes": {"bearer": bearer}} if secured else {})},
         **({"security": [{"bearer": []}]} if secured else {}),
         "paths": (_scoped if secured else dict)({
-            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202")},
-            "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202")},
+            "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", more=("409",))},
+            "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202",
+                                                    answers={"202": _BATCH, "422": _BATCH_REFUSED})},
             "/v1/customers/{customer_id}": {
                 "parameters": customer,
                 "put": _operation("Create or update a profile", "CustomerIn"),
@@ -116,7 +141,8 @@ def document(secured: bool) -> dict[str, Any]:
             "/v1/journeys/{journey_id}/stats": {
                 "parameters": [*journey, _query("from", {"type": "string", "format": "date-time"}),
                                _query("to", {"type": "string", "format": "date-time"}),
-                               _query("bucket", {"type": "string", "enum": ["hour", "day"]})],
+                               _query("bucket", {"type": "string", "enum": ["hour", "day", ""],
+                                                 "description": "empty or absent: days beyond two days of range"})],
                 "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
                                   more=("404",)),
             },
@@ -125,11 +151,23 @@ def document(secured: bool) -> dict[str, Any]:
                 "parameters": _path_id("segment_id", JOURNEY_ID_PATTERN),
                 "get": _operation("One segment: its condition, aggregates and size", more=("404",)),
             },
+            "/v1/broadcasts": {
+                "post": _operation("Start a journey for an audience: a segment, a condition, or everyone",
+                                   "BroadcastIn", ok="201"),
+                "get": _operation("The latest broadcasts with their progress, newest first"),
+            },
+            "/v1/broadcasts/{broadcast_id}": {
+                "parameters": _path_id("broadcast_id", r"^[A-Za-z0-9_.:-]{1,200}$"),
+                "get": _operation("One broadcast: status, planned, queued, started, skipped by reason, pending",
+                                  more=("404",)),
+                "delete": _operation("Stop walking the audience (the starts already queued still apply)", ok="202",
+                                     more=("404",)),
+            },
             "/v1/outbox": {
                 "parameters": [*(_query(name, {"type": "string"}) for name in ("customer_id", "channel", "journey")),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
                                                 "default": DEFAULT_PAGE}),
-                               _query("after", {"type": "integer", "minimum": 0,
+                               _query("after", {"type": "integer", "minimum": 0, "maximum": MAX_POSITION,
                                                 "description": "the `next` of the previous page"})],
                 "get": _operation("Messages the outbox connector recorded, a page at a time"),
             },

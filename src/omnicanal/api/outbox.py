@@ -5,27 +5,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from omnicanal.api.query import MAX_POSITION, whole_number
 from omnicanal.api.state import runtime_of
-from omnicanal.errors import InputError
 from omnicanal.store.outbox import OutboxStore
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-def query_number(request: web.Request, name: str, default: int, lowest: int, highest: int | None = None) -> int:
+def query_number(request: web.Request, name: str, default: int, lowest: int, highest: int = MAX_POSITION) -> int:
     """A query parameter that is a whole number in range; InputError naming it otherwise."""
     text = request.query.get(name)
-    if text is None:
-        return default
-    bounds = f"from {lowest} to {highest}" if highest is not None else f"from {lowest}"
-    try:
-        value = int(text)
-    except ValueError:
-        value = lowest - 1
-    if value < lowest or (highest is not None and value > highest):
-        raise InputError([{"field": name, "message": f"{text!r}: a whole number {bounds}"}])
-    return value
+    return default if text is None else whole_number(text, name, lowest, highest)
 
 
 async def get_outbox(request: web.Request) -> web.Response:

@@ -76,9 +76,18 @@ def _entry(method: str, route: web.AbstractRoute) -> tuple[str, str] | None:
 
 
 def needs(request: web.Request) -> Needs | None:
-    """What the request's route needs; None when no route matched (404, 405): a key, and no particular scope."""
+    """What the request's route needs; None when no route matched (404, 405): a key, and no particular scope —
+    except a method a public path does not have (`TRACE /healthz`), answered 405 with its `Allow` to anyone:
+    the path is public, so that tells nothing."""
     entry = _entry(request.method, request.match_info.route)
-    return ROUTES[entry] if entry is not None else None
+    if entry is not None:
+        return ROUTES[entry]
+    if isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed) and request.path in _PUBLIC_PATHS:
+        return PUBLIC
+    return None
+
+
+_PUBLIC_PATHS = frozenset(path for (_, path), needed in ROUTES.items() if needed == PUBLIC and "{" not in path)
 
 
 def unlisted(router: web.UrlDispatcher) -> list[str]:

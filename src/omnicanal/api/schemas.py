@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 from omnicanal.codec import encode, unstorable
 from omnicanal.errors import InputError, InputTooLarge
@@ -57,6 +66,20 @@ def _long_list(value: Any, max_items: int) -> tuple[list[str], int] | None:
     return None
 
 
+_A_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _written_as_a_date(value: Any) -> Any:
+    """A timestamp is ISO 8601 text: a number (or a text of digits) would be read as seconds or milliseconds since
+    1970, guessed from its size, and `0` would silently date an event 1970."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _A_NUMBER.fullmatch(value)):
+        raise ValueError(f"{value!r}: write the date and time as ISO 8601 text, e.g. 2026-11-23T10:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_written_as_a_date)]
+
+
 class EventIn(BaseModel):
     """`POST /v1/events` body."""
 
@@ -67,7 +90,7 @@ class EventIn(BaseModel):
         "the customer's id, or an address they are looked up by: email:…, phone:…, push:…, anon:…, a bare e-mail "
         "or +E.164 number (422 when nobody has it)"))]
     properties: dict[str, Any] = Field(default_factory=dict)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
@@ -113,15 +136,19 @@ class CustomerIn(BaseModel):
     locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] | None = None
     timezone: str | None = None
     channel_preference: list[str] | None = None
-    consents: dict[str, bool | dict[str, bool]] | None = None
+    consents: dict[str, StrictBool | dict[Literal["marketing", "transactional"], StrictBool]] | None = None
     """Per channel: true/false for every purpose, or `{"marketing": bool, "transactional": bool}`."""
 
-    @field_validator("consents")
+    @field_validator("consents", mode="before")
     @classmethod
-    def _known_purposes(cls, value: dict[str, bool | dict[str, bool]] | None) -> Any:
-        for channel, given in (value or {}).items():
-            if isinstance(given, dict) and not set(given) <= {"marketing", "transactional"}:
-                raise ValueError(f"consents.{channel}: purposes are marketing and transactional")
+    def _given_or_refused(cls, value: Any) -> Any:
+        """A consent is true or false, never a `0` or `"yes"` read as one; one message per channel rather than
+        pydantic's one per member of the union."""
+        for channel, given in value.items() if isinstance(value, dict) else ():
+            purposes = given if isinstance(given, dict) else {"marketing": given}
+            if not all(p in ("marketing", "transactional") and isinstance(v, bool) for p, v in purposes.items()):
+                raise ValueError(f"consents.{channel}: use true or false, or "
+                                 '{"marketing": true|false, "transactional": true|false}')
         return value
 
     @field_validator("timezone")

@@ -15,6 +15,9 @@ _PART = r"(\d+(?:\.\d+)?)([smhdw])"
 _COMPOUND = re.compile(rf"(?:{_PART})+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HINT = "use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d"
+MAX_SECONDS = 100 * 365 * UNITS["d"]
+"""The longest duration: a century. Longer ones are mistakes, and a moment computed from one can lie past the
+year 9999 that dates can show (`99999999d` was taken, and failed only when an instance reached it)."""
 
 
 def parse_duration(value: object) -> float:
@@ -30,6 +33,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"bad duration {text!r}: {_HINT}")
     if seconds <= 0:
         raise ValueError(f"bad duration {text!r}: it must be greater than zero")
+    if not seconds <= MAX_SECONDS:  # inf too: `9` * 400 days is a float overflow, not an error
+        raise ValueError(f"bad duration {text[:40]!r}: at most 100 years ({MAX_SECONDS // UNITS['d']}d)")
     return seconds
 
 

@@ -33,7 +33,7 @@ class AuditLog:
         """Up to `limit` entries, newest first: from `since` (epoch seconds, included) on, older than the entry
         `before` (the last id of the previous page)."""
         newest = f"({before}" if before else "+"
-        oldest = str(int(since * 1000)) if since is not None else "-"
+        oldest = str(int(since * 1000)) if since is not None and since > 0 else "-"  # before 1970: all of it
         raw = await call(self._redis.xrevrange(self._key, newest, oldest, count=limit))
         return [{"id": entry_id, "at": int(entry_id.split("-")[0]) / 1000, "actor": fields[AUDIT_ACTOR],
                  "action": fields[AUDIT_ACTION], "target": fields[AUDIT_TARGET],

@@ -10,8 +10,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from omnicanal.api.customers import resolve_customer
+from omnicanal.api.query import MAX_POSITION, whole_number
 from omnicanal.engine.runtime import Runtime
-from omnicanal.errors import InputError, JourneyError, NotFound
+from omnicanal.errors import JourneyError, NotFound
 from omnicanal.journey.graph import describe
 from omnicanal.journey.state import Instance
 from omnicanal.store.keys import valid_customer_id
@@ -88,11 +89,7 @@ def _shown(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _position(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise InputError([{"field": "before", "message": "a timeline position: a whole number"}])
-    return int(text)
+    return None if text is None else whole_number(text, "before", 0, MAX_POSITION)
 
 
 async def customer_page(request: web.Request, dashboard: Dashboard) -> Page:

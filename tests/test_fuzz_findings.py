@@ -1,0 +1,97 @@
+"""What the fuzzers found (test_fuzz_*.py), each pinned by the request that found it, shrunk: so that the fix holds
+whatever the fuzzers happen to generate next time."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import StartApi
+
+EVENT = {"name": "page_viewed", "customer_id": "c1"}
+
+
+@pytest.mark.parametrize("after", [
+    "717551058477323964922200064",  # past what Redis' Lua reads exactly: was a 500 (LRANGE refused it)
+    "9" * 5000,  # past Python's 4,300 digits for int(): was a 500
+    "\u00857",  # int() strips Unicode spaces: was read as 7
+    "٣",  # int() reads other scripts' digits: was read as 3
+    "-1", "1_000", " 1",
+])
+async def test_a_malformed_or_huge_outbox_position_is_422_naming_it(start_api: StartApi, after: str) -> None:
+    api = await start_api()
+    body = await api.request("GET", "/v1/outbox", 422, params={"after": after})
+    assert body["errors"][0]["field"] == "after", body
+    assert (await api.request("GET", "/v1/outbox", 200, params={"after": str(2**53)}))["messages"] == []
+
+
+@pytest.mark.parametrize("before", ["²", "9" * 5000])
+async def test_a_malformed_timeline_position_on_the_dashboard_is_422_not_500(start_api: StartApi,
+                                                                             before: str) -> None:
+    api = await start_api()
+    await api.put_customer("c42", {"attributes": {"first_name": "Léa"}})
+    response = await api.client.get("/ui/customers/c42", params={"before": before}, allow_redirects=False)
+    assert response.status == 422, await response.text()
+
+
+@pytest.mark.parametrize("timestamp", [0, 1700000000, "0", "1700000000.5", True])
+async def test_an_event_timestamp_is_iso_text_never_a_number_guessed_as_seconds(start_api: StartApi,
+                                                                                timestamp: object) -> None:
+    """`0` was accepted, and the event dated 1 January 1970."""
+    api = await start_api()
+    body = await api.request("POST", "/v1/events", 422, json={**EVENT, "timestamp": timestamp})
+    assert [e["field"] for e in body["errors"]] == ["timestamp"]
+    assert "ISO 8601" in body["errors"][0]["message"]
+    await api.request("POST", "/v1/events", 202, json={**EVENT, "timestamp": "2026-11-23T10:00:00Z"})
+
+
+@pytest.mark.parametrize("consents", [{"sms": 0}, {"sms": "yes"}, {"sms": {"marketing": 1}},
+                                      {"sms": {"newsletter": True}}, {"sms": None}])
+async def test_a_consent_is_true_or_false_never_a_value_read_as_one(start_api: StartApi, consents: object) -> None:
+    """`{"sms": 0}` was stored as a refusal, `"yes"` as a consent."""
+    api = await start_api()
+    body = await api.request("PUT", "/v1/customers/c1", 422, json={"consents": consents})
+    assert [e["field"] for e in body["errors"]] == ["consents"]
+    assert "use true or false" in body["errors"][0]["message"]
+
+
+async def test_a_batch_event_that_is_not_an_object_is_named_by_its_index(start_api: StartApi) -> None:
+    """The field was `events.0.`, with a dot and nothing after it."""
+    api = await start_api()
+    body = await api.request("POST", "/v1/events/batch", 422, json={"events": [None, [EVENT]]})
+    assert [r["errors"][0]["field"] for r in body["results"]] == ["events.0", "events.1"]
+
+
+async def test_the_document_describes_every_answer_the_fuzzer_met(start_api: StartApi) -> None:
+    """A repeated idempotency key with another body (409), a body that is not JSON (415), a batch's own answer."""
+    api = await start_api()
+    spec = await api.request("GET", "/openapi.json", 200)
+    events, batch = spec["paths"]["/v1/events"]["post"], spec["paths"]["/v1/events/batch"]["post"]
+    assert {"409", "415"} <= set(events["responses"])
+    await api.request("POST", "/v1/events", 202, json={**EVENT, "idempotency_key": "k1"})
+    await api.request("POST", "/v1/events", 409, json={**EVENT, "idempotency_key": "k1", "properties": {"a": 1}})
+    await api.request("POST", "/v1/events", 415, data="{}", headers={"Content-Type": "text/plain"})
+    assert batch["responses"]["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BatchResult"}
+    assert {"accepted", "rejected", "results"} == set(spec["components"]["schemas"]["BatchResult"]["required"])
+    outbox = {p["name"]: p["schema"] for p in spec["paths"]["/v1/outbox"]["parameters"]}
+    assert outbox["after"]["maximum"] == 2**53
+
+
+async def test_a_profile_with_every_field_null_is_a_profile_not_a_500(start_api: StartApi) -> None:
+    """Found by schemathesis once the consent audit landed: `"consents": null` was read as consents to record."""
+    api = await start_api()
+    body = {"addresses": None, "attributes": None, "channel_preference": [], "consents": None, "locale": None,
+            "timezone": None}
+    assert (await api.request("PUT", "/v1/customers/0", 200, json=body))["customer_id"] == "0"
+    assert (await api.request("GET", "/v1/audit", 200))["entries"] == []  # no consent changed: nothing audited
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ({"since": "0175-02-04T13:04:07-17:46"}, 200),  # before 1970: was a 500 (a negative stream id)
+    ({"before": f"{2**64}-0"}, 422),  # past a stream id's 64 bits: was a 500
+    ({"before": "1-²"}, 422),
+])
+async def test_the_audit_log_reads_any_range_it_is_given(start_api: StartApi, query: dict[str, str],
+                                                         status: int) -> None:
+    api = await start_api()
+    await api.request("GET", "/v1/audit", status, params=query)
