@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import StartApi
+from omnicanal.errors import ExpressionError
+from omnicanal.expressions import Expression
 
 EVENT = {"name": "page_viewed", "customer_id": "c1"}
 
@@ -95,3 +97,10 @@ async def test_the_audit_log_reads_any_range_it_is_given(start_api: StartApi, qu
                                                          status: int) -> None:
     api = await start_api()
     await api.request("GET", "/v1/audit", status, params=query)
+
+
+@pytest.mark.parametrize("source", ["[cycler]", "{'a': [joiner]}", "(1, namespace)"])
+def test_a_value_holding_a_class_or_function_is_not_data(source: str) -> None:
+    """Found by the expression properties: `[cycler]` was a value, written `[<class 'jinja2.utils.Cycler'>]`."""
+    with pytest.raises(ExpressionError, match="not data"):
+        Expression(source).evaluate({})

@@ -114,6 +114,28 @@ _OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
 """How an object without a text of its own is written: `<jinja2.utils.Cycler object at 0x7f...>`."""
 
 
+def not_data_within(value: Any) -> Any:
+    """The first thing in `value` — itself, or an item, key or value of the lists, tuples, sets and mappings in
+    it, however deep — that is not data (see not_data); None when it is all data. `[cycler]` would be written
+    `[<class 'jinja2.utils.Cycler'>]`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, dict):
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack += item
+        elif not_data(item):
+            return item
+    return None
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _what(value: Any) -> str:
     kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
     return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
@@ -121,8 +143,8 @@ def _what(value: Any) -> str:
 
 def _written(value: Any) -> Any:
     """What `{{ ... }}` writes: data, counted by the budget."""
-    if not_data(value):
-        raise ExpressionError(f"writes {_what(value)}, not data: call it, or name a key that is there")
+    if type(value) is not str and (found := not_data_within(value)) is not None:
+        raise ExpressionError(f"writes {_what(found)}, not data: call it, or name a key that is there")
     return budget.write(value)
 
 
@@ -326,9 +348,9 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
-        if not_data(value):
-            raise ExpressionError(f"{self.source!r} is {_what(value)}, not data: call it, or name a key that is "
-                                  "there")
+        if (found := not_data_within(value)) is not None:
+            raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {_what(found)}, not data: "
+                                  "call it, or name a key that is there")
         return value
 
     def test(self, scope: Mapping[str, Any]) -> bool:
