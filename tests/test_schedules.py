@@ -4,13 +4,23 @@ schedule mistakes reported at their line."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import redis.asyncio as redis
+from structlog.testing import capture_logs
 
-from conftest import write_journey
+from conftest import Api, StartApi, write_journey
+from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
 from omnicanal.journey.loader import load_journeys
+from omnicanal.store.keys import Keyspace
+from test_broadcasts import customers, finished, welcomed
 
 DAILY = """\
 id: daily_tip
@@ -58,3 +68,87 @@ def test_an_event_trigger_takes_no_schedule_options(project: Path) -> None:
     found = problems_of(project, DAILY.replace('schedule: "0 9 * * *"', "event: order_placed"))
     assert found == ["2: trigger: timezone and audience go with `schedule`: add a schedule instead of the event, "
                      "or remove them"]
+
+
+PARIS = ZoneInfo("Europe/Paris")
+START = datetime(2027, 1, 10, 18, 0, tzinfo=PARIS)
+"""Journey time when the test starts: 15 journey hours (1.5 real seconds at the tests' clock speed) before the
+first 9:00 in Paris; yesterday's 9:00 is older than the grace and must not fire."""
+OCCURRENCES = [datetime(2027, 1, day, 9, 0, tzinfo=PARIS).timestamp() for day in (10, 11, 12)]
+GRACE = 4 * 3600.0
+"""Above a look's worth of journey time (0.25 real seconds x 36,000)."""
+
+
+async def anchor_clock(redis_url: str, speed: float = 36000.0) -> None:
+    """Make the shared journey clock read START now (the processes read the anchor when they start)."""
+    client = redis.Redis.from_url(redis_url)
+    await client.hset(Keyspace("default", 4).clock, mapping={
+        "speed": repr(speed), "anchor_real": repr(time.time()), "anchor_journey": repr(START.timestamp())})
+    await client.aclose()
+
+
+async def fired(api: Api) -> list[str]:
+    body = await api.request("GET", "/v1/broadcasts", 200)
+    return sorted(b["id"] for b in body["broadcasts"] if b["origin"] == "schedule")
+
+
+async def both_occurrences_walked(apis: list[Api], count: int) -> list[dict[str, Any]]:
+    """Wait for today's and tomorrow's 9:00 to have fired and started every customer; their broadcasts."""
+    wanted = [occurrence_id("daily_tip", moment) for moment in OCCURRENCES[1:]]
+    done = [await finished(apis[0], broadcast_id, timeout=20) for broadcast_id in await wait_for_ids(apis[0], wanted)]
+    for api in apis:
+        await api.settled()
+    return [await apis[0].request("GET", f"/v1/broadcasts/{b['id']}", 200) for b in done]
+
+
+async def wait_for_ids(api: Api, wanted: list[str]) -> list[str]:
+    async with asyncio.timeout(15):
+        while not set(wanted) <= set(await fired(api)):
+            await asyncio.sleep(0.05)
+    return wanted
+
+
+async def test_each_occurrence_fires_once_and_starts_each_customer_once(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    api = await start_api(schedule_grace=GRACE)
+    await customers(api, 5)
+    walked = await both_occurrences_walked([api], 5)
+    for broadcast in walked:
+        assert broadcast["origin"] == "schedule" and broadcast["journey"] == "daily_tip"
+        assert broadcast["audience"] == {"everyone": True}
+        assert (broadcast["planned"], broadcast["queued"], broadcast["started"], broadcast["skipped"]) == (
+            5, 5, 5, {})
+    assert [b["at"] for b in walked] == OCCURRENCES[1:]
+    ids = await fired(api)
+    assert occurrence_id("daily_tip", OCCURRENCES[0]) not in ids  # before the start, older than the grace
+    for n in range(5):
+        assert welcomed(await api.timeline(f"c{n}")) == 2
+
+
+async def test_two_processes_fire_each_occurrence_once(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    first = await start_api(schedule_grace=GRACE, worker_id="one")
+    second = await start_api(schedule_grace=GRACE, worker_id="two")
+    await customers(first, 5)
+    walked = await both_occurrences_walked([first, second], 5)
+    assert [(b["queued"], b["started"], b["skipped"]) for b in walked] == [(5, 5, {}), (5, 5, {})]
+    for n in range(5):
+        assert welcomed(await second.timeline(f"c{n}")) == 2
+
+
+async def test_a_scheduled_segment_that_is_not_defined_fires_nothing(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY.replace("audience: everyone", "audience: lapsed_gold"))
+    await anchor_clock(redis_url)
+    with capture_logs() as logs:
+        api = await start_api(schedule_grace=GRACE)
+        await asyncio.sleep(2.5)  # the first 9:00 has passed (1.5 s)
+    assert await fired(api) == []
+    refused = [e for e in logs if e["event"] == "schedule_not_fired"]
+    assert refused and refused[0]["journey"] == "daily_tip" and "no segment 'lapsed_gold'" in refused[0]["error"]
+    assert (await api.request("GET", "/v1/journeys/daily_tip", 200))["trigger"] == (
+        "every 0 9 * * * (Europe/Paris) for lapsed_gold")

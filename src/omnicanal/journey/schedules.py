@@ -8,6 +8,7 @@ the wall clock.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,8 +31,10 @@ def check_timezone(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=256)
 def cron_of(expression: str, timezone: str = "UTC") -> CronTrigger:
-    """The cron expression (5 fields: minute hour day month weekday) read in `timezone`."""
+    """The cron expression (5 fields: minute hour day month weekday) read in `timezone` (kept: the schedule
+    loop asks for the same ones at every look)."""
     return CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
 
 
