@@ -235,8 +235,8 @@ def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
         steps: [exit]
         """))
     assert [(p.line, p.message) for p in found] == [
-        (2, "unknown key 'wehre' in trigger; expected one of: audience, event, key, schedule, timezone, where "
-            "(did you mean 'where'?)"),
+        (2, "unknown key 'wehre' in trigger; expected one of: audience, event, key, rate, schedule, timezone, "
+            "where (did you mean 'where'?)"),
         (4, "unknown key 'when' in exit_on item; expected one of: any_key, event, where (did you mean 'where'?)"),
         (5, "unknown key 'witihn' in goal; expected one of: any_key, event, revenue, where, within "
             "(did you mean 'within'?)"),

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import Api, StartApi, write_journey
+from faults_support import ApiClient, Cluster, Processes, Provider, sigkill
 from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
 from omnicanal.journey.loader import load_journeys
@@ -66,8 +68,8 @@ def test_schedule_mistakes_are_reported_at_their_line(project: Path, change: tup
 
 def test_an_event_trigger_takes_no_schedule_options(project: Path) -> None:
     found = problems_of(project, DAILY.replace('schedule: "0 9 * * *"', "event: order_placed"))
-    assert found == ["2: trigger: timezone and audience go with `schedule`: add a schedule instead of the event, "
-                     "or remove them"]
+    assert found == ["2: trigger: timezone, audience and rate go with `schedule`: add a schedule instead of the "
+                     "event, or remove them"]
 
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -79,11 +81,11 @@ GRACE = 4 * 3600.0
 """Above a look's worth of journey time (0.25 real seconds x 36,000)."""
 
 
-async def anchor_clock(redis_url: str, speed: float = 36000.0) -> None:
-    """Make the shared journey clock read START now (the processes read the anchor when they start)."""
+async def anchor_clock(redis_url: str, speed: float = 36000.0, journey_time: float = START.timestamp()) -> None:
+    """Make the shared journey clock read `journey_time` now (processes read the anchor when they start)."""
     client = redis.Redis.from_url(redis_url)
     await client.hset(Keyspace("default", 4).clock, mapping={
-        "speed": repr(speed), "anchor_real": repr(time.time()), "anchor_journey": repr(START.timestamp())})
+        "speed": repr(speed), "anchor_real": repr(time.time()), "anchor_journey": repr(journey_time)})
     await client.aclose()
 
 
@@ -152,3 +154,61 @@ async def test_a_scheduled_segment_that_is_not_defined_fires_nothing(
     assert refused and refused[0]["journey"] == "daily_tip" and "no segment 'lapsed_gold'" in refused[0]["error"]
     assert (await api.request("GET", "/v1/journeys/daily_tip", 200))["trigger"] == (
         "every 0 9 * * * (Europe/Paris) for lapsed_gold")
+
+
+WALKED_SLOWLY = DAILY.replace("audience: everyone", "audience: everyone, rate: 500").replace(
+    "  - send: {template: welcome, channels: [email]}\n", "  - exit: {}\n")
+"""3,000 customers walked at 500 a second: 6 seconds, time for a kill to land in the middle of the walk."""
+
+
+@pytest.mark.slow  # four processes, a walk paced in real time, a broadcast lease running out
+@pytest.mark.timeout(180)
+async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one(
+        project: Path, redis_url: str, tmp_path: Path) -> None:
+    count = 3000
+    start = datetime(2027, 1, 11, 8, 0, tzinfo=PARIS)  # 9:00 comes 6 real seconds later, at 600 x
+    await anchor_clock(redis_url, speed=600.0, journey_time=start.timestamp())
+    occurrence = occurrence_id("daily_tip", datetime(2027, 1, 11, 9, 0, tzinfo=PARIS).timestamp())
+    keys = Keyspace("default", 8)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    (tmp_path / "logs").mkdir()
+    processes = Processes(tmp_path / "logs")
+    try:
+        async with Provider() as provider, aiohttp.ClientSession() as http:
+            cluster = Cluster(processes, project, redis_url, provider, http)
+            cluster.env.update({"OMNICANAL_CLOCK_SPEED": "600.0", "OMNICANAL_LOG_LEVEL": "info",
+                                "OMNICANAL_RELOAD_INTERVAL": "0.2",
+                                "OMNICANAL_SCHEDULE_GRACE": "72000"})  # 20 h: not yesterday's 9:00
+            await cluster.start(workers=3)
+            assert cluster.api is not None
+            api = ApiClient(http, cluster.api.base)
+            for first in range(0, count, 1000):
+                status, _ = await api.call("POST", "/v1/events/batch", {"events": [
+                    {"name": "visited", "customer_id": f"c{n}"} for n in range(first, first + 1000)]})
+                assert status == 202
+            async with asyncio.timeout(60):
+                while await client.scard(keys.customers) < count:
+                    await asyncio.sleep(0.05)
+            # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
+            write_journey(project, "daily_tip", WALKED_SLOWLY)
+
+            async with asyncio.timeout(30):  # the walk is under way: kill the process walking it
+                while not ((walker := await client.get(keys.broadcast_walker(occurrence)))
+                           and 0 < int(await client.hget(keys.broadcast(occurrence), "queued") or 0) < count):
+                    await asyncio.sleep(0.005)
+            victim = next(node for node in cluster.workers if node.worker_id == walker)
+            sigkill(victim.process)
+
+            async with asyncio.timeout(60):  # another process takes the walk over when its lease runs out
+                while not (body := (await api.call("GET", f"/v1/broadcasts/{occurrence}"))[1]).get("finished"):
+                    await asyncio.sleep(0.2)
+            assert (body["status"], body["planned"], body["queued"], body["started"], body["skipped"]) == (
+                "done", count, count, count, {}), body
+            _, journey = await api.call("GET", "/v1/journeys/daily_tip")
+            assert journey["counts"]["started"] == count  # each customer once: no one twice, no one forgotten
+            _, listed = await api.call("GET", "/v1/broadcasts")
+            assert [b["id"] for b in listed["broadcasts"] if b["origin"] == "schedule"] == [occurrence]
+            assert cluster.log_events()["schedule_fired"] == 1, cluster.logs()
+    finally:
+        processes.kill_all()
+        await client.aclose()

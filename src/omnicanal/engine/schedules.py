@@ -87,7 +87,8 @@ class ScheduleRunner:
     async def _fire(self, journey: Journey, occurrence: float, now: float) -> None:
         try:
             broadcast = new_broadcast(journey.id, self.registry.current, audience_of(journey), self.segments(), now,
-                                      at=occurrence, data={"occurrence": iso(occurrence)}, origin=SCHEDULE_ORIGIN,
+                                      at=occurrence, rate=journey.trigger.rate or 0.0,
+                                      data={"occurrence": iso(occurrence)}, origin=SCHEDULE_ORIGIN,
                                       broadcast_id=occurrence_id(journey.id, occurrence))
         except InputError as exc:
             log.error("schedule_not_fired", journey=journey.id, occurrence=iso(occurrence), error=str(exc))

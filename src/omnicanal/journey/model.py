@@ -113,7 +113,8 @@ class Trigger(_Strict):
     With `key`, one instance per value of that expression (an order, an appointment), several running in
     parallel for one customer, each with its own re-entry. With `schedule` (a cron expression read in
     `timezone`), each occurrence starts the journey for every customer of `audience` (a segment id, or
-    `everyone`): a scheduled journey is triggered by no event (engine/schedules.py fires it).
+    `everyone`), at most `rate` customers per second if given: a scheduled journey is triggered by no event
+    (engine/schedules.py fires it).
     """
 
     event: Name | None = None
@@ -122,6 +123,7 @@ class Trigger(_Strict):
     schedule: Annotated[str, AfterValidator(check_cron)] | None = None
     timezone: Annotated[str, AfterValidator(check_timezone)] | None = None
     audience: Annotated[str, AfterValidator(check_audience)] | None = None
+    rate: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _event_or_schedule(self) -> Trigger:
@@ -129,9 +131,9 @@ class Trigger(_Strict):
             raise ValueError("a trigger is an event (`trigger: {event: order_placed}`) or a schedule "
                              "(`trigger: {schedule: \"0 9 * * MON\", timezone: Europe/Paris, audience: "
                              "lapsed_gold}`): exactly one of them")
-        if self.event is not None and (self.timezone, self.audience) != (None, None):
-            raise ValueError("timezone and audience go with `schedule`: add a schedule instead of the event, or "
-                             "remove them")
+        if self.event is not None and (self.timezone, self.audience, self.rate) != (None, None, None):
+            raise ValueError("timezone, audience and rate go with `schedule`: add a schedule instead of the event, "
+                             "or remove them")
         if self.schedule is not None:
             if self.where is not None or self.key is not None:
                 raise ValueError("a scheduled journey has no event to test or key: its audience (a segment) "
