@@ -142,6 +142,22 @@ async def test_two_processes_fire_each_occurrence_once(
         assert welcomed(await second.timeline(f"c{n}")) == 2
 
 
+async def test_occurrences_missed_longer_ago_than_the_grace_are_skipped_and_said(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    client = redis.Redis.from_url(redis_url)  # every process was down for three days
+    await client.zadd(Keyspace("default", 4).schedules, {"daily_tip": START.timestamp() - 3 * 86400})
+    await client.aclose()
+    with capture_logs() as logs:
+        api = await start_api(schedule_grace=GRACE)
+        await customers(api, 2)
+        await wait_for_ids(api, [occurrence_id("daily_tip", OCCURRENCES[1])])
+    assert [b for b in await fired(api) if b < occurrence_id("daily_tip", OCCURRENCES[1])] == []
+    skipped = [e for e in logs if e["event"] == "schedule_occurrences_skipped"]
+    assert len(skipped) == 1 and skipped[0]["journey"] == "daily_tip"
+
+
 async def test_a_scheduled_segment_that_is_not_defined_fires_nothing(
         project: Path, start_api: StartApi, redis_url: str) -> None:
     write_journey(project, "daily_tip", DAILY.replace("audience: everyone", "audience: lapsed_gold"))
