@@ -120,10 +120,15 @@ class Trigger(_Strict):
     event: Name | None = None
     where: Condition | None = None
     key: Value | None = None
-    schedule: Annotated[str, AfterValidator(check_cron)] | None = None
-    timezone: Annotated[str, AfterValidator(check_timezone)] | None = None
-    audience: Annotated[str, AfterValidator(check_audience)] | None = None
-    rate: Annotated[float, Field(gt=0)] | None = None
+    schedule: Annotated[str, AfterValidator(check_cron), Field(
+        description='A cron expression, minute hour day month weekday: "0 9 * * MON" is Mondays, 9:00.'
+    )] | None = None
+    timezone: Annotated[str, AfterValidator(check_timezone), Field(
+        description="The time zone the schedule is read in: an IANA name (Europe/Paris, UTC).")] | None = None
+    audience: Annotated[str, AfterValidator(check_audience), Field(
+        description="Who each occurrence starts the journey for: a segment id, or everyone.")] | None = None
+    rate: Annotated[float, Field(gt=0, description="Customers started per second at most (default: as fast as "
+                                                   "the workers take them).")] | None = None
 
     @model_validator(mode="after")
     def _event_or_schedule(self) -> Trigger:
