@@ -235,7 +235,8 @@ def test_unknown_keys_in_trigger_goal_and_exit_on() -> None:
         steps: [exit]
         """))
     assert [(p.line, p.message) for p in found] == [
-        (2, "unknown key 'wehre' in trigger; expected one of: event, key, where (did you mean 'where'?)"),
+        (2, "unknown key 'wehre' in trigger; expected one of: audience, event, key, rate, schedule, timezone, "
+            "where (did you mean 'where'?)"),
         (4, "unknown key 'when' in exit_on item; expected one of: any_key, event, where (did you mean 'where'?)"),
         (5, "unknown key 'witihn' in goal; expected one of: any_key, event, revenue, where, within "
             "(did you mean 'within'?)"),
@@ -272,7 +273,7 @@ def test_unknown_step_kind_suggests_the_right_one() -> None:
     ("trigger: {event: e}\nsteps: [exit]\n", 1, "missing required key 'id' in the journey: e.g. `id: "),
     ("id: j\nsteps: [exit]\n", 1, "missing required key 'trigger' in the journey"),
     ("id: j\ntrigger: {event: e}\n", 1, "missing required key 'steps' in the journey"),
-    ("id: j\ntrigger: {where: 'true'}\nsteps: [exit]\n", 2, "missing required key 'event' in trigger"),
+    ("id: j\ntrigger: {where: 'true'}\nsteps: [exit]\n", 2, "trigger: a trigger is an event (`trigger: {event: "),
     (HEAD + "  - send: {channel: push}\n", 4, "missing required key 'template' in send step"),
     (HEAD + "  - send: {template: t}\n", 4, "missing required key 'channels' in send step"),
     ("id: j\ntrigger: {event: e}\nsteps: []\n", 3, "steps: expected at least one item"),

@@ -197,6 +197,10 @@ class Settings(BaseSettings):
     timeline_limit: int = Field(
         default=5_000, ge=10, description="Timeline entries kept per customer; the oldest go as new ones come."
     )
+    schedule_grace: float = Field(
+        default=3600.0, ge=0, description="Journey seconds a scheduled journey's occurrence may still fire late (no "
+        "process was running at its moment, or the journey was just deployed); older ones are skipped."
+    )
     timer_poll_interval: float = Field(
         default=0.05, gt=0, description="Real seconds between two looks for due timers."
     )

@@ -84,6 +84,10 @@ class Scenario(BaseModel):
     def read(cls, path: Path | None, journey: Journey) -> Scenario:
         """The scenario file, or the journey's trigger event alone."""
         if path is None:
+            if journey.trigger.event is None:
+                raise InputError([{"field": "--scenario", "message": f"{journey.id} is started by a schedule, "
+                                   "not an event: simulating a schedule is not supported yet; give a scenario "
+                                   "whose events the journey reacts to, or start it with `omnicanal broadcast`"}])
             return cls(events=[ScenarioEvent(name=journey.trigger.event)])
         try:
             return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
@@ -185,6 +189,7 @@ def _report(journey: Journey, entries: list[dict[str, Any]], start: float) -> st
                 {k: v for k, v in entry.items() if k not in ("kind", "at")}, ensure_ascii=False))
     if not any(entry["kind"] == "journey" for entry in entries):
         where = f" where {journey.trigger.where.source!r}" if journey.trigger.where else ""
-        lines.append(f"the journey did not start: its trigger is {journey.trigger.event!r}{where}; "
+        trigger = journey.trigger.event or journey.trigger.label
+        lines.append(f"the journey did not start: its trigger is {trigger!r}{where}; "
                      "give the event the properties it needs with --scenario (see `omnicanal simulate --help`)")
     return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ def _summary(journey: Journey, counters: dict[str, float]) -> dict[str, Any]:
         "id": journey.id,
         "name": journey.name,
         "version": journey.version,
-        "trigger": journey.trigger.event,
+        "trigger": journey.trigger.event or journey.trigger.label,
         "counts": {name: counters.get(name, 0) for name in JOURNEY_COUNTERS},
     }
 

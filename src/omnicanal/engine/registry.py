@@ -28,7 +28,8 @@ class JourneyRegistry:
             await self._store.remember(journey.id, journey.version, journey.source)
         by_trigger: dict[str, list[Journey]] = {}
         for journey in loaded:
-            by_trigger.setdefault(journey.trigger.event, []).append(journey)
+            if journey.trigger.event is not None:  # a scheduled journey is triggered by no event
+                by_trigger.setdefault(journey.trigger.event, []).append(journey)
             self._versions[(journey.id, journey.version)] = journey
         self.current = {j.id: j for j in loaded}
         self._by_trigger = by_trigger

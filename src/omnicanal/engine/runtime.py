@@ -26,6 +26,7 @@ from omnicanal.engine.engine import Engine
 from omnicanal.engine.fetch import Fetcher
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
+from omnicanal.engine.schedules import ScheduleRunner
 from omnicanal.engine.timers import run_timers
 from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
@@ -51,6 +52,7 @@ from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.merge import CustomerMerge
 from omnicanal.store.rates import RateLimiter
+from omnicanal.store.schedules import ScheduleMarks
 from omnicanal.store.segments import SegmentIndex
 from omnicanal.store.sends import SendLog
 from omnicanal.store.transport import open_transport
@@ -199,6 +201,9 @@ class Runtime:
             walker = BroadcastRunner(self.broadcasts, self.queue, self.customers, self.redis, self.keys, self.clock,
                                      self.settings.worker_id)
             loops.append(("broadcasts", walker.run(self.stopping)))
+            schedules = ScheduleRunner(self.registry, lambda: self.engine.context.segments.by_id, self.broadcasts,
+                                       ScheduleMarks(self.redis, self.keys), self.clock, self.settings.schedule_grace)
+            loops.append(("schedules", schedules.run(self.stopping)))
         if self.settings.reload_interval > 0:
             loops.append(("reload", self._watch_files()))
         for name, loop in loops:

@@ -172,7 +172,7 @@ def _text(text: str) -> str:
 def to_mermaid(journey: Journey) -> str:
     """A `flowchart TD` of the journey: a node per step, labelled edges for jumps, a start and an end node."""
     node = {step.id: f"s{step.index}" for step in journey.steps}
-    lines = ["flowchart TD", f"    start([{_text('on ' + journey.trigger.event)}])"]
+    lines = ["flowchart TD", f"    start([{_text(journey.trigger.label)}])"]
     for step in journey.steps:
         label = _text(f"{step.id}: {describe(step)}")
         shape = f"{{{label}}}" if step.kind == "branch" else f"[{label}]"  # decisions are diamonds

@@ -25,6 +25,7 @@ from pydantic import (
 from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression, TextTemplate, compile_expression
 from omnicanal.journey.durations import parse_duration, parse_offset
+from omnicanal.journey.schedules import check_cron, check_timezone
 from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.caps import Cap
 from omnicanal.policy.windows import parse_clock
@@ -44,6 +45,15 @@ def check_id(value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def check_audience(value: str) -> str:
+    """A scheduled journey's audience: a segment id (whether it is defined is known when the schedule fires:
+    segments load apart from journeys), or `everyone`."""
+    try:
+        return check_id(value)
+    except ValueError:
+        raise ValueError(f"invalid audience {value!r}: a segment id (e.g. lapsed_gold) or everyone") from None
 
 
 def _compile(source: str) -> Expression:
@@ -97,11 +107,53 @@ class EventMatch(_Strict):
     where: Condition | None = None
 
 
-class Trigger(EventMatch):
-    """What starts the journey; with `key`, one instance per value of that expression (an order, an
-    appointment), several running in parallel for one customer, each with its own re-entry."""
+class Trigger(_Strict):
+    """What starts the journey: an event (`event`, optionally `where`), or a schedule.
 
+    With `key`, one instance per value of that expression (an order, an appointment), several running in
+    parallel for one customer, each with its own re-entry. With `schedule` (a cron expression read in
+    `timezone`), each occurrence starts the journey for every customer of `audience` (a segment id, or
+    `everyone`), at most `rate` customers per second if given: a scheduled journey is triggered by no event
+    (engine/schedules.py fires it).
+    """
+
+    event: Name | None = None
+    where: Condition | None = None
     key: Value | None = None
+    schedule: Annotated[str, AfterValidator(check_cron), Field(
+        description='A cron expression, minute hour day month weekday: "0 9 * * MON" is Mondays, 9:00.'
+    )] | None = None
+    timezone: Annotated[str, AfterValidator(check_timezone), Field(
+        description="The time zone the schedule is read in: an IANA name (Europe/Paris, UTC).")] | None = None
+    audience: Annotated[str, AfterValidator(check_audience), Field(
+        description="Who each occurrence starts the journey for: a segment id, or everyone.")] | None = None
+    rate: Annotated[float, Field(gt=0, description="Customers started per second at most (default: as fast as "
+                                                   "the workers take them).")] | None = None
+
+    @model_validator(mode="after")
+    def _event_or_schedule(self) -> Trigger:
+        if (self.event is None) == (self.schedule is None):
+            raise ValueError("a trigger is an event (`trigger: {event: order_placed}`) or a schedule "
+                             "(`trigger: {schedule: \"0 9 * * MON\", timezone: Europe/Paris, audience: "
+                             "lapsed_gold}`): exactly one of them")
+        if self.event is not None and (self.timezone, self.audience, self.rate) != (None, None, None):
+            raise ValueError("timezone, audience and rate go with `schedule`: add a schedule instead of the event, "
+                             "or remove them")
+        if self.schedule is not None:
+            if self.where is not None or self.key is not None:
+                raise ValueError("a scheduled journey has no event to test or key: its audience (a segment) "
+                                 "chooses the customers; remove `where`/`key`")
+            if self.timezone is None or self.audience is None:
+                raise ValueError("a schedule needs `timezone` (e.g. Europe/Paris, or UTC) and `audience` (a "
+                                 "segment id, or everyone)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the trigger reads in a graph or a summary."""
+        if self.schedule is not None:
+            return f"every {self.schedule} ({self.timezone}) for {self.audience}"
+        return f"on {self.event}"
 
 
 class InstanceRule(EventMatch):
@@ -419,7 +471,9 @@ class Journey(BaseModel):
 
     def events(self) -> frozenset[str]:
         """Every event name this journey reacts to, so the engine can route events to it cheaply."""
-        names = {self.trigger.event, *(match.event for match in self.exit_on)}
+        names = {match.event for match in self.exit_on}
+        if self.trigger.event is not None:
+            names.add(self.trigger.event)
         if self.goal is not None:
             names.add(self.goal.event)
         names.update(step.action.event for step in self.steps if isinstance(step.action, WaitForStep | DigestStep))

@@ -37,6 +37,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:ident:KIND:VALUE    string the customer an e-mail, phone, push token or anonymous id belongs to
     oc:{ws}:erased:ID           string the summary of erasure ID, for the API request waiting for it (a minute)
     oc:{ws}:clock               hash   anchor of the shared journey clock
+    oc:{ws:b}:schedules         zset   journey id -> the journey time up to which its schedule's occurrences were
+                                       handled (fired as broadcasts `s.<journey>.<epoch>`, or let go)
     oc:{ws}:format              string the stored-format version of the workspace (version.py)
     oc:{ws}:apikeys             hash   key id -> JSON of an API key: its secret's SHA-256, name, scopes, workspace,
                                        created_at, revoked_at (revoked keys stay: `omnicanal keys list --all`)
@@ -218,6 +220,11 @@ class Keyspace:
     def broadcasts_active(self) -> str:
         """The broadcasts whose audience is still to walk (scheduled or running)."""
         return f"oc:{{{self.workspace}:b}}:active"
+
+    @property
+    def schedules(self) -> str:
+        """Per scheduled journey, the journey time up to which its occurrences were handled."""
+        return f"oc:{{{self.workspace}:b}}:schedules"
 
     def erasure_reply(self, erasure_id: str) -> str:
         """Where the worker leaves the summary of an erasure for the API request that asked for it."""

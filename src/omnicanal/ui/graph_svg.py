@@ -135,7 +135,7 @@ def draw(journey: Journey) -> Drawing:
         left = MARGIN + (inner - span) / 2
         for column, node in enumerate(row):
             position[node] = (left + column * (NODE_WIDTH + GAP_X), MARGIN + depth * (NODE_HEIGHT + GAP_Y))
-    nodes = [Node(START, "start", _cut(f"on {journey.trigger.event}", DETAIL_CHARS), f"on {journey.trigger.event}",
+    nodes = [Node(START, "start", _cut(journey.trigger.label, DETAIL_CHARS), journey.trigger.label,
                   *position[START], ()),
              Node(END, "end", "", "end of the journey", *position[END], ())]
     for step in journey.steps:

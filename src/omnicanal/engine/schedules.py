@@ -1,0 +1,97 @@
+"""Firing scheduled journeys: each occurrence of a journey's cron schedule becomes one broadcast.
+
+Every worker process runs this loop. Occurrences are computed on the journey clock (engine/clock.py, which may
+run faster than real time) with APScheduler's `CronTrigger.get_next_fire_time` (journey/schedules.py), not
+with APScheduler's scheduler, which sleeps on the wall clock. An occurrence is fired as a broadcast of id
+`s.<journey>.<occurrence epoch seconds>`, created once (store/broadcasts.py): however many processes see it
+due, and however often (a crash before the mark moved), it starts the journey once for its audience; the
+broadcast walker (engine/broadcasts.py) then walks the audience in batches, resuming after a crash.
+
+Whether the audience's segment exists is checked here, when an occurrence fires (journeys and segments load
+apart): an occurrence whose segment is not defined is not fired, and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection
+from typing import Any
+
+import structlog
+
+from omnicanal.broadcasting import new_broadcast
+from omnicanal.engine.clock import Clock
+from omnicanal.engine.registry import JourneyRegistry
+from omnicanal.errors import InputError
+from omnicanal.journey.model import Journey
+from omnicanal.journey.schedules import EVERYONE, cron_of, due
+from omnicanal.store.broadcasts import BroadcastStore
+from omnicanal.store.schedules import ScheduleMarks
+from omnicanal.timestamps import iso
+
+log = structlog.get_logger("omnicanal.schedules")
+
+SCHEDULE_ORIGIN = "schedule"
+"""The `origin` of the broadcasts a schedule fires."""
+
+
+def occurrence_id(journey_id: str, occurrence: float) -> str:
+    """The broadcast id of one occurrence: the same in every process, so it is created once."""
+    return f"s.{journey_id}.{int(occurrence)}"
+
+
+def audience_of(journey: Journey) -> dict[str, Any]:
+    """The broadcast audience of a scheduled journey: `everyone`, or the segment named."""
+    audience = journey.trigger.audience
+    return {"everyone": True} if audience == EVERYONE else {"segment": audience}
+
+
+class ScheduleRunner:
+    def __init__(self, registry: JourneyRegistry, segments: Callable[[], Collection[str]], store: BroadcastStore,
+                 marks: ScheduleMarks, clock: Clock, grace: float, poll: float = 0.25) -> None:
+        self.registry = registry
+        self.segments = segments
+        self.store = store
+        self.marks = marks
+        self.clock = clock
+        self.grace = grace
+        self.poll = poll
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Until the process stops: fire the occurrences that came due."""
+        while not stopping.is_set():
+            try:
+                await self.look()
+            except Exception as exc:  # the store down: say so, try again at the next poll
+                log.error("schedule_failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.poll)
+
+    async def look(self) -> None:
+        """Fire every current scheduled journey's due occurrences, then mark them handled."""
+        now = self.clock.now()
+        for journey in list(self.registry.current.values()):
+            trigger = journey.trigger
+            if trigger.schedule is None:
+                continue
+            handled = await self.marks.handled(journey.id)
+            found = due(cron_of(trigger.schedule, trigger.timezone or "UTC"), handled, now, self.grace)
+            if found.skipped:
+                log.warning("schedule_occurrences_skipped", journey=journey.id, after=iso(handled or now),
+                            before=iso(now - self.grace), reason="older than OMNICANAL_SCHEDULE_GRACE")
+            for occurrence in found.fire:
+                await self._fire(journey, occurrence, now)
+            await self.marks.mark(journey.id, now)
+
+    async def _fire(self, journey: Journey, occurrence: float, now: float) -> None:
+        try:
+            broadcast = new_broadcast(journey.id, self.registry.current, audience_of(journey), self.segments(), now,
+                                      at=occurrence, rate=journey.trigger.rate or 0.0,
+                                      data={"occurrence": iso(occurrence)}, origin=SCHEDULE_ORIGIN,
+                                      broadcast_id=occurrence_id(journey.id, occurrence))
+        except InputError as exc:
+            log.error("schedule_not_fired", journey=journey.id, occurrence=iso(occurrence), error=str(exc))
+            return
+        if await self.store.create(broadcast):
+            log.info("schedule_fired", journey=journey.id, occurrence=iso(occurrence), broadcast=broadcast.id)

@@ -1,0 +1,230 @@
+"""Scheduled journeys on real Redis: a cron trigger read in a time zone, each occurrence fired once (as a
+broadcast of a deterministic id) however many processes run, each customer started once per occurrence, and
+schedule mistakes reported at their line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from structlog.testing import capture_logs
+
+from conftest import Api, StartApi, write_journey
+from faults_support import ApiClient, Cluster, Processes, Provider, sigkill
+from omnicanal.engine.schedules import occurrence_id
+from omnicanal.errors import JourneyError
+from omnicanal.journey.loader import load_journeys
+from omnicanal.store.keys import Keyspace
+from test_broadcasts import customers, finished, welcomed
+
+DAILY = """\
+id: daily_tip
+trigger: {schedule: "0 9 * * *", timezone: Europe/Paris, audience: everyone}
+re_entry: always
+steps:
+  - send: {template: welcome, channels: [email]}
+"""
+
+
+def problems_of(project: Path, text: str) -> list[str]:
+    write_journey(project, "daily_tip", text)
+    with pytest.raises(JourneyError) as caught:
+        load_journeys(project / "journeys")
+    path = project / "journeys" / "daily_tip.yaml"
+    return [str(p).removeprefix(f"{path}:") for p in caught.value.problems if p.path == str(path)]
+
+
+def test_a_schedule_journey_loads_and_is_triggered_by_no_event(project: Path) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    journey = load_journeys(project / "journeys")["daily_tip"]
+    assert (journey.trigger.schedule, journey.trigger.timezone, journey.trigger.audience) == (
+        "0 9 * * *", "Europe/Paris", "everyone")
+    assert journey.trigger.event is None and journey.events() == frozenset()
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (("0 9 * * *", "0 25 * * *"), "2: trigger.schedule: invalid cron expression '0 25 * * *'"),
+    (("0 9 * * *", "0 9 * *"), "2: trigger.schedule: invalid cron expression '0 9 * *' (Wrong number of fields"),
+    (("Europe/Paris", "Europe/Lutece"), "2: trigger.timezone: unknown time zone 'Europe/Lutece'"),
+    (("Europe/Paris", "customer"), "2: trigger.timezone: `customer` (each customer at that time in their own "
+                                   "zone) is not supported yet"),
+    (("audience: everyone", "audience: Lapsed Gold"), "2: trigger.audience: invalid audience 'Lapsed Gold'"),
+    ((", audience: everyone", ""), "2: trigger: a schedule needs `timezone`"),
+    (("audience: everyone", "audience: everyone, event: order_placed"), "2: trigger: a trigger is an event"),
+    (("audience: everyone", "audience: everyone, where: \"true\""),
+     "2: trigger: a scheduled journey has no event to test or key"),
+])
+def test_schedule_mistakes_are_reported_at_their_line(project: Path, change: tuple[str, str], problem: str) -> None:
+    found = problems_of(project, DAILY.replace(*change))
+    assert len(found) == 1 and found[0].startswith(problem), found
+
+
+def test_an_event_trigger_takes_no_schedule_options(project: Path) -> None:
+    found = problems_of(project, DAILY.replace('schedule: "0 9 * * *"', "event: order_placed"))
+    assert found == ["2: trigger: timezone, audience and rate go with `schedule`: add a schedule instead of the "
+                     "event, or remove them"]
+
+
+PARIS = ZoneInfo("Europe/Paris")
+START = datetime(2027, 1, 10, 18, 0, tzinfo=PARIS)
+"""Journey time when the test starts: 15 journey hours (1.5 real seconds at the tests' clock speed) before the
+first 9:00 in Paris; yesterday's 9:00 is older than the grace and must not fire."""
+OCCURRENCES = [datetime(2027, 1, day, 9, 0, tzinfo=PARIS).timestamp() for day in (10, 11, 12)]
+GRACE = 4 * 3600.0
+"""Above a look's worth of journey time (0.25 real seconds x 36,000)."""
+
+
+async def anchor_clock(redis_url: str, speed: float = 36000.0, journey_time: float = START.timestamp()) -> None:
+    """Make the shared journey clock read `journey_time` now (processes read the anchor when they start)."""
+    client = redis.Redis.from_url(redis_url)
+    await client.hset(Keyspace("default", 4).clock, mapping={
+        "speed": repr(speed), "anchor_real": repr(time.time()), "anchor_journey": repr(journey_time)})
+    await client.aclose()
+
+
+async def fired(api: Api) -> list[str]:
+    body = await api.request("GET", "/v1/broadcasts", 200)
+    return sorted(b["id"] for b in body["broadcasts"] if b["origin"] == "schedule")
+
+
+async def both_occurrences_walked(apis: list[Api], count: int) -> list[dict[str, Any]]:
+    """Wait for today's and tomorrow's 9:00 to have fired and started every customer; their broadcasts."""
+    wanted = [occurrence_id("daily_tip", moment) for moment in OCCURRENCES[1:]]
+    done = [await finished(apis[0], broadcast_id, timeout=20) for broadcast_id in await wait_for_ids(apis[0], wanted)]
+    for api in apis:
+        await api.settled()
+    return [await apis[0].request("GET", f"/v1/broadcasts/{b['id']}", 200) for b in done]
+
+
+async def wait_for_ids(api: Api, wanted: list[str]) -> list[str]:
+    async with asyncio.timeout(15):
+        while not set(wanted) <= set(await fired(api)):
+            await asyncio.sleep(0.05)
+    return wanted
+
+
+async def test_each_occurrence_fires_once_and_starts_each_customer_once(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    api = await start_api(schedule_grace=GRACE)
+    await customers(api, 5)
+    walked = await both_occurrences_walked([api], 5)
+    for broadcast in walked:
+        assert broadcast["origin"] == "schedule" and broadcast["journey"] == "daily_tip"
+        assert broadcast["audience"] == {"everyone": True}
+        assert (broadcast["planned"], broadcast["queued"], broadcast["started"], broadcast["skipped"]) == (
+            5, 5, 5, {})
+    assert [b["at"] for b in walked] == OCCURRENCES[1:]
+    ids = await fired(api)
+    assert occurrence_id("daily_tip", OCCURRENCES[0]) not in ids  # before the start, older than the grace
+    for n in range(5):
+        assert welcomed(await api.timeline(f"c{n}")) == 2
+
+
+async def test_two_processes_fire_each_occurrence_once(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    first = await start_api(schedule_grace=GRACE, worker_id="one")
+    second = await start_api(schedule_grace=GRACE, worker_id="two")
+    await customers(first, 5)
+    walked = await both_occurrences_walked([first, second], 5)
+    assert [(b["queued"], b["started"], b["skipped"]) for b in walked] == [(5, 5, {}), (5, 5, {})]
+    for n in range(5):
+        assert welcomed(await second.timeline(f"c{n}")) == 2
+
+
+async def test_occurrences_missed_longer_ago_than_the_grace_are_skipped_and_said(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY)
+    await anchor_clock(redis_url)
+    client = redis.Redis.from_url(redis_url)  # every process was down for three days
+    await client.zadd(Keyspace("default", 4).schedules, {"daily_tip": START.timestamp() - 3 * 86400})
+    await client.aclose()
+    with capture_logs() as logs:
+        api = await start_api(schedule_grace=GRACE)
+        await customers(api, 2)
+        await wait_for_ids(api, [occurrence_id("daily_tip", OCCURRENCES[1])])
+    assert [b for b in await fired(api) if b < occurrence_id("daily_tip", OCCURRENCES[1])] == []
+    skipped = [e for e in logs if e["event"] == "schedule_occurrences_skipped"]
+    assert len(skipped) == 1 and skipped[0]["journey"] == "daily_tip"
+
+
+async def test_a_scheduled_segment_that_is_not_defined_fires_nothing(
+        project: Path, start_api: StartApi, redis_url: str) -> None:
+    write_journey(project, "daily_tip", DAILY.replace("audience: everyone", "audience: lapsed_gold"))
+    await anchor_clock(redis_url)
+    with capture_logs() as logs:
+        api = await start_api(schedule_grace=GRACE)
+        await asyncio.sleep(2.5)  # the first 9:00 has passed (1.5 s)
+    assert await fired(api) == []
+    refused = [e for e in logs if e["event"] == "schedule_not_fired"]
+    assert refused and refused[0]["journey"] == "daily_tip" and "no segment 'lapsed_gold'" in refused[0]["error"]
+    assert (await api.request("GET", "/v1/journeys/daily_tip", 200))["trigger"] == (
+        "every 0 9 * * * (Europe/Paris) for lapsed_gold")
+
+
+WALKED_SLOWLY = DAILY.replace("audience: everyone", "audience: everyone, rate: 500").replace(
+    "  - send: {template: welcome, channels: [email]}\n", "  - exit: {}\n")
+"""3,000 customers walked at 500 a second: 6 seconds, time for a kill to land in the middle of the walk."""
+
+
+@pytest.mark.slow  # four processes, a walk paced in real time, a broadcast lease running out
+@pytest.mark.timeout(180)
+async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one(
+        project: Path, redis_url: str, tmp_path: Path) -> None:
+    count = 3000
+    start = datetime(2027, 1, 11, 8, 0, tzinfo=PARIS)  # 9:00 comes 6 real seconds later, at 600 x
+    await anchor_clock(redis_url, speed=600.0, journey_time=start.timestamp())
+    occurrence = occurrence_id("daily_tip", datetime(2027, 1, 11, 9, 0, tzinfo=PARIS).timestamp())
+    keys = Keyspace("default", 8)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    (tmp_path / "logs").mkdir()
+    processes = Processes(tmp_path / "logs")
+    try:
+        async with Provider() as provider, aiohttp.ClientSession() as http:
+            cluster = Cluster(processes, project, redis_url, provider, http)
+            cluster.env.update({"OMNICANAL_CLOCK_SPEED": "600.0", "OMNICANAL_LOG_LEVEL": "info",
+                                "OMNICANAL_RELOAD_INTERVAL": "0.2",
+                                "OMNICANAL_SCHEDULE_GRACE": "72000"})  # 20 h: not yesterday's 9:00
+            await cluster.start(workers=3)
+            assert cluster.api is not None
+            api = ApiClient(http, cluster.api.base)
+            for first in range(0, count, 1000):
+                status, _ = await api.call("POST", "/v1/events/batch", {"events": [
+                    {"name": "visited", "customer_id": f"c{n}"} for n in range(first, first + 1000)]})
+                assert status == 202
+            async with asyncio.timeout(60):
+                while await client.scard(keys.customers) < count:
+                    await asyncio.sleep(0.05)
+            # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
+            write_journey(project, "daily_tip", WALKED_SLOWLY)
+
+            async with asyncio.timeout(30):  # the walk is under way: kill the process walking it
+                while not ((walker := await client.get(keys.broadcast_walker(occurrence)))
+                           and 0 < int(await client.hget(keys.broadcast(occurrence), "queued") or 0) < count):
+                    await asyncio.sleep(0.005)
+            victim = next(node for node in cluster.workers if node.worker_id == walker)
+            sigkill(victim.process)
+
+            async with asyncio.timeout(60):  # another process takes the walk over when its lease runs out
+                while not (body := (await api.call("GET", f"/v1/broadcasts/{occurrence}"))[1]).get("finished"):
+                    await asyncio.sleep(0.2)
+            assert (body["status"], body["planned"], body["queued"], body["started"], body["skipped"]) == (
+                "done", count, count, count, {}), body
+            _, journey = await api.call("GET", "/v1/journeys/daily_tip")
+            assert journey["counts"]["started"] == count  # each customer once: no one twice, no one forgotten
+            _, listed = await api.call("GET", "/v1/broadcasts")
+            assert [b["id"] for b in listed["broadcasts"] if b["origin"] == "schedule"] == [occurrence]
+            assert cluster.log_events()["schedule_fired"] == 1, cluster.logs()
+    finally:
+        processes.kill_all()
+        await client.aclose()
