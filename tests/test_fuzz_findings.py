@@ -99,8 +99,10 @@ async def test_the_audit_log_reads_any_range_it_is_given(start_api: StartApi, qu
     await api.request("GET", "/v1/audit", status, params=query)
 
 
-@pytest.mark.parametrize("source", ["[cycler]", "{'a': [joiner]}", "(1, namespace)"])
+@pytest.mark.parametrize("source", ["[cycler]", "{'a': [joiner]}", "(1, namespace)", "[1, 2] | select('odd')",
+                                    "[[1] | map('string')]"])
 def test_a_value_holding_a_class_or_function_is_not_data(source: str) -> None:
-    """Found by the expression properties: `[cycler]` was a value, written `[<class 'jinja2.utils.Cycler'>]`."""
+    """Found by the expression properties: `[cycler]` was a value, written `[<class 'jinja2.utils.Cycler'>]`, and
+    a `select` not ended by `| list` was kept as `<generator object ...>` (and always true as a condition)."""
     with pytest.raises(ExpressionError, match="not data"):
         Expression(source).evaluate({})

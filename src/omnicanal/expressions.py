@@ -16,7 +16,7 @@ The scope is always a mapping of `customer`, `event`, `vars` and `now` (template
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from functools import lru_cache, wraps
 from types import CodeType
 from typing import Any
@@ -104,10 +104,11 @@ def not_data(value: Any) -> bool:
     """A function, method, class or object that has no text of its own: what a look-up finds in Python rather
     than in the data (`customer.keys`, for a customer without a `keys` key, is the dict's method). Never a value:
     written, it would send a customer `<built-in method keys of dict object at 0x7f...>`; as a condition it would
-    always hold."""
+    always hold. A lazy sequence (what `select`, `map` or `reject` give before `| list`) is not data either: kept
+    in `vars` it would be stored as `<generator object ...>`, and as a condition it is always true."""
     kind = type(value)
     return ((callable(value) and not isinstance(value, jinja2.Undefined))
-            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT)
+            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator))
 
 
 _OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
@@ -136,7 +137,13 @@ def not_data_within(value: Any) -> Any:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _hint(value: Any) -> str:
+    return "end it with `| list`" if isinstance(value, Iterator) else "call it, or name a key that is there"
+
+
 def _what(value: Any) -> str:
+    if isinstance(value, Iterator):
+        return "a lazy sequence"
     kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
     return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
 
@@ -144,7 +151,7 @@ def _what(value: Any) -> str:
 def _written(value: Any) -> Any:
     """What `{{ ... }}` writes: data, counted by the budget."""
     if type(value) is not str and (found := not_data_within(value)) is not None:
-        raise ExpressionError(f"writes {_what(found)}, not data: call it, or name a key that is there")
+        raise ExpressionError(f"writes {_what(found)}, not data: {_hint(found)}")
     return budget.write(value)
 
 
@@ -350,7 +357,7 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
         if (found := not_data_within(value)) is not None:
             raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {_what(found)}, not data: "
-                                  "call it, or name a key that is there")
+                                  f"{_hint(found)}")
         return value
 
     def test(self, scope: Mapping[str, Any]) -> bool:
