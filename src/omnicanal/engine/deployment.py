@@ -9,6 +9,7 @@ OMNICANAL_WORKSPACES_DIR a deployment is the one runtime of OMNICANAL_WORKSPACE.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import structlog
@@ -17,7 +18,11 @@ from omnicanal.config import Settings
 from omnicanal.engine.runtime import Role, Runtime
 from omnicanal.workspaces import workspace_settings, workspaces_of
 
-log = structlog.get_logger("omnicanal")
+
+def _logged_as(workspace: str, several: bool) -> contextlib.AbstractContextManager[object]:
+    """With several workspaces, every log line of a runtime's start and loops names its workspace: the loops'
+    tasks are created inside, and a task keeps the context it was created in."""
+    return structlog.contextvars.bound_contextvars(workspace=workspace) if several else contextlib.nullcontext()
 
 
 @dataclass
@@ -38,9 +43,11 @@ class Deployment:
         """Start every workspace's runtime, one after the other; if one cannot start (a broken file, the store
         down), those already started stop and the error goes up: a process never serves some workspaces only."""
         runtimes: dict[str, Runtime] = {}
+        workspaces = workspaces_of(settings)
         try:
-            for workspace in workspaces_of(settings):
-                runtimes[workspace] = await Runtime.start(workspace_settings(settings, workspace), role)
+            for workspace in workspaces:
+                with _logged_as(workspace, len(workspaces) > 1):
+                    runtimes[workspace] = await Runtime.start(workspace_settings(settings, workspace), role)
         except BaseException:
             await asyncio.gather(*(runtime.stop() for runtime in runtimes.values()))
             raise

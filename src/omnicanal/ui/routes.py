@@ -90,13 +90,12 @@ async def _refused(request: web.Request, access: Access) -> web.StreamResponse:
 
 def guarded(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        dashboard = dashboard_of(request)
-        verdict = await dashboard.gate.access(request)
+        verdict = await dashboard_of(request).gate.access(request)
         if verdict.access is not Access.GRANTED or verdict.caller is None:
             return await _refused(request, verdict.access)
         request[CALLER], request[WORKSPACE] = verdict.caller, verdict.caller.workspace
         try:
-            answer = await view(request, dashboard)
+            answer = await view(request, dashboard_of(request))  # the viewer's workspace's, now it is known
         except NotFound as exc:
             answer = Page("problem.html", {"title": "Not found", "problems": [str(exc)]}, 404)
         except InputError as exc:
