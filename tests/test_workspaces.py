@@ -33,6 +33,8 @@ from omnicanal.engine.deployment import Deployment
 from omnicanal.errors import ConfigError
 from omnicanal.scopes import Scope
 from omnicanal.workspaces import workspace_settings, workspaces_of
+from standins import TwilioStandIn
+from test_channels_end_to_end import PHONE, twilio_post
 from test_daemon import OMNICANAL, free_port
 
 FR, DE = "shop-fr", "shop-de"
@@ -65,7 +67,7 @@ id: willkommen
 trigger: {event: signed_up}
 steps:
   - id: de_hidden_step
-    send: {template: willkommen_mail, channels: [email], purpose: transactional}
+    send: {template: willkommen_mail, channels: [email, sms], purpose: transactional}
   - wait_for: {event: bestellt, timeout: 3650d}
 """,
         "templates/willkommen_mail.yaml": """
@@ -73,6 +75,8 @@ en:
   email:
     subject: "Willkommen"
     text: "DE-TEMPLATE-TEXT {{ track('https://shop.example/de') }} {{ unsubscribe_url }}"
+  sms:
+    body: "DE-TEMPLATE-TEXT"
 """,
         "segments/stammkunden.yaml": "id: stammkunden\nwhere: \"customer.tier_de == 'gold'\"\n",
     },
@@ -89,8 +93,9 @@ def write_workspaces(root: Path) -> Path:
 
 
 def base_settings(root: Path, redis_url: str, **overrides: Any) -> Settings:
-    return settings_for(root, redis_url=redis_url, workspaces_dir=write_workspaces(root), reload_interval=0.05,
-                        public_url="http://links.test", link_secret="s" * 32, **overrides)
+    return settings_for(root, **{"redis_url": redis_url, "workspaces_dir": write_workspaces(root),
+                                 "reload_interval": 0.05, "public_url": "http://links.test", "link_secret": "s" * 32,
+                                 **overrides})
 
 
 @dataclass
@@ -124,9 +129,9 @@ class Served:
         return messages
 
 
-@pytest.fixture
-async def served(tmp_path: Path, redis_url: str) -> AsyncIterator[Served]:
-    settings = base_settings(tmp_path, redis_url)
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Served]:
+    """The deployment of `settings` behind one app, with a full-scope stored key of each workspace."""
     deployment = await Deployment.start(settings)
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(deployment)))
     await client.start_server()
@@ -139,6 +144,12 @@ async def served(tmp_path: Path, redis_url: str) -> AsyncIterator[Served]:
     finally:
         await client.close()
         await deployment.stop()
+
+
+@pytest.fixture
+async def served(tmp_path: Path, redis_url: str) -> AsyncIterator[Served]:
+    async with serving(base_settings(tmp_path, redis_url)) as started:
+        yield started
 
 
 async def de_data(served: Served) -> dict[str, Any]:
@@ -288,18 +299,39 @@ async def test_each_workspace_reloads_its_own_files(served: Served, tmp_path: Pa
 
 
 async def test_static_keys_reach_the_home_workspace_only(tmp_path: Path, redis_url: str) -> None:
-    settings = base_settings(tmp_path, redis_url, api_keys=["static-key-for-fr"], workspace=FR)
-    deployment = await Deployment.start(settings)
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(deployment)))
-    await client.start_server()
-    try:
-        response = await client.get("/v1/journeys", headers={"Authorization": "Bearer static-key-for-fr"})
+    async with serving(base_settings(tmp_path, redis_url, api_keys=["static-key-for-fr"], workspace=FR)) as served:
+        response = await served.client.get("/v1/journeys", headers={"Authorization": "Bearer static-key-for-fr"})
         assert [j["id"] for j in (await response.json())["journeys"]] == ["bienvenue"]
-        response = await client.get("/v1/journeys/willkommen", headers={"X-API-Key": "static-key-for-fr"})
+        response = await served.client.get("/v1/journeys/willkommen", headers={"X-API-Key": "static-key-for-fr"})
         assert response.status == 404
-    finally:
-        await client.close()
-        await deployment.stop()
+
+
+async def test_twilio_callbacks_reach_the_workspace_that_sent_or_that_the_url_names(
+        tmp_path: Path, redis_url: str, twilio: TwilioStandIn) -> None:
+    async with serving(base_settings(tmp_path, redis_url, channels={"sms": "twilio_sms"}, public_url=None)) as served:
+        for workspace in (FR, DE):
+            await served.json("PUT", "/v1/customers/k", workspace, json={"addresses": {"sms": PHONE}})
+        await served.json("POST", "/v1/events", DE, 202, json={"name": "signed_up", "customer_id": "k"})
+        async with asyncio.timeout(10):
+            while not (sent := [e for e in (await served.json("GET", "/v1/customers/k/timeline", DE))["entries"]
+                                if e["kind"] == "message" and e.get("provider_id")]):
+                await asyncio.sleep(0.02)
+        receipt = {"MessageSid": sent[0]["provider_id"], "MessageStatus": "delivered"}
+        assert await twilio_post(served, "/webhooks/twilio/status", receipt, twilio.auth_token) == 204
+        async with asyncio.timeout(10):
+            while not any(e.get("name") == "message.delivered" for e in (await served.json(
+                    "GET", "/v1/customers/k/timeline", DE))["entries"]):
+                await asyncio.sleep(0.02)
+        stop = {"From": PHONE, "To": "+1", "Body": "STOP", "MessageSid": "SM-stop"}
+        assert await twilio_post(served, "/webhooks/twilio/inbound", stop, twilio.auth_token) == 404  # which one?
+        assert await twilio_post(served, "/webhooks/twilio/inbound?workspace=nope", stop, twilio.auth_token) == 404
+        assert await twilio_post(served, f"/webhooks/twilio/inbound?workspace={DE}", stop, twilio.auth_token) == 200
+        de_profile = await served.json("GET", "/v1/customers/k", DE)
+        fr_profile = await served.json("GET", "/v1/customers/k", FR)
+        assert de_profile["consents"]["sms"]["marketing"]["granted"] is False
+        assert "sms" not in (fr_profile.get("consents") or {})
+        fr_timeline = (await served.json("GET", "/v1/customers/k/timeline", FR))["entries"]
+        assert [e["kind"] for e in fr_timeline if e["kind"] != "event"] == []
 
 
 def test_the_workspaces_folder_is_checked(tmp_path: Path) -> None:
