@@ -9,6 +9,10 @@ When keys are required: as soon as OMNICANAL_API_KEYS has one, or the workspace'
 keys included. So the API is open only while no key was ever created; revoking every key leaves it closed to all
 but static keys (never open by surprise). Creating the first key closes an open API within CACHE_SECONDS.
 
+A process serving several workspaces (OMNICANAL_WORKSPACES_DIR) has one ring per workspace (KeyRings): a stored
+key's secret names its workspace and only that workspace's ring checks it; static keys belong to OMNICANAL_WORKSPACE;
+and keys are always required, so that no request reaches a workspace without a key of it.
+
 The key table is read at most once per CACHE_SECONDS per process, and only when a request needs it: a key created
 or revoked takes effect on every process within that bound (plus one Redis round trip).
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -68,7 +72,10 @@ class KeyRing:
     """The keys one API process accepts for its workspace: the static ones, and the stored ones as last read."""
 
     def __init__(self, static_keys: list[str], workspace: str, store: ApiKeyStore,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, always_required: bool = False) -> None:
+        """`always_required`: a key is needed even while the workspace has none (a process of several
+        workspaces: an open one would be open to every other workspace's callers)."""
+        self._always_required = always_required
         self._static = {digest(key): key.encode() for key in static_keys}
         self._workspace = workspace
         self._store = store
@@ -95,7 +102,7 @@ class KeyRing:
 
     async def required(self) -> bool:
         """Whether requests need a key (see the module's docstring)."""
-        return bool(self._static) or bool(await self._keys())
+        return self._always_required or bool(self._static) or bool(await self._keys())
 
     async def caller(self, given: str | None) -> Caller | None:
         """Who a request presenting `given` is; None when a key is required and `given` is missing or not valid
@@ -131,3 +138,31 @@ class KeyRing:
 def _caller_of(key: StoredKey) -> Caller:
     return Caller(key.id, frozenset(Scope(scope) for scope in key.scopes if scope in SCOPE_NAMES), key.workspace,
                   key.digest)
+
+
+class KeyRings:
+    """The keys of every workspace a process serves, with KeyRing's questions: a key is checked by the ring of the
+    workspace it belongs to — static keys (and requests without a key) by the home workspace's (OMNICANAL_WORKSPACE),
+    a stored key by the one its secret names — so a caller is always of the workspace that knows its key."""
+
+    def __init__(self, rings: Mapping[str, KeyRing], home: str) -> None:
+        self._rings = dict(rings)
+        self._home = self._rings.get(home)
+
+    async def required(self) -> bool:
+        return self._home is None or await self._home.required()
+
+    async def caller(self, given: str | None) -> Caller | None:
+        """As KeyRing.caller; None for a key of a workspace this process does not serve."""
+        found = await self._home.caller(given) if self._home is not None else None
+        named = key_id_of(given) if found is None and given is not None else None
+        ring = self._rings.get(named[0]) if named is not None else None
+        if ring is None or ring is self._home:
+            return found
+        return await ring.caller(given)
+
+    async def holder(self, fingerprint: str) -> Caller | None:
+        for ring in self._rings.values():
+            if (caller := await ring.holder(fingerprint)) is not None:
+                return caller
+        return None

@@ -24,6 +24,7 @@ from omnicanal.logging import configure_logging
 from omnicanal.schema import Kind
 from omnicanal.scopes import Scope
 from omnicanal.timestamps import iso
+from omnicanal.workspaces import workspace_settings
 
 app = typer.Typer(
     help="omnicanal: customer journeys written in YAML, run on Redis, sent on every channel.\n\n"
@@ -39,10 +40,16 @@ ConfigOption = Annotated[
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
+    """The settings; under OMNICANAL_WORKSPACES_DIR, those of OMNICANAL_WORKSPACE (or `--workspace`), with its
+    folders unless the command names others: how every command addresses one workspace of a deployment."""
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
     except OmnicanalError as exc:
         _fail(str(exc))
+    folders = ("journeys_dir", "templates_dir", "segments_dir")
+    if settings.workspaces_dir is None or any(overrides.get(name) is not None for name in folders):
+        return settings
+    return workspace_settings(settings, settings.workspace)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     workspace: str = Field(
         default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Key namespace in Redis."
     )
+    workspaces_dir: Path | None = Field(
+        default=None, description="A folder of workspaces, each a folder `<workspace>/journeys`, `templates`, "
+        "`segments`: the process serves every one, each with its own data, keys and files. Unset: one workspace, "
+        "OMNICANAL_WORKSPACE, with OMNICANAL_JOURNEYS_DIR and the others.",
+    )
     journeys_dir: Path = Field(default=Path("journeys"), description="Directory of journey YAML files.")
     templates_dir: Path = Field(default=Path("templates"), description="Directory of message templates.")
     segments_dir: Path = Field(default=Path("segments"), description="Directory of segment YAML files (none there: "

@@ -7,7 +7,7 @@ is that deadline (bodies have theirs in api/errors.py).
 Signals: SIGTERM/SIGINT stop gracefully — readiness turns false, the HTTP server stops accepting and finishes
 the requests in flight (an event it answered 202 is already in Redis), the worker finishes and acknowledges the
 batch in hand (within OMNICANAL_SHUTDOWN_GRACE) and gives its partitions back. SIGHUP reloads journeys and
-templates; a broken file is reported and the previous version keeps running.
+templates (of every workspace: engine/deployment.py); a broken file is reported and the previous version keeps running.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from aiohttp import web
 
 from omnicanal.api.app import create_app
 from omnicanal.config import Settings
-from omnicanal.engine.runtime import Role, Runtime
+from omnicanal.engine.deployment import Deployment
+from omnicanal.engine.runtime import Role
 
 log = structlog.get_logger("omnicanal")
 
@@ -45,14 +46,15 @@ def tune_garbage_collector() -> None:
 
 
 async def run_process(settings: Settings, role: Role) -> None:
-    runtime = await Runtime.start(settings, role)
-    runner = web.AppRunner(create_app(runtime), handle_signals=False, access_log=None,
+    deployment = await Deployment.start(settings, role)
+    runner = web.AppRunner(create_app(deployment), handle_signals=False, access_log=None,
                            keepalive_timeout=settings.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     tune_garbage_collector()
-    log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses])
+    log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses],
+             workspaces=sorted(deployment.runtimes))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -60,13 +62,13 @@ async def run_process(settings: Settings, role: Role) -> None:
     reloads: set[asyncio.Task[bool]] = set()
 
     def reload() -> None:
-        task = loop.create_task(runtime.reload())
+        task = loop.create_task(deployment.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("stopping")
-    runtime.stopping.set()
+    deployment.stopping()
     await runner.cleanup()
-    await runtime.stop()
+    await deployment.stop()

@@ -1,10 +1,10 @@
-"""The aiohttp application: routes, middlewares, and the runtime it serves."""
+"""The aiohttp application: routes, middlewares, and the runtimes it serves (one per workspace)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from omnicanal.access import CALLER, WORKSPACE, KeyRing, presented_key
+from omnicanal.access import CALLER, WORKSPACE, KeyRing, KeyRings, presented_key
 from omnicanal.api import (
     audit,
     broadcasts,
@@ -23,7 +23,8 @@ from omnicanal.api import (
     unsubscribe,
 )
 from omnicanal.api.errors import Handler, errors_middleware
-from omnicanal.api.state import ACCESS, RUNTIME
+from omnicanal.api.state import ACCESS, DEPLOYMENT
+from omnicanal.engine.deployment import Deployment
 from omnicanal.engine.runtime import Role, Runtime
 from omnicanal.errors import Forbidden, RateLimited, Unauthorized
 from omnicanal.store.apikeys import ApiKeyStore
@@ -31,22 +32,24 @@ from omnicanal.store.key_rates import KeyRates
 from omnicanal.ui import routes as dashboard
 
 
-def _access_middleware(ring: KeyRing, rates: KeyRates, limit: int) -> web.middleware:  # type: ignore[valid-type]
+def _access_middleware(rings: KeyRings, rates: dict[str, KeyRates], limit: int) -> web.middleware:  # type: ignore[valid-type]
     """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC). A route that matched
     nothing (404, 405) needs a key, so probing paths tells a stranger nothing. The dashboard's pages check the key
-    themselves (they also take a session cookie). The caller and its workspace are kept on the request."""
+    themselves (they also take a session cookie). The caller and its workspace — the only one its handlers reach
+    (state.runtime_of) — are kept on the request."""
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         needs = permissions.needs(request)
         if needs == permissions.PUBLIC or dashboard.serves(request.path):
             return await handler(request)
-        caller = await ring.caller(presented_key(request))
+        caller = await rings.caller(presented_key(request))
         if caller is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
         if needs is not None and not caller.allows(needs):
             raise Forbidden(needs)
-        if limit and caller.fingerprint is not None and (wait := await rates.wait_for(caller.fingerprint, limit)):
+        if limit and caller.fingerprint is not None and (
+                wait := await rates[caller.workspace].wait_for(caller.fingerprint, limit)):
             raise RateLimited(limit, wait)
         request[CALLER], request[WORKSPACE] = caller, caller.workspace
         return await handler(request)
@@ -54,17 +57,27 @@ def _access_middleware(ring: KeyRing, rates: KeyRates, limit: int) -> web.middle
     return access
 
 
-def create_app(runtime: Runtime) -> web.Application:
-    settings = runtime.settings
-    ring = KeyRing(settings.api_keys, settings.workspace, ApiKeyStore(runtime.redis, runtime.keys))
-    middlewares = [errors_middleware, _access_middleware(ring, KeyRates(runtime.redis, runtime.keys),
-                                                         settings.rate_limit_per_key)]
+def _key_rings(deployment: Deployment) -> KeyRings:
+    """One ring per workspace; static keys in the home workspace's only (access.KeyRings)."""
+    settings, several = deployment.settings, deployment.settings.workspaces_dir is not None
+    return KeyRings({workspace: KeyRing(settings.api_keys if workspace == settings.workspace else [], workspace,
+                                        ApiKeyStore(runtime.redis, runtime.keys), always_required=several)
+                     for workspace, runtime in deployment.runtimes.items()}, settings.workspace)
+
+
+def create_app(served: Runtime | Deployment) -> web.Application:
+    """The app serving one runtime, or every runtime of a deployment (each request its key's workspace)."""
+    deployment = served if isinstance(served, Deployment) else Deployment.of(served)
+    settings = deployment.settings
+    rings = _key_rings(deployment)
+    rates = {workspace: KeyRates(runtime.redis, runtime.keys) for workspace, runtime in deployment.runtimes.items()}
+    middlewares = [errors_middleware, _access_middleware(rings, rates, settings.rate_limit_per_key)]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
-    app[RUNTIME], app[ACCESS] = runtime, ring
+    app[DEPLOYMENT], app[ACCESS] = deployment, rings
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
-    if runtime.role is Role.WORKER:
+    if deployment.role is Role.WORKER:
         return app  # a worker serves its probes only
     app.router.add_post("/v1/events", events.post_event)
     app.router.add_post("/v1/events/batch", events.post_batch)
@@ -93,7 +106,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/r/{token}", links.follow)
     app.router.add_get("/u/{token}", unsubscribe.ask)
     app.router.add_post("/u/{token}", unsubscribe.confirm)
-    dashboard.setup(app, runtime, ring)
+    dashboard.setup(app, deployment, rings)
     if missing := permissions.unlisted(app.router):
         raise RuntimeError(f"routes without an entry in api/permissions.py ROUTES (a scope, or PUBLIC): {missing}")
     return app

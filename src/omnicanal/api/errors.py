@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from omnicanal.api.schemas import MAX_DEPTH
-from omnicanal.api.state import runtime_of
+from omnicanal.api.state import deployment_of
 from omnicanal.codec import NonFinite, loads
 from omnicanal.errors import (
     Conflict,
@@ -84,7 +84,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                                   f"stored; retry in {math.ceil(exc.retry_after)} s")
         return with_retry_after(response, exc.retry_after)
     except web.HTTPRequestEntityTooLarge:
-        limit = runtime_of(request).settings.max_body_bytes
+        limit = deployment_of(request).settings.max_body_bytes
         return error_response(413, "body_too_large",
                               f"the body is larger than {limit} bytes (OMNICANAL_MAX_BODY_BYTES)")
     except web.HTTPException as exc:
@@ -107,7 +107,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def body_deadline(request: web.Request) -> AsyncIterator[None]:
     """The body must arrive within OMNICANAL_BODY_TIMEOUT: a client that sends it slowly would hold a connection
     (and the handler) open as long as it likes. Too late: 408, and the connection is closed."""
-    limit = runtime_of(request).settings.body_timeout
+    limit = deployment_of(request).settings.body_timeout
     try:
         async with asyncio.timeout(limit):
             yield

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from omnicanal.api.state import runtime_of
+from omnicanal.api.state import deployment_of
+from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import StoreUnavailable
 from omnicanal.store.connection import call
 
@@ -15,7 +18,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
+    """Ready when every workspace is: each one's checks, named `WORKSPACE/check` when the process serves several."""
+    deployment = deployment_of(request)
+    several = len(deployment.runtimes) > 1
+    results = await asyncio.gather(*(_checks(runtime) for runtime in deployment.runtimes.values()))
+    checks: dict[str, str] = {}
+    ready = True
+    for workspace, (fine, found) in zip(deployment.runtimes, results, strict=True):
+        ready = ready and fine
+        checks.update({f"{workspace}/{name}" if several and name != "lifecycle" else name: value
+                       for name, value in found.items()})
+    return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def _checks(runtime: Runtime) -> tuple[bool, dict[str, str]]:
     checks: dict[str, str] = {"journeys": f"{len(runtime.registry.current)} loaded"}
     ready = not runtime.stopping.is_set()
     if not ready:
@@ -29,8 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         checks["store"] = str(exc)
         ready = False
-    return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
-                             status=200 if ready else 503)
+    return ready, checks
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -13,32 +13,44 @@ from __future__ import annotations
 
 import string
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import quote
 
 import structlog
 from aiohttp import web
 
+from omnicanal.access import WORKSPACE
 from omnicanal.api.events import derived_event
 from omnicanal.api.pages import invalid_link
-from omnicanal.api.state import runtime_of
+from omnicanal.api.state import deployment_of, runtime_of
 from omnicanal.errors import StoreUnavailable
 from omnicanal.links import Links
 
 log = structlog.get_logger("omnicanal.api")
 
+T = TypeVar("T")
+
 CLICKED = "message.clicked"
 DEDUPE_SECONDS = 60
 
 
-def links_of_request(request: web.Request) -> Links | None:
-    """The links the engine mints (None: off, and no token is genuine)."""
-    return runtime_of(request).engine.context.links
+def read_token(request: web.Request, read: Callable[[Links, str], T | None]) -> T | None:
+    """What the request's token says, read with the links of the workspace that signed it — the workspace is in
+    the token's MAC (links.py), so no other workspace's reads it — which becomes the request's workspace. None:
+    links are off, or no workspace here signed it."""
+    token = request.match_info["token"]
+    for workspace, runtime in deployment_of(request).runtimes.items():
+        links = runtime.engine.context.links
+        if links is not None and (found := read(links, token)) is not None:
+            request[WORKSPACE] = workspace
+            return found
+    return None
 
 
 async def follow(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    links = links_of_request(request)
-    click = links.read_click(token) if links is not None else None
+    click = read_token(request, Links.read_click)
     if click is None:
         return invalid_link(request)
     if request.method == "GET":

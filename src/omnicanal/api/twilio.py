@@ -20,9 +20,10 @@ from typing import Any
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from omnicanal.access import WORKSPACE
 from omnicanal.api.errors import body_deadline
 from omnicanal.api.events import derived_event
-from omnicanal.api.state import runtime_of
+from omnicanal.api.state import deployment_of, runtime_of
 from omnicanal.identity import normalise_phone
 from omnicanal.policy import consent
 from omnicanal.store.keys import valid_customer_id
@@ -36,14 +37,15 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 async def _verified_form(request: web.Request) -> dict[str, str]:
-    """The form Twilio posted, once its signature is checked; 403 otherwise."""
+    """The form Twilio posted, once its signature is checked; 403 otherwise. The connectors (and so Twilio's
+    token) are every workspace's: they come from the process's settings."""
     async with body_deadline(request):
         posted = await request.post()
     form = {key: str(value) for key, value in posted.items()}
-    runtime = runtime_of(request)
-    base = runtime.settings.public_url
+    deployment = deployment_of(request)
+    base = deployment.settings.public_url
     url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)
-    token = runtime.connectors.callback_secret("twilio")
+    token = next(iter(deployment.runtimes.values())).connectors.callback_secret("twilio")
     if token is None:
         raise web.HTTPForbidden(text="no Twilio connector is configured (OMNICANAL_CHANNELS): callbacks refused")
     if not RequestValidator(token).validate(url, form, request.headers.get("X-Twilio-Signature", "")):
@@ -51,13 +53,30 @@ async def _verified_form(request: web.Request) -> dict[str, str]:
     return form
 
 
+def _workspaces_named(request: web.Request) -> list[str]:
+    """The workspaces a callback may be for: the one its URL names (`?workspace=`: the number's webhook URL as
+    set in Twilio's console; the signature covers it), else every one this process serves."""
+    served = list(deployment_of(request).runtimes)
+    named = request.query.get("workspace")
+    if named is None:
+        return served
+    if named not in served:
+        raise web.HTTPNotFound(text=f"no workspace {named!r} here")
+    return [named]
+
+
 async def status_callback(request: web.Request) -> web.Response:
+    """A receipt is for the workspace that sent the message (provider message ids are Twilio's, unique)."""
     form = await _verified_form(request)
-    runtime = runtime_of(request)
     sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
-    found = await runtime.customers.message_of_provider_id(sid)
+    found = None
+    for workspace in _workspaces_named(request):
+        request[WORKSPACE] = workspace
+        if (found := await runtime_of(request).customers.message_of_provider_id(sid)) is not None:
+            break
     if found is None:
         return web.Response(status=204)  # not ours (or older than the index): nothing to update
+    runtime = runtime_of(request)
     customer_id, message_id = found
     record = await runtime.customers.record_status(customer_id, message_id, status, runtime.clock.now(),
                                                    form.get("ErrorCode"))
@@ -73,7 +92,17 @@ async def status_callback(request: web.Request) -> web.Response:
 
 
 async def inbound(request: web.Request) -> web.Response:
+    """A reply is for the workspace the URL names; without a name, for the process's workspace (with several,
+    OMNICANAL_WORKSPACE's; none served: 404 asking for the name)."""
     form = await _verified_form(request)
+    candidates = _workspaces_named(request)
+    home = deployment_of(request).settings.workspace
+    if len(candidates) > 1:
+        if home not in candidates:
+            raise web.HTTPNotFound(text="this process serves several workspaces: name the one of this number in "
+                                        "its webhook URL, /webhooks/twilio/inbound?workspace=WS")
+        candidates = [home]
+    request[WORKSPACE] = candidates[0]
     runtime = runtime_of(request)
     sender = form.get("From", "")
     channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"

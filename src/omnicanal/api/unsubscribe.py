@@ -19,12 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from omnicanal.api.events import derived_event
-from omnicanal.api.links import links_of_request
+from omnicanal.api.links import read_token
 from omnicanal.api.pages import TEXTS, invalid_link, language, page, scope_label
 from omnicanal.api.state import runtime_of
 from omnicanal.channels import CHANNELS
 from omnicanal.engine.runtime import Runtime
-from omnicanal.links import Unsubscribe
+from omnicanal.links import Links, Unsubscribe
 from omnicanal.policy import consent
 from omnicanal.timestamps import iso
 
@@ -35,8 +35,7 @@ SCOPES = ("message", "marketing", "channel")
 
 
 def _unsubscribe(request: web.Request) -> Unsubscribe | None:
-    links = links_of_request(request)
-    unsubscribe = links.read_unsubscribe(request.match_info["token"]) if links is not None else None
+    unsubscribe = read_token(request, Links.read_unsubscribe)
     if unsubscribe is None or unsubscribe.channel not in CHANNELS or unsubscribe.purpose not in consent.PURPOSES:
         return None
     return unsubscribe

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from omnicanal.access import CALLER, WORKSPACE, KeyRing
-from omnicanal.engine.runtime import Runtime
+from omnicanal.access import CALLER, WORKSPACE, KeyRings
+from omnicanal.engine.deployment import Deployment
 from omnicanal.errors import InputError, NotFound, StoreUnavailable
 from omnicanal.scopes import Scope
 from omnicanal.store.overview import OverviewStore
@@ -31,7 +31,7 @@ from omnicanal.ui.session import (
     Gate,
     new_nonce,
 )
-from omnicanal.ui.state import DASHBOARD, Dashboard, dashboard_of
+from omnicanal.ui.state import DASHBOARDS, Dashboard, dashboard_of
 
 PREFIX = "/ui"
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +57,7 @@ async def _render(request: web.Request, page: Page, **extra: Any) -> web.Respons
     dashboard = dashboard_of(request)
     nonce = request.cookies.get(CSRF_COOKIE) or new_nonce()
     common = {"open": await dashboard.gate.open(), "csrf": dashboard.gate.csrf_token(nonce), "path": request.path,
+              "workspace": request.get(WORKSPACE) if len(request.app[DASHBOARDS]) > 1 else None,
               "static": f"{PREFIX}/static", **extra}
     response = respond(dashboard.templates, page, common)
     if CSRF_COOKIE not in request.cookies:
@@ -89,13 +90,12 @@ async def _refused(request: web.Request, access: Access) -> web.StreamResponse:
 
 def guarded(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        dashboard = dashboard_of(request)
-        verdict = await dashboard.gate.access(request)
+        verdict = await dashboard_of(request).gate.access(request)
         if verdict.access is not Access.GRANTED or verdict.caller is None:
             return await _refused(request, verdict.access)
         request[CALLER], request[WORKSPACE] = verdict.caller, verdict.caller.workspace
         try:
-            answer = await view(request, dashboard)
+            answer = await view(request, dashboard_of(request))  # the viewer's workspace's, now it is known
         except NotFound as exc:
             answer = Page("problem.html", {"title": "Not found", "problems": [str(exc)]}, 404)
         except InputError as exc:
@@ -148,10 +148,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-def setup(app: web.Application, runtime: Runtime, keys: KeyRing) -> None:
-    """Serve the dashboard from `app`, under /ui, to the holders of `keys` with the scope `ui:read`."""
-    app[DASHBOARD] = Dashboard(runtime, Gate(keys, runtime.settings), environment(),
-                               TimelinePages(runtime.redis, runtime.keys), OverviewStore(runtime.redis, runtime.keys))
+def setup(app: web.Application, deployment: Deployment, keys: KeyRings) -> None:
+    """Serve the dashboard from `app`, under /ui, to the holders of `keys` with the scope `ui:read`: each sees
+    their key's workspace only."""
+    gate, templates = Gate(keys, deployment.settings), environment()
+    app[DASHBOARDS] = {workspace: Dashboard(runtime, gate, templates, TimelinePages(runtime.redis, runtime.keys),
+                                            OverviewStore(runtime.redis, runtime.keys))
+                       for workspace, runtime in deployment.runtimes.items()}
     pages: list[tuple[str, View]] = [
         ("", journeys.journeys_page),
         ("/journeys", journeys.journeys_page),

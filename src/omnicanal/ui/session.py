@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
-from omnicanal.access import Caller, KeyRing, presented_key
+from omnicanal.access import Caller, KeyRings, presented_key
 from omnicanal.config import Settings
 from omnicanal.scopes import Scope
 
@@ -65,7 +65,7 @@ def _verdict(caller: Caller | None, wrong: Access) -> Verdict:
 class Gate:
     """Decides who may see the dashboard, and signs its session and CSRF cookies."""
 
-    def __init__(self, keys: KeyRing, settings: Settings) -> None:
+    def __init__(self, keys: KeyRings, settings: Settings) -> None:
         """Without OMNICANAL_UI_SECRET sessions are signed with a random secret of this process: said once, as a
         warning, at the first login (they end when it restarts and other API processes refuse them)."""
         self.keys = keys

@@ -1,4 +1,5 @@
-"""What every dashboard view reaches: the runtime, the gate, the page templates and the read-only stores."""
+"""What every dashboard view reaches: the runtime of the viewer's workspace, the gate, the page templates and the
+read-only stores of that workspace."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import jinja2
 from aiohttp import web
 
+from omnicanal.access import WORKSPACE
 from omnicanal.engine.runtime import Runtime
 from omnicanal.store.overview import OverviewStore
 from omnicanal.store.timeline_pages import TimelinePages
@@ -22,8 +24,13 @@ class Dashboard:
     overview: OverviewStore
 
 
-DASHBOARD = web.AppKey("dashboard", Dashboard)
+DASHBOARDS = web.AppKey("dashboards", dict[str, Dashboard])
+"""One per workspace; the gate and the templates are shared."""
 
 
 def dashboard_of(request: web.Request) -> Dashboard:
-    return request.app[DASHBOARD]
+    """The dashboard of the viewer's workspace (set once the gate let them in). Before that — the login form, the
+    logout — only the shared gate and templates are used, so any workspace's serves."""
+    dashboards = request.app[DASHBOARDS]
+    workspace = request.get(WORKSPACE)
+    return dashboards[workspace] if workspace is not None else next(iter(dashboards.values()))
