@@ -77,8 +77,9 @@ START = datetime(2027, 1, 10, 18, 0, tzinfo=PARIS)
 """Journey time when the test starts: 15 journey hours (1.5 real seconds at the tests' clock speed) before the
 first 9:00 in Paris; yesterday's 9:00 is older than the grace and must not fire."""
 OCCURRENCES = [datetime(2027, 1, day, 9, 0, tzinfo=PARIS).timestamp() for day in (10, 11, 12)]
-GRACE = 4 * 3600.0
-"""Above a look's worth of journey time (0.25 real seconds x 36,000)."""
+GRACE = 8.5 * 3600.0
+"""Far above a look's worth of journey time (0.25 real seconds x 36,000 = 2.5 h), so that a busy machine's late
+look still fires the occurrence (0.85 real seconds of slack), and below the 9 h since yesterday's 9:00."""
 
 
 async def anchor_clock(redis_url: str, speed: float = 36000.0, journey_time: float = START.timestamp()) -> None:

@@ -112,6 +112,8 @@ class BroadcastRunner:
             if current is None or current.status == CANCELLED:
                 log.info("broadcast_cancelled", broadcast=broadcast.id)
                 return
+            if not await self.store.keep(broadcast.id, self.walker, self.lease_ms):
+                return  # another process took it over (this one stalled past the lease): it walks on from here
             count = min(self.batch, max(1, int(broadcast.rate))) if broadcast.rate > 0 else self.batch
             next_cursor, members = await call(redis.sscan(audience.members, int(cursor), count=count))
             chosen = await self._matching(audience, [str(m) for m in members])
@@ -123,8 +125,6 @@ class BroadcastRunner:
             if cursor == "0":
                 log.info("broadcast_walked", broadcast=broadcast.id)
                 return
-            if not await self.store.keep(broadcast.id, self.walker, self.lease_ms):
-                return  # another process took it over (this one stalled past the lease)
             if broadcast.rate > 0 and chosen:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), len(chosen) / broadcast.rate)
