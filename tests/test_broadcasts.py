@@ -151,6 +151,9 @@ async def test_what_cannot_be_broadcast_is_refused_naming_the_field(project: Pat
     ):
         answer = await api.request("POST", "/v1/broadcasts", 422, json=body)
         assert answer["errors"][0]["field"] == field, (body, answer)
+    too_big = await api.request("POST", "/v1/broadcasts", 413, json={
+        "journey": "winter_sale", "audience": {"everyone": True}, "data": {"big": "x" * 70_000}})
+    assert too_big["errors"][0]["field"] == "data"  # it goes into every customer's event: the events' limit
     await api.request("GET", "/v1/broadcasts/b_nope", 404)
     await api.request("DELETE", "/v1/broadcasts/b_nope", 404)
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnicanal import broadcasting
 from omnicanal.api.audit import audit
 from omnicanal.api.errors import read_json
-from omnicanal.api.schemas import storable
+from omnicanal.api.schemas import storable, within_limits
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps
 from omnicanal.errors import InputError, NotFound
@@ -49,6 +49,7 @@ def _found(broadcast: Any, broadcast_id: str) -> Any:
 async def post_broadcast(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = BroadcastIn.model_validate(storable(await read_json(request)))
+    within_limits(body.data, "data", runtime.settings.max_properties_bytes, runtime.settings.max_list_items)
     audience = broadcasting.audience_of(body.audience.segment, body.audience.where, body.audience.everyone)
     try:
         at = None if body.at is None else moment(body.at)
