@@ -10,7 +10,7 @@ import pytest
 from harness import HOUR, Customer, journey, profile
 
 from omnicanal.journey.effects import StartJourney
-from omnicanal.journey.schedules import check_cron, cron_of, local_time, next_after
+from omnicanal.journey.schedules import check_cron, cron_of, due, local_time, next_after
 from omnicanal.policy.choice import Rules
 
 MONDAYS = journey("""
@@ -113,3 +113,12 @@ def test_the_start_of_an_occurrence_met_twice_holds_one_instance() -> None:
     assert len(customer.state.instances) == 1 and len(customer.timers) == 1
     customer.pass_time(14 * HOUR)
     assert customer.sent() == [("offer", "sms")]
+
+
+def test_on_a_fast_clock_an_occurrence_between_two_looks_fires_one_missed_while_down_does_not() -> None:
+    cron = cron_of("0 9 * * *", "UTC")
+    nine = at("2027-01-18T09:00:00+00:00")
+    last_look, now = nine - 60, nine + 9000  # 0.25 real seconds apart at 36000x: more than an hour of grace
+    assert due(cron, last_look, now, grace=3600, looking=36_000).fire == (nine,)
+    assert due(cron, last_look, now, grace=3600).fire == ()  # no look for 2.5 h: missed, past the grace
+    assert due(cron, last_look, now, grace=3600).skipped
