@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from omnicanal.api.app import create_app
 from omnicanal.config import Settings
+from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import Runtime
 from standins import TwilioStandIn
 
@@ -110,11 +111,12 @@ StartApi = Callable[..., Awaitable[Api]]
 
 @pytest.fixture
 async def start_api(project: Path, redis_url: str) -> AsyncIterator[StartApi]:
-    """Start engine + API on the test Redis; settings can be overridden per call. Stopped at teardown."""
+    """Start engine + API on the test Redis; settings can be overridden per call, the shared journey clock
+    replaced (`clock=ManualClock(...)`: time moves when the test says). Stopped at teardown."""
     started: list[tuple[TestClient[Any, Any], Runtime]] = []
 
-    async def start(**overrides: Any) -> Api:
-        runtime = await Runtime.start(settings_for(project, **{"redis_url": redis_url, **overrides}))
+    async def start(clock: Clock | None = None, **overrides: Any) -> Api:
+        runtime = await Runtime.start(settings_for(project, **{"redis_url": redis_url, **overrides}), clock=clock)
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime)))
         await client.start_server()
         started.append((client, runtime))

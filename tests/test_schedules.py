@@ -18,11 +18,13 @@ from structlog.testing import capture_logs
 
 from conftest import Api, StartApi, write_journey
 from faults_support import ApiClient, Cluster, Processes, Provider, sigkill
+from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
 from omnicanal.journey.loader import load_journeys
 from omnicanal.store.keys import Keyspace
 from test_broadcasts import customers, finished, welcomed
+from test_segments import write_segment
 
 DAILY = """\
 id: daily_tip
@@ -53,8 +55,8 @@ def test_a_schedule_journey_loads_and_is_triggered_by_no_event(project: Path) ->
     (("0 9 * * *", "0 25 * * *"), "2: trigger.schedule: invalid cron expression '0 25 * * *'"),
     (("0 9 * * *", "0 9 * *"), "2: trigger.schedule: invalid cron expression '0 9 * *' (Wrong number of fields"),
     (("Europe/Paris", "Europe/Lutece"), "2: trigger.timezone: unknown time zone 'Europe/Lutece'"),
-    (("Europe/Paris", "customer"), "2: trigger.timezone: `customer` (each customer at that time in their own "
-                                   "zone) is not supported yet"),
+    (("0 9 * * *", "0 9 * * 0"), "2: trigger.schedule: invalid cron expression '0 9 * * 0': write the days of "
+                                 "the week as names (MON, TUE-FRI, SAT,SUN), not numbers"),
     (("audience: everyone", "audience: Lapsed Gold"), "2: trigger.audience: invalid audience 'Lapsed Gold'"),
     ((", audience: everyone", ""), "2: trigger: a schedule needs `timezone`"),
     (("audience: everyone", "audience: everyone, event: order_placed"), "2: trigger: a trigger is an event"),
@@ -90,9 +92,9 @@ async def anchor_clock(redis_url: str, speed: float = 36000.0, journey_time: flo
     await client.aclose()
 
 
-async def fired(api: Api) -> list[str]:
+async def fired(api: Api, journey: str = "daily_tip") -> list[str]:
     body = await api.request("GET", "/v1/broadcasts", 200)
-    return sorted(b["id"] for b in body["broadcasts"] if b["origin"] == "schedule")
+    return sorted(b["id"] for b in body["broadcasts"] if b["origin"] == "schedule" and b["journey"] == journey)
 
 
 async def both_occurrences_walked(apis: list[Api], count: int) -> list[dict[str, Any]]:
@@ -104,9 +106,9 @@ async def both_occurrences_walked(apis: list[Api], count: int) -> list[dict[str,
     return [await apis[0].request("GET", f"/v1/broadcasts/{b['id']}", 200) for b in done]
 
 
-async def wait_for_ids(api: Api, wanted: list[str]) -> list[str]:
+async def wait_for_ids(api: Api, wanted: list[str], journey: str = "daily_tip") -> list[str]:
     async with asyncio.timeout(15):
-        while not set(wanted) <= set(await fired(api)):
+        while not set(wanted) <= set(await fired(api, journey)):
             await asyncio.sleep(0.05)
     return wanted
 
@@ -159,18 +161,14 @@ async def test_occurrences_missed_longer_ago_than_the_grace_are_skipped_and_said
     assert len(skipped) == 1 and skipped[0]["journey"] == "daily_tip"
 
 
-async def test_a_scheduled_segment_that_is_not_defined_fires_nothing(
-        project: Path, start_api: StartApi, redis_url: str) -> None:
-    write_journey(project, "daily_tip", DAILY.replace("audience: everyone", "audience: lapsed_gold"))
-    await anchor_clock(redis_url)
-    with capture_logs() as logs:
-        api = await start_api(schedule_grace=GRACE)
-        await asyncio.sleep(2.5)  # the first 9:00 has passed (1.5 s)
-    assert await fired(api) == []
-    refused = [e for e in logs if e["event"] == "schedule_not_fired"]
-    assert refused and refused[0]["journey"] == "daily_tip" and "no segment 'lapsed_gold'" in refused[0]["error"]
-    assert (await api.request("GET", "/v1/journeys/daily_tip", 200))["trigger"] == (
-        "every 0 9 * * * (Europe/Paris) for lapsed_gold")
+async def test_a_scheduled_segment_that_is_not_defined_is_refused_at_load(
+        project: Path, start_api: StartApi) -> None:
+    write_journey(project, "daily_tip", DAILY.replace("audience: everyone", "audience: lapsed_glod"))
+    write_segment(project, "lapsed_gold", "id: lapsed_gold\nwhere: \"customer.tier == 'gold'\"\n")
+    with pytest.raises(JourneyError) as refused:
+        await start_api()
+    assert "trigger.audience: no segment 'lapsed_glod' (did you mean 'lapsed_gold'?); defined: lapsed_gold " \
+           "(segments/*.yaml), or everyone" in str(refused.value)
 
 
 WALKED_SLOWLY = DAILY.replace("audience: everyone", "audience: everyone, rate: 500").replace(
@@ -229,3 +227,43 @@ async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one
     finally:
         processes.kill_all()
         await client.aclose()
+
+
+GOLD_MORNINGS = """\
+id: gold_mornings
+trigger: {schedule: "0 9 * * MON", timezone: customer, audience: gold}
+re_entry: always
+steps:
+  - send: {template: welcome, channels: [email]}
+"""
+
+
+async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock(
+        project: Path, start_api: StartApi) -> None:
+    write_segment(project, "gold", "id: gold\nwhere: \"customer.tier == 'gold'\"\n")
+    write_journey(project, "gold_mornings", GOLD_MORNINGS)
+    clock = ManualClock(datetime.fromisoformat("2027-01-17T18:00:00+00:00").timestamp())  # Sunday evening, UTC
+    api = await start_api(clock=clock)
+    for customer_id, zone in (("paris", "Europe/Paris"), ("new_york", "America/New_York")):
+        await api.put_customer(customer_id, {"attributes": {"tier": "gold"}, "timezone": zone,
+                                             "addresses": {"email": f"{customer_id}@example.com"},
+                                             "consents": {"email": {"marketing": True}}})
+    await api.settled()
+    async with asyncio.timeout(10):  # the schedule loop has looked: its occurrences count from now
+        while await api.runtime.redis.zscore(api.runtime.keys.schedules, "gold_mornings") is None:
+            await asyncio.sleep(0.02)
+
+    first_nine = datetime.fromisoformat("2027-01-18T09:00:00+14:00").timestamp()  # the first zone's Monday 09:00
+    clock.advance_to(first_nine + 1)
+    broadcast_id = (await wait_for_ids(api, [occurrence_id("gold_mornings", first_nine)], journey="gold_mornings"))[0]
+    done = await finished(api, broadcast_id)
+    assert done["started"] == 2 and done["data"]["occurrence"] == "2027-01-18T09:00:00"
+    await api.settled()
+    assert [welcomed(await api.timeline(c)) for c in ("paris", "new_york")] == [0, 0]  # both hold till their 09:00
+
+    clock.advance_to(datetime.fromisoformat("2027-01-18T09:00:01+01:00").timestamp())
+    await api.wait_until("paris", lambda entries: welcomed(entries) == 1)
+    assert welcomed(await api.timeline("new_york")) == 0
+    clock.advance_to(datetime.fromisoformat("2027-01-18T09:00:01-05:00").timestamp())
+    entries = await api.wait_until("new_york", lambda entries: welcomed(entries) == 1)
+    assert next(e for e in entries if e["kind"] == "message")["at"].startswith("2027-01-18T14:00:01")

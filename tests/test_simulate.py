@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import write_journey
@@ -25,3 +26,68 @@ steps:
     assert "(not delivered in time): next channel of step 1_send" in fallback
     assert any(line.split()[:3] == ["+2h", "sent", "email"] for line in lines), result.stdout
     assert "None" not in result.stdout
+
+
+MORNINGS = """
+id: gold_mornings
+trigger: {schedule: "0 9 * * MON", timezone: customer, audience: gold}
+re_entry: always
+steps:
+  - send: {template: welcome, channels: [email]}
+"""
+
+SEVERAL = """
+customers:
+  paris: {attributes: {tier: gold}, timezone: Europe/Paris, addresses: {email: p@example.com}, consents: {email: true}}
+  new_york: {attributes: {tier: gold}, timezone: America/New_York, addresses: {email: n@example.com}}
+  lyon: {attributes: {tier: silver}, timezone: Europe/Paris, addresses: {email: l@example.com}}
+  lille: {attributes: {tier: silver}, timezone: Europe/Paris, addresses: {email: x@example.com}}
+updates:
+  - {at: 1d, customer: lyon, profile: {attributes: {tier: gold}}}
+until: 4d
+"""
+
+
+def sections(report: str) -> dict[str, list[list[str]]]:
+    """Each customer's report lines, split into words, by customer."""
+    found: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for line in report.splitlines()[1:]:
+        if line.startswith("customer "):
+            current = found.setdefault(line.removeprefix("customer ").rstrip(":"), [])
+        else:
+            current.append(line.split())
+    return found
+
+
+def test_a_scenario_of_several_customers_plays_a_schedule_each_at_nine_on_their_clock(project: Path) -> None:
+    write_journey(project, "gold_mornings", MORNINGS)
+    (project / "segments").mkdir()
+    (project / "segments" / "gold.yaml").write_text("id: gold\nwhere: \"customer.tier == 'gold'\"\n")
+    (project / "several.yaml").write_text(SEVERAL)
+    result = run("simulate", "gold_mornings", "--scenario", "several.yaml", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = sections(result.stdout)
+    # Friday 08:00 UTC + 59 h: Sunday 19:00 UTC, Monday 09:00 at UTC+14; then 09:00 on each customer's clock
+    assert [words[:3] for words in found["paris"] if words[1] in ("sent", "journey")] == [
+        ["+59h", "journey", "started"], ["+3d", "sent", "email"], ["+3d", "journey", "completed"]]
+    assert [words[:3] for words in found["new_york"] if words[1] == "sent"] == [["+3d6h", "sent", "email"]]
+    assert ["+24h", "event", "customer.updated"] in found["lyon"]  # the update made Lyon gold on Saturday
+    assert [words[:3] for words in found["lyon"] if words[1] == "sent"] == [["+3d", "sent", "email"]]
+    assert not any(words[1] == "sent" for words in found["lille"] if len(words) > 1)
+    assert "the journey did not start: it starts on its schedule (0 9 * * MON, customer) for the members of " \
+           "segment 'gold'" in result.stdout
+
+    as_json = run("simulate", "gold_mornings", "--scenario", "several.yaml", "--json", cwd=project)
+    timelines = json.loads(as_json.stdout)
+    assert sorted(timelines) == ["lille", "lyon", "new_york", "paris"]
+    assert [e["at"][:19] for e in timelines["new_york"] if e["kind"] == "message"] == ["2027-01-18T14:00:00"]
+
+
+def test_a_scenario_says_whose_event_it_is_when_there_are_several(project: Path) -> None:
+    (project / "bad.yaml").write_text("customers: {paris: {}, lyon: {}}\nevents:\n  - {name: promo}\n"
+                                      "updates:\n  - {customer: lion, profile: {locale: fr}}\n")
+    write_journey(project, "promo", "id: promo\ntrigger: {event: promo}\nsteps:\n  - exit\n")
+    result = run("simulate", "promo", "--scenario", "bad.yaml", cwd=project)
+    assert result.returncode != 0
+    assert "events[0]: say whose it is with `customer:` (one of paris, lyon)" in result.stderr

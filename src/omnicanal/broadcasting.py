@@ -36,8 +36,9 @@ def audience_of(segment: str | None, where: str | None, everyone: bool) -> dict[
 
 def new_broadcast(journey: str, journeys: Collection[str], audience: dict[str, Any], segments: Collection[str],
                   now: float, at: float | None = None, rate: float = 0.0, data: Mapping[str, Any] | None = None,
-                  origin: str = "api", broadcast_id: str | None = None) -> Broadcast:
-    """A broadcast ready to store; InputError naming each field that is wrong."""
+                  origin: str = "api", broadcast_id: str | None = None, local_time: str = "") -> Broadcast:
+    """A broadcast ready to store; InputError naming each field that is wrong. `local_time`: each customer
+    starts at that wall-clock time on their own clock (a scheduled journey with `timezone: customer`)."""
     errors = []
     if journey not in journeys:
         errors.append({"field": "journey", "message": f"no journey {journey!r} is loaded; loaded: "
@@ -51,7 +52,7 @@ def new_broadcast(journey: str, journeys: Collection[str], audience: dict[str, A
         raise InputError(errors)
     return Broadcast(id=broadcast_id or f"b_{secrets.token_hex(6)}", journey=journey, audience=audience,
                      status=SCHEDULED, at=now if at is None else at, created_at=now, rate=rate,
-                     data=dict(data or {}), origin=origin)
+                     data=dict(data or {}), origin=origin, local_time=local_time)
 
 
 async def start(store: BroadcastStore, broadcast: Broadcast) -> Broadcast:

@@ -25,22 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from omnicanal.api.customers import profile_fields
+from omnicanal.api.customers import update_profile
 from omnicanal.api.schemas import CustomerIn
 from omnicanal.config import Settings
 from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.runtime import Runtime, load_project
+from omnicanal.engine.schedules import ScheduleRunner, occurrence_id
 from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.durations import format_duration, parse_duration
 from omnicanal.journey.model import Journey
+from omnicanal.journey.schedules import CUSTOMER, cron_of, next_after
+from omnicanal.store.broadcasts import CANCELLED, DONE
+from omnicanal.store.schedules import ScheduleMarks
+from omnicanal.suggest import did_you_mean
 from omnicanal.timestamps import iso
 
 DEFAULT_CUSTOMER: dict[str, Any] = {
@@ -51,26 +58,49 @@ DEFAULT_CUSTOMER: dict[str, Any] = {
 }
 
 
+SIMULATED = "simulated"
+"""The id of the scenario's customer when it has one (`customer`), not several (`customers`)."""
+
+
+def _scenario_offset(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() in ("0", "0s"):
+        return 0.0  # "right away": a duration elsewhere must be positive, an offset may be zero
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Offset = Annotated[float, BeforeValidator(_scenario_offset)]
+"""When, from the start of the simulation: 0s, 2h, 1d12h."""
+
+
 class ScenarioEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: float = 0.0
+    at: Offset = 0.0
     name: str
     properties: dict[str, Any] = Field(default_factory=dict)
+    customer: str | None = None
+    """Whose event: an id of `customers` (needed when there are several)."""
 
-    @field_validator("at", mode="before")
-    @classmethod
-    def _offset(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() in ("0", "0s"):
-            return 0.0  # "right away": a duration elsewhere must be positive, an offset may be zero
-        return parse_duration(value) if isinstance(value, str) else value
+
+class ScenarioUpdate(BaseModel):
+    """A change of a customer's profile, as `PUT /v1/customers/{id}` makes it: attributes that change append
+    `customer.updated`, and segment memberships are evaluated again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: Offset = 0.0
+    customer: str | None = None
+    profile: CustomerIn
 
 
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer: CustomerIn = Field(default_factory=lambda: CustomerIn.model_validate(DEFAULT_CUSTOMER))
+    customers: dict[str, CustomerIn] = Field(default_factory=dict)
+    """Several customers by id, instead of `customer`."""
     events: list[ScenarioEvent] = Field(default_factory=list)
+    updates: list[ScenarioUpdate] = Field(default_factory=list)
     fetches: dict[str, dict[str, Any]] = Field(default_factory=dict)
     until: float | None = None
     start: datetime = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -80,15 +110,40 @@ class Scenario(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _whose(self) -> Scenario:
+        """Each event and update names one of the customers (or there is only one)."""
+        if self.customers and "customer" in self.model_fields_set:
+            raise ValueError("give `customer` (one) or `customers` (several, by id), not both")
+        ids = list(self.people)
+        items: list[tuple[str, Sequence[ScenarioEvent | ScenarioUpdate]]] = [("events", self.events),
+                                                                             ("updates", self.updates)]
+        for kind, listed in items:
+            for index, item in enumerate(listed):
+                if item.customer is None and len(ids) > 1:
+                    raise ValueError(f"{kind}[{index}]: say whose it is with `customer:` (one of {', '.join(ids)})")
+                if item.customer is not None and item.customer not in ids:
+                    raise ValueError(f"{kind}[{index}].customer: no customer {item.customer!r} in the scenario"
+                                     f"{did_you_mean(item.customer, ids, listing=True)}")
+        return self
+
+    @property
+    def people(self) -> dict[str, CustomerIn]:
+        """The customers by id."""
+        return dict(self.customers) or {SIMULATED: self.customer}
+
+    def whose(self, item: ScenarioEvent | ScenarioUpdate) -> str:
+        return item.customer or next(iter(self.people))
+
     @classmethod
     def read(cls, path: Path | None, journey: Journey) -> Scenario:
         """The scenario file, or the journey's trigger event alone."""
-        if path is None:
-            if journey.trigger.event is None:
-                raise InputError([{"field": "--scenario", "message": f"{journey.id} is started by a schedule, "
-                                   "not an event: simulating a schedule is not supported yet; give a scenario "
-                                   "whose events the journey reacts to, or start it with `omnicanal broadcast`"}])
+        if path is None and journey.trigger.event is not None:
             return cls(events=[ScenarioEvent(name=journey.trigger.event)])
+        if path is None:
+            raise InputError([{"field": "--scenario", "message": f"journey {journey.id!r} is scheduled "
+                                                                 f"({journey.trigger.label}): give a scenario whose "
+                                                                 "customers are in that segment, and its `until`"}])
         try:
             return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         except (OSError, yaml.YAMLError) as exc:
@@ -107,6 +162,34 @@ def _longest_run(journey: Journey) -> float:
     return total
 
 
+LATEST_ZONE_LAG = 26 * 3600.0
+"""How long after the first zone (UTC+14) the last one (UTC-12) reaches a wall-clock time."""
+
+
+def _horizon(scenario: Scenario, journey: Journey, start: float) -> float:
+    """When the simulation ends: `until`, else once the last scenario item and a whole run after it are over
+    (for a scheduled journey: after its first occurrence, whose customers may each start up to 26 hours
+    later on their own clocks)."""
+    if scenario.until is not None:
+        return start + scenario.until
+    last = max([0.0, *(event.at for event in scenario.events), *(update.at for update in scenario.updates)])
+    end = start + last + _longest_run(journey) + 3600
+    first = _next_occurrence(journey, start, math.inf)
+    if first is not None:
+        lag = LATEST_ZONE_LAG if journey.trigger.timezone == CUSTOMER else 0.0
+        end = max(end, first + lag + _longest_run(journey) + 3600)
+    return end
+
+
+def _next_occurrence(journey: Journey, after: float, until: float) -> float | None:
+    """A scheduled journey's first occurrence after `after`, if it comes by `until`."""
+    trigger = journey.trigger
+    if trigger.schedule is None:
+        return None
+    found = next_after(cron_of(trigger.schedule, trigger.timezone or "UTC"), after)
+    return found if found is not None and found <= until else None
+
+
 async def simulate(settings: Settings, journey_id: str, scenario_path: Path | None, out: TextIO,
                    as_json: bool = False) -> None:
     journeys = {journey.id: journey for journey in load_project(settings)[1]}
@@ -114,38 +197,68 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
         raise NotFound(f"no journey {journey_id!r} in {settings.journeys_dir}; known: {', '.join(sorted(journeys))}")
     journey = journeys[journey_id]
     scenario = Scenario.read(scenario_path, journey)
-    pending = sorted(scenario.events, key=lambda e: e.at)
+    items: list[ScenarioEvent | ScenarioUpdate] = [*scenario.updates, *scenario.events]
+    pending = sorted(items, key=lambda item: item.at)  # at one moment, profile updates before events
     start = scenario.start.timestamp()  # fixed by default: reports are the same on every run
-    horizon = start + (scenario.until or max((e.at for e in pending), default=0.0) + _longest_run(journey) + 3600)
+    horizon = _horizon(scenario, journey, start)
     clock = ManualClock(start)
     runtime = await Runtime.start(settings.model_copy(update={"reload_interval": 0, "timer_poll_interval": 0.002,
                                                               "partitions": 1}), clock=clock,
                                   canned_fetches=scenario.fetches)
-    customer_id = "simulated"
+    runner = ScheduleRunner(runtime.registry, lambda: runtime.engine.context.segments.by_id, runtime.broadcasts,
+                            ScheduleMarks(runtime.redis, runtime.keys), clock, settings.schedule_grace)
     try:
         await runtime.registry.replace([journey])
-        body = scenario.customer
-        fields = profile_fields(body, "scenario", start, settings.default_region)
-        await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, start)
+        for customer_id, body in scenario.people.items():
+            await update_profile(runtime, customer_id, body, "scenario")
+        await runner.look()  # a schedule's occurrences count from the start
         while True:
             await _until_idle(runtime)
             due = await runtime.queue.next_due()
-            moment = min(x for x in (due, start + pending[0].at if pending else None, horizon) if x is not None)
+            occurrence = _next_occurrence(journey, clock.now(), horizon)
+            moment = min(x for x in (due, start + pending[0].at if pending else None, occurrence, horizon)
+                         if x is not None)
             if moment >= horizon and (due is None or due >= horizon) and not pending:
                 break
             clock.advance_to(moment)
             while pending and start + pending[0].at <= clock.now():
-                event = pending.pop(0)
-                await runtime.queue.append_events([{
-                    "id": f"evt_{uuid.uuid4().hex}", "name": event.name, "customer_id": customer_id,
-                    "properties": event.properties, "timestamp": iso(clock.now()), "received_at": clock.now(),
-                }])
+                await _play(runtime, scenario, pending.pop(0))
+            if occurrence is not None and occurrence <= clock.now():
+                await runner.look()
+                await _walked(runtime, occurrence_id(journey.id, occurrence))
             if due is not None and due <= clock.now():
                 await asyncio.sleep(0.01)  # let the timer loop move it into the stream
-        entries = await runtime.customers.timeline(customer_id)
+        timelines = {customer_id: await runtime.customers.timeline(customer_id) for customer_id in scenario.people}
     finally:
         await runtime.stop()
-    out.write(json.dumps(entries, ensure_ascii=False, indent=2) + "\n" if as_json else _report(journey, entries, start))
+    if as_json:
+        shown: Any = timelines[SIMULATED] if list(timelines) == [SIMULATED] else timelines
+        out.write(json.dumps(shown, ensure_ascii=False, indent=2) + "\n")
+    else:
+        out.write(_report(journey, timelines, start))
+
+
+async def _play(runtime: Runtime, scenario: Scenario, item: ScenarioEvent | ScenarioUpdate) -> None:
+    """A scenario item whose moment came: an event into the customer's work, or a profile update as a PUT."""
+    customer_id = scenario.whose(item)
+    if isinstance(item, ScenarioUpdate):
+        await update_profile(runtime, customer_id, item.profile, "scenario")
+        return
+    now = runtime.clock.now()
+    await runtime.queue.append_events([{
+        "id": f"evt_{uuid.uuid4().hex}", "name": item.name, "customer_id": customer_id,
+        "properties": item.properties, "timestamp": iso(now), "received_at": now,
+    }])
+
+
+async def _walked(runtime: Runtime, broadcast_id: str) -> None:
+    """Wait until an occurrence's broadcast has walked its audience and every start it queued is applied."""
+    async with asyncio.timeout(30):
+        while True:
+            broadcast = await runtime.broadcasts.get(broadcast_id)
+            if broadcast is not None and broadcast.status in (DONE, CANCELLED) and broadcast.pending == 0:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def _until_idle(runtime: Runtime) -> None:
@@ -160,8 +273,30 @@ def _offset(entry: dict[str, Any], start: float) -> str:
     return "+" + format_duration(at - start) if at - start >= 1 else "+0s"
 
 
-def _report(journey: Journey, entries: list[dict[str, Any]], start: float) -> str:
+def _report(journey: Journey, timelines: dict[str, list[dict[str, Any]]], start: float) -> str:
     lines = [f"simulation of {journey.id} (version {journey.version}), journey time from start:"]
+    for customer_id, entries in timelines.items():
+        if list(timelines) != [SIMULATED]:
+            lines.append(f"customer {customer_id}:")
+        lines += _entry_lines(entries, start)
+        if not any(entry["kind"] == "journey" for entry in entries):
+            lines.append(_not_started(journey))
+    return "\n".join(lines) + "\n"
+
+
+def _not_started(journey: Journey) -> str:
+    trigger = journey.trigger
+    if trigger.schedule is not None:
+        return (f"the journey did not start: it starts on its schedule ({trigger.schedule}, {trigger.timezone}) "
+                f"for the members of segment {trigger.audience!r}; give the customer what the segment asks "
+                "(`customers`, `updates`) and an `until` past an occurrence")
+    where = f" where {trigger.where.source!r}" if trigger.where else ""
+    return (f"the journey did not start: its trigger is {trigger.event!r}{where}; "
+            "give the event the properties it needs with --scenario (see `omnicanal simulate --help`)")
+
+
+def _entry_lines(entries: list[dict[str, Any]], start: float) -> list[str]:
+    lines = []
     for entry in entries:
         when = f"{_offset(entry, start):>8}"
         if entry["kind"] == "event":
@@ -187,9 +322,4 @@ def _report(journey: Journey, entries: list[dict[str, Any]], start: float) -> st
         else:
             lines.append(f"{when}  {entry['kind']:<8} " + json.dumps(
                 {k: v for k, v in entry.items() if k not in ("kind", "at")}, ensure_ascii=False))
-    if not any(entry["kind"] == "journey" for entry in entries):
-        where = f" where {journey.trigger.where.source!r}" if journey.trigger.where else ""
-        trigger = journey.trigger.event or journey.trigger.label
-        lines.append(f"the journey did not start: its trigger is {trigger!r}{where}; "
-                     "give the event the properties it needs with --scenario (see `omnicanal simulate --help`)")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -132,7 +132,8 @@ def _changes_heard(runtime: Runtime) -> bool:
     return runtime.registry.listens(CUSTOMER_UPDATED) or bool(runtime.engine.context.segments)
 
 
-async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[str, Any]], now: float) -> None:
+async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[str, Any]], now: float,
+                    source: str) -> None:
     """Append `customer.updated` to the customer's ordered work, before the PUT is answered.
 
     Not in the upsert's script: the work stream lives in its partition's slot, the profile in the customer's,
@@ -140,8 +141,23 @@ async def _announce(runtime: Runtime, customer_id: str, changes: dict[str, dict[
     answered with no 2xx: the change is written, but no journey hears of it."""
     event = {"id": event_id(runtime.settings.workspace, customer_id, None), "name": CUSTOMER_UPDATED,
              "customer_id": customer_id, "timestamp": iso(now), "received_at": now,
-             "properties": {"changes": changes, "source": "api"}}
+             "properties": {"changes": changes, "source": source}}
     await runtime.queue.append([WorkItem.of_event(event, unique=True)])
+
+
+async def update_profile(runtime: Runtime, customer_id: str, body: CustomerIn, source: str) -> dict[str, Any]:
+    """What `PUT /v1/customers/{id}` does to a customer (and `omnicanal simulate` to its scenario's): the profile
+    upserted, `customer.updated` appended when attributes changed and someone listens, the identity index
+    following the addresses. Returns the profile fields written."""
+    now = runtime.clock.now()
+    fields = profile_fields(body, source, now, runtime.settings.default_region)
+    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now,
+                                                    changes=_changes_heard(runtime))
+    if update.changes:
+        await _announce(runtime, customer_id, update.changes, now, source)
+    if "addresses" in fields:
+        await runtime.identity.follow(customer_id, update.before, update.after)
+    return fields
 
 
 async def put_customer(request: web.Request) -> web.Response:
@@ -151,14 +167,7 @@ async def put_customer(request: web.Request) -> web.Response:
     within_limits(body.attributes or {}, "attributes", runtime.settings.max_properties_bytes,
                   runtime.settings.max_list_items)
     customer_id = await _customer_to_update(runtime, given)
-    now = runtime.clock.now()
-    fields = profile_fields(body, "api", now, runtime.settings.default_region)
-    update = await runtime.customers.upsert_profile(customer_id, fields, body.attributes or {}, now,
-                                                    changes=_changes_heard(runtime))
-    if update.changes:
-        await _announce(runtime, customer_id, update.changes, now)
-    if "addresses" in fields:
-        await runtime.identity.follow(customer_id, update.before, update.after)
+    fields = await update_profile(runtime, customer_id, body, "api")
     if fields.get("consents"):  # null or {} changes no consent
         granted = {channel: {purpose: decision["granted"] for purpose, decision in purposes.items()}
                    for channel, purposes in fields["consents"].items()}

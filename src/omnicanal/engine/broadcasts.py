@@ -38,10 +38,14 @@ BROADCAST_EVENT = "broadcast"
 
 def start_item(broadcast: Broadcast, customer_id: str, now: float) -> WorkItem:
     """The work item that starts the broadcast's journey for one customer: its event's id is the broadcast's,
-    the same for every customer (each customer applies it once)."""
+    the same for every customer (each customer applies it once). With the broadcast's `local_time`, the
+    customer's instance waits for that time on their own clock."""
     event = {"id": f"broadcast:{broadcast.id}", "name": BROADCAST_EVENT, "customer_id": customer_id,
              "properties": {**broadcast.data, "broadcast": broadcast.id}, "timestamp": iso(now)}
-    return WorkItem(-1, "", "start", customer_id, payload={"journey": broadcast.journey, "event": event})
+    payload = {"journey": broadcast.journey, "event": event}
+    if broadcast.local_time:
+        payload["local_time"] = broadcast.local_time
+    return WorkItem(-1, "", "start", customer_id, payload=payload)
 
 
 @dataclass

@@ -92,7 +92,7 @@ def _work(item: WorkItem) -> Work | None:
     if item.kind == "cancel" and item.payload:
         return CancelEvent(item.payload["event_id"])
     if item.kind == "start" and item.payload:
-        return StartJourney(item.payload["journey"], item.payload["event"])
+        return StartJourney(item.payload["journey"], item.payload["event"], item.payload.get("local_time"))
     if item.kind == "timer" and item.instance_id is not None and item.token is not None:
         return TimerFired(item.instance_id, item.token)
     return None

@@ -74,8 +74,8 @@ def load_project(settings: Settings) -> tuple[TemplateCatalog, list[Journey], Se
     """Templates, journeys and segments from the configured directories; raises ProjectError with every
     problem."""
     templates = TemplateCatalog.load(settings.templates_dir, settings.default_locale)
-    return templates, list(load_journeys(settings.journeys_dir, templates).values()), load_segments(
-        settings.segments_dir)
+    segments = load_segments(settings.segments_dir)
+    return templates, list(load_journeys(settings.journeys_dir, templates, segments.by_id).values()), segments
 
 
 def channel_rules(settings: Settings) -> Rules:

@@ -38,9 +38,11 @@ from omnicanal.journey.effects import (
     Work,
 )
 from omnicanal.journey.model import DigestStep, Goal, InstanceRule, Journey, SendStep, WaitForStep
+from omnicanal.journey.schedules import customer_moment
 from omnicanal.journey.sending import Plan, deliver
 from omnicanal.journey.session import Context, Session, entry_name
 from omnicanal.journey.state import CustomerState, Instance, watched_instance
+from omnicanal.policy.windows import zone
 
 IDENTIFY = "identify"
 """`{"name": "identify", "customer_id": "c42", "properties": {"anonymous_id": "anon-123"}}`: the visitor
@@ -79,7 +81,7 @@ def apply(context: Context, state: CustomerState, work: Iterable[Work], now: flo
             _apply_cancel(session, item.event_id)
         elif isinstance(item, StartJourney):
             session.applying = item.event
-            yield from _apply_start(session, item.journey, item.event)
+            yield from _apply_start(session, item.journey, item.event, item.local_time)
         if segments is not None:
             segments.applied(item)
     return session.finish()
@@ -153,9 +155,10 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
         yield from _maybe_start(session, journey, event)
 
 
-def _apply_start(session: Session, journey_id: str, event: dict[str, Any]) -> Sends[None]:
+def _apply_start(session: Session, journey_id: str, event: dict[str, Any], local_time: str | None) -> Sends[None]:
     """A broadcast's start: recorded with the broadcast's event, once per customer, then the journey starts
-    unless a rule keeps it from doing so; what happened is counted for the broadcast."""
+    unless a rule keeps it from doing so; what happened is counted for the broadcast. With `local_time` the
+    instance starts now but runs its first step when the customer's clock shows that time."""
     state, event_id = session.state, event["id"]
     broadcast = str(event["properties"].get("broadcast", ""))
     if event_id in state.seen:  # queued twice (the walk met them twice): applied once, counted apart
@@ -171,7 +174,11 @@ def _apply_start(session: Session, journey_id: str, event: dict[str, Any]) -> Se
         session.record_error(f"broadcast {broadcast}", f"no journey {journey_id!r} is loaded any more")
         session.changes.broadcasts[broadcast] = "skipped:unknown_journey"
         return
-    skipped = yield from _maybe_start(session, journey, event, triggered=False)
+    not_before = None
+    if local_time is not None:
+        not_before = customer_moment(local_time, zone(session.state.customer.get("timezone"),
+                                                      session.context.rules.default_timezone))
+    skipped = yield from _maybe_start(session, journey, event, triggered=False, not_before=not_before)
     session.changes.broadcasts[broadcast] = "started" if skipped is None else f"skipped:{skipped}"
 
 
@@ -351,10 +358,11 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
     session.save(instance)
 
 
-def _maybe_start(session: Session, journey: Journey, event: dict[str, Any], triggered: bool = True
-                 ) -> Sends[str | None]:
+def _maybe_start(session: Session, journey: Journey, event: dict[str, Any], triggered: bool = True,
+                 not_before: float | None = None) -> Sends[str | None]:
     """Start the journey on this event unless a rule says no; returns why not (None: started). A broadcast's
-    start (`triggered` false) does not test the trigger's `where`: its audience chose the customer."""
+    start (`triggered` false) does not test the trigger's `where`: its audience chose the customer. An instance
+    started before `not_before` holds at its first step until then."""
     state = session.state
     if triggered and event["name"] == CUSTOMER_UPDATED and event["properties"].get("journey") == journey.id:
         return "own_update"  # its own update: a journey cannot start itself again in a loop
@@ -385,6 +393,10 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any], trig
     session.count(journey.id, "started")
     session.record("journey", journey=journey.id, version=journey.version, status="started",
                    instance_id=instance_id, **({"key": key} if key is not None else {}))
+    if not_before is not None and not_before > session.now:
+        session.wait(instance, journey, "hold", not_before)  # the timer runs the first step then
+        session.save(instance)
+        return None
     yield from advance(session, instance, journey)
     return None
 

@@ -63,10 +63,14 @@ class StartJourney:
     """A broadcast starts this journey for the customer, whatever its trigger (its audience chose them):
     `event` is the broadcast's own (`name` "broadcast", `properties.broadcast` its id, and its data), the one
     the instance keeps. Re-entry rules and a paused journey apply as for a triggered start; consent, caps and
-    quiet hours apply to each message as usual. Applied once per customer (the event's id)."""
+    quiet hours apply to each message as usual. Applied once per customer (the event's id).
+
+    `local_time` (a scheduled journey with `timezone: customer`): the wall-clock time, ISO 8601 without offset,
+    at which the customer starts on their own clock; until then the instance holds before its first step."""
 
     journey: str
     event: dict[str, Any]
+    local_time: str | None = None
 
 
 Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent | StartJourney

@@ -10,6 +10,7 @@ together, each worded by report.py at the line the author wrote.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +21,13 @@ from omnicanal.errors import ConfigError, JourneyError, Problem, SegmentError, T
 from omnicanal.journey.durations import parse_duration
 from omnicanal.journey.model import Goal, InstanceRule, Journey, ReEntry, Trigger, check_id
 from omnicanal.journey.report import FileReport
+from omnicanal.journey.schedules import EVERYONE
 from omnicanal.journey.segments import load_segments
 from omnicanal.journey.steps import StepReader
 from omnicanal.journey.validate import TemplateLookup, check_steps
 from omnicanal.policy.caps import Cap
 from omnicanal.render import TemplateCatalog
+from omnicanal.suggest import did_you_mean
 from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines, yaml_sources
 
 
@@ -71,7 +74,18 @@ class _Checked:
     report: FileReport
 
 
-def _check(source: str, path: str, templates: TemplateLookup | None) -> _Checked:
+def _check_audience(report: FileReport, trigger: Trigger, segments: Collection[str] | None) -> None:
+    """A scheduled journey's audience must be a defined segment (or everyone), when the segments are known."""
+    audience = trigger.audience
+    if trigger.schedule is None or audience is None or audience == EVERYONE or segments is None:
+        return
+    if audience not in segments:
+        report.add(("trigger", "audience"), f"trigger.audience: no segment {audience!r}"
+                                            f"{did_you_mean(audience, segments)}; defined: "
+                                            f"{', '.join(sorted(segments)) or 'none'} (segments/*.yaml), or everyone")
+
+
+def _check(source: str, path: str, templates: TemplateLookup | None, segments: Collection[str] | None) -> _Checked:
     """Read, reshape and validate one journey file, collecting problems instead of stopping at the first."""
     try:
         doc = load_with_lines(source)
@@ -88,6 +102,8 @@ def _check(source: str, path: str, templates: TemplateLookup | None) -> _Checked
     steps = [reader.read(i, raw) for i, raw in enumerate(raw_steps)] if isinstance(raw_steps, list) else []
     built = [step for step in steps if step is not None]
     check_steps(report, built, reader.step_lines, complete=len(built) == len(steps), templates=templates)
+    if header is not None:
+        _check_audience(report, header.trigger, segments)
     if header is None or report.problems:
         return _Checked(None, report)
     journey = Journey(
@@ -98,23 +114,27 @@ def _check(source: str, path: str, templates: TemplateLookup | None) -> _Checked
     return _Checked(journey, report)
 
 
-def parse_journey(source: str, path: str, templates: TemplateLookup | None = None) -> Journey:
-    """The journey in `source` (read from `path`, named in messages); JourneyError lists every problem."""
-    checked = _check(source, path, templates)
+def parse_journey(source: str, path: str, templates: TemplateLookup | None = None,
+                  segments: Collection[str] | None = None) -> Journey:
+    """The journey in `source` (read from `path`, named in messages); JourneyError lists every problem.
+    `segments`: the ids a scheduled journey's audience may name (None: not checked)."""
+    checked = _check(source, path, templates, segments)
     if checked.journey is None:
         raise JourneyError(checked.report.problems)
     return checked.journey
 
 
-def load_journeys(directory: Path, templates: TemplateLookup | None = None) -> dict[str, Journey]:
-    """Every `*.yaml`/`*.yml` journey of `directory` by id; one JourneyError with all files' problems."""
+def load_journeys(directory: Path, templates: TemplateLookup | None = None,
+                  segments: Collection[str] | None = None) -> dict[str, Journey]:
+    """Every `*.yaml`/`*.yml` journey of `directory` by id; one JourneyError with all files' problems.
+    `segments`: the ids a scheduled journey's audience may name (None: not checked)."""
     if not directory.is_dir():
         raise ConfigError(f"OMNICANAL_JOURNEYS_DIR: {str(directory)!r} is not a directory; set "
                           "OMNICANAL_JOURNEYS_DIR to the folder of journey .yaml files")
     journeys: dict[str, Journey] = {}
     problems: list[Problem] = []
     for file, source in yaml_sources(directory, problems):
-        checked = _check(source, str(file), templates)
+        checked = _check(source, str(file), templates, segments)
         problems += checked.report.problems
         journey = checked.journey
         if journey is None:
@@ -139,13 +159,15 @@ def validate_project(journeys_dir: Path, templates_dir: Path, default_locale: st
         catalog = TemplateCatalog.load(templates_dir, default_locale)
     except TemplateError as exc:
         problems += exc.problems
-    try:
-        load_journeys(journeys_dir, catalog)
-    except JourneyError as exc:
-        problems += exc.problems
+    segments: frozenset[str] | None = frozenset()
     try:
         if segments_dir is not None:
-            load_segments(segments_dir)
+            segments = frozenset(load_segments(segments_dir).by_id)
     except SegmentError as exc:
+        problems += exc.problems
+        segments = None  # unknown: audiences are not checked against segments that do not load
+    try:
+        load_journeys(journeys_dir, catalog, segments)
+    except JourneyError as exc:
         problems += exc.problems
     return sorted(problems)

@@ -112,9 +112,9 @@ class Trigger(_Strict):
 
     With `key`, one instance per value of that expression (an order, an appointment), several running in
     parallel for one customer, each with its own re-entry. With `schedule` (a cron expression read in
-    `timezone`), each occurrence starts the journey for every customer of `audience` (a segment id, or
-    `everyone`), at most `rate` customers per second if given: a scheduled journey is triggered by no event
-    (engine/schedules.py fires it).
+    `timezone`; `customer`: each customer at that time on their own clock), each occurrence starts the journey
+    for every customer of `audience` (a segment id, or `everyone`), at most `rate` customers per second if
+    given: a scheduled journey is triggered by no event (engine/schedules.py fires it).
     """
 
     event: Name | None = None
@@ -124,7 +124,8 @@ class Trigger(_Strict):
         description='A cron expression, minute hour day month weekday: "0 9 * * MON" is Mondays, 9:00.'
     )] | None = None
     timezone: Annotated[str, AfterValidator(check_timezone), Field(
-        description="The time zone the schedule is read in: an IANA name (Europe/Paris, UTC).")] | None = None
+        description="The time zone the schedule is read in: an IANA name (Europe/Paris, UTC), or `customer`: each "
+                    "customer at that time on their own clock.")] | None = None
     audience: Annotated[str, AfterValidator(check_audience), Field(
         description="Who each occurrence starts the journey for: a segment id, or everyone.")] | None = None
     rate: Annotated[float, Field(gt=0, description="Customers started per second at most (default: as fast as "
@@ -144,8 +145,8 @@ class Trigger(_Strict):
                 raise ValueError("a scheduled journey has no event to test or key: its audience (a segment) "
                                  "chooses the customers; remove `where`/`key`")
             if self.timezone is None or self.audience is None:
-                raise ValueError("a schedule needs `timezone` (e.g. Europe/Paris, or UTC) and `audience` (a "
-                                 "segment id, or everyone)")
+                raise ValueError("a schedule needs `timezone` (e.g. Europe/Paris, UTC, or customer) and `audience` "
+                                 "(a segment id, or everyone)")
         return self
 
     @property

@@ -57,6 +57,9 @@ class Broadcast:
     """`started`, `skipped:<reason>`: what the starts did, as the workers applied them."""
     origin: str = ""
     """Who asked: `api`, `cli`, or `schedule` for a scheduled journey's occurrence."""
+    local_time: str = ""
+    """A wall-clock time (ISO 8601, no offset) at which each customer starts, on their own clock; empty: at once
+    (a scheduled journey with `timezone: customer` sets it)."""
 
     @property
     def started(self) -> int:
@@ -93,7 +96,7 @@ def _decode(broadcast_id: str, raw: Mapping[str, str]) -> Broadcast:
         data=loads(raw.get("data", "{}")), cursor=raw.get("cursor", "0"),
         planned=int(raw["planned"]) if "planned" in raw else None,
         queued=int(raw.get("queued", 0)), considered=int(raw.get("considered", 0)), counts=counts,
-        origin=raw.get("origin", ""),
+        origin=raw.get("origin", ""), local_time=raw.get("local_time", ""),
     )
 
 
@@ -108,7 +111,8 @@ class BroadcastStore:
         k = self._keys
         fields = {"journey": broadcast.journey, "audience": dumps(broadcast.audience), "status": broadcast.status,
                   "at": repr(broadcast.at), "created_at": repr(broadcast.created_at), "rate": repr(broadcast.rate),
-                  "data": dumps(broadcast.data), "cursor": "0", "origin": broadcast.origin}
+                  "data": dumps(broadcast.data), "cursor": "0", "origin": broadcast.origin,
+                  "local_time": broadcast.local_time}
         created = await self._transport.script(
             CREATE, [k.broadcast(broadcast.id), k.broadcasts, k.broadcasts_active],
             [broadcast.id, repr(broadcast.created_at), *(x for pair in fields.items() for x in pair)])
