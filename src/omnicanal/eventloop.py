@@ -9,8 +9,11 @@ dependency on Linux and macOS); elsewhere they run on asyncio's own loop, unchan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+
+import structlog
 
 T = TypeVar("T")
 
@@ -28,3 +31,20 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run`, on uvloop when available."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coroutine)
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if the process stops meanwhile (a loop's rest between two rounds)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def every(seconds: float, stopping: asyncio.Event, step: Callable[[], Awaitable[None]], failure: str) -> None:
+    """Run `step` every `seconds` until the process stops. A round that fails (the store down) is logged as
+    `failure` and the next one tries again: a background loop never ends on an error."""
+    while not stopping.is_set():
+        try:
+            await step()
+        except Exception as exc:
+            structlog.get_logger("omnicanal.loops").error(failure, error=f"{type(exc).__name__}: {exc}")
+        await pause(stopping, seconds)

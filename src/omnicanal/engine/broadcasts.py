@@ -11,7 +11,6 @@ them, and counted on the broadcast with the customer's commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 import structlog
 
 from omnicanal.engine.clock import Clock
+from omnicanal.eventloop import every, pause
 from omnicanal.expressions import Expression
 from omnicanal.journey.state import customer_view
 from omnicanal.store.broadcasts import CANCELLED, DONE, Broadcast, BroadcastStore
@@ -82,16 +82,14 @@ class BroadcastRunner:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until the process stops: walk every broadcast whose moment has come and that no one else walks."""
-        while not stopping.is_set():
-            try:
-                for broadcast_id in await self.store.active():
-                    if stopping.is_set():
-                        break
-                    await self._maybe_walk(broadcast_id, stopping)
-            except Exception as exc:  # the store down: say so, try again at the next poll
-                log.error("broadcast_walk_failed", error=f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.poll)
+
+        async def walk_active() -> None:
+            for broadcast_id in await self.store.active():
+                if stopping.is_set():
+                    break
+                await self._maybe_walk(broadcast_id, stopping)
+
+        await every(self.poll, stopping, walk_active, "broadcast_walk_failed")
 
     async def _maybe_walk(self, broadcast_id: str, stopping: asyncio.Event) -> None:
         broadcast = await self.store.get(broadcast_id)
@@ -130,8 +128,7 @@ class BroadcastRunner:
                 log.info("broadcast_walked", broadcast=broadcast.id)
                 return
             if broadcast.rate > 0 and chosen:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), len(chosen) / broadcast.rate)
+                await pause(stopping, len(chosen) / broadcast.rate)
 
     async def _matching(self, audience: Audience, members: Sequence[str]) -> list[str]:
         """The members who meet the audience's condition (all of them when it has none); a customer whose

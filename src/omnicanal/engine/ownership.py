@@ -14,12 +14,12 @@ entries it left pending.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 
 import structlog
 
+from omnicanal.eventloop import pause
 from omnicanal.metrics import LOOP_ERRORS
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.work import WorkItem, WorkQueue
@@ -81,8 +81,7 @@ class PartitionOwnership:
                     log.warning("lease_renewal_failed", partitions=sorted(self.owned),
                                 error=f"{type(exc).__name__}: {exc}")
                     break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self._ttl_ms / 3000)
+            await pause(stopping, self._ttl_ms / 3000)
 
     async def release_all(self) -> None:
         for number in list(self.owned):

@@ -15,7 +15,6 @@ more) is not fired, and the reason is logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Callable, Collection
 from typing import Any
@@ -26,6 +25,7 @@ from omnicanal.broadcasting import new_broadcast
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.errors import InputError
+from omnicanal.eventloop import every
 from omnicanal.journey.model import Journey
 from omnicanal.journey.schedules import EVERYONE, cron_of, due, local_time
 from omnicanal.store.broadcasts import BroadcastStore
@@ -64,13 +64,7 @@ class ScheduleRunner:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until the process stops: fire the occurrences that came due."""
-        while not stopping.is_set():
-            try:
-                await self.look()
-            except Exception as exc:  # the store down: say so, try again at the next poll
-                log.error("schedule_failed", error=f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.poll)
+        await every(self.poll, stopping, self.look, "schedule_failed")
 
     @property
     def looking(self) -> float:

@@ -8,13 +8,13 @@ so even two processes that both believe they own a partition cannot fire a timer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.errors import StoreUnavailable
+from omnicanal.eventloop import pause
 from omnicanal.metrics import TIMER_LATENESS, real_seconds
 from omnicanal.store.work import WorkQueue
 
@@ -42,5 +42,4 @@ async def run_timers(queue: WorkQueue, clock: Clock, ownership: PartitionOwnersh
             fired = 0
             await asyncio.sleep(1.0)
         if fired < FIRE_LIMIT:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
+            await pause(stopping, interval)
