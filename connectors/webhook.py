@@ -36,7 +36,6 @@ import hashlib
 import hmac
 import time
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import PositiveFloat, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -44,7 +43,7 @@ from pydantic_settings import SettingsConfigDict
 from omnicanal.channels import ConnectorContext, ConnectorSettings, OutboundMessage, Receipt
 from omnicanal.codec import encode
 from omnicanal.errors import PermanentDelivery, TransientDelivery
-from omnicanal.outbound import Blocked, host_header, pinned_url
+from omnicanal.outbound import Blocked, pinned_url, target_of
 
 from ._http import HttpConnector, post, status_error
 from ._settings import configured
@@ -107,29 +106,24 @@ class WebhookConnector(HttpConnector):
             "to": message.to, "template": message.template, "locale": message.locale, "journey": message.journey,
             "step": message.step, "content": dict(message.content),
         })
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:  # a port that is not a number
-            host = ""
-        if not host:
+        target = target_of(url)
+        if target is None:
             raise PermanentDelivery(f"webhook address {url!r} is not a valid URL")
-        address = await self.context.outbound.address_of(host, port)
+        address = await self.context.outbound.address_of(target.host, target.port)
         if isinstance(address, Blocked):
             error = TransientDelivery if address.transient else PermanentDelivery
             raise error(f"webhook receiver: {address.reason}")
         timestamp = str(int(time.time()))
         headers = {
-            "Host": host_header(parts),
+            "Host": target.host_header,
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(self.config.secret.get_secret_value(), timestamp, body),
             MESSAGE_ID_HEADER: message.id,
         }
-        reply = await post(self._session(), "webhook receiver", pinned_url(parts, address),
+        reply = await post(self._session(), "webhook receiver", pinned_url(target.parts, address),
                            timeout=self.config.timeout, body=body, headers=headers,
-                           server_hostname=host if parts.scheme == "https" else None)
+                           server_hostname=target.host if target.tls else None)
         if not reply.ok:
             raise status_error("webhook receiver", reply, reply.text[:200])
         provider_id = reply.body.get("id") if isinstance(reply.body, dict) else None

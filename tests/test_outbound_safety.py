@@ -58,6 +58,15 @@ async def test_a_webhook_to_a_private_or_metadata_address_fails_before_any_conne
     assert receiver.received == []
 
 
+@pytest.mark.parametrize("address", ["http://[::1/hook", "http://hooks.example:port/hook"])
+async def test_a_webhook_address_that_is_no_url_fails_the_message_saying_so(
+        project: Path, start_api: StartApi, receiver: WebhookReceiver, address: str) -> None:
+    message = await _webhook_to(project, start_api, address)
+    assert message["status"] == "failed"
+    assert "is not a valid URL" in str(message["skipped"])
+    assert receiver.received == []
+
+
 async def test_loopback_is_refused_unless_allowed_and_then_reached(
         project: Path, start_api: StartApi, receiver: WebhookReceiver) -> None:
     refused = await _webhook_to(project, start_api, f"{receiver.url}/hooks/crm")

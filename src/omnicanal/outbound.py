@@ -15,11 +15,22 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from urllib.parse import SplitResult, urlunsplit
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TypeVar
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+DNS_TTL = 10.0
+"""Seconds a host's resolved addresses are reused (aiohttp's own DNS cache default): a webhook to one receiver
+costs one look-up per TTL, not one per message."""
+_CACHE_LIMIT = 4096
+"""Entries kept per cache before it starts again: hosts come from data, so the caches must stay bounded."""
 
 
 def host_allowed(host: str, allowed: Sequence[str]) -> tuple[bool, bool]:
@@ -58,6 +69,11 @@ class OutboundPolicy:
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[Network, ...] = ()
+    _verdicts: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+    """(host, address) -> allowed: the answer never changes for one policy, and each message would ask again."""
+    _resolved: dict[tuple[str, int], tuple[float, list[str]]] = field(default_factory=dict, compare=False,
+                                                                       repr=False)
+    """(host, port) -> (when resolved, addresses), reused for DNS_TTL seconds."""
 
     @classmethod
     def of(cls, entries: Iterable[str]) -> OutboundPolicy:
@@ -65,21 +81,38 @@ class OutboundPolicy:
         return cls(hosts, networks)
 
     def _allows(self, host: str, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        return ip.is_global or host.lower() in self.hosts or any(ip in network for network in self.networks)
+        verdict = self._verdicts.get((host, address))
+        if verdict is None:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            verdict = ip.is_global or host.lower() in self.hosts or any(ip in network for network in self.networks)
+            _bounded(self._verdicts)[host, address] = verdict
+        return verdict
+
+    async def _addresses(self, host: str, port: int) -> list[str] | Blocked:
+        """What `host` resolves to: itself when it is an address, else a look-up at most DNS_TTL seconds old."""
+        literal = _literal_address(host)
+        if literal is not None:
+            return [literal]
+        now = time.monotonic()
+        cached = self._resolved.get((host, port))
+        if cached is not None and now - cached[0] < DNS_TTL:
+            return cached[1]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return Blocked(f"cannot resolve {host!r}: {exc}", transient=True)
+        addresses = [str(info[4][0]) for info in infos]
+        if addresses:
+            _bounded(self._resolved)[host, port] = (now, addresses)
+        return addresses
 
     async def address_of(self, host: str, port: int, vouched: bool = False) -> str | Blocked:
         """The address to send a request for `host` to, once every address it resolves to is allowed; `vouched`:
         the caller's own list names this very host (then any address goes). An address written as the host is
         checked as is, without a look-up."""
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                return Blocked(f"cannot resolve {host!r}: {exc}", transient=True)
-            addresses = [str(info[4][0]) for info in infos]
+        addresses = await self._addresses(host, port)
+        if isinstance(addresses, Blocked):
+            return addresses
         if not addresses:
             return Blocked(f"cannot resolve {host!r}", transient=True)
         for address in addresses:
@@ -89,6 +122,48 @@ class OutboundPolicy:
         return addresses[0]
 
 
+def _bounded(cache: dict[_K, _V]) -> dict[_K, _V]:
+    """`cache`, emptied first when it is full."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    return cache
+
+
+@lru_cache(maxsize=_CACHE_LIMIT)
+def _literal_address(host: str) -> str | None:
+    """`host` as an address when it is written as one (`127.0.0.1`, `::1`), else None."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a request needs of its URL, parsed once per URL (a receiver's URL is the same message after message)."""
+
+    parts: SplitResult
+    host: str
+    port: int
+    host_header: str
+    tls: bool
+
+
+@lru_cache(maxsize=_CACHE_LIMIT)
+def target_of(url: str) -> Target | None:
+    """The URL's host, port (the scheme's default when absent) and Host header; None for a URL without a host or
+    with a port that is not a number (or brackets that hold no address)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return Target(parts, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1], parts.scheme == "https")
+
+
+@lru_cache(maxsize=_CACHE_LIMIT)
 def pinned_url(parts: SplitResult, address: str) -> str:
     """The URL `parts` with its host replaced by the address it was checked at (fragment dropped)."""
     netloc = f"[{address}]" if ":" in address else address
@@ -96,6 +171,3 @@ def pinned_url(parts: SplitResult, address: str) -> str:
                        parts.query, ""))
 
 
-def host_header(parts: SplitResult) -> str:
-    """The Host header of a URL (its host and port, without credentials)."""
-    return parts.netloc.rsplit("@", 1)[-1]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from omnicanal.codec import dumps, loads
 from omnicanal.journey.effects import Fetch, Fetched, Refused
-from omnicanal.outbound import Blocked, OutboundPolicy, host_allowed, host_header, pinned_url
+from omnicanal.outbound import Blocked, OutboundPolicy, host_allowed, pinned_url, target_of
 
 
 class Fetcher:
@@ -34,24 +33,22 @@ class Fetcher:
     async def fetch(self, request: Fetch) -> Fetched | Refused:
         if self._canned is not None:
             return self._answer_canned(request.url)
-        parts = urlsplit(request.url)
-        host = parts.hostname or ""
-        if parts.scheme not in ("http", "https") or not host:
+        target = target_of(request.url)
+        if target is None or target.parts.scheme not in ("http", "https"):
             return Refused(f"{request.url!r} is not an http(s) URL")
-        allowed, exact = host_allowed(host, self._allowed)
+        allowed, exact = host_allowed(target.host, self._allowed)
         if not allowed:
-            return Refused(f"host {host!r} is not in OMNICANAL_FETCH_ALLOWED_HOSTS")
-        address = await self._outbound.address_of(host, parts.port or (443 if parts.scheme == "https" else 80), exact)
+            return Refused(f"host {target.host!r} is not in OMNICANAL_FETCH_ALLOWED_HOSTS")
+        address = await self._outbound.address_of(target.host, target.port, exact)
         if isinstance(address, Blocked):
             return Refused(address.reason, transient=address.transient)
-        target = pinned_url(parts, address)
-        headers = {"Host": host_header(parts), "Accept": "application/json"}
+        headers = {"Host": target.host_header, "Accept": "application/json"}
         try:
             async with self._http.request(
-                request.method, target, headers=headers, allow_redirects=False,
+                request.method, pinned_url(target.parts, address), headers=headers, allow_redirects=False,
                 data=dumps(request.body) if request.body is not None else None,
                 timeout=aiohttp.ClientTimeout(total=request.timeout),
-                server_hostname=host if parts.scheme == "https" else None,
+                server_hostname=target.host if target.tls else None,
             ) as response:
                 return await self._read(response)
         except TimeoutError:
