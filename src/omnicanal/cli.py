@@ -643,7 +643,7 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Admin actions, newest first: when, who (an API key's id, static, anonymous or cli), what, on what.
+    """Admin actions, newest first: when, who (an API key's id, static, anonymous or cli:<user>), what, on what.
 
     Example: omnicanal audit --since 2026-12-01 --limit 20
     """

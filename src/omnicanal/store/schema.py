@@ -366,7 +366,8 @@ def decode_key(key_id: str, stored: str | bytes, last_used: str | None = None) -
 AUDIT_KEPT = 100_000
 """Audit entries kept (XADD MAXLEN ~: Redis trims whole nodes, so a few more may stay): at ~200 B each, ~20 MB."""
 AUDIT_ACTOR = "actor"
-"""Who: an API key's id, `static` (a key of OMNICANAL_API_KEYS), `anonymous` (an API without keys) or `cli`."""
+"""Who: an API key's id, `static` (a key of OMNICANAL_API_KEYS), `anonymous` (an API without keys) or `cli:<user>`
+(a command, admin.cli_actor)."""
 AUDIT_ACTION = "action"
 AUDIT_TARGET = "target"
 AUDIT_DETAILS = "details"
