@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from omnicanal.outbound import Network
 from omnicanal.scopes import SCOPE_NAMES, Scope
 from omnicanal.store.apikeys import ApiKeyStore, digest, key_id_of
 from omnicanal.store.schema import StoredKey
@@ -66,6 +68,30 @@ def presented_key(request: web.Request) -> str | None:
     if header.startswith("Bearer "):
         return header[7:]
     return request.headers.get("X-API-Key")
+
+
+def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
+    """The address a request counts by on an API without keys (the rate limit). The peer's own address, unless it
+    is one of `proxies` (OMNICANAL_TRUSTED_PROXIES): then X-Forwarded-For is read from its right end — each proxy
+    appends the address it got the request from — past every trusted proxy, to the first address that is not one.
+    What lies left of it was written by the client and is never believed; without trusted proxies the header is
+    ignored, since anyone can send it."""
+    hops = [request.remote or "unknown"]
+    if proxies:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        hops += reversed([hop.strip() for hop in forwarded.split(",") if hop.strip()])
+    for hop in hops:
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[-1]  # proxies all the way: the leftmost the last of them saw
+
+
+def _trusted(hop: str, proxies: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(hop)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
 
 
 class KeyRing:

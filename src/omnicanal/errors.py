@@ -16,7 +16,8 @@
     ├── AccessDenied           the request may not do what it asks
     │   ├── Unauthorized       no API key, or one that is not valid here (401)
     │   ├── Forbidden          a valid key without the scope the route needs; names the scope (403)
-    │   └── RateLimited        the key made more requests this second than allowed; says when to retry (429)
+    │   └── RateLimited        the key (or client address) made more requests this second than allowed; says when
+    │                          to retry (429)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
@@ -143,11 +144,13 @@ class Forbidden(AccessDenied):
 
 
 class RateLimited(AccessDenied):
-    """The key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY allows; `retry_after` seconds."""
+    """The key (or, on an API without keys, the client address) made more requests this second than
+    OMNICANAL_RATE_LIMIT_PER_KEY allows; `retry_after` seconds. `who` says which: `this API key`, `the client
+    address 203.0.113.9`."""
 
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(self, limit: int, retry_after: float, who: str) -> None:
         self.retry_after = retry_after
-        super().__init__(f"this API key made more than {limit} requests this second "
+        super().__init__(f"{who} made more than {limit} requests this second "
                          f"(OMNICANAL_RATE_LIMIT_PER_KEY): retry after the Retry-After seconds")
 
 

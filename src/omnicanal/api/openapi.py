@@ -29,7 +29,8 @@ _BATCH_REFUSED = {"description": "Nothing accepted: the body is invalid (Error),
 _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
                 "headers": _RETRY_AFTER}
 _FORBIDDEN = {**_ERROR, "description": "The API key lacks the scope this operation needs (named in `scope`)"}
-_LIMITED = {**_ERROR, "description": "The API key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY",
+_LIMITED = {**_ERROR, "description": "The API key (on an API without keys: the client address) made more requests "
+                                     "this second than OMNICANAL_RATE_LIMIT_PER_KEY",
             "headers": _RETRY_AFTER}
 
 
