@@ -81,9 +81,38 @@ async def test_keys_are_created_shown_once_listed_and_revoked(start_api: StartAp
     entries = [json.loads(line) for line in audit.out.splitlines()]
     assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
         (f"cli:{OPERATOR}", "keys.revoke", key_id), (f"cli:{OPERATOR}", "keys.create", key_id)]
-    assert entries[1]["details"] == {"name": "shop-backend", "scopes": ["customers:read", "events:write"]}
+    assert entries[1]["details"] == {"name": "shop-backend", "scopes": ["customers:read", "events:write"],
+                                     "signing": False}
     future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     assert (await omnicanal("audit", "--since", future, **env)).out == ""
+
+
+async def test_a_signing_key_shows_its_signing_secret_once_and_send_event_signs_with_it(start_api: StartApi,
+                                                                                          redis_url: str) -> None:
+    api = await start_api()
+    env = {"OMNICANAL_REDIS_URL": redis_url}
+    created = await omnicanal("keys", "create", "--scope", "events:write", "--name", "shop-backend", "--signing",
+                              **env)
+    assert created.code == 0, created.err
+    secret, signing_secret = created.out.splitlines()
+    assert secret.startswith("ock.default.") and signing_secret.startswith("ocs.")
+    assert "its requests signed" in created.err and "they are not shown again" in created.err
+    key_id = secret.split(".")[2]
+    listed = (await omnicanal("keys", "list", **env)).out
+    assert "events:write  (signed requests)" in next(line for line in listed.splitlines() if line.startswith(key_id))
+    assert signing_secret.split(".")[1] not in listed
+
+    base = str(api.client.make_url("")).rstrip("/")
+    signed = await omnicanal("send-event", "page_viewed", "c1", "-p", '{"page": "/shoes"}', "--url", base,
+                             OMNICANAL_API_KEY=secret, OMNICANAL_SIGNING_SECRET=signing_secret)
+    assert signed.code == 0 and json.loads(signed.out)["status"] == "accepted", (signed.out, signed.err)
+    unsigned = await omnicanal("send-event", "page_viewed", "c1", "--url", base, OMNICANAL_API_KEY=secret)
+    assert unsigned.code == 1 and json.loads(unsigned.out)["reason"] == "unsigned"
+    too_wide = await omnicanal("keys", "create", "--scope", "events:write", "--scope", "customers:read", "--signing",
+                               **env)
+    assert too_wide.code == 1 and "events:write only" in too_wide.err
+    [entry] = [json.loads(line) for line in (await omnicanal("audit", "--json", **env)).out.splitlines()]
+    assert (entry["action"], entry["details"]["signing"]) == ("keys.create", True)
 
 
 async def test_keys_belong_to_a_workspace_and_bad_input_is_one_line(redis_url: str) -> None:

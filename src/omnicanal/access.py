@@ -3,7 +3,8 @@ dashboard's gate (ui/session.py).
 
 Two kinds of keys:
 - static keys, OMNICANAL_API_KEYS: every scope, the process's workspace (actor `static` in the audit log);
-- stored keys, `omnicanal keys create`: their scopes, their workspace, their id (store/apikeys.py).
+- stored keys, `omnicanal keys create`: their scopes, their workspace, their id (store/apikeys.py), and for a key
+  made with `--signing` its signing secret: each of its requests must then be signed too (api/signatures.py).
 
 When keys are required: as soon as OMNICANAL_API_KEYS has one, or the workspace's key table holds one — revoked
 keys included. So the API is open only while no key was ever created; revoking every key leaves it closed to all
@@ -24,7 +25,7 @@ import hmac
 import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -52,6 +53,8 @@ class Caller:
     workspace: str
     fingerprint: str | None
     """The SHA-256 of the key presented (None: no key): rate limits and dashboard sessions name keys by it."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """The key's signing secret: set, each of its requests must be signed with it (signing.py)."""
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -163,7 +166,7 @@ class KeyRing:
 
 def _caller_of(key: StoredKey) -> Caller:
     return Caller(key.id, frozenset(Scope(scope) for scope in key.scopes if scope in SCOPE_NAMES), key.workspace,
-                  key.digest)
+                  key.digest, key.signing_secret)
 
 
 class KeyRings:

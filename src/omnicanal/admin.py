@@ -21,7 +21,8 @@ from omnicanal.codec import encode
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
-from omnicanal.errors import ConfigError, NotFound
+from omnicanal.errors import ConfigError, InputError, NotFound
+from omnicanal.scopes import Scope
 from omnicanal.stats import report
 from omnicanal.store.apikeys import ApiKeyStore
 from omnicanal.store.audit import AuditLog
@@ -172,11 +173,22 @@ async def cancel_broadcast(settings: Settings, broadcast_id: str) -> Broadcast:
         return found
 
 
-async def create_key(settings: Settings, name: str, scopes: list[str]) -> tuple[StoredKey, str]:
-    """A new API key of the settings' workspace, and its secret (shown once: only its hash is stored)."""
+async def create_key(settings: Settings, name: str, scopes: list[str], signing: bool = False
+                     ) -> tuple[StoredKey, str]:
+    """A new API key of the settings' workspace, and its secret (shown once: only its hash is stored); `signing`:
+    its requests must be signed too, with `key.signing_secret` (signing.py).
+
+    A signing key is an event source's: `events:write` only. The signature covers a timestamp and a body, so two
+    requests without a body (reads, erasures, journey controls) in the same second would be one request, the second
+    refused as a replay; and a browser cannot sign, so the dashboard would be opened with the bare key."""
+    if signing and set(scopes) != {Scope.EVENTS_WRITE.value}:
+        raise InputError([{"field": "--scope", "message": "a key that signs its requests is for an event source: "
+                                                          "give it --scope events:write only, and make another key "
+                                                          "without --signing for the rest"}])
     async with _store(settings) as store:
-        key, secret = await store.api_keys.create(name, scopes, time.time())
-        await store.audit.record(store.actor, "keys.create", key.id, {"name": name, "scopes": list(key.scopes)})
+        key, secret = await store.api_keys.create(name, scopes, time.time(), signing)
+        await store.audit.record(store.actor, "keys.create", key.id,
+                                 {"name": name, "scopes": list(key.scopes), "signing": signing})
         return key, secret
 
 

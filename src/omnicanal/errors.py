@@ -15,6 +15,7 @@
     ├── Conflict               the request contradicts what was stored (an idempotency key with another body)
     ├── AccessDenied           the request may not do what it asks
     │   ├── Unauthorized       no API key, or one that is not valid here (401)
+    │   │   └── BadSignature   a key that signs its requests sent one unsigned, altered, too old or again (401)
     │   ├── Forbidden          a valid key without the scope the route needs; names the scope (403)
     │   └── RateLimited        the key (or client address) made more requests this second than allowed; says when
     │                          to retry (429)
@@ -131,6 +132,16 @@ class AccessDenied(OmnicanalError):
 
 class Unauthorized(AccessDenied):
     """No API key, or one that is not valid here (unknown, revoked, of another workspace)."""
+
+
+class BadSignature(Unauthorized):
+    """A request made with a key that signs its requests (signing.py) whose signature does not prove it: `reason`
+    is `unsigned`, `malformed`, `stale`, `future`, `mismatch` or `replayed`, so a client can tell a clock to fix
+    from a secret to check."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class Forbidden(AccessDenied):

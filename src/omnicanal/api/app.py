@@ -25,6 +25,7 @@ from omnicanal.api import (
     unsubscribe,
 )
 from omnicanal.api.errors import Handler, errors_middleware
+from omnicanal.api.signatures import check_signed
 from omnicanal.api.state import ACCESS, DEPLOYMENT
 from omnicanal.engine.deployment import Deployment
 from omnicanal.engine.runtime import Role, Runtime
@@ -32,17 +33,21 @@ from omnicanal.errors import Forbidden, RateLimited, Unauthorized
 from omnicanal.outbound import Network
 from omnicanal.store.apikeys import ApiKeyStore
 from omnicanal.store.key_rates import KeyRates
+from omnicanal.store.replays import SignatureMemory
 from omnicanal.ui import routes as dashboard
 
 
 def _access_middleware(rings: KeyRings, deployment: Deployment) -> web.middleware:  # type: ignore[valid-type]
-    """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC). A route that matched
+    """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC) — and a key that
+    signs its requests, a signature that holds (api/signatures.py). A route that matched
     nothing (404, 405) needs a key, so probing paths tells a stranger nothing. The dashboard's pages check the key
     themselves (they also take a session cookie). The caller and its workspace — the only one its handlers reach
     (state.runtime_of) — are kept on the request."""
     settings = deployment.settings
     limit, proxies = settings.rate_limit_per_key, settings.proxies
-    rates = {workspace: KeyRates(runtime.redis, runtime.keys) for workspace, runtime in deployment.runtimes.items()}
+    runtimes = deployment.runtimes.items()
+    rates = {workspace: KeyRates(runtime.redis, runtime.keys) for workspace, runtime in runtimes}
+    seen = {workspace: SignatureMemory(runtime.redis, runtime.keys) for workspace, runtime in runtimes}
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -52,6 +57,8 @@ def _access_middleware(rings: KeyRings, deployment: Deployment) -> web.middlewar
         caller = await rings.caller(presented_key(request))
         if caller is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
+        if caller.signing_secret is not None:
+            await check_signed(request, caller.actor, caller.signing_secret, seen[caller.workspace])
         if needs is not None and not caller.allows(needs):
             raise Forbidden(needs)
         if limit:

@@ -16,6 +16,7 @@ from omnicanal.api.query import MAX_POSITION
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
 from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
+from omnicanal.signing import REASONS
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -90,6 +91,8 @@ def document(secured: bool) -> dict[str, Any]:
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "field": {"type": "string"}, "message": {"type": "string"}}}},
             "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
+            "reason": {"enum": list(REASONS), "description": "why a signed request (a key made with `keys create "
+                       "--signing`) was refused (401)"},
         },
     }
     schemas["BatchResult"] = {

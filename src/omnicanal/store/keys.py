@@ -252,6 +252,10 @@ class Keyspace:
         (`address:<address>`), in one second (OMNICANAL_RATE_LIMIT_PER_KEY)."""
         return f"oc:{self.workspace}:hits:{subject}:{second}"
 
+    def seen_signature(self, key_id: str, signature: str) -> str:
+        """A signed request of one API key, remembered while its timestamp is in the window (store/replays.py)."""
+        return f"oc:{self.workspace}:signed:{key_id}:{signature}"
+
     @property
     def audit(self) -> str:
         return f"oc:{self.workspace}:audit"
