@@ -591,7 +591,8 @@ def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. shop-backend.")] = "",
     signing: Annotated[bool, typer.Option("--signing", help="Its requests must also be signed (HMAC-SHA256, "
                                           "5-minute window, each once) with a signing secret, printed on a second "
-                                          "line: for server-to-server event sources.")] = False,
+                                          "line: for server-to-server event sources (--scope events:write "
+                                          "only).")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create an API key and print its secret, on standard output, this once (only its hash is stored); with
