@@ -194,6 +194,27 @@ async def test_each_key_is_limited_per_second_across_api_processes(start_api: St
     assert await status_of(first, "GET", "/v1/journeys", bearer(secret)) == 200
 
 
+async def test_an_api_without_keys_limits_each_client_address(start_api: StartApi) -> None:
+    """Nothing to count by but the address: the peer's own, X-Forwarded-For only from a trusted proxy."""
+    direct = await start_api(rate_limit_per_key=2)
+    proxied = await start_api(rate_limit_per_key=2, trusted_proxies=["127.0.0.0/8", "10.0.0.0/8"])
+
+    async def status(api: Api, forwarded: str | None = None) -> int:
+        return await status_of(api, "GET", "/v1/journeys", {"X-Forwarded-For": forwarded} if forwarded else {})
+
+    await fresh_second()
+    # Direct: every request comes from 127.0.0.1, whatever X-Forwarded-For claims.
+    assert [await status(direct, claimed) for claimed in (None, "198.51.100.1", "198.51.100.2")] == [200, 200, 429]
+    response = await direct.client.get("/v1/journeys", headers={"X-Forwarded-For": "198.51.100.3"})
+    body = await response.json()
+    assert (response.status, body["error"], response.headers["Retry-After"]) == (429, "rate_limited", "1")
+    assert "the client address 127.0.0.1" in body["message"] and "OMNICANAL_RATE_LIMIT_PER_KEY" in body["message"]
+    # Behind trusted proxies: the first address from the right that is not one of them, never what lies left of it.
+    client = ["203.0.113.5", "10.1.2.3, 203.0.113.5", "198.51.100.9, 203.0.113.5, 10.0.0.2"]
+    assert [await status(proxied, forwarded) for forwarded in client] == [200, 200, 429]
+    assert await status(proxied, "203.0.113.6") == 200  # another client has its own count
+
+
 async def test_without_a_limit_keys_are_not_counted(start_api: StartApi) -> None:
     api = await start_api(api_keys=["s3cret"])
     for _ in range(30):

@@ -87,6 +87,7 @@ def test_the_environment_wins_over_the_file_and_explicit_values_over_both(tmp_pa
     ('rate_limits = "twilio_sms"', "OMNICANAL_RATE_LIMITS", "channel=value"),
     ('channels = "sms:twilio_sms"', "OMNICANAL_CHANNELS", "channel=value"),
     ("clock_speed = 0", "OMNICANAL_CLOCK_SPEED", "greater than 0"),
+    ('trusted_proxies = ["10.0.0.0/8", "proxy.internal"]', "OMNICANAL_TRUSTED_PROXIES", "named by address"),
     ("colour = 1", "OMNICANAL_COLOUR", "not permitted"),
 ])
 def test_a_wrong_value_in_the_file_names_the_variable(tmp_path: Path, source: str, variable: str,

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from conftest import StartApi
+from conftest import StartApi, settings_for
 from omnicanal.access import CACHE_SECONDS
+from omnicanal.admin import control_journey, read_audit
 from omnicanal.store.schema import WorkItem
 from test_access import bearer, until_status
 from test_cli import OMNICANAL
@@ -27,9 +30,13 @@ class Result:
     err: str
 
 
+OPERATOR = "ops-lea"
+"""The operating system user the commands run as (LOGNAME, the first place getpass looks): the audit log names it."""
+
+
 async def omnicanal(*args: str, **env: str) -> Result:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OMNICANAL_")}
-    process = await asyncio.create_subprocess_exec(OMNICANAL, *args, env={**clean, **env},
+    process = await asyncio.create_subprocess_exec(OMNICANAL, *args, env={**clean, "LOGNAME": OPERATOR, **env},
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -73,10 +80,39 @@ async def test_keys_are_created_shown_once_listed_and_revoked(start_api: StartAp
     audit = await omnicanal("audit", "--json", **env)
     entries = [json.loads(line) for line in audit.out.splitlines()]
     assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
-        ("cli", "keys.revoke", key_id), ("cli", "keys.create", key_id)]
-    assert entries[1]["details"] == {"name": "shop-backend", "scopes": ["customers:read", "events:write"]}
+        (f"cli:{OPERATOR}", "keys.revoke", key_id), (f"cli:{OPERATOR}", "keys.create", key_id)]
+    assert entries[1]["details"] == {"name": "shop-backend", "scopes": ["customers:read", "events:write"],
+                                     "signing": False}
     future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     assert (await omnicanal("audit", "--since", future, **env)).out == ""
+
+
+async def test_a_signing_key_shows_its_signing_secret_once_and_send_event_signs_with_it(start_api: StartApi,
+                                                                                          redis_url: str) -> None:
+    api = await start_api()
+    env = {"OMNICANAL_REDIS_URL": redis_url}
+    created = await omnicanal("keys", "create", "--scope", "events:write", "--name", "shop-backend", "--signing",
+                              **env)
+    assert created.code == 0, created.err
+    secret, signing_secret = created.out.splitlines()
+    assert secret.startswith("ock.default.") and signing_secret.startswith("ocs.")
+    assert "its requests signed" in created.err and "they are not shown again" in created.err
+    key_id = secret.split(".")[2]
+    listed = (await omnicanal("keys", "list", **env)).out
+    assert "events:write  (signed requests)" in next(line for line in listed.splitlines() if line.startswith(key_id))
+    assert signing_secret.split(".")[1] not in listed
+
+    base = str(api.client.make_url("")).rstrip("/")
+    signed = await omnicanal("send-event", "page_viewed", "c1", "-p", '{"page": "/shoes"}', "--url", base,
+                             OMNICANAL_API_KEY=secret, OMNICANAL_SIGNING_SECRET=signing_secret)
+    assert signed.code == 0 and json.loads(signed.out)["status"] == "accepted", (signed.out, signed.err)
+    unsigned = await omnicanal("send-event", "page_viewed", "c1", "--url", base, OMNICANAL_API_KEY=secret)
+    assert unsigned.code == 1 and json.loads(unsigned.out)["reason"] == "unsigned"
+    too_wide = await omnicanal("keys", "create", "--scope", "events:write", "--scope", "customers:read", "--signing",
+                               **env)
+    assert too_wide.code == 1 and "events:write only" in too_wide.err
+    [entry] = [json.loads(line) for line in (await omnicanal("audit", "--json", **env)).out.splitlines()]
+    assert (entry["action"], entry["details"]["signing"]) == ("keys.create", True)
 
 
 async def test_keys_belong_to_a_workspace_and_bad_input_is_one_line(redis_url: str) -> None:
@@ -103,7 +139,29 @@ async def test_operator_commands_are_audited(start_api: StartApi, redis_url: str
     assert (await omnicanal("dlq", "drop", **env)).code == 0
     lines = (await omnicanal("audit", "--limit", "5", **env)).out.splitlines()
     assert len(lines) == 2
-    assert "  cli  dlq.drop  dlq  " in lines[0] and parked in lines[0]
-    assert "  cli  journey.pause  abandoned_cart  " in lines[1]
+    assert f"  cli:{OPERATOR}  dlq.drop  dlq  " in lines[0] and parked in lines[0]
+    assert f"  cli:{OPERATOR}  journey.pause  abandoned_cart  " in lines[1]
     listed = await api.request("GET", "/v1/audit", 200)  # the API reads the same log
-    assert [e["action"] for e in listed["entries"]] == ["dlq.drop", "journey.pause"]
+    assert [(e["actor"], e["action"]) for e in listed["entries"]] == [
+        (f"cli:{OPERATOR}", "dlq.drop"), (f"cli:{OPERATOR}", "journey.pause")]
+
+
+NAME_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
+"""Where getpass.getuser() looks for the user's name, before the passwd entry of their uid."""
+
+
+def no_passwd_entry(uid: int) -> pwd.struct_passwd:
+    raise KeyError(f"getpwuid(): uid not found: {uid}")  # what the system answers for a uid it cannot name
+
+
+async def test_an_operator_the_system_cannot_name_is_audited_by_uid(redis_url: str, project: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's uid may have no passwd entry and no LOGNAME: the command still runs, its uid named. (Run in
+    this process: the test cannot create a uid without a name, nor run a command as one that reaches the venv.)"""
+    for variable in NAME_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_passwd_entry)
+    settings = settings_for(project, redis_url=redis_url)
+    await control_journey(settings, "pause", "abandoned_cart")
+    [entry] = await read_audit(settings, None, 10)
+    assert (entry["actor"], entry["action"]) == (f"cli:uid-{os.getuid()}", "journey.pause")

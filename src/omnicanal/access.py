@@ -3,7 +3,8 @@ dashboard's gate (ui/session.py).
 
 Two kinds of keys:
 - static keys, OMNICANAL_API_KEYS: every scope, the process's workspace (actor `static` in the audit log);
-- stored keys, `omnicanal keys create`: their scopes, their workspace, their id (store/apikeys.py).
+- stored keys, `omnicanal keys create`: their scopes, their workspace, their id (store/apikeys.py), and for a key
+  made with `--signing` its signing secret: each of its requests must then be signed too (api/signatures.py).
 
 When keys are required: as soon as OMNICANAL_API_KEYS has one, or the workspace's key table holds one — revoked
 keys included. So the API is open only while no key was ever created; revoking every key leaves it closed to all
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from omnicanal.outbound import Network
 from omnicanal.scopes import SCOPE_NAMES, Scope
 from omnicanal.store.apikeys import ApiKeyStore, digest, key_id_of
 from omnicanal.store.schema import StoredKey
@@ -50,6 +53,8 @@ class Caller:
     workspace: str
     fingerprint: str | None
     """The SHA-256 of the key presented (None: no key): rate limits and dashboard sessions name keys by it."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """The key's signing secret: set, each of its requests must be signed with it (signing.py)."""
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -66,6 +71,30 @@ def presented_key(request: web.Request) -> str | None:
     if header.startswith("Bearer "):
         return header[7:]
     return request.headers.get("X-API-Key")
+
+
+def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
+    """The address a request counts by on an API without keys (the rate limit). The peer's own address, unless it
+    is one of `proxies` (OMNICANAL_TRUSTED_PROXIES): then X-Forwarded-For is read from its right end — each proxy
+    appends the address it got the request from — past every trusted proxy, to the first address that is not one.
+    What lies left of it was written by the client and is never believed; without trusted proxies the header is
+    ignored, since anyone can send it."""
+    hops = [request.remote or "unknown"]
+    if proxies:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        hops += reversed([hop.strip() for hop in forwarded.split(",") if hop.strip()])
+    for hop in hops:
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[-1]  # proxies all the way: the leftmost the last of them saw
+
+
+def _trusted(hop: str, proxies: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(hop)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
 
 
 class KeyRing:
@@ -137,7 +166,7 @@ class KeyRing:
 
 def _caller_of(key: StoredKey) -> Caller:
     return Caller(key.id, frozenset(Scope(scope) for scope in key.scopes if scope in SCOPE_NAMES), key.workspace,
-                  key.digest)
+                  key.digest, key.signing_secret)
 
 
 class KeyRings:

@@ -2,12 +2,14 @@
 API keys and the audit log.
 
 They connect to OMNICANAL_REDIS_URL like a worker would (the embedded store would be empty: they refuse it). What
-they change is recorded in the audit log with the actor `cli`.
+they change is recorded in the audit log with the actor `cli:<operating system user>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +21,8 @@ from omnicanal.codec import encode
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
-from omnicanal.errors import ConfigError, NotFound
+from omnicanal.errors import ConfigError, InputError, NotFound
+from omnicanal.scopes import Scope
 from omnicanal.stats import report
 from omnicanal.store.apikeys import ApiKeyStore
 from omnicanal.store.audit import AuditLog
@@ -52,8 +55,16 @@ def _redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-CLI_ACTOR = "cli"
-"""Who the audit log says did what an operator command did."""
+def cli_actor() -> str:
+    """Who the audit log says did what an operator command did: `cli:<user>`, the operating system's user running
+    it (several operators share a Redis; `cli` alone would not say which). A user the system cannot name (a
+    container's uid without a passwd entry, no LOGNAME or USER) is named by its uid: the command still runs."""
+    try:
+        user = getpass.getuser().strip()
+    except (OSError, KeyError):  # no name for the uid: KeyError up to Python 3.12, OSError from 3.13
+        user = ""
+    return f"cli:{user or f'uid-{os.getuid()}'}"
+
 IDS_AUDITED = 100
 """Dead-letter ids an audit entry lists (it counts them all)."""
 
@@ -66,6 +77,8 @@ class _Store:
     api_keys: ApiKeyStore
     broadcasts: BroadcastStore
     clock: Clock
+    actor: str
+    """What the audit log names as the author of this command's changes (cli_actor)."""
 
 
 @asynccontextmanager
@@ -76,7 +89,7 @@ async def _store(settings: Settings) -> AsyncIterator[_Store]:
         yield _Store(WorkQueue(transport, keys), JourneyStore(transport.client, keys),
                      AuditLog(transport.client, keys), ApiKeyStore(transport.client, keys),
                      BroadcastStore(transport, keys),
-                     await Clock.shared(transport.client, keys, settings.clock_speed))
+                     await Clock.shared(transport.client, keys, settings.clock_speed), cli_actor())
     finally:
         await transport.aclose()
 
@@ -105,7 +118,7 @@ async def drop_dead_letters(settings: Settings, ids: list[str]) -> list[str]:
 
 async def _audit_dead_letters(store: _Store, action: str, done: list[str]) -> None:
     if done:
-        await store.audit.record(CLI_ACTOR, action, "dlq", {"count": len(done), "ids": done[:IDS_AUDITED]})
+        await store.audit.record(store.actor, action, "dlq", {"count": len(done), "ids": done[:IDS_AUDITED]})
 
 
 async def control_journey(settings: Settings, action: str, journey_id: str) -> int:
@@ -120,7 +133,7 @@ async def control_journey(settings: Settings, action: str, journey_id: str) -> i
             count = await lifecycle.stop(journeys, queue, journey_id)
         else:
             count = await lifecycle.drain(journeys, queue, journey_id)
-        await store.audit.record(CLI_ACTOR, f"journey.{action}", journey_id, {"customers": count})
+        await store.audit.record(store.actor, f"journey.{action}", journey_id, {"customers": count})
         return count
 
 
@@ -133,7 +146,7 @@ async def create_broadcast(settings: Settings, journey: str, audience: dict[str,
         broadcast = broadcasting.new_broadcast(journey, {j.id for j in journeys}, audience, segments.by_id,
                                                store.clock.now(), at, rate, data, origin="cli")
         await broadcasting.start(store.broadcasts, broadcast)
-        await store.audit.record(CLI_ACTOR, "broadcast.create", broadcast.id,
+        await store.audit.record(store.actor, "broadcast.create", broadcast.id,
                                  {"journey": journey, "audience": audience})
         return broadcast
 
@@ -156,15 +169,26 @@ async def cancel_broadcast(settings: Settings, broadcast_id: str) -> Broadcast:
         found = await store.broadcasts.cancel(broadcast_id)
         if found is None:
             raise NotFound(f"no broadcast {broadcast_id!r}: `omnicanal broadcasts list` shows the latest")
-        await store.audit.record(CLI_ACTOR, "broadcast.cancel", broadcast_id, {"journey": found.journey})
+        await store.audit.record(store.actor, "broadcast.cancel", broadcast_id, {"journey": found.journey})
         return found
 
 
-async def create_key(settings: Settings, name: str, scopes: list[str]) -> tuple[StoredKey, str]:
-    """A new API key of the settings' workspace, and its secret (shown once: only its hash is stored)."""
+async def create_key(settings: Settings, name: str, scopes: list[str], signing: bool = False
+                     ) -> tuple[StoredKey, str]:
+    """A new API key of the settings' workspace, and its secret (shown once: only its hash is stored); `signing`:
+    its requests must be signed too, with `key.signing_secret` (signing.py).
+
+    A signing key is an event source's: `events:write` only. The signature covers a timestamp and a body, so two
+    requests without a body (reads, erasures, journey controls) in the same second would be one request, the second
+    refused as a replay; and a browser cannot sign, so the dashboard would be opened with the bare key."""
+    if signing and set(scopes) != {Scope.EVENTS_WRITE.value}:
+        raise InputError([{"field": "--scope", "message": "a key that signs its requests is for an event source: "
+                                                          "give it --scope events:write only, and make another key "
+                                                          "without --signing for the rest"}])
     async with _store(settings) as store:
-        key, secret = await store.api_keys.create(name, scopes, time.time())
-        await store.audit.record(CLI_ACTOR, "keys.create", key.id, {"name": name, "scopes": list(key.scopes)})
+        key, secret = await store.api_keys.create(name, scopes, time.time(), signing)
+        await store.audit.record(store.actor, "keys.create", key.id,
+                                 {"name": name, "scopes": list(key.scopes), "signing": signing})
         return key, secret
 
 
@@ -184,7 +208,7 @@ async def revoke_key(settings: Settings, key_id: str) -> tuple[StoredKey, bool]:
             raise NotFound(f"no API key {key_id!r} in workspace {settings.workspace!r}; known: "
                            f"{', '.join(known) or 'none'} (omnicanal keys list --all)")
         if key.revoked_at == now:
-            await store.audit.record(CLI_ACTOR, "keys.revoke", key_id, {"name": key.name})
+            await store.audit.record(store.actor, "keys.revoke", key_id, {"name": key.name})
         return key, key.revoked_at == now
 
 

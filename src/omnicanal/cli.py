@@ -194,6 +194,9 @@ def send_event(
     idempotency_key: Annotated[str | None, typer.Option(help="Same key again: same event, one effect.")] = None,
     url: Annotated[str | None, typer.Option(help="API base URL (default: http://OMNICANAL_HOST:PORT).")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="OMNICANAL_API_KEY", help="API key, if required.")] = None,
+    signing_secret: Annotated[str | None, typer.Option(envvar="OMNICANAL_SIGNING_SECRET", help="Signing secret of a "
+                                                       "key made with `keys create --signing`: signs the request."
+                                                       )] = None,
     config: ConfigOption = None,
 ) -> None:
     """Send one event to a running daemon and print its id.
@@ -212,7 +215,7 @@ def send_event(
         body["idempotency_key"] = idempotency_key
     base = url or f"http://{settings.host}:{settings.port}"
     try:
-        status, answer = run(post_json(f"{base}/v1/events", body, api_key))
+        status, answer = run(post_json(f"{base}/v1/events", body, api_key, signing_secret))
     except OmnicanalError as exc:
         _fail(str(exc), 1)
     typer.echo(json.dumps(answer, ensure_ascii=False))
@@ -586,9 +589,14 @@ def keys_create(
     scope: Annotated[list[Scope], typer.Option("--scope", help="What the key may do; repeat for several.")],
     workspace: WorkspaceOption = None,
     name: Annotated[str, typer.Option(help="What the key is for, e.g. shop-backend.")] = "",
+    signing: Annotated[bool, typer.Option("--signing", help="Its requests must also be signed (HMAC-SHA256, "
+                                          "5-minute window, each once) with a signing secret, printed on a second "
+                                          "line: for server-to-server event sources (--scope events:write "
+                                          "only).")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Create an API key and print its secret, on standard output, this once (only its hash is stored).
+    """Create an API key and print its secret, on standard output, this once (only its hash is stored); with
+    --signing, its signing secret on the next line.
 
     API processes take it within a second; from then on, keys are required on that workspace (see README,
     Security). Example: omnicanal keys create --scope events:write --scope customers:write --name shop-backend
@@ -596,10 +604,13 @@ def keys_create(
     from omnicanal.admin import create_key
 
     settings = _settings(config, workspace=workspace)
-    key, secret = _admin_with(settings, lambda s: create_key(s, name, [str(each) for each in scope]))
+    key, secret = _admin_with(settings, lambda s: create_key(s, name, [str(each) for each in scope], signing))
     typer.echo(secret)
-    typer.echo(f"created key {key.id} in workspace {key.workspace} with {', '.join(key.scopes)}: store the secret "
-               "now, it is not shown again", err=True)
+    if key.signing_secret is not None:
+        typer.echo(key.signing_secret)
+    typer.echo(f"created key {key.id} in workspace {key.workspace} with {', '.join(key.scopes)}"
+               f"{', its requests signed' if signing else ''}: store the secret{'s' if signing else ''} now, "
+               f"{'they are' if signing else 'it is'} not shown again", err=True)
 
 
 @keys_app.command("list")
@@ -608,7 +619,8 @@ def keys_list(
     revoked: Annotated[bool, typer.Option("--all", help="Also the revoked keys.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Show the keys (never their secrets): id, name, scopes, when created and last used."""
+    """Show the keys (never their secrets): id, name, scopes, when created and last used, whether its requests are
+    signed."""
     from omnicanal.admin import list_keys
 
     keys = [key for key in _admin_with(_settings(config, workspace=workspace), list_keys)
@@ -616,7 +628,8 @@ def keys_list(
     typer.echo(f"{'ID':<17} {'NAME':<20} {'WORKSPACE':<12} {'CREATED':<25} {'LAST USED':<25} SCOPES")
     for key in keys:
         used = iso(key.last_used) if key.last_used else "never"
-        scopes = ",".join(key.scopes) + (f"  (revoked {iso(key.revoked_at)})" if key.revoked_at else "")
+        scopes = (",".join(key.scopes) + ("  (signed requests)" if key.signing_secret else "")
+                  + (f"  (revoked {iso(key.revoked_at)})" if key.revoked_at else ""))
         typer.echo(f"{key.id:<17} {key.name or '-':<20} {key.workspace:<12} {iso(key.created_at):<25} {used:<25} "
                    f"{scopes}")
     typer.echo(f"{len(keys)} key(s)", err=True)
@@ -643,7 +656,7 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Admin actions, newest first: when, who (an API key's id, static, anonymous or cli), what, on what.
+    """Admin actions, newest first: when, who (an API key's id, static, anonymous or cli:<user>), what, on what.
 
     Example: omnicanal audit --since 2026-12-01 --limit 20
     """

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import aiohttp
 
 from omnicanal.errors import DaemonUnreachable
+from omnicanal.signing import signed_headers
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 async def request_json(method: str, url: str, body: Any = None, api_key: str | None = None,
-                       session: aiohttp.ClientSession | None = None) -> tuple[int, Any]:
-    """(status, JSON body); an unreachable daemon raises DaemonUnreachable naming the URL."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+                       session: aiohttp.ClientSession | None = None,
+                       signing_secret: str | None = None) -> tuple[int, Any]:
+    """(status, JSON body); an unreachable daemon raises DaemonUnreachable naming the URL. With `signing_secret`
+    (a key made with `keys create --signing`) the request is signed: the body is encoded here, so that the bytes
+    signed are the bytes sent."""
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    if signing_secret:
+        headers.update(signed_headers(signing_secret, data or b"", time.time()))
     own = session is None
     http = session or aiohttp.ClientSession(timeout=TIMEOUT)
     try:
-        async with http.request(method, url, json=body, headers=headers) as response:
+        async with http.request(method, url, data=data, headers=headers) as response:
             return response.status, await response.json(content_type=None)
     except aiohttp.ClientConnectionError as exc:
         raise DaemonUnreachable(f"cannot reach {url}: is `omnicanal serve` running? ({exc})") from exc
@@ -27,5 +38,6 @@ async def request_json(method: str, url: str, body: Any = None, api_key: str | N
             await http.close()
 
 
-async def post_json(url: str, body: Any, api_key: str | None = None) -> tuple[int, Any]:
-    return await request_json("POST", url, body, api_key)
+async def post_json(url: str, body: Any, api_key: str | None = None, signing_secret: str | None = None
+                    ) -> tuple[int, Any]:
+    return await request_json("POST", url, body, api_key, signing_secret=signing_secret)

@@ -8,6 +8,7 @@ the process with a ConfigError naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from pydantic_settings import (
 )
 
 from omnicanal.errors import ConfigError
-from omnicanal.outbound import OutboundPolicy, parse_allowed
+from omnicanal.outbound import Network, OutboundPolicy, parse_allowed
 from omnicanal.policy.caps import Cap, parse_caps
 from omnicanal.policy.windows import QuietHours
 
@@ -98,7 +99,14 @@ class Settings(BaseSettings):
     )
     rate_limit_per_key: int = Field(
         default=0, ge=0, description="Requests per second each API key may make, counted in Redis for all API "
-        "processes together; over it, 429 with Retry-After. 0: no limit.",
+        "processes together; over it, 429 with Retry-After. While the API needs no key, each client address counts "
+        "as a key. 0: no limit.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses and networks of the reverse proxies in front of the API, e.g. "
+        "`10.0.0.0/8,127.0.0.1`: a request coming from one is counted by the client address its X-Forwarded-For "
+        "names. Empty: X-Forwarded-For is ignored (anyone could write it), a request counts by the address it "
+        "comes from.",
     )
     ui_secret: str | None = Field(
         default=None,
@@ -220,7 +228,7 @@ class Settings(BaseSettings):
         "bodies in the logs (masked otherwise): for debugging on a test system only.",
     )
 
-    @field_validator("opt_in_channels", "fetch_allowed_hosts", "outbound_allow", mode="before")
+    @field_validator("opt_in_channels", "fetch_allowed_hosts", "outbound_allow", "trusted_proxies", mode="before")
     @classmethod
     def _split_channels(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -232,6 +240,22 @@ class Settings(BaseSettings):
     def _hosts_or_networks(cls, value: list[str]) -> list[str]:
         parse_allowed(value)  # a ValueError names the entry that is neither
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network (10.0.0.0/8, 127.0.0.1): proxies are "
+                                 f"named by address, not host name") from None
+        return value
+
+    @property
+    def proxies(self) -> tuple[Network, ...]:
+        """OMNICANAL_TRUSTED_PROXIES as networks (access.client_address)."""
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
 
     @property
     def outbound(self) -> OutboundPolicy:

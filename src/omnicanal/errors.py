@@ -15,8 +15,10 @@
     ├── Conflict               the request contradicts what was stored (an idempotency key with another body)
     ├── AccessDenied           the request may not do what it asks
     │   ├── Unauthorized       no API key, or one that is not valid here (401)
+    │   │   └── BadSignature   a key that signs its requests sent one unsigned, altered, too old or again (401)
     │   ├── Forbidden          a valid key without the scope the route needs; names the scope (403)
-    │   └── RateLimited        the key made more requests this second than allowed; says when to retry (429)
+    │   └── RateLimited        the key (or client address) made more requests this second than allowed; says when
+    │                          to retry (429)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
@@ -132,6 +134,16 @@ class Unauthorized(AccessDenied):
     """No API key, or one that is not valid here (unknown, revoked, of another workspace)."""
 
 
+class BadSignature(Unauthorized):
+    """A request made with a key that signs its requests (signing.py) whose signature does not prove it: `reason`
+    is `unsigned`, `malformed`, `stale`, `future`, `mismatch` or `replayed`, so a client can tell a clock to fix
+    from a secret to check."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 class Forbidden(AccessDenied):
     """A valid key that lacks the scope the route needs; `scope` names it, so the operator knows which key to
     create."""
@@ -143,11 +155,13 @@ class Forbidden(AccessDenied):
 
 
 class RateLimited(AccessDenied):
-    """The key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY allows; `retry_after` seconds."""
+    """The key (or, on an API without keys, the client address) made more requests this second than
+    OMNICANAL_RATE_LIMIT_PER_KEY allows; `retry_after` seconds. `who` says which: `this API key`, `the client
+    address 203.0.113.9`."""
 
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(self, limit: int, retry_after: float, who: str) -> None:
         self.retry_after = retry_after
-        super().__init__(f"this API key made more than {limit} requests this second "
+        super().__init__(f"{who} made more than {limit} requests this second "
                          f"(OMNICANAL_RATE_LIMIT_PER_KEY): retry after the Retry-After seconds")
 
 

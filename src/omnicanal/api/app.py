@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
-from omnicanal.access import CALLER, WORKSPACE, KeyRing, KeyRings, presented_key
+from omnicanal.access import CALLER, WORKSPACE, Caller, KeyRing, KeyRings, client_address, presented_key
 from omnicanal.api import (
     audit,
     broadcasts,
@@ -23,20 +25,29 @@ from omnicanal.api import (
     unsubscribe,
 )
 from omnicanal.api.errors import Handler, errors_middleware
+from omnicanal.api.signatures import check_signed
 from omnicanal.api.state import ACCESS, DEPLOYMENT
 from omnicanal.engine.deployment import Deployment
 from omnicanal.engine.runtime import Role, Runtime
 from omnicanal.errors import Forbidden, RateLimited, Unauthorized
+from omnicanal.outbound import Network
 from omnicanal.store.apikeys import ApiKeyStore
 from omnicanal.store.key_rates import KeyRates
+from omnicanal.store.replays import SignatureMemory
 from omnicanal.ui import routes as dashboard
 
 
-def _access_middleware(rings: KeyRings, rates: dict[str, KeyRates], limit: int) -> web.middleware:  # type: ignore[valid-type]
-    """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC). A route that matched
+def _access_middleware(rings: KeyRings, deployment: Deployment) -> web.middleware:  # type: ignore[valid-type]
+    """Every route needs what api/permissions.py says: a key with that scope, or nothing (PUBLIC) — and a key that
+    signs its requests, a signature that holds (api/signatures.py). A route that matched
     nothing (404, 405) needs a key, so probing paths tells a stranger nothing. The dashboard's pages check the key
     themselves (they also take a session cookie). The caller and its workspace — the only one its handlers reach
     (state.runtime_of) — are kept on the request."""
+    settings = deployment.settings
+    limit, proxies = settings.rate_limit_per_key, settings.proxies
+    runtimes = deployment.runtimes.items()
+    rates = {workspace: KeyRates(runtime.redis, runtime.keys) for workspace, runtime in runtimes}
+    seen = {workspace: SignatureMemory(runtime.redis, runtime.keys) for workspace, runtime in runtimes}
 
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -46,15 +57,28 @@ def _access_middleware(rings: KeyRings, rates: dict[str, KeyRates], limit: int) 
         caller = await rings.caller(presented_key(request))
         if caller is None:
             raise Unauthorized("send a valid API key: Authorization: Bearer <key>")
+        if caller.signing_secret is not None:
+            await check_signed(request, caller.actor, caller.signing_secret, seen[caller.workspace])
         if needs is not None and not caller.allows(needs):
             raise Forbidden(needs)
-        if limit and caller.fingerprint is not None and (
-                wait := await rates[caller.workspace].wait_for(caller.fingerprint, limit)):
-            raise RateLimited(limit, wait)
+        if limit:
+            await _count(request, caller, rates[caller.workspace], limit, proxies)
         request[CALLER], request[WORKSPACE] = caller, caller.workspace
         return await handler(request)
 
     return access
+
+
+async def _count(request: web.Request, caller: Caller, rates: KeyRates, limit: int, proxies: Sequence[Network]) -> None:
+    """One more request of the caller's key — or, on an API without keys, of its client address — this second;
+    RateLimited over `limit`."""
+    if caller.fingerprint is not None:
+        subject, who = caller.fingerprint, "this API key"
+    else:
+        address = client_address(request, proxies)
+        subject, who = f"address:{address}", f"the client address {address}"
+    if wait := await rates.wait_for(subject, limit):
+        raise RateLimited(limit, wait, who)
 
 
 def _key_rings(deployment: Deployment) -> KeyRings:
@@ -70,8 +94,7 @@ def create_app(served: Runtime | Deployment) -> web.Application:
     deployment = served if isinstance(served, Deployment) else Deployment.of(served)
     settings = deployment.settings
     rings = _key_rings(deployment)
-    rates = {workspace: KeyRates(runtime.redis, runtime.keys) for workspace, runtime in deployment.runtimes.items()}
-    middlewares = [errors_middleware, _access_middleware(rings, rates, settings.rate_limit_per_key)]
+    middlewares = [errors_middleware, _access_middleware(rings, deployment)]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[DEPLOYMENT], app[ACCESS] = deployment, rings
     app.router.add_get("/healthz", health.healthz)

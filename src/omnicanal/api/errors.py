@@ -1,9 +1,8 @@
 """Errors to HTTP responses, in one place: handlers raise, this middleware answers.
 
 Every error body is JSON: `{"error": code, "message": text}` plus `errors: [{field, message}]` for invalid input,
-`scope` for a key without the scope a route needs (403), and `id` for an unexpected error (a 500), the id its
-traceback is logged under. No exception leaves as
-aiohttp's plain-text 500.
+`scope` for a key without the scope a route needs (403), `reason` for a signed request refused (401), and `id` for
+an unexpected error (a 500), the id its traceback is logged under. No exception leaves as aiohttp's plain-text 500.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from omnicanal.api.schemas import MAX_DEPTH
 from omnicanal.api.state import deployment_of
 from omnicanal.codec import NonFinite, loads
 from omnicanal.errors import (
+    BadSignature,
     Conflict,
     Forbidden,
     InputError,
@@ -68,6 +68,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ValidationError as exc:
         converted = input_error(exc)
         return error_response(422, "invalid_input", str(converted), errors=converted.errors)
+    except BadSignature as exc:
+        return error_response(401, "unauthorized", str(exc), reason=exc.reason)
     except Unauthorized as exc:
         return error_response(401, "unauthorized", str(exc))
     except Forbidden as exc:

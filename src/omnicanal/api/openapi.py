@@ -16,6 +16,7 @@ from omnicanal.api.query import MAX_POSITION
 from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
 from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
+from omnicanal.signing import REASONS
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -29,7 +30,8 @@ _BATCH_REFUSED = {"description": "Nothing accepted: the body is invalid (Error),
 _UNAVAILABLE = {**_ERROR, "description": "The store cannot take requests now: nothing was stored",
                 "headers": _RETRY_AFTER}
 _FORBIDDEN = {**_ERROR, "description": "The API key lacks the scope this operation needs (named in `scope`)"}
-_LIMITED = {**_ERROR, "description": "The API key made more requests this second than OMNICANAL_RATE_LIMIT_PER_KEY",
+_LIMITED = {**_ERROR, "description": "The API key (on an API without keys: the client address) made more requests "
+                                     "this second than OMNICANAL_RATE_LIMIT_PER_KEY",
             "headers": _RETRY_AFTER}
 
 
@@ -89,6 +91,8 @@ def document(secured: bool) -> dict[str, Any]:
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "field": {"type": "string"}, "message": {"type": "string"}}}},
             "id": {"type": "string", "description": "of an unexpected error (500): the id the server logged it with"},
+            "reason": {"enum": list(REASONS), "description": "why a signed request (a key made with `keys create "
+                       "--signing`) was refused (401)"},
         },
     }
     schemas["BatchResult"] = {

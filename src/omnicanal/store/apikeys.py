@@ -6,6 +6,9 @@ dictionary to try, and 2^256 guesses stay out of reach however fast each one is 
 would only cost every request its time. The key id and workspace in the secret let a request find its key with one
 look-up, and a scanner of leaked secrets recognise it by its prefix.
 
+A key made with `--signing` also holds a signing secret (signing.py), stored as it is: an HMAC is checked with the
+secret itself. Whoever reads Redis can then sign for that key — as they could write events into Redis directly.
+
 Revoked keys stay in the table, marked: the audit log names keys by id, `keys list --all` shows what an id was,
 and a table that once had a key never reads as empty (access.py: the API stays closed).
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
+from omnicanal.signing import new_secret
 from omnicanal.store.connection import Redis, call, decode_map, translated
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.schema import StoredKey, decode_key, encode_key
@@ -44,11 +49,14 @@ class ApiKeyStore:
         self._redis = redis
         self._keys = keys
 
-    async def create(self, name: str, scopes: Iterable[str], now: float) -> tuple[StoredKey, str]:
-        """A new key and its secret (the only time the secret exists outside the caller's hands)."""
+    async def create(self, name: str, scopes: Iterable[str], now: float, signing: bool = False
+                     ) -> tuple[StoredKey, str]:
+        """A new key and its secret (the only time the secret exists outside the caller's hands); `signing`: its
+        requests must be signed, with the key's new `signing_secret` (signing.py)."""
         key_id = secrets.token_hex(8)
         secret = f"{SECRET_PREFIX}.{self._keys.workspace}.{key_id}.{secrets.token_urlsafe(32)}"
-        key = StoredKey(key_id, digest(secret), name, tuple(sorted(set(scopes))), self._keys.workspace, now)
+        key = StoredKey(key_id, digest(secret), name, tuple(sorted(set(scopes))), self._keys.workspace, now,
+                        signing_secret=new_secret() if signing else None)
         await call(self._redis.hset(self._keys.api_keys, key_id, encode_key(key)))
         return key, secret
 
@@ -69,7 +77,7 @@ class ApiKeyStore:
             return None
         key = decode_key(key_id, stored)
         if key.revoked_at is None:
-            key = StoredKey(key.id, key.digest, key.name, key.scopes, key.workspace, key.created_at, now)
+            key = replace(key, revoked_at=now)
             await call(self._redis.hset(self._keys.api_keys, key_id, encode_key(key)))
         return key
 

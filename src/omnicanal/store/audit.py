@@ -1,6 +1,6 @@
 """The audit log: admin actions, append-only, newest kept (a Redis stream trimmed to about schema.AUDIT_KEPT).
 
-Each entry says who (an API key's id, `static`, `anonymous` or `cli`), what (an action such as `journey.pause`
+Each entry says who (an API key's id, `static`, `anonymous` or `cli:<user>`), what (an action such as `journey.pause`
 or `keys.revoke`), on what (a journey, a key, a customer) and when (the entry id: Redis' own clock, in ms). Nothing
 edits or deletes an entry; the oldest go when the stream is over its length.
 

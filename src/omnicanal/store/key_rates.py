@@ -1,5 +1,5 @@
-"""Requests per API key and second, counted in Redis so that every API process shares one limit
-(OMNICANAL_RATE_LIMIT_PER_KEY).
+"""Requests per API key (or, on an API without keys, per client address) and second, counted in Redis so that every
+API process shares one limit (OMNICANAL_RATE_LIMIT_PER_KEY).
 
 A fixed window of one second: INCR of the key's counter for the current second and EXPIRE, in one round trip.
 Simple and shared; its known edge: a client can fit up to twice the limit in a second that straddles two windows.
@@ -18,12 +18,12 @@ class KeyRates:
         self._redis = redis
         self._keys = keys
 
-    async def wait_for(self, fingerprint: str, limit: int) -> float:
-        """Count one request of the key `fingerprint`; 0 when it fits the limit, else the seconds until the next
-        window (the request is refused)."""
+    async def wait_for(self, subject: str, limit: int) -> float:
+        """Count one request of `subject` (a key's fingerprint, `address:<client address>`); 0 when it fits the
+        limit, else the seconds until the next window (the request is refused)."""
         now = time.time()
         second = int(now)
-        key = self._keys.key_hits(fingerprint, second)
+        key = self._keys.key_hits(subject, second)
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, 2)

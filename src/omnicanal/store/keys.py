@@ -247,9 +247,14 @@ class Keyspace:
     def api_keys_used(self) -> str:
         return f"oc:{self.workspace}:apikeys:used"
 
-    def key_hits(self, fingerprint: str, second: int) -> str:
-        """Requests made with one API key in one second (OMNICANAL_RATE_LIMIT_PER_KEY)."""
-        return f"oc:{self.workspace}:hits:{fingerprint}:{second}"
+    def key_hits(self, subject: str, second: int) -> str:
+        """Requests made with one API key (its fingerprint), or from one client address on an API without keys
+        (`address:<address>`), in one second (OMNICANAL_RATE_LIMIT_PER_KEY)."""
+        return f"oc:{self.workspace}:hits:{subject}:{second}"
+
+    def seen_signature(self, key_id: str, signature: str) -> str:
+        """A signed request of one API key, remembered while its timestamp is in the window (store/replays.py)."""
+        return f"oc:{self.workspace}:signed:{key_id}:{signature}"
 
     @property
     def audit(self) -> str:

@@ -11,7 +11,7 @@ data stored the old way would read differently, since a process refuses a store 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omnicanal.codec import encode, loads
@@ -339,7 +339,8 @@ COUPON_USED_AT = "used_at"
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
-    """An API key as stored: never its secret, only the secret's SHA-256 (`digest`)."""
+    """An API key as stored: never its secret, only the secret's SHA-256 (`digest`) — and, for a key whose requests
+    are signed, the signing secret."""
 
     id: str
     digest: str
@@ -350,23 +351,28 @@ class StoredKey:
     revoked_at: float | None = None
     last_used: float | None = None
     """When an API process last saw it used (kept apart: Keyspace.api_keys_used); None: never, or not read."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """The secret its requests are signed with (signing.py), kept as it is: checking an HMAC needs the secret
+    itself, not a hash. None: the key's requests are not signed."""
 
 
 def encode_key(key: StoredKey) -> bytes:
     return encode({"digest": key.digest, "name": key.name, "scopes": list(key.scopes), "workspace": key.workspace,
-                   "created_at": key.created_at, "revoked_at": key.revoked_at})
+                   "created_at": key.created_at, "revoked_at": key.revoked_at, "signing_secret": key.signing_secret})
 
 
 def decode_key(key_id: str, stored: str | bytes, last_used: str | None = None) -> StoredKey:
     fields = loads(stored)
     return StoredKey(key_id, fields["digest"], fields["name"], tuple(fields["scopes"]), fields["workspace"],
-                     fields["created_at"], fields["revoked_at"], float(last_used) if last_used else None)
+                     fields["created_at"], fields["revoked_at"], float(last_used) if last_used else None,
+                     fields.get("signing_secret"))
 
 
 AUDIT_KEPT = 100_000
 """Audit entries kept (XADD MAXLEN ~: Redis trims whole nodes, so a few more may stay): at ~200 B each, ~20 MB."""
 AUDIT_ACTOR = "actor"
-"""Who: an API key's id, `static` (a key of OMNICANAL_API_KEYS), `anonymous` (an API without keys) or `cli`."""
+"""Who: an API key's id, `static` (a key of OMNICANAL_API_KEYS), `anonymous` (an API without keys) or `cli:<user>`
+(a command, admin.cli_actor)."""
 AUDIT_ACTION = "action"
 AUDIT_TARGET = "target"
 AUDIT_DETAILS = "details"
