@@ -54,11 +54,11 @@ from faults_support import (
 pytestmark = pytest.mark.slow  # real processes, Redis restarts and provider outages
 
 CUSTOMERS = 2000
-WAVES, WAVE_EVERY = 16, 1.0  # customers arrive in 16 batches, one a second, so kills land on work in flight
-CHAOS_SECONDS = 24.0  # from the first batch: covers the arrivals, the pushes, the orders and the reminders
+WAVES, WAVE_EVERY = 10, 0.6  # customers arrive in 10 batches over 6 s, so kills land on work in flight
+CHAOS_SECONDS = 14.0  # from the first batch: covers the arrivals, the pushes, the orders and the reminders
 PROVIDER_LATENCY = 0.03  # seconds the provider takes to answer: kills catch sends in flight
 ORDER_SURELY_IN_TIME = 3.0  # of the 4.8 s a push's 48 h wait lasts; the rest covers the step's own work
-KILL_EVERY = (1.5, 3.0)  # seconds between two kills
+KILL_EVERY = (1.0, 2.0)  # seconds between two kills: at least 7 in the chaos
 CONVERGENCE_TIMEOUT = 40.0
 
 
