@@ -28,7 +28,7 @@ from omnicanal.store.keys import Keyspace
 from omnicanal.store.transport import Transport, open_transport
 from omnicanal.timestamps import iso
 from test_cli import run
-from test_measurement import _population, roomy_goal
+from test_measurement import _population
 
 KEYS = Keyspace("default", 4)
 T0 = 1_800_000_000.0
@@ -134,12 +134,10 @@ def _instant(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-@pytest.mark.slow  # the population waits 48 journey hours (~5 s) and each export is a process
-async def test_omnicanal_export_streams_json_lines_of_what_happened(project: Path, start_api: StartApi,
-                                                                    redis_url: str, tmp_path: Path) -> None:
-    roomy_goal(project)
-    api = await start_api()
-    pushes = await _population(api)  # 3 buy in store after the push, 2 online after the e-mail, 1 clicks only
+@pytest.mark.slow  # each export is a process
+async def test_omnicanal_export_streams_json_lines_of_what_happened(start_api: StartApi, redis_url: str,
+                                                                    tmp_path: Path) -> None:
+    _, pushes = await _population(start_api)  # 3 buy in store after the push, 2 online after the e-mail, 1 clicks only
 
     def export(*args: str) -> Any:
         return asyncio.to_thread(run, "export", *args, OMNICANAL_REDIS_URL=redis_url, OMNICANAL_PARTITIONS="4")
