@@ -115,7 +115,9 @@ async def test_a_batch_stores_its_valid_events_and_rejects_the_unstorable_ones_b
 
 @pytest.fixture
 async def own_redis(tmp_path: Path) -> AsyncIterator[str]:
-    """A redis-server of this test's own (its memory limit and role are changed: never the shared one's)."""
+    """A redis-server of this test's own (its memory limit and role are changed: never the shared one's). Ask for
+    it before `start_api`: the engine then stops before the server is killed (a worker that loses its Redis
+    while stopping waits out its 1 s retry pause)."""
     port = free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no", "--dir", str(tmp_path), "--maxmemory-policy", "noeviction"],
@@ -149,7 +151,7 @@ async def refused(api: Any) -> None:
 
 
 async def test_a_redis_out_of_memory_is_503_with_retry_after_then_recovers(
-        start_api: StartApi, own_redis: str) -> None:
+        own_redis: str, start_api: StartApi) -> None:
     api = await start_api(redis_url=own_redis)
     filler = redis.Redis.from_url(own_redis)
     try:
@@ -166,7 +168,7 @@ async def test_a_redis_out_of_memory_is_503_with_retry_after_then_recovers(
         await filler.aclose()
 
 
-async def test_a_read_only_redis_is_503_with_retry_after(start_api: StartApi, own_redis: str) -> None:
+async def test_a_read_only_redis_is_503_with_retry_after(own_redis: str, start_api: StartApi) -> None:
     api = await start_api(redis_url=own_redis)
     admin = redis.Redis.from_url(own_redis)
     try:

@@ -20,7 +20,7 @@ from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from omnicanal.links import Click, Links, Unsubscribe
 from standins import Delivered, SmtpStandIn
 from test_cli import run
-from test_daemon import private_redis  # noqa: F401  # a fixture
+from test_daemon import RestartRedis, private_redis  # noqa: F401  # a fixture
 
 PUBLIC_URL = "https://go.shop.example"
 SECRET = "test-link-secret-0123456789"
@@ -331,7 +331,7 @@ def test_validate_says_when_links_are_off() -> None:
 
 @pytest.mark.slow  # a redis-server of its own, shut down under the engine
 async def test_a_click_is_followed_even_when_the_store_cannot_record_it(
-    start_api: StartApi, private_redis: tuple[str, list[str]]  # noqa: F811  # the fixture imported above
+    private_redis: tuple[str, RestartRedis], start_api: StartApi  # noqa: F811  # the fixture imported above
 ) -> None:
     url, _ = private_redis
     api = await start_api(redis_url=url, **LINKED)
