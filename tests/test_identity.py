@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from conftest import StartApi, has_message, journey_ended, write_journey
+from omnicanal.engine.clock import ManualClock
 from omnicanal.identity import lookup_of
 
 CART = {"items": [{"sku": "SKU-1", "name": "Sneakers", "price": 89.0}], "total": 89.0}
@@ -28,17 +30,20 @@ async def test_any_identifier_finds_the_customer(start_api: StartApi) -> None:
     await api.request("GET", "/v1/customers/email:nobody@example.com", 404)
 
 
-@pytest.mark.slow  # the journey's hour lasts 6 real seconds
 async def test_an_anonymous_cart_continues_for_the_customer_who_logs_in(start_api: StartApi) -> None:
-    api = await start_api(clock_speed=600.0)  # the hour before the push lasts 6 s: time to log in
+    clock = ManualClock(time.time())
+    api = await start_api(clock=clock)  # the hour before the push passes once the visitor has logged in
     await api.event("page_viewed", "anon-7", properties={"path": "/sneakers"})
     await api.event("cart_abandoned", "anon-7", idempotency_key="cart-1", properties=CART)
     await api.wait_until("anon-7", lambda es: any(e["kind"] == "journey" for e in es))
+    clock.advance_to(clock.now() + 60)  # a minute later, the visitor logs in
     await api.put_customer("c42", {"attributes": {"first_name": "Léa"}, "locale": "fr",
                                    "addresses": {"push": ["tok-1"], "email": "lea@example.com"}})
     await api.event("identify", "c42", properties={"anonymous_id": "anon-7"})
     await api.event("page_viewed", "anon-7", properties={"path": "/after-login"})  # a late event of the visitor
-    entries = await api.wait_until("c42", has_message("cart_discount"), timeout=20)
+    await api.settled()
+    clock.advance_to(clock.now() + 3600 + 1)  # no order in the first hour: the push
+    entries = await api.wait_until("c42", has_message("cart_discount"))
 
     discount = next(e for e in entries if e.get("template") == "cart_discount")
     assert (discount["channel"], discount["to"]) == ("push", "tok-1")
