@@ -76,15 +76,14 @@ def test_an_event_trigger_takes_no_schedule_options(project: Path) -> None:
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2027, 1, 10, 18, 0, tzinfo=PARIS)
-"""Journey time when the test starts: 15 journey hours (1.5 real seconds at the tests' clock speed) before the
-first 9:00 in Paris; yesterday's 9:00 is older than the grace and must not fire."""
+"""Journey time when the test starts: 15 journey hours before the first 9:00 in Paris; yesterday's 9:00 is older
+than the grace and must not fire."""
 OCCURRENCES = [datetime(2027, 1, day, 9, 0, tzinfo=PARIS).timestamp() for day in (10, 11, 12)]
 GRACE = 8.5 * 3600.0
-"""Far above a look's worth of journey time (0.25 real seconds x 36,000 = 2.5 h), so that a busy machine's late
-look still fires the occurrence (0.85 real seconds of slack), and below the 9 h since yesterday's 9:00."""
+"""Below the 9 h since yesterday's 9:00, which must not fire."""
 
 
-async def anchor_clock(redis_url: str, speed: float = 36000.0, journey_time: float = START.timestamp()) -> None:
+async def anchor_clock(redis_url: str, speed: float, journey_time: float) -> None:
     """Make the shared journey clock read `journey_time` now (processes read the anchor when they start)."""
     client = redis.Redis.from_url(redis_url)
     await client.hset(Keyspace("default", 4).clock, mapping={
@@ -97,12 +96,24 @@ async def fired(api: Api, journey: str = "daily_tip") -> list[str]:
     return sorted(b["id"] for b in body["broadcasts"] if b["origin"] == "schedule" and b["journey"] == journey)
 
 
-async def both_occurrences_walked(apis: list[Api], count: int) -> list[dict[str, Any]]:
-    """Wait for today's and tomorrow's 9:00 to have fired and started every customer; their broadcasts."""
-    wanted = [occurrence_id("daily_tip", moment) for moment in OCCURRENCES[1:]]
-    done = [await finished(apis[0], broadcast_id, timeout=20) for broadcast_id in await wait_for_ids(apis[0], wanted)]
-    for api in apis:
-        await api.settled()
+async def looked(api: Api, journey: str) -> None:
+    """Wait until the schedule loop has looked at `journey`: its occurrences count from the clock's time then."""
+    async with asyncio.timeout(10):
+        while await api.runtime.redis.zscore(api.runtime.keys.schedules, journey) is None:
+            await asyncio.sleep(0.02)
+
+
+async def both_occurrences_walked(apis: list[Api], clock: ManualClock) -> list[dict[str, Any]]:
+    """Move the clock to today's then tomorrow's 9:00, each once the previous occurrence started every customer;
+    their broadcasts."""
+    await looked(apis[0], "daily_tip")  # at 18:00: yesterday's 9:00 is older than the grace
+    done = []
+    for moment in OCCURRENCES[1:]:
+        clock.advance_to(moment + 1)
+        [broadcast_id] = await wait_for_ids(apis[0], [occurrence_id("daily_tip", moment)])
+        done.append(await finished(apis[0], broadcast_id))
+        for api in apis:
+            await api.settled()
     return [await apis[0].request("GET", f"/v1/broadcasts/{b['id']}", 200) for b in done]
 
 
@@ -113,13 +124,12 @@ async def wait_for_ids(api: Api, wanted: list[str], journey: str = "daily_tip") 
     return wanted
 
 
-async def test_each_occurrence_fires_once_and_starts_each_customer_once(
-        project: Path, start_api: StartApi, redis_url: str) -> None:
+async def test_each_occurrence_fires_once_and_starts_each_customer_once(project: Path, start_api: StartApi) -> None:
     write_journey(project, "daily_tip", DAILY)
-    await anchor_clock(redis_url)
-    api = await start_api(schedule_grace=GRACE)
+    clock = ManualClock(START.timestamp())
+    api = await start_api(clock=clock, schedule_grace=GRACE)
     await customers(api, 5)
-    walked = await both_occurrences_walked([api], 5)
+    walked = await both_occurrences_walked([api], clock)
     for broadcast in walked:
         assert broadcast["origin"] == "schedule" and broadcast["journey"] == "daily_tip"
         assert broadcast["audience"] == {"everyone": True}
@@ -132,14 +142,13 @@ async def test_each_occurrence_fires_once_and_starts_each_customer_once(
         assert welcomed(await api.timeline(f"c{n}")) == 2
 
 
-async def test_two_processes_fire_each_occurrence_once(
-        project: Path, start_api: StartApi, redis_url: str) -> None:
+async def test_two_processes_fire_each_occurrence_once(project: Path, start_api: StartApi) -> None:
     write_journey(project, "daily_tip", DAILY)
-    await anchor_clock(redis_url)
-    first = await start_api(schedule_grace=GRACE, worker_id="one")
-    second = await start_api(schedule_grace=GRACE, worker_id="two")
+    clock = ManualClock(START.timestamp())  # the one journey time both read, as the shared clock in Redis is
+    first = await start_api(clock=clock, schedule_grace=GRACE, worker_id="one")
+    second = await start_api(clock=clock, schedule_grace=GRACE, worker_id="two")
     await customers(first, 5)
-    walked = await both_occurrences_walked([first, second], 5)
+    walked = await both_occurrences_walked([first, second], clock)
     assert [(b["queued"], b["started"], b["skipped"]) for b in walked] == [(5, 5, {}), (5, 5, {})]
     for n in range(5):
         assert welcomed(await second.timeline(f"c{n}")) == 2
@@ -148,13 +157,14 @@ async def test_two_processes_fire_each_occurrence_once(
 async def test_occurrences_missed_longer_ago_than_the_grace_are_skipped_and_said(
         project: Path, start_api: StartApi, redis_url: str) -> None:
     write_journey(project, "daily_tip", DAILY)
-    await anchor_clock(redis_url)
     client = redis.Redis.from_url(redis_url)  # every process was down for three days
     await client.zadd(Keyspace("default", 4).schedules, {"daily_tip": START.timestamp() - 3 * 86400})
     await client.aclose()
+    clock = ManualClock(START.timestamp())
     with capture_logs() as logs:
-        api = await start_api(schedule_grace=GRACE)
+        api = await start_api(clock=clock, schedule_grace=GRACE)
         await customers(api, 2)
+        clock.advance_to(OCCURRENCES[1] + 1)
         await wait_for_ids(api, [occurrence_id("daily_tip", OCCURRENCES[1])])
     assert [b for b in await fired(api) if b < occurrence_id("daily_tip", OCCURRENCES[1])] == []
     skipped = [e for e in logs if e["event"] == "schedule_occurrences_skipped"]
@@ -249,9 +259,7 @@ async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock
                                              "addresses": {"email": f"{customer_id}@example.com"},
                                              "consents": {"email": {"marketing": True}}})
     await api.settled()
-    async with asyncio.timeout(10):  # the schedule loop has looked: its occurrences count from now
-        while await api.runtime.redis.zscore(api.runtime.keys.schedules, "gold_mornings") is None:
-            await asyncio.sleep(0.02)
+    await looked(api, "gold_mornings")
 
     first_nine = datetime.fromisoformat("2027-01-18T09:00:00+14:00").timestamp()  # the first zone's Monday 09:00
     clock.advance_to(first_nine + 1)
