@@ -3,12 +3,14 @@ Twilio's signed callbacks, against local stand-ins of the providers, on real Red
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from conftest import Api, StartApi, has_message, journey_ended, sent, write_journey
+from omnicanal.engine.clock import ManualClock
 from standins import FcmStandIn, SmtpStandIn, TwilioStandIn
 
 PHONE = "+33612345678"
@@ -207,7 +209,8 @@ async def test_no_fallback_once_the_journey_ended_or_the_channel_was_opted_out(
     """c9 buys before the deadline (the journey exits): no e-mail. c10 opts out of e-mail marketing meanwhile:
     the fallback skips e-mail, and a failure receipt after the journey ended sends nothing either."""
     write_journey(project, "promo", PROMO_WITH_FALLBACK)
-    api = await start_api(clock_speed=3600.0, channels={"sms": "twilio_sms"})
+    clock = ManualClock(time.time())
+    api = await start_api(clock=clock, channels={"sms": "twilio_sms"})
     for customer_id in ("c9", "c10"):
         await api.put_customer(customer_id, {"addresses": {"sms": PHONE, "email": f"{customer_id}@example.com"}})
         await api.event("promo", customer_id)
@@ -215,8 +218,10 @@ async def test_no_fallback_once_the_journey_ended_or_the_channel_was_opted_out(
     await api.event("order_placed", "c9")
     await api.wait_until("c9", journey_ended("promo"))
     await api.put_customer("c10", {"consents": {"email": {"marketing": False}}})
+    await api.settled()
+    clock.advance_to(clock.now() + 2 * 3600 + 1)  # both deadlines pass, nothing delivered
     entries = await api.wait_until("c10", lambda es: any(e["kind"] == "fallback" for e in es)
-                                   and any(e.get("status") == "suppressed" for e in es), timeout=30)
+                                   and any(e.get("status") == "suppressed" for e in es))
     suppressed = next(e for e in entries if e.get("status") == "suppressed")
     assert suppressed["skipped"][0]["channel"] == "email"
     assert suppressed["skipped"][0]["reason"].startswith("no consent")
@@ -224,7 +229,7 @@ async def test_no_fallback_once_the_journey_ended_or_the_channel_was_opted_out(
     form = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
     assert await twilio_post(api, "/webhooks/twilio/status", form, twilio.auth_token) == 204
     await api.wait_until("c9", lambda es: any(e.get("name") == "message.failed" for e in es))
-    await api.settled()  # c9's deadline passed before c10's, which was sent later
+    await api.settled()  # c9's deadline passed with c10's
     messages = await api.messages("c9")
     assert [(m["channel"], m["status"]) for m in messages] == [("sms", "undelivered")]
     assert not any(e["kind"] == "fallback" for e in await api.timeline("c9"))
@@ -280,13 +285,16 @@ steps:
     async with FcmStandIn() as fcm:
         for name, value in fcm.env().items():
             monkeypatch.setenv(name, value)
-        api = await start_api(clock_speed=3600.0, channels={"push": "fcm_push", "sms": "twilio_sms"})
+        clock = ManualClock(time.time())
+        api = await start_api(clock=clock, channels={"push": "fcm_push", "sms": "twilio_sms"})
         for customer_id in ("opens", "ignores"):
             await api.put_customer(customer_id, {"addresses": {"push": [f"tok-{customer_id}"], "sms": PHONE}})
             await api.event("nudge", customer_id, properties=cart)
             await api.wait_until(customer_id, has_message("cart_discount"))
         await api.event("push.opened", "opens")
-        entries = await api.wait_until("ignores", lambda es: any(e.get("channel") == "sms" for e in es), timeout=20)
+        await api.settled()
+        clock.advance_to(clock.now() + 2 * 3600 + 1)  # both deadlines pass
+        entries = await api.wait_until("ignores", lambda es: any(e.get("channel") == "sms" for e in es))
         assert [e["kind"] for e in entries if e["kind"] == "fallback"] == ["fallback"]
         await api.settled()
         assert [e["channel"] for e in await api.messages("opens")] == ["push"]
