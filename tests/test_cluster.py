@@ -8,7 +8,8 @@ import random
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,14 @@ def _cluster_ports(count: int) -> list[int]:
     return ports
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[str]:
+@pytest.fixture(scope="module")
+def cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """The cluster, started once for the module's tests (each gets it emptied: see `cluster`)."""
     ports = _cluster_ports(3)
+    base = tmp_path_factory.mktemp("cluster")
     servers = []
     for port in ports:
-        node_dir = tmp_path / str(port)
+        node_dir = base / str(port)
         node_dir.mkdir()
         servers.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
@@ -59,23 +62,34 @@ async def cluster(tmp_path: Path) -> AsyncIterator[str]:
             stdout=subprocess.DEVNULL))
     try:
         for port in ports:
-            async with asyncio.timeout(10):
-                while _free(port):
-                    await asyncio.sleep(0.05)
+            _until(lambda port=port: not _free(port), 10)
         created = subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
              "--cluster-yes"], capture_output=True, text=True, timeout=30)
         assert created.returncode == 0, created.stdout + created.stderr
-        async with asyncio.timeout(20):
-            while "cluster_state:ok" not in subprocess.run(
-                ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True
-            ).stdout:
-                await asyncio.sleep(0.1)
-        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+        _until(lambda: "cluster_state:ok" in subprocess.run(
+            ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True).stdout, 20)
+        yield ports
     finally:
         for server in servers:
             server.kill()
             server.wait()
+
+
+def _until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster(cluster_ports: list[int]) -> str:
+    """The module's cluster, every primary emptied: a test sees no key of another."""
+    for port in cluster_ports:
+        flushed = subprocess.run(["redis-cli", "-p", str(port), "flushall"], capture_output=True, text=True)
+        assert flushed.stdout.strip() == "OK", flushed.stdout + flushed.stderr
+    return f"redis+cluster://127.0.0.1:{cluster_ports[0]}"
 
 
 async def test_the_reference_journey_runs_on_a_redis_cluster(start_api: StartApi, cluster: str) -> None:
