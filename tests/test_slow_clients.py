@@ -37,11 +37,13 @@ async def test_a_client_that_never_finishes_its_headers_is_cut_off(project: Path
     daemon.env["OMNICANAL_HEADER_TIMEOUT"] = "1"
     await daemon.start()
     try:
-        answer, took = await silence_after(daemon.port, b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow", 15)
+        (answer, took), (idle, idle_took), (health, _) = await asyncio.gather(
+            silence_after(daemon.port, b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow", 15),
+            silence_after(daemon.port, b"", 15),  # connected, nothing sent at all
+            daemon.call("GET", "/healthz"))  # a normal client is served meanwhile
         assert answer == b"" and took < 5, (answer, took)  # closed, not held open
-        idle, idle_took = await silence_after(daemon.port, b"", 15)  # connected, nothing sent at all
         assert idle == b"" and idle_took < 5
-        assert (await daemon.call("GET", "/healthz"))[0] == 200  # a normal client is served meanwhile
+        assert health == 200
     finally:
         daemon.stop()
 
