@@ -110,27 +110,27 @@ async def test_a_broadcast_waits_for_its_moment(project: Path, start_api: StartA
     assert [welcomed(await api.timeline(f"c{n}")) for n in range(3)] == [0] * 3
 
 
-@pytest.mark.slow  # 10,000 customers at 2,000 per second: cancelled after about one second
-async def test_a_broadcast_to_ten_thousand_reports_progress_and_stops_when_cancelled(
+@pytest.mark.slow  # 4,000 customers at 1,000 per second: cancelled after about one second
+async def test_a_broadcast_to_thousands_reports_progress_and_stops_when_cancelled(
         project: Path, start_api: StartApi) -> None:
     write_journey(project, "winter_sale", WINTER_SALE)
     api = await start_api()
-    total = 10_000
+    total = 4000
     batch = [{"name": "signed_up", "customer_id": f"c{n}", "properties": {}} for n in range(total)]
     for first in range(0, total, 1000):
         await api.request("POST", "/v1/events/batch", 202, json={"events": batch[first:first + 1000]})
     await api.settled()
     created = await api.request("POST", "/v1/broadcasts", 201, json={
-        "journey": "winter_sale", "audience": {"everyone": True}, "rate": 2000})
+        "journey": "winter_sale", "audience": {"everyone": True}, "rate": 1000})
     seen: list[int] = []
     async with asyncio.timeout(20):
-        while (progress := await api.request("GET", f"/v1/broadcasts/{created['id']}", 200))["queued"] < 2000:
+        while (progress := await api.request("GET", f"/v1/broadcasts/{created['id']}", 200))["queued"] < 1000:
             seen.append(progress["queued"])
             await asyncio.sleep(0.05)
     cancelled = await api.request("DELETE", f"/v1/broadcasts/{created['id']}", 202)
     assert cancelled["status"] == "cancelled"
     final = await finished(api, created["id"])
-    assert final["planned"] == total and 2000 <= final["queued"] < total, final
+    assert final["planned"] == total and 1000 <= final["queued"] < total, final
     assert final["started"] + sum(final["skipped"].values()) == final["queued"]  # exact: every queued start applied
     assert seen == sorted(seen)  # progress only grows
     await asyncio.sleep(0.5)
