@@ -9,19 +9,18 @@ import time
 import pytest
 
 from conftest import StartApi
-from omnicanal.access import CACHE_SECONDS
 from omnicanal.scopes import Scope
 from omnicanal.store import audit
 from omnicanal.store.audit import AuditLog
 from omnicanal.timestamps import iso
-from test_access import bearer, new_key
+from test_access import bearer, new_key, until_known
 
 
 async def test_admin_actions_are_recorded_with_the_key_that_made_them(start_api: StartApi) -> None:
     api = await start_api(api_keys=["s3cret"])
     admin_id, admin = await new_key(api, Scope.JOURNEYS_ADMIN)
     writer_id, writer = await new_key(api, Scope.CUSTOMERS_WRITE)
-    await asyncio.sleep(CACHE_SECONDS)
+    await until_known(api, admin, writer)
     await api.request("POST", "/v1/journeys/abandoned_cart/pause", 202, headers=bearer(admin))
     await api.request("POST", "/v1/journeys/abandoned_cart/resume", 202, headers=bearer("s3cret"))
     await api.request("PUT", "/v1/customers/c42", 200, headers=bearer(writer),

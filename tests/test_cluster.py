@@ -3,7 +3,6 @@ across it, every multi-key operation staying inside one slot."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
 import socket
@@ -16,9 +15,8 @@ import pytest
 import redis.asyncio as redis
 
 from conftest import StartApi, has_message, journey_ended
-from omnicanal.access import CACHE_SECONDS
 from omnicanal.scopes import Scope
-from test_access import bearer, new_key
+from test_access import bearer, new_key, until_known
 from test_erasure import LEAS, dump, holding, lea_goes_through_everything, with_coupons
 from test_reference_journey import CART, LEA, in_store_order
 
@@ -114,7 +112,7 @@ async def test_scoped_keys_rate_limits_and_the_audit_log_work_on_a_redis_cluster
                                                                                  cluster: str) -> None:
     api = await start_api(redis_url=cluster, partitions=8, rate_limit_per_key=1000)
     _, admin = await new_key(api, Scope.JOURNEYS_ADMIN)
-    await asyncio.sleep(CACHE_SECONDS)
+    await until_known(api, admin)
     await api.request("POST", "/v1/journeys/abandoned_cart/pause", 202, headers=bearer(admin))
     await api.request("GET", "/v1/journeys", 401, headers=bearer(admin.replace("ock.", "ock-")))
     await api.request("GET", "/v1/journeys", 403, headers=bearer(admin))
