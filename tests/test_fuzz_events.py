@@ -71,7 +71,7 @@ async def test_any_event_body_is_202_or_a_4xx_naming_the_field(start_api: StartA
     api, loop = await start_api(), asyncio.get_running_loop()
 
     @given(body=BODIES)
-    @fuzz_settings(150)
+    @fuzz_settings(75)
     def one(body: Any) -> None:
         status, answer = on(loop, post(api, "/v1/events", body))
         if status == 202:

@@ -91,13 +91,13 @@ def _run(source: str, scope: dict[str, Any]) -> None:
 
 
 @given(source=EXPRESSIONS, scope=SCOPES)
-@fuzz_settings(400)
+@fuzz_settings(200)
 def test_any_expression_on_any_data_fails_typed_or_gives_inert_data(source: str, scope: dict[str, Any]) -> None:
     _run(source, scope)
 
 
 @given(source=st.text(max_size=80), scope=SCOPES)
-@fuzz_settings(200)
+@fuzz_settings(100)
 def test_any_text_as_an_expression_fails_typed_or_gives_inert_data(source: str, scope: dict[str, Any]) -> None:
     _run(source, scope)
 

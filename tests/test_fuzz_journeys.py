@@ -73,7 +73,7 @@ def check(source: str) -> None:
 
 @given(document=st.fixed_dictionaries({"id": SCALAR, "trigger": DOCUMENTS, "steps": DOCUMENTS}, optional={
     "goal": DOCUMENTS, "exit_on": DOCUMENTS, "re_entry": SCALAR, "caps": DOCUMENTS, "name": SCALAR}) | DOCUMENTS)
-@fuzz_settings(300)
+@fuzz_settings(150)
 def test_any_document_loads_or_fails_located(document: Any) -> None:
     check(yaml.safe_dump(document, allow_unicode=True))
 
