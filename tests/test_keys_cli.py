@@ -121,13 +121,15 @@ async def test_keys_belong_to_a_workspace_and_bad_input_is_one_line(redis_url: s
     env = {"OMNICANAL_REDIS_URL": redis_url}
     shop = await omnicanal("keys", "create", "--scope", "ui:read", "--workspace", "shop-fr", **env)
     assert shop.code == 0 and shop.out.startswith("ock.shop-fr.")
-    assert "shop-fr" in (await omnicanal("keys", "list", "--workspace", "shop-fr", **env)).out
-    assert shop.out.split(".")[2] not in (await omnicanal("keys", "list", **env)).out
-    bad_scope = await omnicanal("keys", "create", "--scope", "everything", **env)
+    in_shop, in_default, bad_scope, bad_workspace, embedded = await asyncio.gather(  # none writes: at once
+        omnicanal("keys", "list", "--workspace", "shop-fr", **env), omnicanal("keys", "list", **env),
+        omnicanal("keys", "create", "--scope", "everything", **env),
+        omnicanal("keys", "create", "--scope", "ui:read", "--workspace", "Shop FR", **env),
+        omnicanal("keys", "create", "--scope", "ui:read"))
+    assert "shop-fr" in in_shop.out
+    assert shop.out.split(".")[2] not in in_default.out
     assert bad_scope.code == 2 and "events:write" in bad_scope.err
-    bad_workspace = await omnicanal("keys", "create", "--scope", "ui:read", "--workspace", "Shop FR", **env)
     assert bad_workspace.code == 2 and "OMNICANAL_WORKSPACE" in bad_workspace.err
-    embedded = await omnicanal("keys", "create", "--scope", "ui:read")
     assert embedded.code == 1 and "OMNICANAL_REDIS_URL" in embedded.err
 
 
