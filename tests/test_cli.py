@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,12 @@ def run(*args: str, cwd: Path = ROOT, timeout: float = 60, **env: str) -> subpro
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OMNICANAL_")}
     return subprocess.run([OMNICANAL, *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def at_once(*commands: Callable[[], subprocess.CompletedProcess[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Commands that change nothing another one reads, run at the same time (each is its own process)."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: command(), commands))
 
 
 def test_validate_accepts_the_shipped_project() -> None:
@@ -83,15 +91,15 @@ def test_demo_tells_the_reference_scenario_in_seconds(tmp_path: Path) -> None:
 
 
 def test_simulate_tells_which_message_on_which_channel_when() -> None:
-    result = run("simulate", "abandoned_cart", "--scenario", "examples/abandoned_cart.scenario.yaml")
+    result, no_purchase, untriggered = at_once(
+        lambda: run("simulate", "abandoned_cart", "--scenario", "examples/abandoned_cart.scenario.yaml"),
+        lambda: run("simulate", "welcome_series"), lambda: run("simulate", "abandoned_cart"))
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.splitlines()[1:]]
     sent = [(words[0], words[2], words[3]) for words in lines if words[1] == "sent"]
     assert sent == [("+1h", "push", "cart_discount"), ("+14h", "whatsapp", "order_thanks")]
     assert result.stdout.rstrip().endswith("journey  exited (bought)")
-    no_purchase = run("simulate", "welcome_series")
     assert [w[0] for w in map(str.split, no_purchase.stdout.splitlines()) if "sent" in w] == ["+0s", "+48h", "+1w"]
-    untriggered = run("simulate", "abandoned_cart")
     assert "did not start" in untriggered.stdout and "--scenario" in untriggered.stdout
 
 
@@ -103,12 +111,13 @@ def test_init_writes_a_project_that_validates_and_simulates(tmp_path: Path) -> N
     commands = [line.strip() for line in result.stdout.split("next:\n", 1)[1].splitlines()]
     assert commands[0] == f"cd {project}"
 
-    validated = run(*commands[1].split()[1:], cwd=project)  # the next commands, as printed
+    validated, simulated, from_outside = at_once(
+        lambda: run(*commands[1].split()[1:], cwd=project),  # the next commands, as printed
+        lambda: run(*commands[2].split()[1:], cwd=project),
+        lambda: run("validate", str(project), cwd=tmp_path))  # a project folder, from anywhere
     assert validated.returncode == 0 and "valid" in validated.stderr, validated.stderr
-    simulated = run(*commands[2].split()[1:], cwd=project)
     assert simulated.returncode == 0, simulated.stderr
     assert "whatsapp  order_thanks" in simulated.stdout and "exited (bought)" in simulated.stdout
-    from_outside = run("validate", str(project), cwd=tmp_path)  # a project folder, from anywhere
     assert from_outside.returncode == 0, from_outside.stdout + from_outside.stderr
     assert f"{project / 'templates'}" in from_outside.stderr
 
@@ -148,13 +157,14 @@ def test_config_errors_name_the_variable() -> None:
 
 
 def test_help_teaches() -> None:
-    result = run("--help")
+    result, send_event, init = at_once(lambda: run("--help"), lambda: run("send-event", "--help"),
+                                       lambda: run("init", "--help"))
     assert result.returncode == 0
     for command in ("serve", "api", "worker", "validate", "graph", "simulate", "send-event", "demo", "init", "dlq",
                     "journeys"):
         assert command in result.stdout
-    assert "Example" in run("send-event", "--help").stdout
-    assert "Example: omnicanal init my-project" in run("init", "--help").stdout
+    assert "Example" in send_event.stdout
+    assert "Example: omnicanal init my-project" in init.stdout
 
 
 async def test_send_event_posts_to_a_running_daemon(start_api: StartApi) -> None:
