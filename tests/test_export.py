@@ -27,7 +27,7 @@ from omnicanal.store.export import ExportProgress, TimelineExport
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.transport import Transport, open_transport
 from omnicanal.timestamps import iso
-from test_cli import run
+from test_cli import at_once, run
 from test_measurement import _population
 
 KEYS = Keyspace("default", 4)
@@ -179,11 +179,12 @@ async def test_omnicanal_export_streams_json_lines_of_what_happened(start_api: S
 
 @pytest.mark.slow
 def test_omnicanal_export_names_what_is_wrong(redis_url: str) -> None:
-    wrong = run("export", "orders", "--since", "2026-12-01", OMNICANAL_REDIS_URL=redis_url)
+    wrong, bad_time, embedded = at_once(
+        lambda: run("export", "orders", "--since", "2026-12-01", OMNICANAL_REDIS_URL=redis_url),
+        lambda: run("export", "events", "--since", "last week", OMNICANAL_REDIS_URL=redis_url),
+        lambda: run("export", "events", "--since", "2026-12-01"))
     assert wrong.returncode == 2 and "events, messages, conversions" in wrong.stderr
-    bad_time = run("export", "events", "--since", "last week", OMNICANAL_REDIS_URL=redis_url)
     assert bad_time.returncode == 2 and "--since" in bad_time.stderr
-    embedded = run("export", "events", "--since", "2026-12-01")
     assert embedded.returncode == 1 and "OMNICANAL_REDIS_URL" in embedded.stderr
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from omnicanal.links import Click, Links, Unsubscribe
 from standins import Delivered, SmtpStandIn
-from test_cli import run
+from test_cli import at_once, run
 from test_daemon import RestartRedis, private_redis  # noqa: F401  # a fixture
 
 PUBLIC_URL = "https://go.shop.example"
@@ -323,9 +323,9 @@ async def test_the_connector_setting_overrides_the_signed_unsubscribe_link(
 
 @pytest.mark.slow  # starts the command as its own process
 def test_validate_says_when_links_are_off() -> None:
-    off = run("validate", OMNICANAL_PUBLIC_URL=PUBLIC_URL)
+    off, on = at_once(lambda: run("validate", OMNICANAL_PUBLIC_URL=PUBLIC_URL),
+                      lambda: run("validate", OMNICANAL_PUBLIC_URL=PUBLIC_URL, OMNICANAL_LINK_SECRET=SECRET))
     assert off.returncode == 0 and "links are off (set OMNICANAL_LINK_SECRET)" in off.stderr
-    on = run("validate", OMNICANAL_PUBLIC_URL=PUBLIC_URL, OMNICANAL_LINK_SECRET=SECRET)
     assert on.returncode == 0 and "links are off" not in on.stderr
 
 
