@@ -321,7 +321,7 @@ def test_pip_install_ships_every_module_and_the_reference_project(installed: Pat
 
 
 def test_the_installed_demo_runs_in_an_empty_folder(installed: Path, tmp_path: Path) -> None:
-    result = _in_empty_folder(installed, tmp_path, "demo")
+    result = _in_empty_folder(installed, tmp_path, "demo", "--speed", "72000")  # test_cli plays it at its default
     assert result.returncode == 0, result.stderr
     assert "whatsapp · order_thanks · sent" in result.stdout and "email · cart_reminder · sent" in result.stdout
     project = re.search(r"^project: the reference project shipped with omnicanal, in (\S+) ", result.stdout,
