@@ -24,6 +24,7 @@ import structlog
 from omnicanal.engine.engine import Engine
 from omnicanal.engine.ownership import REBALANCE_EVERY, PartitionOwnership
 from omnicanal.errors import StoreUnavailable
+from omnicanal.eventloop import pause
 from omnicanal.metrics import OWNED_PARTITIONS, WAITING_TIMERS, WORK_BACKLOG, WORK_ITEMS, WORK_PENDING
 from omnicanal.store.work import WorkItem, WorkQueue
 
@@ -75,15 +76,15 @@ class Worker:
                         done += items
                     elif time.monotonic() - started < BLOCK_MS / 2000:
                         # nothing owned, or the embedded store answered a blocking read at once: don't spin
-                        await asyncio.sleep(BLOCK_MS / 1000)
+                        await pause(stopping, BLOCK_MS / 1000)
                 except StoreUnavailable as exc:
                     log.error("store_unavailable", error=str(exc))
                     reread_pending = True
-                    await asyncio.sleep(1.0)
+                    await pause(stopping, 1.0)
                 except Exception:  # the loop must outlive any bug: entries stay pending and come back
                     log.exception("worker_loop_failed")
                     reread_pending = True
-                    await asyncio.sleep(1.0)
+                    await pause(stopping, 1.0)
         finally:
             keep_alive.cancel()
             try:
