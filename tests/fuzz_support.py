@@ -91,8 +91,8 @@ SSTI = (
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""
 
-LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<method", "__globals__", "__builtins__",
-         "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator")
+LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<method", "<Namespace", "__globals__",
+         "__builtins__", "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator")
 """What a rendered value must never contain: signs that Python's objects, or a shell, were reached."""
 
 

@@ -118,3 +118,12 @@ fetches:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fetch    ok       https://shop.example/stock/SKU-9" in result.stdout
     assert "journey  exited (no stock)" in result.stdout
+
+
+async def test_a_url_over_its_budget_fails_the_fetch_saying_so(project: Path, start_api: StartApi) -> None:
+    """The URL was rendered on what the evaluation before it had left of its budget, and its failure was told as
+    any error in an expression (`BudgetExceeded: ...`), not as a budget spent."""
+    reason, fetches = await _ending(project, start_api, "http://127.0.0.1:1/{{ event.properties.sku * 1000000 }}",
+                                    "127.0.0.1", "f7")
+    assert reason == "no stock" and fetches[0]["status"] == "failed", fetches
+    assert "over its budget: a repetition (`*`) would have 5,000,000 characters" in fetches[0]["error"], fetches

@@ -3,11 +3,14 @@ whatever the fuzzers happen to generate next time."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import StartApi
-from omnicanal.errors import ExpressionError
-from omnicanal.expressions import Expression
+from omnicanal.errors import BudgetExceeded, ExpressionError, TemplateError
+from omnicanal.expressions import Expression, TextTemplate
+from test_fuzz_templates import catalog, scope
 
 EVENT = {"name": "page_viewed", "customer_id": "c1"}
 
@@ -100,9 +103,35 @@ async def test_the_audit_log_reads_any_range_it_is_given(start_api: StartApi, qu
 
 
 @pytest.mark.parametrize("source", ["[cycler]", "{'a': [joiner]}", "(1, namespace)", "[1, 2] | select('odd')",
-                                    "[[1] | map('string')]"])
+                                    "[[1] | map('string')]", "namespace(total=1)", "{'a': namespace()}"])
 def test_a_value_holding_a_class_or_function_is_not_data(source: str) -> None:
     """Found by the expression properties: `[cycler]` was a value, written `[<class 'jinja2.utils.Cycler'>]`, and
     a `select` not ended by `| list` was kept as `<generator object ...>` (and always true as a condition)."""
     with pytest.raises(ExpressionError, match="not data"):
         Expression(source).evaluate({})
+
+
+NAMESPACE = "{% set ns = namespace(total=0) %}{% for i in [1, 2] %}{% set ns.total = ns.total + i %}{% endfor %}"
+
+
+def test_a_namespace_is_not_data_but_what_it_keeps_is(tmp_path: Path) -> None:
+    """`{{ namespace(a=1) }}` was written `<Namespace {'a': 1}>`, and a value `namespace(a=1)` stored as that text.
+    A namespace is how a template keeps a value across a loop's iterations: its attributes are written, the
+    namespace itself is refused as `[cycler]` is."""
+    assert catalog(tmp_path, NAMESPACE + "{{ ns.total }}").render("fuzz", "sms", "en", scope()).content == {
+        "body": "3"}
+    for body in (NAMESPACE + "{{ ns }}", "{{ [namespace(a=1)] }}"):
+        with pytest.raises(TemplateError, match=r"writes a namespace, not data: write the attribute it keeps"):
+            catalog(tmp_path, body).render("fuzz", "sms", "en", scope())
+    with pytest.raises(ExpressionError, match="is a namespace, not data: it would always hold"):
+        Expression("namespace(a=0)").test({})
+
+
+def test_a_text_template_has_a_budget_of_its_own_and_says_when_it_is_over() -> None:
+    """A `fetch` URL was rendered on what the evaluation before it had left (operations, time, characters
+    written), and a budget failure in it was an ExpressionError like any other."""
+    url = TextTemplate("https://shop.example/{{ ('a' * 999999) | length }}")  # compiled once, with its journey
+    Expression("(('a' * 999999) | length) + (('a' * 999999) | length)").evaluate({})  # ~4 of 5 million operations
+    assert url.render({}) == "https://shop.example/999999"
+    with pytest.raises(BudgetExceeded, match=r"over its budget: a repetition \(`\*`\) would have 2,000,000"):
+        TextTemplate("https://shop.example/{{ 'a' * n }}").render({"n": 2_000_000})

@@ -28,7 +28,7 @@ from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import missing
+from jinja2.utils import Namespace, missing
 
 from omnicanal import budget
 from omnicanal.errors import BudgetExceeded, ExpressionError
@@ -105,10 +105,12 @@ def not_data(value: Any) -> bool:
     than in the data (`customer.keys`, for a customer without a `keys` key, is the dict's method). Never a value:
     written, it would send a customer `<built-in method keys of dict object at 0x7f...>`; as a condition it would
     always hold. A lazy sequence (what `select`, `map` or `reject` give before `| list`) is not data either: kept
-    in `vars` it would be stored as `<generator object ...>`, and as a condition it is always true."""
+    in `vars` it would be stored as `<generator object ...>`, and as a condition it is always true. Nor is a
+    namespace (`{% set ns = namespace(total=0) %}`, where a template keeps a value across a loop's iterations):
+    its attributes are data, the namespace itself would be written `<Namespace {'total': 0}>`."""
     kind = type(value)
     return ((callable(value) and not isinstance(value, jinja2.Undefined))
-            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator))
+            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator | Namespace))
 
 
 _OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
@@ -138,12 +140,18 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _hint(value: Any) -> str:
-    return "end it with `| list`" if isinstance(value, Iterator) else "call it, or name a key that is there"
+    if isinstance(value, Iterator):
+        return "end it with `| list`"
+    if isinstance(value, Namespace):
+        return "write the attribute it keeps (`ns.total`), not the namespace"
+    return "call it, or name a key that is there"
 
 
 def _what(value: Any) -> str:
     if isinstance(value, Iterator):
         return "a lazy sequence"
+    if isinstance(value, Namespace):
+        return "a namespace"
     kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
     return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
 
@@ -324,6 +332,16 @@ class _Bound:
         return context.vars["result"]
 
 
+def _failure(source: str, exc: Exception) -> ExpressionError:
+    """What went wrong in evaluating or rendering `source`, typed: a budget failure stays a BudgetExceeded (its
+    caller reports it as one), a sandboxed evaluation's any other failure is an ExpressionError naming it."""
+    if isinstance(exc, BudgetExceeded):
+        return BudgetExceeded(f"{source!r}: over its budget: {exc}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return ExpressionError(f"{source!r}: {exc.message}")
+    return ExpressionError(f"{source!r}: {type(exc).__name__}: {exc}")
+
+
 class Expression:
     """A compiled expression; test or evaluate it against a scope as many times as needed.
 
@@ -347,12 +365,8 @@ class Expression:
         """The expression's value; raises ExpressionError on an undefined name or key, or any failure inside it."""
         try:
             value = self._value(scope)
-        except jinja2.UndefinedError as exc:
-            raise ExpressionError(f"{self.source!r}: {exc.message}") from exc
-        except BudgetExceeded as exc:
-            raise BudgetExceeded(f"{self.source!r}: over its budget: {exc}") from exc
         except Exception as exc:  # a sandboxed expression may fail in any way; none may escape untyped
-            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
+            raise _failure(self.source, exc) from exc
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
         if (found := not_data_within(value)) is not None:
@@ -370,10 +384,8 @@ class Expression:
         """
         try:
             value = self._condition(scope)
-        except BudgetExceeded as exc:
-            raise BudgetExceeded(f"{self.source!r}: over its budget: {exc}") from exc
         except Exception as exc:  # as in evaluate: typed, with the expression it comes from
-            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
+            raise _failure(self.source, exc) from exc
         if not_data(value):
             raise ExpressionError(f"{self.source!r} is {_what(value)}, not data: it would always hold")
         return bool(value)
@@ -427,12 +439,13 @@ class TextTemplate:
             raise ExpressionError(f"template {source[:80]!r} does not compile: {uncompilable(exc)}") from exc
 
     def render(self, scope: Mapping[str, Any]) -> str:
+        """The text; ExpressionError on data that is not there or any failure in it, BudgetExceeded over the
+        budget of its own (not what an evaluation before it left)."""
+        budget.start()
         try:
             return self._template.render(scope)
-        except jinja2.UndefinedError as exc:
-            raise ExpressionError(f"{self.source!r}: {exc.message}") from exc
         except Exception as exc:  # sandboxed: any failure, typed
-            raise ExpressionError(f"{self.source!r}: {type(exc).__name__}: {exc}") from exc
+            raise _failure(self.source, exc) from exc
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextTemplate) and other.source == self.source
