@@ -1,5 +1,5 @@
 """Background loops (file reload, lease renewal) survive an error and say so: a log line with the error, and a
-count in `omnicanal_loop_errors_total{loop=...}` on /metrics."""
+count in `omnicanal_loop_errors_total{loop=...,workspace=...}` on /metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from conftest import StartApi
 from omnicanal.engine.ownership import PartitionOwnership
+from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.transport import open_transport
@@ -22,7 +23,8 @@ from omnicanal.store.work import WorkQueue
 
 def loop_errors(exposition: str, loop: str) -> float:
     """The counter's value in a /metrics exposition (0 before its first increment)."""
-    match = re.search(rf'^omnicanal_loop_errors_total\{{loop="{loop}"\}} (\S+)$', exposition, flags=re.M)
+    match = re.search(rf'^omnicanal_loop_errors_total\{{loop="{loop}",workspace="default"\}} (\S+)$', exposition,
+                      flags=re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -57,11 +59,13 @@ def unused_port() -> int:
 
 
 async def test_a_lease_renewal_the_store_cannot_answer_is_logged_and_counted() -> None:
+    labels = {"workspace": "default", "loop": "ownership"}
     down = open_transport(f"redis://127.0.0.1:{unused_port()}/0")  # nothing listens there
     keys = Keyspace("default", 4)
-    ownership = PartitionOwnership(LeaseStore(down, keys), WorkQueue(down, keys), "w-down", 4, lease_seconds=1)
+    ownership = PartitionOwnership(LeaseStore(down, keys), WorkQueue(down, keys), "w-down", 4, lease_seconds=1,
+                                   metrics=WorkspaceMetrics("default"))
     ownership.owned = {0, 2}
-    counted = REGISTRY.get_sample_value("omnicanal_loop_errors_total", {"loop": "ownership"}) or 0.0
+    counted = REGISTRY.get_sample_value("omnicanal_loop_errors_total", labels) or 0.0
     stopping = asyncio.Event()
     with capture_logs() as logs:
         renewing = asyncio.create_task(ownership.keep_alive(stopping))
@@ -75,5 +79,5 @@ async def test_a_lease_renewal_the_store_cannot_answer_is_logged_and_counted() -
             await down.aclose()
     failure = next(entry for entry in logs if entry["event"] == "lease_renewal_failed")
     assert failure["partitions"] == [0, 2] and "unavailable" in failure["error"]
-    assert (REGISTRY.get_sample_value("omnicanal_loop_errors_total", {"loop": "ownership"}) or 0.0) > counted
+    assert (REGISTRY.get_sample_value("omnicanal_loop_errors_total", labels) or 0.0) > counted
     assert ownership.owned == {0, 2}, "a lease is only given up when the store says it is lost"

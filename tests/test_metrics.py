@@ -21,6 +21,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "omnicanal.json"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 """The series names a metric family of each type is queried by."""
+HOME = {"workspace": "default"}
+"""The label of every series of a process serving the one workspace OMNICANAL_WORKSPACE (its default)."""
 
 
 class Exposition:
@@ -67,19 +69,22 @@ async def test_metrics_after_the_reference_journey_have_the_labelled_series(star
     def grew(name: str, by: float = 1, **labels: str) -> bool:
         return after.value(name, **labels) - before.value(name, **labels) >= by
 
-    push = {"journey": "abandoned_cart", "step": "push_discount", "channel": "push", "status": "sent"}
-    thanks = {"journey": "abandoned_cart", "step": "thank_you", "channel": "whatsapp", "status": "sent"}
+    push = {**HOME, "journey": "abandoned_cart", "step": "push_discount", "channel": "push", "status": "sent"}
+    thanks = {**HOME, "journey": "abandoned_cart", "step": "thank_you", "channel": "whatsapp", "status": "sent"}
     assert grew("omnicanal_messages_total", **push) and grew("omnicanal_messages_total", **thanks)
     assert after.families["omnicanal_provider_seconds"].type == "histogram"
-    assert grew("omnicanal_provider_seconds_count", 2, connector="outbox", outcome="ok")
-    assert grew("omnicanal_provider_seconds_bucket", 2, connector="outbox", outcome="ok", le="+Inf")
-    assert grew("omnicanal_event_lag_seconds_count", 2)  # the cart and the order
-    assert grew("omnicanal_timer_lateness_seconds_count", 1)  # the hour waited for an order
+    assert grew("omnicanal_provider_seconds_count", 2, **HOME, connector="outbox", outcome="ok")
+    assert grew("omnicanal_provider_seconds_bucket", 2, **HOME, connector="outbox", outcome="ok", le="+Inf")
+    assert grew("omnicanal_event_lag_seconds_count", 2, **HOME)  # the cart and the order
+    assert grew("omnicanal_timer_lateness_seconds_count", 1, **HOME)  # the hour waited for an order
+    assert grew("omnicanal_events_accepted_total", 2, **HOME)
     for gauge in ("omnicanal_work_backlog", "omnicanal_work_pending", "omnicanal_waiting_timers"):
         assert after.families[gauge].type == "gauge" and after.families[gauge].samples, gauge
     labels = {name for sample in after.samples() if sample.name.startswith("omnicanal_")
               for name in sample.labels}
-    assert labels <= {"journey", "step", "channel", "status", "connector", "outcome", "kind", "loop", "le"}
+    assert labels <= {"workspace", "journey", "step", "channel", "status", "connector", "outcome", "kind", "loop",
+                      "le"}
+    assert all("workspace" in sample.labels for sample in after.samples() if sample.name.startswith("omnicanal_"))
 
 
 async def test_provider_latency_is_told_by_outcome(project: Path, start_api: StartApi,
@@ -96,10 +101,10 @@ async def test_provider_latency_is_told_by_outcome(project: Path, start_api: Sta
     [retrying, queued] = [e for e in entries if e["kind"] == "message"]
     assert (retrying["status"], queued["status"]) == ("retrying", "queued")
     for outcome in ("transient", "ok"):
-        labels = {"connector": "twilio_sms", "outcome": outcome}
+        labels = {**HOME, "connector": "twilio_sms", "outcome": outcome}
         assert after.value("omnicanal_provider_seconds_count", **labels) \
             == before.value("omnicanal_provider_seconds_count", **labels) + 1, outcome
-    retried = {"journey": "promo", "step": retrying["step"], "channel": "sms", "status": "retrying"}
+    retried = {**HOME, "journey": "promo", "step": retrying["step"], "channel": "sms", "status": "retrying"}
     assert after.value("omnicanal_messages_total", **retried) == before.value("omnicanal_messages_total",
                                                                               **retried) + 1
 
@@ -130,6 +135,10 @@ async def test_the_dashboard_and_the_readme_name_only_metrics_that_are_exposed(s
     assert {"omnicanal_messages", "omnicanal_provider_seconds", "omnicanal_event_lag_seconds",
             "omnicanal_timer_lateness_seconds", "omnicanal_work_backlog", "omnicanal_work_pending"} <= shown
     assert any("histogram_quantile(0.99" in query and "omnicanal_provider_seconds" in query for query in queries)
+    workspaces = next(v for v in dashboard["templating"]["list"] if v["name"] == "workspace")["definition"]
+    assert workspaces == "label_values(omnicanal_work_backlog, workspace)"
+    unfiltered = [query for query in queries if query != workspaces and 'workspace=~"$workspace"' not in query]
+    assert not unfiltered, unfiltered  # every panel shows the workspaces chosen, not all of the process's
     section = README[README.index("**Metrics**"):README.index("\n## ", README.index("**Metrics**"))]
     documented = set(re.findall(r"`(omnicanal_\w+)", section))  # a histogram by its family's name
     assert "omnicanal_work_pending" in documented

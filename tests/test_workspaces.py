@@ -36,6 +36,7 @@ from omnicanal.workspaces import workspace_settings, workspaces_of
 from standins import TwilioStandIn
 from test_channels_end_to_end import PHONE, twilio_post
 from test_daemon import OMNICANAL, free_port
+from test_metrics import Exposition
 
 FR, DE = "shop-fr", "shop-de"
 CUSTOMER = "kunde-1"
@@ -289,6 +290,48 @@ async def test_probes_cover_every_workspace_and_the_dashboard_shows_its_own(serv
     served.deployment.runtimes[DE].broken = "the worker loop stopped: boom"
     status, text = await served.call("GET", "/readyz", None)
     assert status == 503 and json.loads(text)["checks"]["shop-de/loops"].startswith("the worker loop")
+
+
+async def test_metrics_show_each_workspace_its_own_work(tmp_path: Path, redis_url: str) -> None:
+    """The work gauges were one series for the process, set by each workspace's worker in turn: an autoscaler
+    read whichever workspace reported last. Now every series names its workspace: shop-fr's customer waits on a
+    timer, shop-de's two customers each on theirs, and /metrics says 1 and 2 (read at a start, where every
+    worker reports at once, rather than waiting for the next report)."""
+    settings = base_settings(tmp_path, redis_url)
+    (tmp_path / "workspaces" / FR / "journeys" / "rappel.yaml").write_text(
+        "id: rappel\ntrigger: {event: signed_up}\nsteps:\n  - wait: 3650d\n", encoding="utf-8")
+    async with serving(settings) as served:
+        before = Exposition(await (await served.client.get("/metrics")).text())
+        waiting = [(FR, "c1"), (DE, "c1"), (DE, "c2")]
+        for workspace, customer in waiting:
+            await served.json("PUT", f"/v1/customers/{customer}", workspace,
+                              json={"addresses": {"email": f"{customer}@example.com"}})
+            await served.json("POST", "/v1/events", workspace, 202, json={"name": "signed_up",
+                                                                          "customer_id": customer})
+        async with asyncio.timeout(10):
+            for workspace, customer in waiting:
+                while not (await served.json("GET", f"/v1/customers/{customer}", workspace))["journeys"]:
+                    await asyncio.sleep(0.02)
+        await served.until_outbox(FR, 1)
+        await served.until_outbox(DE, 2)
+        after = Exposition(await (await served.client.get("/metrics")).text())
+    for workspace, accepted, sent in ((FR, 1, ("bienvenue", "fr_welcome")), (DE, 2, ("willkommen", "de_hidden_step"))):
+        ws = {"workspace": workspace}
+        assert after.value("omnicanal_events_accepted_total", **ws) \
+            - before.value("omnicanal_events_accepted_total", **ws) == accepted
+        message = {**ws, "journey": sent[0], "step": sent[1], "channel": "email", "status": "sent"}
+        assert after.value("omnicanal_messages_total", **message) \
+            - before.value("omnicanal_messages_total", **message) == accepted
+    async with serving(settings) as served:
+        async with asyncio.timeout(5):
+            while True:
+                exposition = Exposition(await (await served.client.get("/metrics")).text())
+                timers = {w: exposition.value("omnicanal_waiting_timers", workspace=w) for w in (FR, DE)}
+                if timers == {FR: 1, DE: 2}:
+                    break
+                await asyncio.sleep(0.02)
+        for workspace in (FR, DE):
+            assert exposition.value("omnicanal_owned_partitions", workspace=workspace) == settings.partitions
 
 
 async def test_each_workspace_reloads_its_own_files(served: Served, tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import Conflict, InputError
 from omnicanal.identity import looks_like_address
 from omnicanal.journey.core import IDENTIFY
-from omnicanal.metrics import EVENTS_ACCEPTED
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.work import WorkItem
 from omnicanal.timestamps import iso
@@ -113,7 +112,7 @@ async def post_event(request: web.Request) -> web.Response:
     )[0]:
         raise Conflict(CONFLICT, field="idempotency_key")
     await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
-    EVENTS_ACCEPTED.inc()
+    runtime.metrics.events_accepted.inc()
     return web.json_response({"id": stored["id"], "status": "accepted"}, status=202, dumps=dumps)
 
 
@@ -156,6 +155,6 @@ async def post_batch(request: web.Request) -> web.Response:
         accepted.append(WorkItem.of_event(stored, unique=valid[index].idempotency_key is None))
     if accepted:
         await runtime.queue.append(accepted)
-        EVENTS_ACCEPTED.inc(len(accepted))
+        runtime.metrics.events_accepted.inc(len(accepted))
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     return web.json_response(body, status=202 if accepted else 422, dumps=dumps)

@@ -23,7 +23,7 @@ from omnicanal.channels import ConnectorRegistry, OutboundMessage
 from omnicanal.engine.clock import Clock
 from omnicanal.errors import DeliveryError, PermanentDelivery, TransientDelivery, UnknownDelivery
 from omnicanal.journey.effects import Attempt, Capped, Handed, Outcome, Refused, Replayed
-from omnicanal.metrics import PROVIDER_SECONDS
+from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.store.customers import CustomerStore
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.sends import SendLog
@@ -33,8 +33,9 @@ log = structlog.get_logger("omnicanal.delivery")
 
 class Delivery:
     def __init__(self, connectors: ConnectorRegistry, customers: CustomerStore, sends: SendLog,
-                 rates: RateLimiter, clock: Clock) -> None:
+                 rates: RateLimiter, clock: Clock, metrics: WorkspaceMetrics) -> None:
         self._connectors = connectors
+        self._provider_seconds = metrics.provider_seconds
         self._customers = customers
         self._sends = sends
         self._rates = rates
@@ -67,7 +68,7 @@ class Delivery:
             status, error = "unknown", exc
         except DeliveryError as exc:
             status, error = "failed", exc
-        PROVIDER_SECONDS(connector.name, _outcome(error)).observe(time.perf_counter() - started)
+        self._provider_seconds(connector.name, _outcome(error)).observe(time.perf_counter() - started)
         record["status"] = status
         record["history"].append({"status": status, "at": self._clock.now(), "connector": connector.name,
                                   **({"error": str(error)} if error else {})})

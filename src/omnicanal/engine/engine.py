@@ -40,7 +40,7 @@ from omnicanal.journey.effects import (
 )
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
-from omnicanal.metrics import EVENT_LAG, MESSAGES, real_seconds
+from omnicanal.metrics import WorkspaceMetrics, real_seconds
 from omnicanal.store.audit import AuditLog
 from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.coupons import Coupons
@@ -128,6 +128,7 @@ class Engine:
     holdings: CustomerHoldings
     erasure: CustomerErasure
     audit: AuditLog
+    metrics: WorkspaceMetrics
     retention: float | None = None
     """Journey seconds of inactivity after which a customer is erased (OMNICANAL_RETENTION_DAYS; None: never)."""
     _paused_read: float = field(default=-PAUSED_FRESH)
@@ -315,13 +316,14 @@ class Engine:
     def _account(self, applied: Applied, items: Sequence[WorkItem]) -> None:
         """Errors and message outcomes said in the log and metrics, and how long the events waited."""
         now = self.clock.now()
+        metrics = self.metrics
         for item in items:
             if item.event is not None and "received_at" in item.event:
-                EVENT_LAG.observe(real_seconds(now - item.event["received_at"], self.clock.speed))
+                metrics.event_lag.observe(real_seconds(now - item.event["received_at"], self.clock.speed))
         for entry in applied.changes.timeline:
             kind = entry["kind"]
             if kind == "message":
-                MESSAGES(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
+                metrics.messages(entry["journey"], entry["step"], entry.get("channel", ""), entry["status"]).inc()
             elif kind == "error":
                 log.warning("journey_error", customer_id=applied.snapshot.customer_id, where=entry["where"],
                             error=entry["message"])

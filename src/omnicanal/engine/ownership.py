@@ -20,7 +20,7 @@ import random
 import structlog
 
 from omnicanal.eventloop import pause
-from omnicanal.metrics import LOOP_ERRORS
+from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.work import WorkItem, WorkQueue
 
@@ -32,8 +32,9 @@ REBALANCE_EVERY = 2.0
 
 class PartitionOwnership:
     def __init__(self, leases: LeaseStore, queue: WorkQueue, worker_id: str, partitions: int,
-                 lease_seconds: float) -> None:
+                 lease_seconds: float, metrics: WorkspaceMetrics) -> None:
         self._leases = leases
+        self._metrics = metrics
         self._queue = queue
         self._worker_id = worker_id
         self._partitions = partitions
@@ -77,7 +78,7 @@ class PartitionOwnership:
                         self.owned.discard(number)
                         log.warning("partition_lost", partition=number)
                 except Exception as exc:  # the store is down: the leases are renewed next round, or lost
-                    LOOP_ERRORS.labels(loop="ownership").inc()
+                    self._metrics.loop_errors("ownership").inc()
                     log.warning("lease_renewal_failed", partitions=sorted(self.owned),
                                 error=f"{type(exc).__name__}: {exc}")
                     break

@@ -35,7 +35,7 @@ from omnicanal.journey.model import Journey
 from omnicanal.journey.segments import Segments, load_segments
 from omnicanal.journey.session import Context
 from omnicanal.links import links_of
-from omnicanal.metrics import LOOP_ERRORS
+from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.audit import AuditLog
@@ -122,6 +122,8 @@ class Runtime:
     worker: Worker
     ownership: PartitionOwnership
     broadcasts: BroadcastStore
+    metrics: WorkspaceMetrics
+    """This workspace's series of the process's metrics."""
     resources: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     broken: str | None = None
@@ -159,8 +161,10 @@ class Runtime:
                                        outbound=settings.outbound)
             connectors = ConnectorRegistry(context, settings.channels)
             stack.push_async_callback(connectors.aclose)
+            metrics = WorkspaceMetrics(settings.workspace)
             delivery = Delivery(
                 connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
+                metrics,
             )
             coupons = Coupons(transport, keys)
             journey_context = Context(
@@ -178,14 +182,13 @@ class Runtime:
                             settings.idempotency_window, identity, CustomerMerge(redis, keys), coupons,
                             Fetcher(http, settings.fetch_allowed_hosts, settings.fetch_max_bytes, canned_fetches,
                                     settings.outbound), SegmentIndex(transport, keys), broadcasts, holdings, erasure,
-                            AuditLog(redis, keys), settings.retention)
+                            AuditLog(redis, keys), metrics, settings.retention)
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
-                                           settings.partitions,
-                                           settings.lease_seconds)
-            worker = Worker(engine, queue, ownership, settings.worker_id)
+                                           settings.partitions, settings.lease_seconds, metrics)
+            worker = Worker(engine, queue, ownership, settings.worker_id, metrics)
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, IdempotencyIndex(redis, keys, settings.idempotency_window), worker,
-                          ownership, broadcasts, stack.pop_all())
+                          ownership, broadcasts, metrics, stack.pop_all())
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  segments=sorted(segments.by_id),
@@ -197,7 +200,7 @@ class Runtime:
         if self.role is not Role.API:
             loops.append(("worker", self.worker.run(self.stopping)))
             loops.append(("timers", run_timers(self.queue, self.clock, self.ownership,
-                                               self.settings.timer_poll_interval, self.stopping)))
+                                               self.settings.timer_poll_interval, self.metrics, self.stopping)))
             walker = BroadcastRunner(self.broadcasts, self.queue, self.customers, self.redis, self.keys, self.clock,
                                      self.settings.worker_id)
             loops.append(("broadcasts", walker.run(self.stopping)))
@@ -231,7 +234,7 @@ class Runtime:
             log.error("reload_rejected", problems=[str(p) for p in exc.problems])
             return False
         except Exception as exc:
-            LOOP_ERRORS.labels(loop="reload").inc()
+            self.metrics.loop_errors("reload").inc()
             log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
             return False
         self.engine.context = replace(self.engine.context, templates=templates, segments=segments)

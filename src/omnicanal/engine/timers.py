@@ -15,7 +15,7 @@ from omnicanal.engine.clock import Clock
 from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.errors import StoreUnavailable
 from omnicanal.eventloop import pause
-from omnicanal.metrics import TIMER_LATENESS, real_seconds
+from omnicanal.metrics import WorkspaceMetrics, real_seconds
 from omnicanal.store.work import WorkQueue
 
 log = structlog.get_logger("omnicanal.timers")
@@ -24,14 +24,15 @@ FIRE_LIMIT = 500
 
 
 async def run_timers(queue: WorkQueue, clock: Clock, ownership: PartitionOwnership, interval: float,
-                     stopping: asyncio.Event) -> None:
+                     metrics: WorkspaceMetrics, stopping: asyncio.Event) -> None:
     """Fire the due timers of the partitions this worker owns, until `stopping` is set."""
+    lateness = metrics.timer_lateness
     while not stopping.is_set():
         try:
             now = clock.now()
             due = await queue.fire_due(sorted(ownership.owned), now, FIRE_LIMIT)  # a copy: it changes
             for moment in due:
-                TIMER_LATENESS.observe(real_seconds(now - moment, clock.speed))
+                lateness.observe(real_seconds(now - moment, clock.speed))
             fired = len(due)
         except StoreUnavailable as exc:
             log.error("store_unavailable", error=str(exc))

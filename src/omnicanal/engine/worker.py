@@ -25,7 +25,7 @@ from omnicanal.engine.engine import Engine
 from omnicanal.engine.ownership import REBALANCE_EVERY, PartitionOwnership
 from omnicanal.errors import StoreUnavailable
 from omnicanal.eventloop import pause
-from omnicanal.metrics import OWNED_PARTITIONS, WAITING_TIMERS, WORK_BACKLOG, WORK_ITEMS, WORK_PENDING
+from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("omnicanal.worker")
@@ -38,8 +38,9 @@ RETRY_DELAYS = (0.05, 0.25, 1.0)
 
 class Worker:
     def __init__(self, engine: Engine, queue: WorkQueue, ownership: PartitionOwnership, consumer: str,
-                 concurrency: int = 64) -> None:
+                 metrics: WorkspaceMetrics, concurrency: int = 64) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._queue = queue
         self._ownership = ownership
         self._consumer = consumer
@@ -100,11 +101,12 @@ class Worker:
         return await self._queue.read(owned, self._consumer, BATCH, block_ms, pending=pending, done=done)
 
     async def _report(self) -> None:
-        """Refresh the gauges an autoscaler and dashboards read."""
-        WORK_BACKLOG.set(await self._queue.backlog())
-        WORK_PENDING.set(await self._queue.pending())
-        WAITING_TIMERS.set(await self._queue.waiting_timers())
-        OWNED_PARTITIONS.set(len(self._ownership.owned))
+        """Refresh the workspace's gauges an autoscaler and dashboards read."""
+        metrics = self._metrics
+        metrics.work_backlog.set(await self._queue.backlog())
+        metrics.work_pending.set(await self._queue.pending())
+        metrics.waiting_timers.set(await self._queue.waiting_timers())
+        metrics.owned_partitions.set(len(self._ownership.owned))
 
     async def process(self, items: Sequence[WorkItem]) -> None:
         by_customer: dict[str, list[WorkItem]] = {}
@@ -114,7 +116,7 @@ class Worker:
         await asyncio.gather(*(self._apply(cid, its) for cid, its in left.items()))
         self.processed += len(items)
         for kind, count in Counter(item.kind for item in items).items():
-            WORK_ITEMS.labels(kind).inc(count)
+            self._metrics.work_items(kind).inc(count)
 
     async def _apply(self, customer_id: str, items: list[WorkItem]) -> None:
         async with self._limit:
