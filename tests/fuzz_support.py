@@ -87,6 +87,10 @@ SSTI = (
     # Python objects written as they are: `<function lipsum at 0x7f...>`, an address, in a customer's message.
     "lipsum", "cycler", "joiner", "range", "customer.keys", "event.properties.items", "cycler(1, 2)",
     "event.properties.get", "now.__class__",
+    # The same objects made a text first, which `{{ }}` then writes as any text.
+    "lipsum ~ ''", "'Dear ' ~ [cycler]", "customer.keys | string", "[lipsum] | join", "'%s' % joiner",
+    "'%s' | format(lipsum)", "'{0.keys}'.format(customer)", "('{}' | safe).format(cycler)",
+    "[1, 2] | select('odd') | string", "namespace(a=1) | e",
 )
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""

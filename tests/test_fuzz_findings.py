@@ -135,3 +135,31 @@ def test_a_text_template_has_a_budget_of_its_own_and_says_when_it_is_over() -> N
     assert url.render({}) == "https://shop.example/999999"
     with pytest.raises(BudgetExceeded, match=r"over its budget: a repetition \(`\*`\) would have 2,000,000"):
         TextTemplate("https://shop.example/{{ 'a' * n }}").render({"n": 2_000_000})
+
+
+@pytest.mark.parametrize("source", ["lipsum ~ ''", "'Dear ' ~ [cycler]", "customer.keys | string", "[lipsum] | join",
+                                    "'%s' % joiner", "'%s' | format(lipsum)", "'{0.keys}'.format(customer)",
+                                    "('{}' | safe).format(cycler)", "[1, 2] | select('odd') | string",
+                                    "[lipsum] | map('upper') | list", "{'a': lipsum} | xmlattr"])
+def test_a_text_is_made_of_data_only(tmp_path: Path, source: str) -> None:
+    """Found while pinning the namespace: what `{{ lipsum }}` refused, `{{ lipsum ~ '' }}` wrote —
+    `<function lipsum at 0x7f...>`, an address of the daemon's memory in a customer's message — and so did
+    `| string`, `%`, `str.format` and every filter that makes a text."""
+    with pytest.raises(ExpressionError, match=r"makes a text of .+, not data: "):
+        Expression(source).evaluate({"customer": {"first_name": "Léa"}})
+    with pytest.raises(TemplateError, match=r"makes a text of .+, not data: "):
+        catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope())
+
+
+@pytest.mark.parametrize(("source", "text"), [
+    ("'Dear ' ~ customer.first_name ~ ', -' ~ 15 ~ ' %'", "Dear Léa, -15 %"),
+    ("'%s: %.2f' % (customer.first_name, 89.5)", "Léa: 89.50"),
+    ("'{0[first_name]} {1}'.format(customer, [1, 2])", "Léa [1, 2]"),
+    ("('<b>{}</b>' | safe).format('<i>')", "<b>&lt;i&gt;</b>"),
+    ("event.properties['items'] | map(attribute='name') | join(', ')", "Sneakers"),
+    ("customer.first_name | upper | center(7)", "  LÉA  "),
+])
+def test_texts_made_of_data_are_made_as_before(tmp_path: Path, source: str, text: str) -> None:
+    assert Expression(source).evaluate(scope()) == text
+    assert catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope()).content["body"] \
+        == text.strip()

@@ -16,7 +16,7 @@ The scope is always a mapping of `customer`, `event`, `vars` and `now` (template
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from functools import lru_cache, wraps
 from types import CodeType
 from typing import Any
@@ -28,10 +28,11 @@ from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace, missing
+from jinja2.utils import missing
 
-from omnicanal import budget
+from omnicanal import budget, plain_data
 from omnicanal.errors import BudgetExceeded, ExpressionError
+from omnicanal.plain_data import hint, not_data, not_data_within, text_of, what
 
 UNCOMPILABLE = (RecursionError, SyntaxError)
 """What compiling a text that Jinja parsed may still raise: its parser and code generator recurse once per level
@@ -56,8 +57,9 @@ def _money(amount: Any, currency: str = "EUR", locale: str = "en") -> str:
 
 
 class _DataFirstSandbox(ImmutableSandboxedEnvironment):
-    """A sandbox where `event.properties.items` means the key `items`, not the dict method, and where every
-    evaluation has a budget (budget.py: the operators, calls, slices and compiled code that can grow go through it).
+    """A sandbox where `event.properties.items` means the key `items`, not the dict method, where every
+    evaluation has a budget (budget.py: the operators, calls, slices and compiled code that can grow go through it),
+    and where only data becomes a text (plain_data.py: `~`, `%`, `str.format` and the filters that make text).
 
     Jinja looks up attributes before keys; event properties are data, and names such as `items`, `keys` or
     `values` are common in them, so for mappings the key wins. A subscript (`event.properties['items']`) on a
@@ -67,15 +69,21 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = budget.INTERCEPTED_BINOPS
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str):
+            text_of(right)
         return budget.binop(operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        return plain_data.format_method(self, value)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget.before_call(__obj, args, kwargs)
         return budget.check_size(super().call(__context, __obj, *args, **kwargs), "a call's result")
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        """The template's code, with its work counted; a constant over the budget is refused here, at load."""
-        return budget.budgeted(super()._parse(source, name, filename), self)
+        """The template's code, with its work counted and its texts checked to be made of data; a constant over
+        the budget is refused here, at load."""
+        return _rewritten(super()._parse(source, name, filename), self)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict or isinstance(obj, Mapping):  # JSON data is dicts: the ABC check only for others
@@ -100,67 +108,16 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
-def not_data(value: Any) -> bool:
-    """A function, method, class or object that has no text of its own: what a look-up finds in Python rather
-    than in the data (`customer.keys`, for a customer without a `keys` key, is the dict's method). Never a value:
-    written, it would send a customer `<built-in method keys of dict object at 0x7f...>`; as a condition it would
-    always hold. A lazy sequence (what `select`, `map` or `reject` give before `| list`) is not data either: kept
-    in `vars` it would be stored as `<generator object ...>`, and as a condition it is always true. Nor is a
-    namespace (`{% set ns = namespace(total=0) %}`, where a template keeps a value across a loop's iterations):
-    its attributes are data, the namespace itself would be written `<Namespace {'total': 0}>`."""
-    kind = type(value)
-    return ((callable(value) and not isinstance(value, jinja2.Undefined))
-            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator | Namespace))
-
-
-_OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
-"""How an object without a text of its own is written: `<jinja2.utils.Cycler object at 0x7f...>`."""
-
-
-def not_data_within(value: Any) -> Any:
-    """The first thing in `value` — itself, or an item, key or value of the lists, tuples, sets and mappings in
-    it, however deep — that is not data (see not_data); None when it is all data. `[cycler]` would be written
-    `[<class 'jinja2.utils.Cycler'>]`."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) in _SCALARS:
-            continue
-        if isinstance(item, dict):
-            stack += item.keys()
-            stack += item.values()
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack += item
-        elif not_data(item):
-            return item
-    return None
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _hint(value: Any) -> str:
-    if isinstance(value, Iterator):
-        return "end it with `| list`"
-    if isinstance(value, Namespace):
-        return "write the attribute it keeps (`ns.total`), not the namespace"
-    return "call it, or name a key that is there"
-
-
-def _what(value: Any) -> str:
-    if isinstance(value, Iterator):
-        return "a lazy sequence"
-    if isinstance(value, Namespace):
-        return "a namespace"
-    kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
-    return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
-
-
 def _written(value: Any) -> Any:
     """What `{{ ... }}` writes: data, counted by the budget."""
     if type(value) is not str and (found := not_data_within(value)) is not None:
-        raise ExpressionError(f"writes {_what(found)}, not data: {_hint(found)}")
+        raise ExpressionError(f"writes {what(found)}, not data: {hint(found)}")
     return budget.write(value)
+
+
+def _rewritten(tree: nodes.Template, environment: jinja2.Environment) -> nodes.Template:
+    """Parsed code as the sandbox runs it: its texts checked (plain_data.checked), its work counted (budget)."""
+    return budget.budgeted(plain_data.checked(tree), environment)
 
 
 def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
@@ -178,7 +135,8 @@ def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
         optimized=False,
     )
     env.filters["money"] = _money
-    env.filters = budget.budgeted_filters(env.filters)
+    env.filters = budget.budgeted_filters(plain_data.textual_filters(env.filters))
+    env.filters[plain_data.TEXT_OF] = text_of
     env.tests = budget.budgeted_tests(env.tests)  # type: ignore[assignment,arg-type]  # Jinja types them narrowly
     env.globals["lipsum"] = budget.lipsum
     return env
@@ -310,7 +268,7 @@ def _compile(source: str) -> CodeType:
     if not parser.stream.eos:
         raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
     template = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
-    code: CodeType = _VALUES.compile(budget.budgeted(template, _VALUES))
+    code: CodeType = _VALUES.compile(_rewritten(template, _VALUES))
     return code
 
 
@@ -337,6 +295,8 @@ def _failure(source: str, exc: Exception) -> ExpressionError:
     caller reports it as one), a sandboxed evaluation's any other failure is an ExpressionError naming it."""
     if isinstance(exc, BudgetExceeded):
         return BudgetExceeded(f"{source!r}: over its budget: {exc}")
+    if isinstance(exc, ExpressionError):  # refused inside the sandbox (plain_data.py): already says why
+        return ExpressionError(f"{source!r}: {exc}")
     if isinstance(exc, jinja2.UndefinedError):
         return ExpressionError(f"{source!r}: {exc.message}")
     return ExpressionError(f"{source!r}: {type(exc).__name__}: {exc}")
@@ -370,8 +330,8 @@ class Expression:
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
         if (found := not_data_within(value)) is not None:
-            raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {_what(found)}, not data: "
-                                  f"{_hint(found)}")
+            raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {what(found)}, not data: "
+                                  f"{hint(found)}")
         return value
 
     def test(self, scope: Mapping[str, Any]) -> bool:
@@ -387,7 +347,7 @@ class Expression:
         except Exception as exc:  # as in evaluate: typed, with the expression it comes from
             raise _failure(self.source, exc) from exc
         if not_data(value):
-            raise ExpressionError(f"{self.source!r} is {_what(value)}, not data: it would always hold")
+            raise ExpressionError(f"{self.source!r} is {what(value)}, not data: it would always hold")
         return bool(value)
 
     def __repr__(self) -> str:

@@ -1,0 +1,167 @@
+"""What an expression or template may give, write or make a text of: data (texts, numbers, booleans, lists,
+mappings), never one of Python's objects.
+
+A look-up that finds a method rather than a key (`customer.keys`, for a customer without `keys`), a global of the
+sandbox (`lipsum`, `cycler`), a lazy sequence (`select(...)` before `| list`) or a namespace is not data: made a
+text, it shows a customer Python's internals (`<built-in method keys of dict object at 0x7f...>`); kept in `vars`
+it is stored as that text; as a condition it always holds. The sandbox (expressions.py) refuses one wherever it
+would become a value or a text: what `{{ }}` writes and what an expression gives (expressions.py), and here the
+operands of `~`, the right side of `%`, the fields of `str.format` and the values and arguments of the filters
+that make text (TEXTUAL). Each refusal is an ExpressionError naming the thing and the fix.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator, Mapping
+from functools import update_wrapper, wraps
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedFormatter
+from jinja2.utils import Namespace
+from jinja2.visitor import NodeTransformer
+from markupsafe import EscapeFormatter, Markup
+
+from omnicanal.errors import ExpressionError
+
+_OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
+"""How an object without a text of its own is written: `<jinja2.utils.Cycler object at 0x7f...>`."""
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def not_data(value: Any) -> bool:
+    """A function, method, class or object that has no text of its own: what a look-up finds in Python rather
+    than in the data. A lazy sequence (what `select`, `map` or `reject` give before `| list`) is not data either,
+    nor a namespace (`{% set ns = namespace(total=0) %}`, where a template keeps a value across a loop's
+    iterations): its attributes are data, the namespace itself would be written `<Namespace {'total': 0}>`."""
+    kind = type(value)
+    return ((callable(value) and not isinstance(value, jinja2.Undefined))
+            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator | Namespace))
+
+
+def not_data_within(value: Any) -> Any:
+    """The first thing in `value` — itself, or an item, key or value of the lists, tuples, sets and mappings in
+    it, however deep — that is not data (see not_data); None when it is all data. `[cycler]` would be written
+    `[<class 'jinja2.utils.Cycler'>]`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, dict):
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack += item
+        elif not_data(item):
+            return item
+    return None
+
+
+def hint(value: Any) -> str:
+    """What to write instead of `value`, which is not data."""
+    if isinstance(value, Iterator):
+        return "end it with `| list`"
+    if isinstance(value, Namespace):
+        return "write the attribute it keeps (`ns.total`), not the namespace"
+    return "call it, or name a key that is there"
+
+
+def what(value: Any) -> str:
+    """`value`, which is not data, named for a person: `the function lipsum`, `a lazy sequence`."""
+    if isinstance(value, Iterator):
+        return "a lazy sequence"
+    if isinstance(value, Namespace):
+        return "a namespace"
+    kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
+    return f"{kind} {getattr(value, '__name__', type(value).__name__)}"
+
+
+def text_of(value: Any) -> Any:
+    """`value`, to be made a text; ExpressionError if anything in it is not data."""
+    if type(value) not in _SCALARS and (found := not_data_within(value)) is not None:
+        raise ExpressionError(f"makes a text of {what(found)}, not data: {hint(found)}")
+    return value
+
+
+# -- where the sandbox makes texts --------------------------------------------------------------------------------
+
+TEXT_OF = "_text_of"
+"""The filter the rewrite (`checked`) puts around each operand of `~`: text_of."""
+
+TEXTUAL = frozenset({"capitalize", "center", "e", "escape", "forceescape", "format", "indent", "join", "lower",
+                     "pprint", "replace", "safe", "string", "striptags", "title", "trim", "truncate", "upper",
+                     "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"})
+"""Jinja's filters that make a text of their value or arguments (`lipsum | string`, `'%s' | format(lipsum)`)."""
+
+
+def textual_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The filters, those of TEXTUAL refusing a value or argument that is not data. Put inside the budget's
+    wrappers: `join` is then given the list the budget made of a lazy sequence, not the sequence."""
+    return {name: _textual(function) if name in TEXTUAL else function for name, function in filters.items()}
+
+
+def _textual(function: Callable[..., Any]) -> Callable[..., Any]:
+    offset = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0  # environment or context first
+
+    @wraps(function)  # keeps jinja_pass_arg, which says whether Jinja passes its environment or context first
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for arg in args[offset:]:
+            text_of(arg)
+        for arg in kwargs.values():
+            text_of(arg)
+        return function(*args, **kwargs)
+    return checked
+
+
+class _TextOperands(NodeTransformer):
+    """Each operand of `~` through TEXT_OF, but constants (`'CART' ~ vars.percent`)."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        node.nodes = [operand if isinstance(operand, nodes.Const)
+                      else nodes.Filter(operand, TEXT_OF, [], [], None, None, lineno=operand.lineno)
+                      for operand in node.nodes]
+        return node
+
+
+def checked(tree: nodes.Template) -> nodes.Template:
+    """The parsed template or expression, the operands of its `~` checked to be data."""
+    return _TextOperands().visit(tree)  # type: ignore[no-any-return]
+
+
+class _DataFormatter(SandboxedFormatter):
+    """Jinja's sandboxed `str.format`, writing a field only if it is data: `'{0}'.format(lipsum)` and
+    `'{0.keys}'.format(customer)` would write Python's objects."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return super().format_field(text_of(value), format_spec)
+
+
+class _DataEscapeFormatter(_DataFormatter, EscapeFormatter):
+    """The same for `Markup.format` (a text marked safe, `'{}' | safe`), escaping each field."""
+
+
+def format_method(environment: jinja2.Environment, method: Any) -> Callable[..., str] | None:
+    """`str.format` or `str.format_map` of a text, as the sandbox must call it (None for any other method): what
+    Jinja's SandboxedEnvironment.wrap_str_format makes, with a formatter that writes data only. The wrapper keeps
+    the method as `__wrapped__`, where the budget finds the format string to check its widths."""
+    if not isinstance(method, types.MethodType | types.BuiltinMethodType) or method.__name__ not in (
+            "format", "format_map"):
+        return None
+    text = method.__self__
+    if not isinstance(text, str):
+        return None
+    formatter = (_DataEscapeFormatter(environment, escape=text.escape) if isinstance(text, Markup)
+                 else _DataFormatter(environment))
+    mapping = method.__name__ == "format_map"
+
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        if not mapping:
+            return type(text)(formatter.vformat(text, args, kwargs))
+        if kwargs or len(args) != 1:
+            raise TypeError("format_map() takes exactly one argument, a mapping")
+        return type(text)(formatter.vformat(text, (), args[0]))
+    return update_wrapper(wrapper, method)
