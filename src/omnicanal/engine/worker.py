@@ -103,8 +103,9 @@ class Worker:
     async def _read(self, owned: Collection[int], done: list[WorkItem], block_ms: int | None,
                     pending: bool = False) -> list[WorkItem]:
         """The next batch, in the round trip that acknowledges the last one. Redis counts a read's entries per
-        stream, so BATCH is shared among the partitions owned."""
-        count = max(PER_PARTITION_MIN, -(-BATCH // max(1, len(owned))))
+        stream, so BATCH is shared among the partitions owned. The entries left pending (after an outage) are
+        read BATCH per partition: more than any batch took from one, even with fewer partitions owned then."""
+        count = BATCH if pending else max(PER_PARTITION_MIN, -(-BATCH // max(1, len(owned))))
         return await self._queue.read(owned, self._consumer, count, block_ms, pending=pending, done=done)
 
     async def _report(self) -> None:
