@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import Api, StartApi, write_journey
-from faults_support import ApiClient, Cluster, Processes, Provider, sigkill
+from faults_support import ApiClient, Cluster, Processes, Provider, sigkill, visitors
 from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
@@ -207,13 +207,7 @@ async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one
             await cluster.start(workers=3)
             assert cluster.api is not None
             api = ApiClient(http, cluster.api.base)
-            for first in range(0, count, 500):
-                status, _ = await api.call("POST", "/v1/events/batch", {"events": [
-                    {"name": "visited", "customer_id": f"c{n}"} for n in range(first, first + 500)]})
-                assert status == 202
-            async with asyncio.timeout(60):
-                while await client.scard(keys.customers) < count:
-                    await asyncio.sleep(0.05)
+            await visitors(api, lambda: client.scard(keys.customers), count)
             # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
             write_journey(project, "daily_tip", WALKED_SLOWLY)
 

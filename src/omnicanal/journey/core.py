@@ -1,8 +1,8 @@
 """The journey core: a customer's work applied to their state, with no I/O.
 
 `apply(context, state, work, now)` takes the customer's state and their work items (events, fired timers,
-drains, resumes of a paused journey, cancellations of what an event started, a broadcast's starts), in order,
-and changes the state;
+drains, resumes of a paused journey, cancellations of what an event started, a broadcast's starts, a segment
+backfill's evaluations — those journey/audience.py applies), in order, and changes the state;
 it returns the Changes for the engine to write. For each event: it is recorded on the timeline; delivery
 receipts and engagement events settle the fallbacks of the messages they concern; running instances whose
 journey exits on it end; goals it meets are recorded as conversions; instances waiting for it resume; journeys

@@ -15,6 +15,7 @@ the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,14 @@ class Segment(BaseModel):
     id: Annotated[str, AfterValidator(check_id)]
     where: Condition
     aggregates: dict[Annotated[str, Field(pattern=AGGREGATE_NAME_PATTERN)], Aggregate] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        """What the definition means — its condition and its aggregates — hashed: a segment whose fingerprint is
+        not the one backfilled is new or changed, and is evaluated again for every customer (a backfill)."""
+        aggregates = self.aggregates
+        meaning = [self.where.source, *(f"{name}={aggregates[name].signature}" for name in sorted(aggregates))]
+        return hashlib.sha256("\x00".join(meaning).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
