@@ -3,9 +3,9 @@
 Every worker process runs this loop; one process at a time walks a given broadcast, batch by batch, recording
 after each batch where the walk stands (engine/walks.py), so a walk that a crash or a stop interrupted resumes
 where it was, in another process if need be. A customer met twice (a resumed batch, a set rehashed meanwhile)
-gets the same start twice, which the journey core applies once. The
-starts themselves (re-entry, a paused journey...) are decided by the core when the customer's worker applies
-them, and counted on the broadcast with the customer's commit.
+gets the same start twice, which the journey core applies once. The starts themselves (re-entry, a paused
+journey...) are decided by the core when the customer's worker applies them, and counted on the broadcast with
+the customer's commit.
 """
 
 from __future__ import annotations

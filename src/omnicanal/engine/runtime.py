@@ -194,7 +194,7 @@ class Runtime:
                                            settings.lease_seconds)
             worker = Worker(engine, queue, ownership, settings.worker_id)
             backfills = SegmentBackfills(transport, keys)
-            await backfills.arm({s.id: s.fingerprint for s in segments.by_id.values()}, clock.now())
+            await backfills.arm(segments.fingerprints, clock.now())
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, IdempotencyIndex(redis, keys, settings.idempotency_window), worker,
                           ownership, broadcasts, backfills, SetWalks(Lease(transport), redis, settings.worker_id),
@@ -246,7 +246,7 @@ class Runtime:
             try:
                 templates, journeys, segments = load_project(self.settings)
                 await self.registry.replace(journeys)
-                await self.backfills.arm({s.id: s.fingerprint for s in segments.by_id.values()}, self.clock.now())
+                await self.backfills.arm(segments.fingerprints, self.clock.now())
             except ProjectError as exc:
                 log.error("reload_rejected", problems=[str(p) for p in exc.problems])
                 return False

@@ -103,6 +103,11 @@ class Segments:
     def __bool__(self) -> bool:
         return bool(self.by_id)
 
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """Segment id -> the fingerprint of its definition (what a backfill is armed with)."""
+        return {segment_id: segment.fingerprint for segment_id, segment in self.by_id.items()}
+
 
 NO_SEGMENTS = Segments()
 
