@@ -81,7 +81,7 @@ async def scenario_schedule(ctx: Context) -> list[Row]:
                 "journey": "warm_up", "audience": {"segment": "warm_up"}}) as response:
             warm_up_record = keys.broadcast((await response.json())["id"])
         await wait_until(lambda: _walked(redis, warm_up_record), limit)
-        rss_before = max(rss_mb(pid) for pid in engine.pids())
+        rss_before = {pid: rss_mb(pid) for pid in engine.pids()}
         clock = await Clock.current(redis, keys)
         occurrence = math.ceil((clock.now() + 4 * SPEED) / 60) * 60  # a whole minute, 4 to 5 real seconds ahead
         hour, minute = divmod(int(occurrence % 86400) // 60, 60)
@@ -91,11 +91,11 @@ async def scenario_schedule(ctx: Context) -> list[Row]:
         stats_before = await commandstats()
         record = keys.broadcast(occurrence_id("weekly_lapsed", occurrence))
         progress: dict[str, str] = {}
-        rss_peak = rss_before
+        rss_peak = dict(rss_before)
         deadline = moment + limit
         while time.time() < deadline:
             progress = await redis.hgetall(record)
-            rss_peak = max(rss_peak, *(rss_mb(pid) for pid in engine.pids()))
+            rss_peak = {pid: max(peak, rss_mb(pid)) for pid, peak in rss_peak.items()}
             if _finished(progress):
                 break
             await asyncio.sleep(0.1)
@@ -106,7 +106,8 @@ async def scenario_schedule(ctx: Context) -> list[Row]:
         calls = redis_limits.delta(stats_before, await commandstats())
         limit_rate, mix = await ctx.limits.per_unit(calls, max(1, started))
         ctx.mixes["schedule: Redis calls per member started"] = mix
-        rss_after = max(rss_mb(pid) for pid in engine.pids())
+        rss_after = {pid: rss_mb(pid) for pid in engine.pids()}
+        grown = max(rss_before, key=lambda pid: rss_peak[pid] - rss_before[pid])  # each worker against itself
         size = f"{members:,} members of {n:,} customers"
         hit = "" if started >= members else f"time limit hit: {started:,}/{members:,} started"
         return [
@@ -117,10 +118,12 @@ async def scenario_schedule(ctx: Context) -> list[Row]:
                 details={"customers": n, "members": members, "profiles_seconds": took, "progress": progress}),
             Row("schedule", "starts/s", started / seconds if seconds > 0 else math.nan, "/s", limit=limit_rate,
                 limit_how="the redis-benchmark rates of the command mix per start"),
-            Row("schedule", "engine worker RSS, peak during the occurrence", rss_peak, "MiB",
-                limit=rss_before, limit_how=f"the same workers' RSS before it, after {warm_up:,} starts",
-                target="independent of N", met=rss_peak - rss_before <= max(5.0, 0.1 * rss_before),
-                details={"rss_before_mb": rss_before, "rss_peak_mb": rss_peak, "rss_after_mb": rss_after}),
+            Row("schedule", "engine worker RSS, peak during the occurrence", rss_peak[grown], "MiB",
+                limit=rss_before[grown], limit_how=f"the same worker's RSS before it, after {warm_up:,} starts (the "
+                "worker that grew most)", target="independent of N",
+                met=rss_peak[grown] - rss_before[grown] <= max(5.0, 0.1 * rss_before[grown]),
+                details={"rss_before_mb": list(rss_before.values()), "rss_peak_mb": list(rss_peak.values()),
+                         "rss_after_mb": list(rss_after.values())}),
             Row("schedule", "members not started exactly once", float(abs(members - started)), "", target="0",
                 met=started == members, note=f"{duplicates} start(s) met twice by the walk, applied once"
                 if duplicates else ""),

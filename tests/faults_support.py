@@ -295,6 +295,18 @@ class ApiClient:
         return await asyncio.gather(*(one(path, body) for path, body in zip(paths, given, strict=True)))
 
 
+async def visitors(api: ApiClient, known: Callable[[], Any], count: int) -> None:
+    """`c0`..`c<count - 1>`, each known by one `visited` event sent through the batch API; returns once the engine
+    knows them all (`known()`: how many customers it knows, e.g. the SCARD of Keyspace.customers)."""
+    for first in range(0, count, 1000):
+        status, _ = await api.call("POST", "/v1/events/batch", {"events": [
+            {"name": "visited", "customer_id": f"c{n}"} for n in range(first, min(count, first + 1000))]})
+        assert status == 202
+    async with asyncio.timeout(60):
+        while await known() < count:
+            await asyncio.sleep(0.05)
+
+
 def profile(n: int) -> dict[str, Any]:
     """A shopper reachable on push, WhatsApp and e-mail (no `webhook` address: the connector's URL is used)."""
     return {"attributes": {"first_name": f"Client{n}"}, "locale": "fr" if n % 2 else "en",

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import Api, StartApi, write_journey
-from faults_support import ApiClient, Cluster, Processes, Provider, sigkill
+from faults_support import ApiClient, Cluster, Processes, Provider, sigkill, visitors
 from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
@@ -207,13 +207,7 @@ async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one
             await cluster.start(workers=3)
             assert cluster.api is not None
             api = ApiClient(http, cluster.api.base)
-            for first in range(0, count, 500):
-                status, _ = await api.call("POST", "/v1/events/batch", {"events": [
-                    {"name": "visited", "customer_id": f"c{n}"} for n in range(first, first + 500)]})
-                assert status == 202
-            async with asyncio.timeout(60):
-                while await client.scard(keys.customers) < count:
-                    await asyncio.sleep(0.05)
+            await visitors(api, lambda: client.scard(keys.customers), count)
             # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
             write_journey(project, "daily_tip", WALKED_SLOWLY)
 
@@ -248,13 +242,14 @@ steps:
 """
 
 
-async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock(
+async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock_if_still_in_the_audience(
         project: Path, start_api: StartApi) -> None:
     write_segment(project, "gold", "id: gold\nwhere: \"customer.tier == 'gold'\"\n")
     write_journey(project, "gold_mornings", GOLD_MORNINGS)
     clock = ManualClock(datetime.fromisoformat("2027-01-17T18:00:00+00:00").timestamp())  # Sunday evening, UTC
     api = await start_api(clock=clock)
-    for customer_id, zone in (("paris", "Europe/Paris"), ("new_york", "America/New_York")):
+    for customer_id, zone in (("paris", "Europe/Paris"), ("new_york", "America/New_York"),
+                              ("los_angeles", "America/Los_Angeles")):
         await api.put_customer(customer_id, {"attributes": {"tier": "gold"}, "timezone": zone,
                                              "addresses": {"email": f"{customer_id}@example.com"},
                                              "consents": {"email": {"marketing": True}}})
@@ -265,9 +260,10 @@ async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock
     clock.advance_to(first_nine + 1)
     broadcast_id = (await wait_for_ids(api, [occurrence_id("gold_mornings", first_nine)], journey="gold_mornings"))[0]
     done = await finished(api, broadcast_id)
-    assert done["started"] == 2 and done["data"]["occurrence"] == "2027-01-18T09:00:00"
+    assert done["started"] == 3 and done["data"]["occurrence"] == "2027-01-18T09:00:00"
+    await api.put_customer("los_angeles", {"attributes": {"tier": "silver"}})  # leaves the audience before 09:00
     await api.settled()
-    assert [welcomed(await api.timeline(c)) for c in ("paris", "new_york")] == [0, 0]  # both hold till their 09:00
+    assert [welcomed(await api.timeline(c)) for c in ("paris", "new_york", "los_angeles")] == [0, 0, 0]  # all hold
 
     clock.advance_to(datetime.fromisoformat("2027-01-18T09:00:01+01:00").timestamp())
     await api.wait_until("paris", lambda entries: welcomed(entries) == 1)
@@ -275,3 +271,10 @@ async def test_timezone_customer_starts_each_customer_at_nine_on_their_own_clock
     clock.advance_to(datetime.fromisoformat("2027-01-18T09:00:01-05:00").timestamp())
     entries = await api.wait_until("new_york", lambda entries: welcomed(entries) == 1)
     assert next(e for e in entries if e["kind"] == "message")["at"].startswith("2027-01-18T14:00:01")
+    clock.advance_to(datetime.fromisoformat("2027-01-18T09:00:01-08:00").timestamp())  # no longer gold: exits
+    entries = await api.wait_until("los_angeles", lambda entries: any(
+        e["kind"] == "journey" and e["status"] == "exited" for e in entries))
+    assert welcomed(entries) == 0 and [e.get("reason") for e in entries if e["kind"] == "journey"] == [
+        None, "left_audience"]
+    stats = await api.request("GET", "/v1/journeys/gold_mornings/stats", 200)
+    assert (stats["counts"]["exited"], stats["reasons"]["exited"]) == (1, {"left_audience": 1})

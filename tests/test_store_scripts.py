@@ -14,6 +14,7 @@ from redis.crc import key_slot
 from omnicanal.codec import dumps
 from omnicanal.policy import consent
 from omnicanal.policy.caps import Cap
+from omnicanal.store.backfills import SegmentBackfills
 from omnicanal.store.broadcasts import SCHEDULED, Broadcast, BroadcastStore
 from omnicanal.store.commit import Commit
 from omnicanal.store.connection import open_redis
@@ -218,6 +219,30 @@ async def test_lua_create_broadcast_creates_once_and_lists_it(transport: Recordi
     assert await store.active() == ["b1"]
     assert await transport.client.zscore(KEYS.broadcasts, "b1") == 5.0
     assert transport.one_slot("create_broadcast")
+
+
+async def test_lua_arm_backfill_and_lua_advance_backfill_once_per_definition_and_never_for_a_superseded_one(
+        transport: Recording) -> None:
+    store = SegmentBackfills(transport, KEYS)
+    assert await store.arm({"gold": "f1", "vip": "v1"}, 10.0) == ["gold", "vip"]
+    assert await store.arm({"gold": "f1", "vip": "v1"}, 11.0) == []  # another process loading the same files
+    first = await store.get("gold")
+    assert first is not None and (first.fingerprint, first.state, first.cursor, first.considered, first.total,
+                                  first.armed_at) == ("f1", "walking", "0", 0, None, 10.0)
+    assert await store.advance(first, "0", 0, 12.0, total=3)  # begins: how many customers
+    assert await store.advance(first, "17", 2, 12.5, total=99)  # the total is the first one said
+    walked = await store.get("gold")
+    assert walked is not None and (walked.cursor, walked.considered, walked.total, walked.walking) == ("17", 2, 3, True)
+    assert await store.arm({"gold": "f2"}, 13.0) == ["gold"]  # changed; vip no longer defined: dropped
+    assert await store.get("vip") is None and await transport.client.smembers(KEYS.segment_backfills) == {"gold"}
+    assert not await store.advance(walked, "0", 1, 14.0, finished=True)  # the old walk records nothing
+    second = await store.get("gold")
+    assert second is not None and (second.fingerprint, second.cursor, second.considered) == ("f2", "0", 0)
+    assert await store.advance(second, "0", 5, 15.0, finished=True, total=5)
+    done = await store.get("gold")
+    assert done is not None and done.to_json() == {"state": "done", "considered": 5, "total": 5, "armed_at": 13.0,
+                                                   "walked_at": 15.0}
+    assert transport.one_slot("arm_backfill") and transport.one_slot("advance_backfill")
 
 
 async def test_lua_upsert_profile_merges_addresses_and_consents_in_redis(transport: Recording) -> None:

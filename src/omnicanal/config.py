@@ -214,6 +214,10 @@ class Settings(BaseSettings):
         default=3600.0, ge=0, description="Journey seconds a scheduled journey's occurrence may still fire late (no "
         "process was running at its moment, or the journey was just deployed); older ones are skipped."
     )
+    segment_backfill_rate: float = Field(
+        default=0.0, ge=0, description="Customers per second a segment's backfill queues at most (0: as fast as "
+        "the workers apply them: the walk waits while the work streams hold more than a few batches)."
+    )
     timer_poll_interval: float = Field(
         default=0.05, gt=0, description="Real seconds between two looks for due timers."
     )

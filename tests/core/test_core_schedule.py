@@ -1,16 +1,18 @@
 """Scheduled journeys in the pure parts: when a schedule's occurrences fall (APScheduler's cron read in a zone,
 DST included), and, with `timezone: customer`, each customer's instance held at its first step until their own
-clock shows the schedule's time."""
+clock shows the schedule's time — and run then only if they are still in the audience."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from harness import HOUR, Customer, journey, profile
 
-from omnicanal.journey.effects import StartJourney
+from omnicanal.journey.effects import EvaluateSegments, StartJourney
 from omnicanal.journey.schedules import check_cron, cron_of, due, local_time, next_after
+from omnicanal.journey.segments import Segment, Segments
 from omnicanal.policy.choice import Rules
 
 MONDAYS = journey("""
@@ -65,6 +67,16 @@ def test_a_customer_clock_schedule_loads() -> None:
 
 
 OCCURRENCE = at("2027-01-17T19:00:00+00:00")  # Monday 18 January, 09:00 at UTC+14
+LAPSED_GOLD = Segments.of({"lapsed_gold": Segment.model_validate({"id": "lapsed_gold",
+                                                                  "where": "customer.tier == 'gold'"})})
+
+
+def member(**fields: Any) -> Customer:
+    """A customer in MONDAYS' audience at the occurrence (their memberships evaluated, as a backfill does)."""
+    customer = Customer([MONDAYS], attributes={"tier": "gold"}, segments=LAPSED_GOLD, now=OCCURRENCE, **fields)
+    customer.apply(EvaluateSegments())
+    assert customer.state.audience["s"] == ["lapsed_gold"]
+    return customer
 
 
 def started_on_schedule(customer: Customer) -> str:
@@ -78,10 +90,10 @@ def started_on_schedule(customer: Customer) -> str:
     ("America/New_York", "2027-01-18T14:00:00+00:00"),
 ])
 def test_each_customer_starts_at_nine_on_their_own_clock(zone: str, nine_utc: str) -> None:
-    customer = Customer([MONDAYS], profile=profile(timezone=zone), now=OCCURRENCE)
+    customer = member(profile=profile(timezone=zone))
     assert started_on_schedule(customer) == "started"
     instance = customer.instance("j")
-    assert instance is not None and instance.waiting is not None and instance.waiting.kind == "hold"
+    assert instance is not None and instance.waiting is not None and instance.waiting.kind == "local_time"
     assert customer.milestones() == ["started"] and customer.sent() == []
     customer.pass_time(at(nine_utc) - OCCURRENCE - 1)
     assert customer.sent() == []  # a second before their 09:00
@@ -98,7 +110,7 @@ def test_a_customer_whose_nine_has_come_starts_at_once() -> None:
 
 
 def test_a_customer_without_a_zone_starts_at_nine_in_the_default_one() -> None:
-    customer = Customer([MONDAYS], rules=Rules(default_timezone="Asia/Tokyo"), now=OCCURRENCE)
+    customer = member(rules=Rules(default_timezone="Asia/Tokyo"))
     started_on_schedule(customer)
     customer.pass_time(at("2027-01-18T00:00:00+00:00") - OCCURRENCE - 1)  # 08:59:59 in Tokyo
     assert customer.sent() == []
@@ -107,12 +119,23 @@ def test_a_customer_without_a_zone_starts_at_nine_in_the_default_one() -> None:
 
 
 def test_the_start_of_an_occurrence_met_twice_holds_one_instance() -> None:
-    customer = Customer([MONDAYS], profile=profile(timezone="Europe/Paris"), now=OCCURRENCE)
+    customer = member(profile=profile(timezone="Europe/Paris"))
     assert started_on_schedule(customer) == "started"
     assert started_on_schedule(customer) == "duplicate"
     assert len(customer.state.instances) == 1 and len(customer.timers) == 1
     customer.pass_time(14 * HOUR)
     assert customer.sent() == [("offer", "sms")]
+
+
+def test_a_member_who_left_the_audience_before_their_nine_exits_then_without_a_message() -> None:
+    customer = member(profile=profile(timezone="America/New_York"))
+    assert started_on_schedule(customer) == "started"
+    customer.state.customer["tier"] = customer.state.customer["attributes"]["tier"] = "silver"  # PUT wrote it
+    customer.event("customer.updated", changes={"tier": {"from": "gold", "to": "silver"}}, source="api")
+    assert customer.state.audience["s"] == []
+    customer.pass_time(at("2027-01-18T14:00:00+00:00") - OCCURRENCE)  # 09:00 in New York
+    assert customer.sent() == [] and customer.milestones() == ["started", "exited (left_audience)"]
+    assert customer.stats["j"]["exited:left_audience"] == 1 and customer.instance("j") is None
 
 
 def test_on_a_fast_clock_an_occurrence_between_two_looks_fires_one_missed_while_down_does_not() -> None:

@@ -153,7 +153,7 @@ def document(secured: bool) -> dict[str, Any]:
             "/v1/segments": {"get": _operation("Loaded segments and how many customers each holds")},
             "/v1/segments/{segment_id}": {
                 "parameters": _path_id("segment_id", JOURNEY_ID_PATTERN),
-                "get": _operation("One segment: its condition, aggregates and size", more=("404",)),
+                "get": _operation("One segment: its condition, aggregates, size and backfill", more=("404",)),
             },
             "/v1/broadcasts": {
                 "post": _operation("Start a journey for an audience: a segment, a condition, or everyone",

@@ -1,5 +1,5 @@
 """`GET /v1/segments` and `/v1/segments/{id}`: the segments loaded, their condition and how many customers each
-holds (the segment index, store/segments.py)."""
+holds (the segment index, store/segments.py); for one segment, how far its backfill stands (store/backfills.py)."""
 
 from __future__ import annotations
 
@@ -32,4 +32,6 @@ async def get_segment(request: web.Request) -> web.Response:
     if segment is None:
         raise NotFound(f"no segment {request.match_info['segment_id']!r}; loaded: {sorted(loaded)}")
     sizes = await runtime.engine.segments.sizes([segment.id])
-    return web.json_response(_view(segment, sizes[segment.id]))
+    backfill = await runtime.backfills.get(segment.id)
+    return web.json_response({**_view(segment, sizes[segment.id]),
+                              "backfill": backfill.to_json() if backfill is not None else None})

@@ -1,11 +1,11 @@
 """Walking a broadcast's audience: each customer gets a start of the journey in their ordered work.
 
-Every worker process runs this loop; one process at a time walks a given broadcast (a lease, as for work
-partitions), batch by batch with SSCAN, and records after each batch where the walk stands, so a walk that a
-crash or a stop interrupted resumes where it was, in another process if need be. A customer met twice (a
-resumed batch, a set rehashed meanwhile) gets the same start twice, which the journey core applies once. The
-starts themselves (re-entry, a paused journey...) are decided by the core when the customer's worker applies
-them, and counted on the broadcast with the customer's commit.
+Every worker process runs this loop; one process at a time walks a given broadcast, batch by batch, recording
+after each batch where the walk stands (engine/walks.py), so a walk that a crash or a stop interrupted resumes
+where it was, in another process if need be. A customer met twice (a resumed batch, a set rehashed meanwhile)
+gets the same start twice, which the journey core applies once. The starts themselves (re-entry, a paused
+journey...) are decided by the core when the customer's worker applies them, and counted on the broadcast with
+the customer's commit.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 import structlog
 
 from omnicanal.engine.clock import Clock
+from omnicanal.engine.walks import SetWalks
 from omnicanal.eventloop import every, pause
 from omnicanal.expressions import Expression
 from omnicanal.journey.state import customer_view
 from omnicanal.store.broadcasts import CANCELLED, DONE, Broadcast, BroadcastStore
-from omnicanal.store.connection import Redis, call
+from omnicanal.store.connection import call
 from omnicanal.store.customers import CustomerStore, Snapshot
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.schema import WorkItem
@@ -58,19 +59,16 @@ class Audience:
 
 
 class BroadcastRunner:
-    def __init__(self, store: BroadcastStore, queue: WorkQueue, customers: CustomerStore, redis: Redis,
-                 keys: Keyspace, clock: Clock, walker: str, batch: int = 500, poll: float = 0.25,
-                 lease_seconds: float = 10.0) -> None:
+    def __init__(self, store: BroadcastStore, queue: WorkQueue, customers: CustomerStore, walks: SetWalks,
+                 keys: Keyspace, clock: Clock, batch: int = 500, poll: float = 0.25) -> None:
         self.store = store
-        self.redis = redis
         self.queue = queue
         self.customers = customers
+        self.walks = walks
         self.keys = keys
         self.clock = clock
-        self.walker = walker
         self.batch = batch
         self.poll = poll
-        self.lease_ms = int(lease_seconds * 1000)
 
     def audience(self, broadcast: Broadcast) -> Audience:
         """The set to walk: a segment's members (the segment index), or every customer (filtered by `where`
@@ -95,39 +93,35 @@ class BroadcastRunner:
         broadcast = await self.store.get(broadcast_id)
         if broadcast is None or broadcast.status in (DONE, CANCELLED) or broadcast.at > self.clock.now():
             return
-        if not await self.store.take(broadcast_id, self.walker, self.lease_ms):
-            return
-        try:
-            await self._walk(broadcast, stopping)
-        finally:
-            await self.store.leave(broadcast_id, self.walker)
+        lease = self.keys.broadcast_walker(broadcast_id)
+        async with self.walks.held(lease) as held:
+            if held:
+                await self._walk(broadcast, lease, stopping)
 
-    async def _walk(self, broadcast: Broadcast, stopping: asyncio.Event) -> None:
+    async def _walk(self, broadcast: Broadcast, lease: str, stopping: asyncio.Event) -> None:
         audience = self.audience(broadcast)
-        redis = self.redis
         if broadcast.planned is None:
-            await self.store.begin(broadcast.id, int(await call(redis.scard(audience.members))))
+            await self.store.begin(broadcast.id, int(await call(self.walks.redis.scard(audience.members))))
             log.info("broadcast_started", broadcast=broadcast.id, journey=broadcast.journey)
-        cursor = broadcast.cursor
-        while not stopping.is_set():
+
+        async def not_cancelled() -> bool:
             current = await self.store.get(broadcast.id)
             if current is None or current.status == CANCELLED:
                 log.info("broadcast_cancelled", broadcast=broadcast.id)
-                return
-            if not await self.store.keep(broadcast.id, self.walker, self.lease_ms):
-                return  # another process took it over (this one stalled past the lease): it walks on from here
-            count = min(self.batch, max(1, int(broadcast.rate))) if broadcast.rate > 0 else self.batch
-            next_cursor, members = await call(redis.sscan(audience.members, int(cursor), count=count))
-            chosen = await self._matching(audience, [str(m) for m in members])
+                return False
+            return True
+
+        count = min(self.batch, max(1, int(broadcast.rate))) if broadcast.rate > 0 else self.batch
+        async for members, cursor in self.walks.batches(lease, audience.members, broadcast.cursor, count, stopping,
+                                                        not_cancelled):
+            chosen = await self._matching(audience, members)
             now = self.clock.now()
             if chosen:
                 await self.queue.append(start_item(broadcast, customer_id, now) for customer_id in chosen)
-            cursor = str(next_cursor)
             await self.store.advance(broadcast.id, cursor, len(members), len(chosen))
             if cursor == "0":
                 log.info("broadcast_walked", broadcast=broadcast.id)
-                return
-            if broadcast.rate > 0 and chosen:
+            elif broadcast.rate > 0 and chosen:
                 await pause(stopping, len(chosen) / broadcast.rate)
 
     async def _matching(self, audience: Audience, members: Sequence[str]) -> list[str]:

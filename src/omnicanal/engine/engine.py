@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from omnicanal.journey.effects import (
     CancelEvent,
     Changes,
     DrainJourney,
+    EvaluateSegments,
     EventArrived,
     ResumeJourney,
     StartJourney,
@@ -51,7 +52,15 @@ from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.merge import MERGED_INTO, CustomerMerge, refusal
-from omnicanal.store.schema import AUDIENCE, ERASE, GOAL_WATCHES, RETENTION_TIMER, TIMER_KIND, TOUCHPOINTS
+from omnicanal.store.schema import (
+    AUDIENCE,
+    ERASE,
+    EVALUATE,
+    GOAL_WATCHES,
+    RETENTION_TIMER,
+    TIMER_KIND,
+    TOUCHPOINTS,
+)
 from omnicanal.store.segments import SegmentIndex
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 from omnicanal.timestamps import iso
@@ -95,7 +104,15 @@ def _work(item: WorkItem) -> Work | None:
         return StartJourney(item.payload["journey"], item.payload["event"], item.payload.get("local_time"))
     if item.kind == "timer" and item.instance_id is not None and item.token is not None:
         return TimerFired(item.instance_id, item.token)
+    if item.kind == EVALUATE:
+        return EvaluateSegments()
     return None
+
+
+def _definitions(items: Iterable[WorkItem]) -> set[tuple[str, str]]:
+    """The segment definitions (id, fingerprint) that backfill items were queued for."""
+    return {(item.payload["segment"], item.payload["fingerprint"]) for item in items
+            if item.kind == EVALUATE and item.payload}
 
 
 @dataclass(slots=True)
@@ -131,7 +148,11 @@ class Engine:
     metrics: WorkspaceMetrics
     retention: float | None = None
     """Journey seconds of inactivity after which a customer is erased (OMNICANAL_RETENTION_DAYS; None: never)."""
+    refresh: Callable[[], Awaitable[object]] | None = None
+    """Reloads the files if they changed since they were loaded (Runtime.refresh): asked when work names a
+    segment definition this process does not run yet."""
     _paused_read: float = field(default=-PAUSED_FRESH)
+    _told_differ: set[tuple[str, str]] = field(default_factory=set)
 
     async def _paused_journeys(self) -> None:
         """The paused journeys, as every worker must see them within PAUSED_FRESH seconds of a pause."""
@@ -141,6 +162,26 @@ class Engine:
         self._paused_read = time.monotonic()
         if paused != self.context.paused:
             self.context = replace(self.context, paused=paused)
+
+    async def _current_segments(self, items: Iterable[WorkItem]) -> None:
+        """A segment backfill's items are queued by the process that loaded the new definition first; the
+        others reload theirs (which changed on disk) before evaluating a customer with an older one. One whose
+        files still say otherwise (a deployment not yet everywhere) evaluates with what it has, and says so once."""
+        loaded = self.context.segments.by_id
+        wanted = _definitions(items)
+        if not any(segment_id not in loaded or loaded[segment_id].fingerprint != fingerprint
+                   for segment_id, fingerprint in wanted):
+            return
+        if self.refresh is not None:
+            await self.refresh()
+        loaded = self.context.segments.by_id
+        for segment_id, fingerprint in wanted - self._told_differ:
+            if segment_id not in loaded or loaded[segment_id].fingerprint != fingerprint:
+                self._told_differ.add((segment_id, fingerprint))
+                log.warning("segment_definition_differs", segment=segment_id, backfilled=fingerprint,
+                            loaded=loaded[segment_id].fingerprint if segment_id in loaded else None,
+                            detail="this process's segment files are not the ones the backfill was armed with: "
+                                   "its customers are evaluated with this process's definitions")
 
     async def apply(self, customer_id: str, items: Sequence[WorkItem]) -> None:
         """Apply a customer's items in order; raises StoreUnavailable (items stay pending, re-delivered).
@@ -169,6 +210,7 @@ class Engine:
     async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
         """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
         await self._paused_journeys()
+        await self._current_segments(items)
         snapshot = await self.customers.snapshot(customer_id, _ids_to_check(items))
         if (into := snapshot.profile.get(MERGED_INTO)) is not None:
             await self.queue.append(item.for_customer(into) for item in items)
@@ -187,6 +229,7 @@ class Engine:
         left = {cid: items for cid, items in work.items() if any(map(_alone, items))}
         simple = {cid: items for cid, items in work.items() if cid not in left}
         await self._paused_journeys()
+        await self._current_segments(item for items in simple.values() for item in items)
         snapshots = await self.customers.snapshots({cid: _ids_to_check(items) for cid, items in simple.items()})
         ready = {cid: snap for cid, snap in snapshots.items()
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
@@ -232,6 +275,8 @@ class Engine:
                 if applied is not None and position <= applied:
                     continue
                 applied, commit.applied = position, item.entry_id
+            if item.kind == EVALUATE and not snapshot.exists:
+                continue  # erased since the backfill's walk met them: an evaluation creates no one
             if (unit := _work(item)) is not None:
                 work.append(unit)
         redemptions = [(unit.event["id"], unit.event["properties"].get("code")) for unit in work

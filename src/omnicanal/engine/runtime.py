@@ -19,6 +19,7 @@ import structlog
 
 from omnicanal.channels import CHANNELS, ConnectorContext, ConnectorRegistry
 from omnicanal.config import Settings
+from omnicanal.engine.backfills import BackfillRunner
 from omnicanal.engine.broadcasts import BroadcastRunner
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.delivery import Delivery
@@ -28,6 +29,7 @@ from omnicanal.engine.ownership import PartitionOwnership
 from omnicanal.engine.registry import JourneyRegistry
 from omnicanal.engine.schedules import ScheduleRunner
 from omnicanal.engine.timers import run_timers
+from omnicanal.engine.walks import SetWalks
 from omnicanal.engine.worker import Worker
 from omnicanal.errors import ProjectError
 from omnicanal.journey.loader import load_journeys
@@ -39,6 +41,7 @@ from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.audit import AuditLog
+from omnicanal.store.backfills import SegmentBackfills
 from omnicanal.store.broadcasts import BroadcastStore
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.coupons import Coupons
@@ -49,7 +52,7 @@ from omnicanal.store.idempotency import IdempotencyIndex
 from omnicanal.store.identity import IdentityIndex
 from omnicanal.store.journeys import JourneyStore
 from omnicanal.store.keys import Keyspace
-from omnicanal.store.leases import LeaseStore
+from omnicanal.store.leases import Lease, LeaseStore
 from omnicanal.store.merge import CustomerMerge
 from omnicanal.store.rates import RateLimiter
 from omnicanal.store.schedules import ScheduleMarks
@@ -124,11 +127,17 @@ class Runtime:
     broadcasts: BroadcastStore
     metrics: WorkspaceMetrics
     """This workspace's series of the process's metrics."""
+    backfills: SegmentBackfills
+    walks: SetWalks
+    """The walks of sets this process takes part in: broadcasts' audiences, segments' backfills."""
     resources: contextlib.AsyncExitStack
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     broken: str | None = None
     """Why this process cannot do its job any more (a loop died); readiness reports it."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    files: tuple[tuple[str, float, int], ...] = ()
+    """The journey, template and segment files as last loaded (names, mtimes, sizes)."""
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def start(cls, settings: Settings, role: Role = Role.ALL, clock: Clock | None = None,
@@ -138,6 +147,7 @@ class Runtime:
         `clock` replaces the shared journey clock (the simulator's manual clock); by default it is read from
         the store so that every process agrees on journey time. `canned_fetches` answers `fetch` steps by URL
         instead of calling out (the simulator's scenario)."""
+        files = _files_signature(settings)
         templates, journeys, segments = load_project(settings)
         async with contextlib.AsyncExitStack() as stack:
             transport = open_transport(settings.redis_url)
@@ -186,9 +196,14 @@ class Runtime:
             ownership = PartitionOwnership(LeaseStore(transport, keys), queue, settings.worker_id,
                                            settings.partitions, settings.lease_seconds, metrics)
             worker = Worker(engine, queue, ownership, settings.worker_id, metrics)
+            backfills = SegmentBackfills(transport, keys)
+            await backfills.arm(segments.fingerprints, clock.now())
             runtime = cls(settings, role, redis, keys, clock, registry, customers, queue, journey_store, engine,
                           connectors, identity, IdempotencyIndex(redis, keys, settings.idempotency_window), worker,
-                          ownership, broadcasts, metrics, stack.pop_all())
+                          ownership, broadcasts, metrics, backfills, SetWalks(Lease(transport), redis,
+                                                                              settings.worker_id),
+                          stack.pop_all(), files=files)
+        engine.refresh = runtime.refresh
         runtime._start_loops()
         log.info("started", role=role.value, journeys=sorted(registry.current), templates=len(templates.names()),
                  segments=sorted(segments.by_id),
@@ -201,9 +216,11 @@ class Runtime:
             loops.append(("worker", self.worker.run(self.stopping)))
             loops.append(("timers", run_timers(self.queue, self.clock, self.ownership,
                                                self.settings.timer_poll_interval, self.metrics, self.stopping)))
-            walker = BroadcastRunner(self.broadcasts, self.queue, self.customers, self.redis, self.keys, self.clock,
-                                     self.settings.worker_id)
+            walker = BroadcastRunner(self.broadcasts, self.queue, self.customers, self.walks, self.keys, self.clock)
             loops.append(("broadcasts", walker.run(self.stopping)))
+            backfill = BackfillRunner(self.backfills, self.queue, self.walks, self.keys, self.clock,
+                                      lambda: self.engine.context.segments.by_id, self.settings.segment_backfill_rate)
+            loops.append(("backfills", backfill.run(self.stopping)))
             schedules = ScheduleRunner(self.registry, lambda: self.engine.context.segments.by_id, self.broadcasts,
                                        ScheduleMarks(self.redis, self.keys), self.clock, self.settings.schedule_grace)
             loops.append(("schedules", schedules.run(self.stopping)))
@@ -222,34 +239,42 @@ class Runtime:
         log.error("loop_stopped", loop=task.get_name(), error=repr(task.exception()))
 
     async def reload(self) -> bool:
-        """Load journeys, templates and segments again; True once the files' versions run.
+        """Load journeys, templates and segments again; True once the files' versions run. A segment that is
+        new or changed gets a backfill (engine/backfills.py).
 
         When it cannot (a broken file, the store down, a directory gone) the previous version keeps running,
         the reason is logged, and a failure other than a broken file is counted in `omnicanal_loop_errors_total`;
         the next file change or SIGHUP tries again."""
-        try:
-            templates, journeys, segments = load_project(self.settings)
-            await self.registry.replace(journeys)
-        except ProjectError as exc:
-            log.error("reload_rejected", problems=[str(p) for p in exc.problems])
-            return False
-        except Exception as exc:
-            self.metrics.loop_errors("reload").inc()
-            log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
-            return False
-        self.engine.context = replace(self.engine.context, templates=templates, segments=segments)
-        log.info("reloaded", journeys={j.id: j.version for j in journeys}, segments=sorted(segments.by_id))
-        return True
+        async with self._reloading:
+            self.files = _files_signature(self.settings)
+            try:
+                templates, journeys, segments = load_project(self.settings)
+                await self.registry.replace(journeys)
+                await self.backfills.arm(segments.fingerprints, self.clock.now())
+            except ProjectError as exc:
+                log.error("reload_rejected", problems=[str(p) for p in exc.problems])
+                return False
+            except Exception as exc:
+                self.metrics.loop_errors("reload").inc()
+                log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+                return False
+            self.engine.context = replace(self.engine.context, templates=templates, segments=segments)
+            log.info("reloaded", journeys={j.id: j.version for j in journeys}, segments=sorted(segments.by_id))
+            return True
+
+    async def refresh(self) -> None:
+        """Reload if the files changed since they were last loaded (the file watch's look, and a worker's when
+        it is given work for a segment definition it does not run yet: a reload under way finishes first)."""
+        async with self._reloading:
+            changed = _files_signature(self.settings) != self.files
+        if changed:
+            await self.reload()
 
     async def _watch_files(self) -> None:
-        signature = _files_signature(self.settings)
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.settings.reload_interval)
-            current = _files_signature(self.settings)
-            if current != signature:
-                signature = current
-                await self.reload()
+            await self.refresh()
 
     async def stop(self) -> None:
         """Stop taking work, let the batch in hand finish (up to the grace period), then close everything."""

@@ -31,6 +31,12 @@ from omnicanal.store.work import WorkItem, WorkQueue
 log = structlog.get_logger("omnicanal.worker")
 
 BATCH = 256
+"""Work items a worker applies at once, about (the partitions it owns share it): its memory holds every one of
+them — their customers' snapshots and states, the encoded commits, the pipeline's buffer — until the batch is
+written, so this bounds the memory of a busy worker whatever the backlog, and how long the next read waits."""
+PER_PARTITION_MIN = 16
+"""Items read from each owned partition at least: a worker owning many partitions, with the work all in one of
+them, still reads it in batches worth a round trip."""
 BLOCK_MS = 200
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 """Pauses between the attempts at an item that fails; after the last, it goes to the dead-letter stream."""
@@ -97,8 +103,11 @@ class Worker:
 
     async def _read(self, owned: Collection[int], done: list[WorkItem], block_ms: int | None,
                     pending: bool = False) -> list[WorkItem]:
-        """The next batch, in the round trip that acknowledges the last one."""
-        return await self._queue.read(owned, self._consumer, BATCH, block_ms, pending=pending, done=done)
+        """The next batch, in the round trip that acknowledges the last one. Redis counts a read's entries per
+        stream, so BATCH is shared among the partitions owned. The entries left pending (after an outage) are
+        read BATCH per partition: more than any batch took from one, even with fewer partitions owned then."""
+        count = BATCH if pending else max(PER_PARTITION_MIN, -(-BATCH // max(1, len(owned))))
+        return await self._queue.read(owned, self._consumer, count, block_ms, pending=pending, done=done)
 
     async def _report(self) -> None:
         """Refresh the workspace's gauges an autoscaler and dashboards read."""

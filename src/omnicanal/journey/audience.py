@@ -19,7 +19,7 @@ from typing import Any
 from omnicanal.errors import ExpressionError
 from omnicanal.journey import aggregates
 from omnicanal.journey.advance import CUSTOMER_UPDATED
-from omnicanal.journey.effects import EventArrived, TimerChange, TimerFired, Work
+from omnicanal.journey.effects import EvaluateSegments, EventArrived, TimerChange, TimerFired, Work
 from omnicanal.journey.segments import Aggregate
 from omnicanal.journey.session import Session
 
@@ -39,11 +39,15 @@ class Tracker:
         self._attributes = session.state.customer.get("attributes")
 
     def takes(self, item: Work) -> bool:
-        """Called before an item applies; True for the tracker's own timer, which it applies itself."""
+        """Called before an item applies; True for the tracker's own work, which it applies itself: its timer,
+        and an evaluation of every segment."""
         if isinstance(item, TimerFired) and item.instance_id == TIMER:
             if self.kept.get("due") is not None and repr(self.kept["due"]) == item.token:
                 self.kept["due"] = None  # it fired: nothing to cancel
                 self._evaluate()
+            return True
+        if isinstance(item, EvaluateSegments):
+            self._evaluate()
             return True
         if isinstance(item, EventArrived):  # an event applied before is skipped by the core: not counted again
             self._fresh = item.unique or item.event["id"] not in self.session.state.seen

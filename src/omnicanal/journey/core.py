@@ -1,8 +1,8 @@
 """The journey core: a customer's work applied to their state, with no I/O.
 
 `apply(context, state, work, now)` takes the customer's state and their work items (events, fired timers,
-drains, resumes of a paused journey, cancellations of what an event started, a broadcast's starts), in order,
-and changes the state;
+drains, resumes of a paused journey, cancellations of what an event started, a broadcast's starts, a segment
+backfill's evaluations — those journey/audience.py applies), in order, and changes the state;
 it returns the Changes for the engine to write. For each event: it is recorded on the timeline; delivery
 receipts and engagement events settle the fallbacks of the messages they concern; running instances whose
 journey exits on it end; goals it meets are recorded as conversions; instances waiting for it resume; journeys
@@ -38,7 +38,7 @@ from omnicanal.journey.effects import (
     Work,
 )
 from omnicanal.journey.model import DigestStep, Goal, InstanceRule, Journey, SendStep, WaitForStep
-from omnicanal.journey.schedules import customer_moment
+from omnicanal.journey.schedules import EVERYONE, customer_moment
 from omnicanal.journey.sending import Plan, deliver
 from omnicanal.journey.session import Context, Session, entry_name
 from omnicanal.journey.state import CustomerState, Instance, watched_instance
@@ -57,6 +57,10 @@ RECEIPTS = {"message.delivered": "delivered", "message.read": "read", "message.f
 """Events about one message (their properties name its journey, step and channel) → the funnel status counted."""
 REPLIED = "message.received"
 """A reply: counted as `replied` on the last message the customer got on that channel (within the window)."""
+LOCAL_TIME = "local_time"
+"""The wait of an instance a scheduled journey started ahead of the customer's own clock (`timezone: customer`):
+the walk of the audience chose them up to 26 hours before; their first step runs when their clock shows the
+occurrence, if they are still in the audience then."""
 
 
 def apply(context: Context, state: CustomerState, work: Iterable[Work], now: float) -> Sends[Changes]:
@@ -394,7 +398,7 @@ def _maybe_start(session: Session, journey: Journey, event: dict[str, Any], trig
     session.record("journey", journey=journey.id, version=journey.version, status="started",
                    instance_id=instance_id, **({"key": key} if key is not None else {}))
     if not_before is not None and not_before > session.now:
-        session.wait(instance, journey, "hold", not_before)  # the timer runs the first step then
+        session.wait(instance, journey, LOCAL_TIME, not_before)  # the timer runs the first step then
         session.save(instance)
         return None
     yield from advance(session, instance, journey)
@@ -439,5 +443,15 @@ def _apply_timer(session: Session, instance_id: str, token: str) -> Sends[None]:
     elif kind == "holdout":  # the goal window closed: the holdout's conversion, if any, is counted
         session.end(instance, journey, "exited", reason="holdout")
         return
-    # "hold": the same step runs again (quiet hours over, or time to retry a provider)
+    elif kind == LOCAL_TIME and not _in_audience(session, journey):
+        session.end(instance, journey, "exited", reason="left_audience")
+        return
+    # "hold": the same step runs again (quiet hours over, or time to retry a provider); "local_time": the first one
     yield from advance(session, instance, journey)
+
+
+def _in_audience(session: Session, journey: Journey) -> bool:
+    """Whether the customer is still in the scheduled journey's audience: everyone is; a segment's member is while
+    the segment holds them (their memberships are kept as their work applies, journey/audience.py)."""
+    audience = journey.trigger.audience
+    return audience in (None, EVERYONE) or audience in session.state.audience.get("s", ())

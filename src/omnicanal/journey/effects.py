@@ -73,7 +73,13 @@ class StartJourney:
     local_time: str | None = None
 
 
-Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent | StartJourney
+@dataclass(frozen=True, slots=True)
+class EvaluateSegments:
+    """The customer's membership of every segment evaluated again, with what is kept of them now: how a segment
+    added or changed reaches the customers who already match it (a backfill queues one for each customer)."""
+
+
+Work = EventArrived | TimerFired | DrainJourney | ResumeJourney | CancelEvent | StartJourney | EvaluateSegments
 
 FALLBACK_TOKEN_PREFIX = "fallback:"
 """A timer token that is this prefix and a message id: the message's `fallback_after` passed."""

@@ -15,6 +15,7 @@ the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,14 @@ class Segment(BaseModel):
     where: Condition
     aggregates: dict[Annotated[str, Field(pattern=AGGREGATE_NAME_PATTERN)], Aggregate] = {}
 
+    @property
+    def fingerprint(self) -> str:
+        """What the definition means — its condition and its aggregates — hashed: a segment whose fingerprint is
+        not the one backfilled is new or changed, and is evaluated again for every customer (a backfill)."""
+        aggregates = self.aggregates
+        meaning = [self.where.source, *(f"{name}={aggregates[name].signature}" for name in sorted(aggregates))]
+        return hashlib.sha256("\x00".join(meaning).encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Segments:
@@ -93,6 +102,11 @@ class Segments:
 
     def __bool__(self) -> bool:
         return bool(self.by_id)
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """Segment id -> the fingerprint of its definition (what a backfill is armed with)."""
+        return {segment_id: segment.fingerprint for segment_id, segment in self.by_id.items()}
 
 
 NO_SEGMENTS = Segments()

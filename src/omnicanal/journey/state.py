@@ -12,8 +12,9 @@ from typing import Any
 
 @dataclass(slots=True)
 class Wait:
-    """Why an instance is parked: a `wait`, `wait_for`, `digest` or `hold` (quiet hours, a provider to retry),
-    and the token its timer carries (a fired timer whose token is not the current one is stale)."""
+    """Why an instance is parked: a `wait`, `wait_for`, `digest`, `hold` (quiet hours, a provider to retry) or
+    `local_time` (a scheduled start waiting for the customer's clock), and the token its timer carries (a fired
+    timer whose token is not the current one is stale)."""
 
     kind: str
     token: str

@@ -1,5 +1,5 @@
-"""Broadcasts as stored: one record per broadcast (a hash), an index by creation time, the set of those whose
-audience is still to walk, and the lease of the process walking each.
+"""Broadcasts as stored: one record per broadcast (a hash), an index by creation time, and the set of those whose
+audience is still to walk (the lease of the process walking each is engine/walks.py's).
 
 A broadcast starts one journey for a whole audience (engine/broadcasts.py walks it; the journey core applies
 each start). Its record holds what was asked (journey, audience, data, when, rate), where the walk stands (the
@@ -21,8 +21,6 @@ from omnicanal.store.scripts import load
 from omnicanal.store.transport import Transport
 
 CREATE = load("create_broadcast")
-RENEW = load("renew_lease")
-RELEASE = load("release_lease")
 
 SCHEDULED, RUNNING, DONE, CANCELLED = "scheduled", "running", "done", "cancelled"
 """A broadcast's status: waiting for its moment, its audience being walked, walked to the end, cancelled."""
@@ -176,18 +174,3 @@ class BroadcastStore:
         `started` or `skipped:<reason>`, for one customer."""
         for broadcast_id, outcome in outcomes.items():
             pipe.hincrby(self._keys.broadcast(broadcast_id), f"n:{outcome}", 1)
-
-    # -- the walker's lease ----------------------------------------------------------------------------------
-
-    async def take(self, broadcast_id: str, walker: str, ttl_ms: int) -> bool:
-        """Become the process walking this broadcast, unless another one is."""
-        key = self._keys.broadcast_walker(broadcast_id)
-        return bool(await call(self._redis.set(key, walker, nx=True, px=ttl_ms)))
-
-    async def keep(self, broadcast_id: str, walker: str, ttl_ms: int) -> bool:
-        """Extend the lease; False when it was lost (another process walks it now)."""
-        return bool(await self._transport.script(RENEW, [self._keys.broadcast_walker(broadcast_id)],
-                                                 [walker, ttl_ms]))
-
-    async def leave(self, broadcast_id: str, walker: str) -> None:
-        await self._transport.script(RELEASE, [self._keys.broadcast_walker(broadcast_id)], [walker])

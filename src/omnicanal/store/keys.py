@@ -39,6 +39,10 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:clock               hash   anchor of the shared journey clock
     oc:{ws:b}:schedules         zset   journey id -> the journey time up to which its schedule's occurrences were
                                        handled (fired as broadcasts `s.<journey>.<epoch>`, or let go)
+    oc:{ws:b}:backfill:ID       hash   segment ID's backfill: the fingerprint of the definition evaluated for every
+                                       customer, the walk's state, cursor and counts (store/backfills.py)
+    oc:{ws:b}:backfill_walker:ID string the lease of the process walking segment ID's backfill
+    oc:{ws:b}:backfills         set    ids of the segments with a backfill record
     oc:{ws}:format              string the stored-format version of the workspace (version.py)
     oc:{ws}:apikeys             hash   key id -> JSON of an API key: its secret's SHA-256, name, scopes, workspace,
                                        created_at, revoked_at (revoked keys stay: `omnicanal keys list --all`)
@@ -220,6 +224,20 @@ class Keyspace:
     def broadcasts_active(self) -> str:
         """The broadcasts whose audience is still to walk (scheduled or running)."""
         return f"oc:{{{self.workspace}:b}}:active"
+
+    def segment_backfill(self, segment_id: str) -> str:
+        """A segment's backfill: which definition was (or is being) evaluated for every customer, and how far.
+        With the broadcasts' hash tag: the walks' records and leases live together."""
+        return f"oc:{{{self.workspace}:b}}:backfill:{segment_id}"
+
+    def segment_backfill_walker(self, segment_id: str) -> str:
+        """The lease of the process walking a segment's backfill."""
+        return f"oc:{{{self.workspace}:b}}:backfill_walker:{segment_id}"
+
+    @property
+    def segment_backfills(self) -> str:
+        """The segments that have a backfill record (so that those no longer defined are dropped)."""
+        return f"oc:{{{self.workspace}:b}}:backfills"
 
     @property
     def schedules(self) -> str:

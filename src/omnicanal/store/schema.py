@@ -295,6 +295,9 @@ def timers_of(customer_id: str) -> str:
 
 ERASE = "erase"
 """Stream kind of an erasure (payload: `reply`, where the summary is awaited), applied in the customer's order."""
+EVALUATE = "segments"
+"""Stream kind of a segment backfill's item (payload: `segment`, `fingerprint`, the definition it was queued for):
+the customer's memberships evaluated again, in their order."""
 
 
 def encode_work(item: WorkItem) -> dict[Any, Any]:
@@ -378,6 +381,22 @@ AUDIT_TARGET = "target"
 AUDIT_DETAILS = "details"
 """JSON object: what else the action says (counts, the consents written...); when: the entry id's time."""
 
+# -- segment backfills (Keyspace.segment_backfill) --------------------------------------------------------------
+
+BACKFILL_FINGERPRINT = "fingerprint"
+"""The fingerprint of the segment definition the backfill evaluates (journey/segments.py)."""
+BACKFILL_STATE = "state"
+BACKFILL_WALKING, BACKFILL_DONE = "walking", "done"
+"""A backfill's state: its walk of the customers under way (or waiting for a process), or walked to the end."""
+BACKFILL_CURSOR = "cursor"
+BACKFILL_CONSIDERED = "considered"
+"""Customers whose evaluation the walk queued so far (one met twice counts twice)."""
+BACKFILL_TOTAL = "total"
+"""How many customers there were when the walk began."""
+BACKFILL_ARMED_AT = "armed_at"
+BACKFILL_WALKED_AT = "walked_at"
+"""Journey times: when the definition was loaded and the backfill began; when its walk ended."""
+
 LUA_NAMES: dict[str, str | int] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
     "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
@@ -385,5 +404,9 @@ LUA_NAMES: dict[str, str | int] = {
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
     "COUPON_EXPIRES": COUPON_EXPIRES, "COUPON_USED_BY": COUPON_USED_BY, "COUPON_USED_AT": COUPON_USED_AT,
     "INBOUND_KEPT": INBOUND_KEPT, "KNOWN_AT": KNOWN_AT, "MERGED_INTO": MERGED_INTO,
+    "BACKFILL_FINGERPRINT": BACKFILL_FINGERPRINT, "BACKFILL_STATE": BACKFILL_STATE,
+    "BACKFILL_WALKING": BACKFILL_WALKING, "BACKFILL_DONE": BACKFILL_DONE, "BACKFILL_CURSOR": BACKFILL_CURSOR,
+    "BACKFILL_CONSIDERED": BACKFILL_CONSIDERED, "BACKFILL_TOTAL": BACKFILL_TOTAL,
+    "BACKFILL_ARMED_AT": BACKFILL_ARMED_AT, "BACKFILL_WALKED_AT": BACKFILL_WALKED_AT,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

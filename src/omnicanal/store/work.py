@@ -71,7 +71,7 @@ class WorkQueue:
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
                    pending: bool = False, done: Sequence[WorkItem] = ()) -> list[WorkItem]:
         """New entries of these partitions for this consumer (or, with `pending`, the ones it was given and
-        never acknowledged). `block_ms` None: answer at once.
+        never acknowledged): at most `count` from each. `block_ms` None: answer at once.
 
         `done` (entries whose effects are committed) are acknowledged first, in the same round trip as the read
         where the transport allows: a worker's cycle is a round trip shorter. Redis runs the acknowledgements
