@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from omnicanal.errors import ExpressionError
-from omnicanal.expressions import Expression, compile_expression
+from omnicanal.expressions import Expression, compile_expression, reads
 
 NOW = datetime.datetime(2026, 12, 1, 10, 0, tzinfo=datetime.UTC)
 ITEMS = [{"sku": "SKU-1", "price": 89.0}, {"sku": "SKU-7", "price": 61.0}]
@@ -185,3 +185,16 @@ def test_an_expression_that_does_not_compile_is_refused_at_once(source: str) -> 
 def test_one_compiled_expression_serves_every_journey_that_writes_it() -> None:
     assert compile_expression("vars.total >= 20") is compile_expression("vars.total >= 20")
     assert compile_expression("vars.total >= 20") == Expression("vars.total >= 20")
+
+
+@pytest.mark.parametrize(("source", "read"), [
+    ("customer.tier == 'gold' and customer['city'] == 'Lyon'", {"tier", "city"}),
+    ("customer.attributes.tier == 'gold'", {"attributes"}),
+    ("event.properties.total > 2", set()),
+    ("customer | length > 2", None),  # whole
+    ("customer[event.name] == 1", None),  # a key computed at run time
+    ("customer.get('tier') == 'gold'", None),  # a dict method's name: the method when there is no such key
+    ("customer.items", None),
+])
+def test_what_an_expression_reads_of_a_name_is_found_in_its_text(source: str, read: set[str] | None) -> None:
+    assert reads(source, "customer") == (None if read is None else frozenset(read))

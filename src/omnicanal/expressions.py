@@ -360,21 +360,43 @@ class Expression:
         return hash(self.source)
 
 
+def _parsed(source: str) -> nodes.Expr:
+    try:
+        return Parser(_VALUES, source, state="variable").parse_expression()
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
+
+
+def _key_reads(expression: nodes.Expr, name: str) -> list[tuple[nodes.Getattr | nodes.Getitem, str]]:
+    """Each `name.key` and `name['key']` of the expression, with its key."""
+    def on_name(node: nodes.Expr) -> bool:
+        return isinstance(node, nodes.Name) and node.name == name
+
+    found: list[tuple[nodes.Getattr | nodes.Getitem, str]] = [
+        (node, node.attr) for node in expression.find_all(nodes.Getattr) if on_name(node.node)]
+    found += ((node, node.arg.value) for node in expression.find_all(nodes.Getitem)
+              if on_name(node.node) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str))
+    return found
+
+
 def keys_read(source: str, name: str) -> frozenset[str]:
     """The keys an expression reads from the mapping `name`, written `name.key` or `name['key']` (a key computed
     at run time is not known here): what a segment's `where` reads of its aggregates. ExpressionError if it does
     not compile."""
-    try:
-        expression = Parser(_VALUES, source, state="variable").parse_expression()
-    except jinja2.TemplateSyntaxError as exc:
-        raise ExpressionError(f"expression {source!r} does not compile: {exc.message}") from exc
-    def on_name(node: nodes.Expr) -> bool:
-        return isinstance(node, nodes.Name) and node.name == name
+    return frozenset(key for _, key in _key_reads(_parsed(source), name))
 
-    keys = {node.attr for node in expression.find_all(nodes.Getattr) if on_name(node.node)}
-    keys.update(node.arg.value for node in expression.find_all(nodes.Getitem)
-                if on_name(node.node) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str))
-    return frozenset(keys)
+
+def reads(source: str, name: str) -> frozenset[str] | None:
+    """The keys of the mapping `name` the expression's value can depend on (empty: it does not read `name`), or
+    None when it may depend on any: `name` read whole (`customer | length`), by a computed key, or through a
+    name that may be a dict method (`customer.get('tier')`, `customer.items`: the sandbox gives the method when
+    no such key exists). What lets a segment's membership be left alone while nothing it reads changes.
+    ExpressionError if it does not compile."""
+    expression = _parsed(source)
+    uses = sum(1 for node in expression.find_all(nodes.Name) if node.name == name)
+    keys = [(node, key) for node, key in _key_reads(expression, name)
+            if not (isinstance(node, nodes.Getattr) and hasattr(dict, key))]
+    return frozenset(key for _, key in keys) if len(keys) == uses else None
 
 
 @lru_cache(maxsize=4096)

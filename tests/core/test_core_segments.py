@@ -180,3 +180,94 @@ def test_a_bad_segment_file_is_reported_at_its_line(tmp_path: Path, text: str, p
     with pytest.raises(SegmentError) as raised:
         segments(tmp_path, text)
     assert problem in str(raised.value)
+
+
+GOLD = """\
+id: gold
+where: "customer.tier == 'gold'"
+"""
+VISITORS = """\
+id: visitors
+where: "aggregates.visits_7d >= 1"
+aggregates:
+  visits_7d: {event: page_viewed, count: true, within: 7d}
+"""
+ORDERED = """\
+id: ordered
+where: "aggregates.orders_90d > 0"
+aggregates:
+  orders_90d: {event: order_placed, count: true, within: 90d}
+"""
+
+
+def test_a_segment_is_evaluated_only_when_something_its_where_reads_changes(tmp_path: Path) -> None:
+    set_tier = flow('- update: {customer: {tier: "event.properties.tier"}}', "re_entry: always")
+    nickname = flow('- update: {customer: {nickname: "\'Lou\'"}}', "re_entry: always").model_copy(
+        update={"id": "k"})
+    nickname = nickname.model_copy(update={"trigger": nickname.trigger.model_copy(update={"event": "rename"})})
+    customer = Customer([set_tier, nickname], segments=segments(tmp_path, GOLD, BIG_SPENDER))
+    customer.event("go", tier="silver")
+    assert customer.last.memberships == {"gold": False, "big_spender": False}  # the first evaluation: all
+    order(customer, 150)
+    assert customer.last.memberships == {"big_spender": True}  # gold reads no aggregate
+    customer.event("rename")  # an update step changing an attribute no segment reads
+    customer.event("go", tier="silver")  # ... or changing nothing
+    customer.event("page_viewed")  # an event no aggregate counts
+    customer.event("customer.updated", changes={"nickname": {"from": None, "to": "Lou"}}, source="api")
+    assert customer.last.memberships == {} and customer.last.audience is False
+    customer.state.customer["tier"] = customer.state.customer["attributes"]["tier"] = "gold"  # PUT wrote it
+    customer.event("customer.updated", changes={"tier": {"from": "silver", "to": "gold"}}, source="api")
+    assert customer.last.memberships == {"gold": True}
+    assert customer.state.audience["s"] == ["big_spender", "gold"]
+    customer.event("go", tier="silver")
+    assert (customer.last.memberships, customer.state.audience["s"]) == ({"gold": False}, ["big_spender"])
+
+
+@pytest.mark.parametrize("where", [
+    "customer.timezone == 'Europe/Paris'",  # a profile field: changed by a PUT with no event naming it
+    "customer.get('tier') == 'gold'",  # `get` may be the dict's method: what it reads is not known
+    "customer | length > 100",
+    "customer.tier == 'gold' and now.hour >= 0",  # true or false by time alone
+])
+def test_a_segment_reading_more_than_named_attributes_is_evaluated_at_every_change_of_the_profile(
+        tmp_path: Path, where: str) -> None:
+    customer = Customer([], segments=segments(tmp_path, f"id: wide\nwhere: \"{where}\"\n"))
+    customer.event("customer.updated", changes={"nickname": {"from": None, "to": "Lou"}}, source="api")
+    assert customer.last.memberships == {"wide": False}
+
+
+def test_a_window_expiring_before_its_timer_fires_moves_the_membership_at_the_next_change(tmp_path: Path) -> None:
+    customer = Customer([], segments=segments(tmp_path, ORDERED, VISITORS))
+    order(customer, 30)
+    assert customer.state.audience["s"] == ["ordered"]
+    customer.now += 91 * DAY  # the timer is late: an event comes first
+    customer.event("page_viewed")
+    assert customer.last.memberships == {"ordered": False, "visitors": True}
+    assert customer.state.audience["s"] == ["visitors"]
+    [due] = [due for (instance, _), due in customer.timers.items() if instance == TIMER]
+    assert due > customer.now  # set for the visit's window now
+
+
+def test_a_window_expiring_moves_only_the_segments_reading_it(tmp_path: Path) -> None:
+    customer = Customer([], segments=segments(tmp_path, ORDERED, VISITORS))
+    order(customer, 30)
+    customer.event("page_viewed")
+    customer.pass_time(8 * DAY)  # the visit left its 7-day window
+    assert customer.last.memberships == {"ordered": True, "visitors": False}  # every segment, as the timer says
+    assert customer.state.audience["s"] == ["ordered"]
+    customer.pass_time(83 * DAY)
+    assert customer.state.audience["s"] == []
+
+
+def test_segments_defined_anew_are_all_evaluated_at_the_customers_next_change(tmp_path: Path) -> None:
+    customer = Customer([], attributes={"tier": "gold"}, segments=segments(tmp_path, BIG_SPENDER))
+    order(customer, 150)
+    assert customer.state.audience["s"] == ["big_spender"]
+    added = tmp_path / "added"
+    added.mkdir()
+    customer.context = dataclasses.replace(customer.context, segments=segments(added, BIG_SPENDER, GOLD))
+    order(customer, 10)  # gold reads no aggregate, yet is evaluated: it was not there at the last evaluation
+    assert customer.last.memberships == {"big_spender": True, "gold": True}
+    assert customer.state.audience["s"] == ["big_spender", "gold"]
+    order(customer, 10)
+    assert customer.last.memberships == {"big_spender": True}

@@ -16,17 +16,19 @@ the same way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from omnicanal.errors import ExpressionError, Problem, SegmentError
-from omnicanal.expressions import keys_read
+from omnicanal.expressions import keys_read, reads
 from omnicanal.journey.model import Condition, Duration, Name, check_id
 from omnicanal.journey.report import FileReport
+from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.yaml_lines import Document, YamlSyntaxError, load_with_lines, yaml_sources
 
 AGGREGATE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
@@ -56,7 +58,7 @@ class Aggregate(BaseModel):
     def kind(self) -> Literal["count", "sum", "last"]:
         return "count" if self.count else "sum" if self.sum is not None else "last"
 
-    @property
+    @cached_property
     def signature(self) -> str:
         """What the kept data means: data kept under another signature (the file changed) starts afresh."""
         expression = self.sum or self.last
@@ -81,15 +83,56 @@ class Segment(BaseModel):
         return hashlib.sha256("\x00".join(meaning).encode()).hexdigest()[:16]
 
 
+UNANNOUNCED = PROFILE_FIELDS - {"id", "attributes"}
+"""Customer fields that change with no `customer.updated` naming them (a PUT announces attributes only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What a segment's `where` reads, found in its text when loaded: its membership can change only when one of
+    these does, so it is evaluated only then (journey/audience.py)."""
+
+    aggregates: frozenset[str]
+    """The aggregates it reads (all the segment's when it reads `aggregates` other than by name)."""
+    fields: frozenset[str] | None
+    """The customer's attributes it reads (`customer.tier`); None: any change of the profile may matter — it
+    reads `customer` whole or by a computed key, or a profile field (`customer.timezone`: those change with no
+    event naming them). A `where` reading `now` counts as reading every field and aggregate: its truth changes
+    with time alone, so it is evaluated whenever anything of the customer's changes, never less often."""
+
+    @classmethod
+    def of(cls, segment: Segment) -> Reads:
+        where = segment.where.source
+        defined = frozenset(segment.aggregates)
+        if reads(where, "now") != frozenset():
+            return cls(defined, None)
+        aggregates, fields = reads(where, "aggregates"), reads(where, "customer")
+        return cls(defined if aggregates is None else aggregates,
+                   None if fields is None or not fields.isdisjoint(UNANNOUNCED) else fields)
+
+    def moved_by(self, aggregates: Set[str], profile: bool, fields: Set[str] | None) -> bool:
+        """Whether the membership may have changed: one of these aggregates changed, or the profile did
+        (`fields`: the attributes that changed; None: unknown)."""
+        if not self.aggregates.isdisjoint(aggregates):
+            return True
+        return profile and (self.fields is None or fields is None or not self.fields.isdisjoint(fields))
+
+
 @dataclass(frozen=True)
 class Segments:
-    """The segments in force, with what the core looks up on every event: the aggregates kept from it."""
+    """The segments in force, with what the core looks up on every event: the aggregates kept from it, what
+    each segment reads."""
 
     by_id: Mapping[str, Segment] = field(default_factory=dict)
     aggregates: Mapping[str, Aggregate] = field(default_factory=dict)
     """Every aggregate of every segment, by name."""
     by_event: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Event name -> the names of the aggregates kept from it."""
+    reads: Mapping[str, Reads] = field(default_factory=dict)
+    """Segment id -> what its `where` reads."""
+    signature: str = ""
+    """What the definitions are (a digest): a customer last evaluated under another has every segment evaluated
+    again at their next change (a segment added, a `where` rewritten)."""
 
     @classmethod
     def of(cls, segments: Mapping[str, Segment]) -> Segments:
@@ -98,7 +141,11 @@ class Segments:
         by_event: dict[str, tuple[str, ...]] = {}
         for name, aggregate in aggregates.items():
             by_event[aggregate.event] = (*by_event.get(aggregate.event, ()), name)
-        return cls(dict(segments), aggregates, by_event)
+        definitions = repr(sorted((segment.id, segment.where.source, sorted(
+            (name, aggregate.signature) for name, aggregate in segment.aggregates.items()))
+            for segment in segments.values()))
+        return cls(dict(segments), aggregates, by_event, {id_: Reads.of(segment) for id_, segment in segments.items()},
+                   hashlib.sha256(definitions.encode()).hexdigest()[:16])
 
     def __bool__(self) -> bool:
         return bool(self.by_id)
