@@ -141,9 +141,7 @@ class Segments:
         by_event: dict[str, tuple[str, ...]] = {}
         for name, aggregate in aggregates.items():
             by_event[aggregate.event] = (*by_event.get(aggregate.event, ()), name)
-        definitions = repr(sorted((segment.id, segment.where.source, sorted(
-            (name, aggregate.signature) for name, aggregate in segment.aggregates.items()))
-            for segment in segments.values()))
+        definitions = repr(sorted((id_, segment.fingerprint) for id_, segment in segments.items()))
         return cls(dict(segments), aggregates, by_event, {id_: Reads.of(segment) for id_, segment in segments.items()},
                    hashlib.sha256(definitions.encode()).hexdigest()[:16])
 
