@@ -342,8 +342,17 @@ def _budgeted_filter(name: str, function: Callable[..., Any]) -> Callable[..., A
 
     @wraps(function)  # keeps jinja_pass_arg, which says whether Jinja passes its environment or context first
     def budgeted(*args: Any, **kwargs: Any) -> Any:
-        charge(1 + size_of(args[offset]) if len(args) > offset else 1)
-        return check_size(function(*args, **kwargs), name)
+        # charge() and check_size() written out: every filter of every message goes through here
+        budget = _BUDGET
+        budget.left -= 1 + size_of(args[offset]) if len(args) > offset else 1
+        if budget.left < budget.check_at:
+            budget.check()
+        result = function(*args, **kwargs)
+        if type(result) is str:
+            if len(result) > MAX_SIZE:
+                raise _too_big(name, len(result))
+            return result
+        return check_size(result, name)
 
     @wraps(function)
     def estimated(*args: Any, **kwargs: Any) -> Any:
@@ -441,7 +450,9 @@ def write(value: Any) -> Any:
     budget.written += size
     if budget.written > MAX_SIZE:
         raise BudgetExceeded(f"the template would write more than {MAX_SIZE:,} characters")
-    charge(size)
+    budget.left -= size  # charge(size), written out: every `{{ }}` of every message goes through here
+    if budget.left < budget.check_at:
+        budget.check()
     return value
 
 
