@@ -342,9 +342,13 @@ def _budgeted_filter(name: str, function: Callable[..., Any]) -> Callable[..., A
 
     @wraps(function)  # keeps jinja_pass_arg, which says whether Jinja passes its environment or context first
     def budgeted(*args: Any, **kwargs: Any) -> Any:
-        # charge() and check_size() written out: every filter of every message goes through here
+        # charge(), size_of() and check_size() written out: every filter of every message goes through here
         budget = _BUDGET
-        budget.left -= 1 + size_of(args[offset]) if len(args) > offset else 1
+        if len(args) > offset:
+            value = args[offset]
+            budget.left -= 1 + (len(value) if isinstance(value, _SIZED) else 1)
+        else:
+            budget.left -= 1
         if budget.left < budget.check_at:
             budget.check()
         result = function(*args, **kwargs)
