@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -226,7 +227,7 @@ class _FileReader:
         # A literal block (`|`) keeps the file's lines: template line 1 is the line after the `|`.
         first_line = line_of_node(value) + 1 if value.style == "|" else None
         try:
-            template = env.from_string(value.value)
+            template, constant = _compiled(env, value.value)
         except jinja2.TemplateSyntaxError as exc:
             line = first_line + exc.lineno - 1 if first_line else line_of_node(key)
             self._add(line, f"{where}: Jinja2 syntax error: {exc.message}")
@@ -234,8 +235,16 @@ class _FileReader:
         except UNCOMPILABLE as exc:
             self._add(line_of_node(key), f"{where}: {uncompilable(exc)}")
             return None
-        return CompiledField(self.path, where, line_of_node(key), first_line, template, may_be_empty,
-                             _constant(env, value.value))
+        return CompiledField(self.path, where, line_of_node(key), first_line, template, may_be_empty, constant)
+
+
+@lru_cache(maxsize=2048)
+def _compiled(env: jinja2.Environment, source: str) -> tuple[jinja2.Template, str | None]:
+    """A field's compiled template and its constant text (see _constant), compiled once per process: every
+    start and every reload reads all the template files again, and most of their fields are unchanged. A
+    compiled template holds no state of its own between renders, so fields with the same text share it. The
+    bound keeps a process that reloads edited files for weeks from keeping every version it ever compiled."""
+    return env.from_string(source), _constant(env, source)
 
 
 def _constant(env: jinja2.Environment, source: str) -> str | None:
