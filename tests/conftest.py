@@ -1,7 +1,7 @@
 """Shared fixtures: a real Redis database per test, and an engine + HTTP API started on it.
 
 Tests use the Redis at OMNICANAL_TEST_REDIS_URL (default: database 11 of 127.0.0.1:6379), flushed before and
-after each test so no test sees another's keys.
+after each test so no test sees another's keys; with pytest-xdist, each worker its own database (_test_redis_url).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as redis
@@ -24,7 +25,21 @@ from omnicanal.engine.runtime import Runtime
 from standins import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("OMNICANAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+def _test_redis_url() -> str:
+    """OMNICANAL_TEST_REDIS_URL; under pytest-xdist (`-n N`), worker K takes the database K after its database
+    on the same server (11, 12... by default), since every test flushes the database it uses."""
+    url = os.environ.get("OMNICANAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) + int(worker[2:])
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+REDIS_URL = _test_redis_url()
 
 
 @pytest.fixture
