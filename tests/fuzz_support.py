@@ -96,7 +96,8 @@ SSTI = (
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""
 
 LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<method", "<Namespace", "__globals__",
-         "__builtins__", "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator")
+         "__builtins__", "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator", "range(0, ",
+         "dict_keys(", "dict_values(", "dict_items(", "<TemplateReference", "<LoopContext")
 """What a rendered value must never contain: signs that Python's objects, or a shell, were reached."""
 
 

@@ -3,6 +3,7 @@ whatever the fuzzers happen to generate next time."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,29 @@ def test_a_text_is_made_of_data_only(tmp_path: Path, source: str) -> None:
         Expression(source).evaluate({"customer": {"first_name": "Léa"}})
     with pytest.raises(TemplateError, match=r"makes a text of .+, not data: "):
         catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope())
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ("{{ range(3) }}", re.escape("writes a range, not data: end it with `| list`")),
+    ("{{ customer.attributes.keys() }}", r"writes a view of a mapping \(dict_keys\), not data: end it with `\| list`"),
+    ("{{ [customer.attributes.items()] }}", r"a view of a mapping \(dict_items\)"),
+    ("{{ self }}", "writes an object TemplateReference, not data: name a key or attribute that holds data"),
+    ("{% for x in [1] %}{{ loop }}{% endfor %}", r"writes the loop itself, not data: write one of its attributes"),
+    ("{{ 'x' ~ range(2) }}", "makes a text of a range, not data"),
+    ("{{ customer.attributes.values() | string }}", "makes a text of a view of a mapping"),
+])
+def test_ranges_views_self_and_loop_are_not_data(tmp_path: Path, body: str, refusal: str) -> None:
+    """Left by the first pass (a deny-list of what is not data): `{{ range(3) }}` wrote `range(0, 3)`, a mapping's
+    `keys()` `dict_keys(['vip'])`, `{{ self }}` `<TemplateReference None>`. Data is now a list of what it is;
+    `| list` makes the sequences data."""
+    with pytest.raises(TemplateError, match=refusal):
+        catalog(tmp_path, body).render("fuzz", "sms", "en", scope())
+    for source in ("range(3)", "customer.attributes.keys()"):
+        with pytest.raises(ExpressionError, match=re.escape("not data: end it with `| list`")):
+            Expression(source).evaluate(scope())
+    listed = catalog(tmp_path, "{{ range(3) | list }} {{ customer.attributes.items() | list }}")
+    assert listed.render("fuzz", "sms", "en", {**scope(), "customer": {"attributes": {"vip": True}}}).content == {
+        "body": "[0, 1, 2] [('vip', True)]"}
 
 
 @pytest.mark.parametrize(("source", "text"), [

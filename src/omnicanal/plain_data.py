@@ -1,24 +1,31 @@
 """What an expression or template may give, write or make a text of: data (texts, numbers, booleans, lists,
 mappings), never one of Python's objects.
 
-A look-up that finds a method rather than a key (`customer.keys`, for a customer without `keys`), a global of the
-sandbox (`lipsum`, `cycler`), a lazy sequence (`select(...)` before `| list`) or a namespace is not data: made a
-text, it shows a customer Python's internals (`<built-in method keys of dict object at 0x7f...>`); kept in `vars`
-it is stored as that text; as a condition it always holds. The sandbox (expressions.py) refuses one wherever it
-would become a value or a text: what `{{ }}` writes and what an expression gives (expressions.py), and here the
-operands of `~`, the right side of `%`, the fields of `str.format` and the values and arguments of the filters
-that make text (TEXTUAL). Each refusal is an ExpressionError naming the thing and the fix.
+Data is what JSON carries and what the sandbox computes from it: texts, numbers, booleans, None, lists, mappings,
+sets, and dates and times (`now`). Anything else a template reaches is Python's own and not data: a look-up that
+finds a method rather than a key (`customer.keys`, for a customer without `keys`), a global of the sandbox
+(`lipsum`, `cycler`, `range(3)`), a lazy sequence (`select(...)` before `| list`), a view of a mapping
+(`customer.attributes.keys()`), a namespace, `self` or `loop`. Made a text, it shows a customer Python's
+internals (`<built-in method keys of dict object at 0x7f...>`, `range(0, 3)`, `dict_keys(['vip'])`); kept in
+`vars` it is stored as that text; as a condition it always (or never) holds. The sandbox (expressions.py)
+refuses one wherever it would become a value or a text: what `{{ }}` writes and what an expression gives
+(expressions.py), and here the operands of `~`, the right side of `%`, the fields of `str.format` and the values
+and arguments of the filters that make text (TEXTUAL). Each refusal is an ExpressionError naming the thing and
+the fix.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from datetime import date, time, timedelta
+from decimal import Decimal
 from functools import update_wrapper, wraps
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import SandboxedFormatter
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
@@ -26,19 +33,19 @@ from markupsafe import EscapeFormatter, Markup
 
 from omnicanal.errors import ExpressionError
 
-_OBJECT_TEXT: tuple[Any, Any] = (object.__str__, object.__repr__)
-"""How an object without a text of its own is written: `<jinja2.utils.Cycler object at 0x7f...>`."""
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_DATA = (str, int, float, list, tuple, dict, set, frozenset, date, time, timedelta, Decimal, jinja2.Undefined)
+"""What data is (see the module's docstring), subclasses included: Markup is a text, a `groupby` row a tuple, a
+datetime a date. Undefined is not Python's either: its own rules (expressions.py) say what it reads as."""
+_LISTABLE = (Iterator, range, KeysView, ValuesView, ItemsView)
+"""Not data, but sequences whose items may be: `| list` makes them data."""
 
 
 def not_data(value: Any) -> bool:
-    """A function, method, class or object that has no text of its own: what a look-up finds in Python rather
-    than in the data. A lazy sequence (what `select`, `map` or `reject` give before `| list`) is not data either,
-    nor a namespace (`{% set ns = namespace(total=0) %}`, where a template keeps a value across a loop's
-    iterations): its attributes are data, the namespace itself would be written `<Namespace {'total': 0}>`."""
-    kind = type(value)
-    return ((callable(value) and not isinstance(value, jinja2.Undefined))
-            or (kind.__str__, kind.__repr__) == _OBJECT_TEXT or isinstance(value, Iterator | Namespace))
+    """Anything but data: a list of what data is, rather than of what is not, so that an object a template finds
+    next year is refused too. A namespace (`{% set ns = namespace(total=0) %}`, where a template keeps a value
+    across a loop's iterations) is not data either: its attributes are."""
+    return value is not None and not isinstance(value, _DATA)
 
 
 def not_data_within(value: Any) -> Any:
@@ -62,17 +69,27 @@ def not_data_within(value: Any) -> Any:
 
 def hint(value: Any) -> str:
     """What to write instead of `value`, which is not data."""
-    if isinstance(value, Iterator):
+    if isinstance(value, LoopContext):
+        return "write one of its attributes (`loop.index`, `loop.first`)"
+    if isinstance(value, _LISTABLE):
         return "end it with `| list`"
     if isinstance(value, Namespace):
         return "write the attribute it keeps (`ns.total`), not the namespace"
-    return "call it, or name a key that is there"
+    if callable(value):
+        return "call it, or name a key that is there"
+    return "name a key or attribute that holds data"
 
 
 def what(value: Any) -> str:
-    """`value`, which is not data, named for a person: `the function lipsum`, `a lazy sequence`."""
+    """`value`, which is not data, named for a person: `the function lipsum`, `a lazy sequence`, `a range`."""
+    if isinstance(value, LoopContext):
+        return "the loop itself"
     if isinstance(value, Iterator):
         return "a lazy sequence"
+    if isinstance(value, range):
+        return "a range"
+    if isinstance(value, KeysView | ValuesView | ItemsView):
+        return f"a view of a mapping ({type(value).__name__})"
     if isinstance(value, Namespace):
         return "a namespace"
     kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
