@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from conftest import write_journey
@@ -92,3 +93,24 @@ def test_a_scenario_says_whose_event_it_is_when_there_are_several(project: Path)
     result = run("simulate", "promo", "--scenario", "bad.yaml", cwd=project)
     assert result.returncode != 0
     assert "events[0]: say whose it is with `customer:` (one of paris, lyon)" in result.stderr
+
+
+def test_a_message_that_failed_says_why(project: Path) -> None:
+    """A failed send printed its status alone: the reason was only in `--json`. An event without `items` makes
+    the reference reminder loop over the mapping's `items` method, which is named as such."""
+    write_journey(project, "nudge", """
+id: nudge
+trigger: {event: nudge}
+steps:
+  - send: {template: cart_reminder, channels: [email]}
+""")
+    (project / "nudge.scenario.yaml").write_text(
+        "customer: {addresses: {email: lea@example.com}}\nevents:\n  - {at: 0s, name: nudge}\n", encoding="utf-8")
+    result = run("simulate", "nudge", "--scenario", "nudge.scenario.yaml", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    failed = next(index for index, line in enumerate(lines) if line.split()[1:3] == ["failed", "email"])
+    assert lines[failed + 1].split()[0] == "error:", result.stdout
+    located = r"templates/cart_reminder\.yaml:\d+: template cart_reminder \(en, email\.text\)"
+    assert re.search(located, lines[failed + 1]), result.stdout
+    assert "loops over the function items, not data: call it, or name a key that is there" in lines[failed + 1]

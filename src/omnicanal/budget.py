@@ -36,6 +36,7 @@ from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
 from omnicanal.errors import BudgetExceeded
+from omnicanal.plain_data import looped
 
 MAX_SIZE = 1_000_000
 """Characters of a text, items of a list or mapping, that an evaluation may compute; also what a template may
@@ -378,6 +379,7 @@ def _budget_loop(items: Any) -> Any:
     """A loop's items, each iteration charged as it comes (a sized one keeps its length for `loop.length`)."""
     if isinstance(items, jinja2.Undefined):
         return items
+    looped(items)
     if hasattr(items, "__len__"):
         return _CountedSized(items)
     return _counted(items)

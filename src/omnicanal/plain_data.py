@@ -103,6 +103,15 @@ def text_of(value: Any) -> Any:
     return value
 
 
+def looped(items: Any) -> Any:
+    """What a `for` loop goes through: data, a lazy sequence, or data that is not there (Undefined's own rules);
+    a function or object that a look-up found instead of a key (`event.properties.items` for an event without
+    `items`: the mapping's method) is refused by name, not left to fail as "object is not iterable"."""
+    if not_data(items) and not isinstance(items, _LISTABLE):
+        raise ExpressionError(f"loops over {what(items)}, not data: {hint(items)}")
+    return items
+
+
 # -- where the sandbox makes texts --------------------------------------------------------------------------------
 
 TEXT_OF = "_text_of"

@@ -304,6 +304,8 @@ def _entry_lines(entries: list[dict[str, Any]], start: float) -> list[str]:
         elif entry["kind"] == "message":
             channel = entry.get("channel", "-")
             lines.append(f"{when}  {entry['status']:<8} {channel:<9} {entry['template']:<22} step {entry['step']}")
+            if entry.get("error"):  # why it failed: a template that did not render, a provider's refusal
+                lines.append(f"{'':10}error: {entry['error']}")
             for skipped in entry.get("skipped", []):
                 lines.append(f"{'':10}skipped {skipped['channel']}: {skipped['reason']}")
         elif entry["kind"] == "journey":
