@@ -32,7 +32,7 @@ from jinja2.utils import missing
 
 from omnicanal import budget, plain_data
 from omnicanal.errors import BudgetExceeded, ExpressionError
-from omnicanal.plain_data import hint, not_data, not_data_within, text_of, what
+from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, what
 
 UNCOMPILABLE = (RecursionError, SyntaxError)
 """What compiling a text that Jinja parsed may still raise: its parser and code generator recurse once per level
@@ -346,8 +346,9 @@ class Expression:
             value = self._condition(scope)
         except Exception as exc:  # as in evaluate: typed, with the expression it comes from
             raise _failure(self.source, exc) from exc
-        if not_data(value):
-            raise ExpressionError(f"{self.source!r} is {what(value)}, not data: it would always hold")
+        if not_data(value):  # a sequence whose items may be data holds when it is not empty: say how to test that
+            why = f"{hint(value)} to test its items" if isinstance(value, LISTABLE) else "it would always hold"
+            raise ExpressionError(f"{self.source!r} is {what(value)}, not data: {why}")
         return bool(value)
 
     def __repr__(self) -> str:

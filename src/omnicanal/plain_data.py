@@ -37,7 +37,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _DATA = (str, int, float, list, tuple, dict, set, frozenset, date, time, timedelta, Decimal, jinja2.Undefined)
 """What data is (see the module's docstring), subclasses included: Markup is a text, a `groupby` row a tuple, a
 datetime a date. Undefined is not Python's either: its own rules (expressions.py) say what it reads as."""
-_LISTABLE = (Iterator, range, KeysView, ValuesView, ItemsView)
+LISTABLE = (Iterator, range, KeysView, ValuesView, ItemsView)
 """Not data, but sequences whose items may be: `| list` makes them data."""
 
 
@@ -71,7 +71,7 @@ def hint(value: Any) -> str:
     """What to write instead of `value`, which is not data."""
     if isinstance(value, LoopContext):
         return "write one of its attributes (`loop.index`, `loop.first`)"
-    if isinstance(value, _LISTABLE):
+    if isinstance(value, LISTABLE):
         return "end it with `| list`"
     if isinstance(value, Namespace):
         return "write the attribute it keeps (`ns.total`), not the namespace"
@@ -107,7 +107,7 @@ def looped(items: Any) -> Any:
     """What a `for` loop goes through: data, a lazy sequence, or data that is not there (Undefined's own rules);
     a function or object that a look-up found instead of a key (`event.properties.items` for an event without
     `items`: the mapping's method) is refused by name, not left to fail as "object is not iterable"."""
-    if not_data(items) and not isinstance(items, _LISTABLE):
+    if not_data(items) and not isinstance(items, LISTABLE):
         raise ExpressionError(f"loops over {what(items)}, not data: {hint(items)}")
     return items
 
