@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import Api, StartApi
+from conftest import Api, StartApi, fresh_second
 from omnicanal.access import CACHE_SECONDS, WORKSPACE, KeyRing
 from omnicanal.admin import create_key, revoke_key
 from omnicanal.api import permissions
@@ -225,11 +225,6 @@ async def test_the_request_carries_its_keys_workspace(start_api: StartApi, monke
         response = await client.get("/v1/whoami", headers=bearer((await new_key(api, Scope.EVENTS_WRITE,
                                                                                  workspace="default"))[1]))
         assert response.status == 401  # a key of another workspace is not valid here
-
-
-async def fresh_second() -> None:
-    """Wait for the start of a second, so that a few requests fall in one rate window."""
-    await asyncio.sleep(1.02 - time.time() % 1)
 
 
 async def test_each_key_is_limited_per_second_across_api_processes(start_api: StartApi) -> None:
