@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,11 @@ async def twilio(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TwilioStandIn
 def write_journey(project: Path, name: str, text: str) -> None:
     """Add (or replace) a journey file in the test's project copy."""
     (project / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+async def fresh_second() -> None:
+    """Wait for the start of a wall-clock second: the rate windows (API keys, providers) are those seconds."""
+    await asyncio.sleep(1.02 - time.time() % 1)
 
 
 HANDED_OVER = ("sent", "queued", "delivered", "read")

@@ -1,6 +1,8 @@
 """What the fault tests (test_faults.py) share: a private redis-server with an append-only file, `omnicanal api`
 and `omnicanal worker` processes to SIGKILL and restart, a recording webhook provider, an HTTP client, and the
-check that every customer got the messages of the reference journey exactly once and in order.
+check that every customer got the messages of the reference journey exactly once and in order. The tests that
+kill the process walking a broadcast or a segment backfill (test_schedules.py, test_segment_backfill.py) take
+their cluster of customers, and the kill, from `populated_cluster`.
 
 Every process is started through `Processes`, which kills them all (SIGKILL, by pid) when the test ends.
 """
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +30,7 @@ from aiohttp import web
 from omnicanal_connectors.webhook import MESSAGE_ID_HEADER
 from redis import exceptions as redis_errors
 
+from omnicanal.store.keys import Keyspace
 from standins import WebhookReceiver
 from standins.http import Received
 
@@ -48,9 +51,11 @@ def free_port() -> int:
 
 
 class Processes:
-    """Every process a test starts; `kill_all` (the fixture's teardown) SIGKILLs the live ones by pid."""
+    """Every process a test starts, each logging to its own file in `log_dir` (made here); `kill_all` (the
+    fixture's teardown) SIGKILLs the live ones by pid."""
 
     def __init__(self, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self._started: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
 
@@ -305,6 +310,51 @@ async def visitors(api: ApiClient, known: Callable[[], Any], count: int) -> None
     async with asyncio.timeout(60):
         while await known() < count:
             await asyncio.sleep(0.05)
+
+
+
+@dataclass
+class Populated:
+    """A Cluster whose engine knows its customers, with the clients a test watches it through: the HTTP API and
+    the Redis it runs on (answers decoded), whose key names `keys` gives."""
+
+    cluster: Cluster
+    api: ApiClient
+    redis: redis.Redis
+    keys: Keyspace
+
+    async def kill_walker(self, walker: str, progress: str, field: str, total: int) -> None:
+        """SIGKILL, like a crash, the worker walking the customers once the walk is under way: the key `walker`
+        names it and `field` of the hash `progress` is between 0 and `total` (started, not finished)."""
+        async with asyncio.timeout(30):
+            while not ((walking := await self.redis.get(walker))
+                       and 0 < int(await self.redis.hget(progress, field) or 0) < total):
+                await asyncio.sleep(0.005)
+        victim = next(node for node in self.cluster.workers if node.worker_id == walking)
+        sigkill(victim.process)
+
+
+@contextlib.asynccontextmanager
+async def populated_cluster(project: Path, redis_url: str, log_dir: Path, env: Mapping[str, str], customers: int,
+                            workers: int = 3) -> AsyncIterator[Populated]:
+    """One API and `workers` worker processes on `redis_url` (Cluster's settings, then `env`), a webhook provider
+    they send to, once the engine knows the customers c0..c<customers - 1> (`visitors`); every process is
+    SIGKILLed on the way out, whatever happened."""
+    keys = Keyspace("default", 8)  # Cluster's OMNICANAL_PARTITIONS
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    processes = Processes(log_dir)
+    try:
+        async with Provider() as provider, aiohttp.ClientSession() as http:
+            cluster = Cluster(processes, project, redis_url, provider, http)
+            cluster.env.update(env)
+            await cluster.start(workers=workers)
+            assert cluster.api is not None
+            api = ApiClient(http, cluster.api.base)
+            await visitors(api, lambda: client.scard(keys.customers), customers)
+            yield Populated(cluster, api, client, keys)
+    finally:
+        processes.kill_all()
+        await client.aclose()
 
 
 def profile(n: int) -> dict[str, Any]:

@@ -65,7 +65,6 @@ CONVERGENCE_TIMEOUT = 40.0
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
-    (tmp_path / "logs").mkdir()
     started = Processes(tmp_path / "logs")
     yield started
     started.kill_all()

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import Api, StartApi, write_journey
-from faults_support import ApiClient, Cluster, Processes, Provider, sigkill, visitors
+from faults_support import populated_cluster
 from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.schedules import occurrence_id
 from omnicanal.errors import JourneyError
@@ -194,43 +193,24 @@ async def test_three_workers_fire_once_and_a_walker_killed_midway_forgets_no_one
     start = datetime(2027, 1, 11, 8, 45, tzinfo=PARIS)  # 9:00 comes 1.5 real seconds later, at 600 x
     await anchor_clock(redis_url, speed=600.0, journey_time=start.timestamp())
     occurrence = occurrence_id("daily_tip", datetime(2027, 1, 11, 9, 0, tzinfo=PARIS).timestamp())
-    keys = Keyspace("default", 8)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    (tmp_path / "logs").mkdir()
-    processes = Processes(tmp_path / "logs")
-    try:
-        async with Provider() as provider, aiohttp.ClientSession() as http:
-            cluster = Cluster(processes, project, redis_url, provider, http)
-            cluster.env.update({"OMNICANAL_CLOCK_SPEED": "600.0", "OMNICANAL_LOG_LEVEL": "info",
-                                "OMNICANAL_RELOAD_INTERVAL": "0.2",
-                                "OMNICANAL_SCHEDULE_GRACE": "72000"})  # 20 h: not yesterday's 9:00
-            await cluster.start(workers=3)
-            assert cluster.api is not None
-            api = ApiClient(http, cluster.api.base)
-            await visitors(api, lambda: client.scard(keys.customers), count)
-            # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
-            write_journey(project, "daily_tip", WALKED_SLOWLY)
+    env = {"OMNICANAL_CLOCK_SPEED": "600.0", "OMNICANAL_LOG_LEVEL": "info", "OMNICANAL_RELOAD_INTERVAL": "0.2",
+           "OMNICANAL_SCHEDULE_GRACE": "72000"}  # 20 h: not yesterday's 9:00
+    async with populated_cluster(project, redis_url, tmp_path / "logs", env, count) as populated:
+        api, keys = populated.api, populated.keys
+        # deployed now, before or after 9:00 has passed: today's 9:00 fires once (within the grace)
+        write_journey(project, "daily_tip", WALKED_SLOWLY)
+        await populated.kill_walker(keys.broadcast_walker(occurrence), keys.broadcast(occurrence), "queued", count)
 
-            async with asyncio.timeout(30):  # the walk is under way: kill the process walking it
-                while not ((walker := await client.get(keys.broadcast_walker(occurrence)))
-                           and 0 < int(await client.hget(keys.broadcast(occurrence), "queued") or 0) < count):
-                    await asyncio.sleep(0.005)
-            victim = next(node for node in cluster.workers if node.worker_id == walker)
-            sigkill(victim.process)
-
-            async with asyncio.timeout(60):  # another process takes the walk over when its lease runs out
-                while not (body := (await api.call("GET", f"/v1/broadcasts/{occurrence}"))[1]).get("finished"):
-                    await asyncio.sleep(0.2)
-            assert (body["status"], body["planned"], body["queued"], body["started"], body["skipped"]) == (
-                "done", count, count, count, {}), body
-            _, journey = await api.call("GET", "/v1/journeys/daily_tip")
-            assert journey["counts"]["started"] == count  # each customer once: no one twice, no one forgotten
-            _, listed = await api.call("GET", "/v1/broadcasts")
-            assert [b["id"] for b in listed["broadcasts"] if b["origin"] == "schedule"] == [occurrence]
-            assert cluster.log_events()["schedule_fired"] == 1, cluster.logs()
-    finally:
-        processes.kill_all()
-        await client.aclose()
+        async with asyncio.timeout(60):  # another process takes the walk over when its lease runs out
+            while not (body := (await api.call("GET", f"/v1/broadcasts/{occurrence}"))[1]).get("finished"):
+                await asyncio.sleep(0.2)
+        assert (body["status"], body["planned"], body["queued"], body["started"], body["skipped"]) == (
+            "done", count, count, count, {}), body
+        _, journey = await api.call("GET", "/v1/journeys/daily_tip")
+        assert journey["counts"]["started"] == count  # each customer once: no one twice, no one forgotten
+        _, listed = await api.call("GET", "/v1/broadcasts")
+        assert [b["id"] for b in listed["broadcasts"] if b["origin"] == "schedule"] == [occurrence]
+        assert populated.cluster.log_events()["schedule_fired"] == 1, populated.cluster.logs()
 
 
 GOLD_MORNINGS = """\

@@ -9,13 +9,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-import redis.asyncio as redis
 
 from conftest import Api, StartApi, write_journey
-from faults_support import ApiClient, Cluster, Processes, Provider, sigkill, visitors
-from omnicanal.store.keys import Keyspace
+from faults_support import populated_cluster
 from test_broadcasts import customers
 from test_segments import write_segment
 
@@ -113,45 +110,28 @@ async def test_a_backfill_whose_walker_is_killed_resumes_elsewhere_without_a_sec
         project: Path, redis_url: str, tmp_path: Path) -> None:
     count = 3000
     write_journey(project, "gold_welcome", ENTERED_GOLD)
-    keys = Keyspace("default", 8)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    (tmp_path / "logs").mkdir()
-    processes = Processes(tmp_path / "logs")
-    try:
-        async with Provider() as provider, aiohttp.ClientSession() as http:
-            cluster = Cluster(processes, project, redis_url, provider, http)
-            cluster.env.update({"OMNICANAL_SEGMENTS_DIR": str(project / "segments"),
-                                "OMNICANAL_LOG_LEVEL": "info", "OMNICANAL_RELOAD_INTERVAL": "0.2",
-                                "OMNICANAL_SEGMENT_BACKFILL_RATE": str(WALK_RATE)})
-            await cluster.start(workers=3)
-            assert cluster.api is not None
-            api = ApiClient(http, cluster.api.base)
-            await visitors(api, lambda: client.scard(keys.customers), count)
-            write_segment(project, "gold", "id: gold\nwhere: \"customer.id is defined\"\n")  # every customer
+    env = {"OMNICANAL_SEGMENTS_DIR": str(project / "segments"), "OMNICANAL_LOG_LEVEL": "info",
+           "OMNICANAL_RELOAD_INTERVAL": "0.2", "OMNICANAL_SEGMENT_BACKFILL_RATE": str(WALK_RATE)}
+    async with populated_cluster(project, redis_url, tmp_path / "logs", env, count) as populated:
+        api, keys = populated.api, populated.keys
+        write_segment(project, "gold", "id: gold\nwhere: \"customer.id is defined\"\n")  # every customer
+        await populated.kill_walker(keys.segment_backfill_walker("gold"), keys.segment_backfill("gold"), "considered",
+                                    count)
 
-            async with asyncio.timeout(30):  # the walk is under way: kill the process walking it
-                while not ((walker := await client.get(keys.segment_backfill_walker("gold")))
-                           and 0 < int(await client.hget(keys.segment_backfill("gold"), "considered") or 0) < count):
-                    await asyncio.sleep(0.005)
-            victim = next(node for node in cluster.workers if node.worker_id == walker)
-            sigkill(victim.process)
-
-            async with asyncio.timeout(90):  # another process takes the walk over when its lease runs out
-                while True:
-                    status, body = await api.call("GET", "/v1/segments/gold")
-                    assert status in (200, 404), (status, body)  # 404: the API process has not reloaded yet
-                    if status == 200 and body["size"] == count and body["backfill"]["state"] == "done":
-                        break
-                    await asyncio.sleep(0.2)
-            assert body["backfill"]["considered"] >= count == body["backfill"]["total"], body
-            async with asyncio.timeout(30):  # every evaluation applied, each segment.entered too
-                while (await api.call("GET", "/v1/journeys/gold_welcome"))[1]["counts"].get("started", 0) < count:
-                    await asyncio.sleep(0.2)
-            await asyncio.sleep(1.0)  # anything queued twice would have been applied by now
-            _, journey = await api.call("GET", "/v1/journeys/gold_welcome")
-            assert journey["counts"]["started"] == count  # each customer entered once: none twice, none forgotten
-            events = cluster.log_events()
-            assert events["segment_backfill_started"] == 1 and events["segment_backfill_done"] == 1, cluster.logs()
-    finally:
-        processes.kill_all()
-        await client.aclose()
+        async with asyncio.timeout(90):  # another process takes the walk over when its lease runs out
+            while True:
+                status, body = await api.call("GET", "/v1/segments/gold")
+                assert status in (200, 404), (status, body)  # 404: the API process has not reloaded yet
+                if status == 200 and body["size"] == count and body["backfill"]["state"] == "done":
+                    break
+                await asyncio.sleep(0.2)
+        assert body["backfill"]["considered"] >= count == body["backfill"]["total"], body
+        async with asyncio.timeout(30):  # every evaluation applied, each segment.entered too
+            while (await api.call("GET", "/v1/journeys/gold_welcome"))[1]["counts"].get("started", 0) < count:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # anything queued twice would have been applied by now
+        _, journey = await api.call("GET", "/v1/journeys/gold_welcome")
+        assert journey["counts"]["started"] == count  # each customer entered once: none twice, none forgotten
+        events = populated.cluster.log_events()
+        assert events["segment_backfill_started"] == 1 and events["segment_backfill_done"] == 1, \
+            populated.cluster.logs()

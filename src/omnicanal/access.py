@@ -15,7 +15,7 @@ key's secret names its workspace and only that workspace's ring checks it; stati
 and keys are always required, so that no request reaches a workspace without a key of it.
 
 The key table is read at most once per CACHE_SECONDS per process, and only when a request needs it: a key created
-or revoked takes effect on every process within that bound (plus one Redis round trip).
+or revoked takes effect on every process within that bound of being written, a slow Redis round trip included.
 """
 
 from __future__ import annotations
@@ -121,12 +121,16 @@ class KeyRing:
         async with self._reading:  # one read for all the requests that find the copy stale
             if self._clock() - self._read_at >= CACHE_SECONDS:
                 used, self._used = self._used, {}
+                # The copy is as old as the moment the read was asked for, not the moment it came back: a revocation
+                # written while the read was on its way may be missing from it, and must still be read again within
+                # CACHE_SECONDS of being written, however long the round trip took.
+                asked = self._clock()
                 try:
                     self._table = await self._store.table(used)
                 except BaseException:
                     self._used = {**used, **self._used}
                     raise
-                self._read_at = self._clock()
+                self._read_at = asked
         return self._table
 
     async def required(self) -> bool:
