@@ -161,6 +161,7 @@ def test_a_text_is_made_of_data_only(tmp_path: Path, source: str) -> None:
     ("{{ 'x' ~ range(2) }}", "makes a text of a range, not data"),
     ("{{ customer.attributes.values() | string }}", "makes a text of a view of a mapping"),
     ("{% for x in customer.items %}{{ x }}{% endfor %}", "loops over the function items, not data: call it"),
+    ("{{ customer.attributes.keys() - [] }}", re.escape("writes a set, not data: end it with `| list`")),
 ])
 def test_ranges_views_self_and_loop_are_not_data(tmp_path: Path, body: str, refusal: str) -> None:
     """Left by the first pass (a deny-list of what is not data): `{{ range(3) }}` wrote `range(0, 3)`, a mapping's

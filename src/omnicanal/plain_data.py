@@ -1,17 +1,17 @@
-"""What an expression or template may give, write or make a text of: data (texts, numbers, booleans, lists,
-mappings), never one of Python's objects.
+"""What an expression or template may give, write or make a text of: data (texts, numbers, booleans, lists, mappings),
+never one of Python's objects.
 
 Data is what JSON carries and what the sandbox computes from it: texts, numbers, booleans, None, lists, mappings,
-sets, and dates and times (`now`). Anything else a template reaches is Python's own and not data: a look-up that
-finds a method rather than a key (`customer.keys`, for a customer without `keys`), a global of the sandbox
-(`lipsum`, `cycler`, `range(3)`), a lazy sequence (`select(...)` before `| list`), a view of a mapping
-(`customer.attributes.keys()`), a namespace, `self` or `loop`. Made a text, it shows a customer Python's
-internals (`<built-in method keys of dict object at 0x7f...>`, `range(0, 3)`, `dict_keys(['vip'])`); kept in
-`vars` it is stored as that text; as a condition it always (or never) holds. The sandbox (expressions.py)
-refuses one wherever it would become a value or a text: what `{{ }}` writes and what an expression gives
-(expressions.py), and here the operands of `~`, the right side of `%`, the fields of `str.format` and the values
-and arguments of the filters that make text (TEXTUAL). Each refusal is an ExpressionError naming the thing and
-the fix.
+and dates and times (`now`). Anything else a template reaches is Python's own and not data: a look-up that finds a
+method rather than a key (`customer.keys`, for a customer without `keys`), a global of the sandbox (`lipsum`,
+`cycler`, `range(3)`), a lazy sequence (`select(...)` before `| list`), a view of a mapping
+(`customer.attributes.keys()`) or the set its arithmetic makes, a namespace, `self` or `loop`. Made a text, it shows
+a customer Python's internals (`<built-in method keys of dict object at 0x7f...>`, `range(0, 3)`,
+`dict_keys(['vip'])`, `{'vip'}`); kept in `vars` it is stored as that text; as a condition it always (or never)
+holds. The sandbox (expressions.py) refuses one wherever it would become a value or a text: what `{{ }}` writes and
+what an expression gives (expressions.py), and here the operands of `~`, the right side of `%`, the fields of
+`str.format` and the values and arguments of the filters that make text (TEXTUAL). Each refusal is an
+ExpressionError naming the thing and the fix.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from markupsafe import EscapeFormatter, Markup
 from omnicanal.errors import ExpressionError
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_DATA = (str, int, float, list, tuple, dict, set, frozenset, date, time, timedelta, Decimal, jinja2.Undefined)
+_DATA = (str, int, float, list, tuple, dict, date, time, timedelta, Decimal, jinja2.Undefined)
 """What data is (see the module's docstring), subclasses included: Markup is a text, a `groupby` row a tuple, a
 datetime a date. Undefined is not Python's either: its own rules (expressions.py) say what it reads as."""
-LISTABLE = (Iterator, range, KeysView, ValuesView, ItemsView)
-"""Not data, but sequences whose items may be: `| list` makes them data."""
+LISTABLE = (Iterator, range, KeysView, ValuesView, ItemsView, set, frozenset)
+"""Not data, but sequences whose items may be: `| list` makes them data. A set (what arithmetic on a mapping's
+`keys()` makes) has no JSON form: written or stored, it would be Python's notation, `{'vip'}`."""
 
 
 def not_data(value: Any) -> bool:
@@ -60,7 +61,7 @@ def not_data_within(value: Any) -> Any:
         if isinstance(item, dict):
             stack += item.keys()
             stack += item.values()
-        elif isinstance(item, list | tuple | set | frozenset):
+        elif isinstance(item, list | tuple):
             stack += item
         elif not_data(item):
             return item
@@ -90,6 +91,8 @@ def what(value: Any) -> str:
         return "a range"
     if isinstance(value, KeysView | ValuesView | ItemsView):
         return f"a view of a mapping ({type(value).__name__})"
+    if isinstance(value, set | frozenset):
+        return "a set"
     if isinstance(value, Namespace):
         return "a namespace"
     kind = "the class" if isinstance(value, type) else "the function" if callable(value) else "an object"
