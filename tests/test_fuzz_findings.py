@@ -189,3 +189,71 @@ def test_texts_made_of_data_are_made_as_before(tmp_path: Path, source: str, text
     assert Expression(source).evaluate(scope()) == text
     assert catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope()).content["body"] \
         == text.strip()
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ("{{ [now] }}", r"writes a date and time \(datetime\) inside a list or mapping, which would write it in "
+                    r"Python's notation: write it on its own, or join the items \(`\| join\(', '\)`\)"),
+    ("{{ [customer.first_name | safe] }}", r"writes a text marked safe \(Markup\) inside a list or mapping"),
+    ("{{ {'at': [now - now]} }}", r"writes a duration \(timedelta\) inside a list or mapping"),
+    ("{{ [customer.nope] }}", r"writes data that is not there \('dict object' has no attribute 'nope'\) inside a "
+                              r"list or mapping, which would write it in Python's notation: `\| default\(...\)`"),
+    ("{% macro m() %}{{ varargs }}{% endmacro %}{{ m(now) }}", r"writes a date and time \(datetime\) inside"),
+    ("{{ {'a': now} | dictsort }}", r"writes a date and time \(datetime\) inside"),
+    ("{{ now | pprint }}", r"makes a text of a date and time \(datetime\) by Python's notation \(`\| pprint`\): "
+                           r"write it without `\| pprint`"),
+    ("{{ '%r' % now }}", r"by Python's notation \(`%r`\): write it with `%s`"),
+    ("{{ ('<b>%r</b>' | safe) % now }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '%(a)r' | format(a=now) }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '%r' | format(now) }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '{!r}'.format(now) }}", r"by Python's notation \(`!r`\): drop the `!r`"),
+    ("{{ '{!s}'.format([now]) }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ '%s' % [now] }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ '%s' | format([now]) }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ 'On ' ~ [now] }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ [[now]] | join(', ') }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ {'at': [now]} | xmlattr }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ {'at': [now]} | urlencode }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ [now] | string }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ now.isocalendar() }}", r"writes a named tuple \(IsoCalendarDate\), which would be written in Python's "
+                                r"notation: end it with `\| list`, or write one of its items"),
+    ("{{ now.timetuple() }}", r"writes a named tuple \(struct_time\)"),
+    ("{{ 'week ' ~ now.isocalendar() }}", r"makes a text of a named tuple \(IsoCalendarDate\)"),
+    ("{% macro m() %}{{ caller }}{% endmacro %}{% call m() %}x{% endcall %}",
+     r"writes the macro's caller, not data: call it: `caller\(\)`"),
+    ("{% macro m() %}{{ m }}{% endmacro %}{{ m() }}", r"writes the macro m, not data: call it: `m\(\)`"),
+])
+def test_a_text_never_shows_python_s_notation_of_data(tmp_path: Path, body: str, refusal: str) -> None:
+    """Found after the set: a list or mapping is written in Python's notation, which writes each item by its own —
+    `[datetime.datetime(2027, 1, 15, 10, 0, tzinfo=...)]`, `[Markup('x')]`, `[Undefined]` — and so do `%r`, `!r`
+    and `pprint`, even of a date on its own; a date's `isocalendar()` was written
+    `datetime.IsoCalendarDate(year=2027, week=2, weekday=5)`, `{{ caller }}` named "the function Macro". A text
+    is made of scalars, dates, and lists and mappings of scalars: anything else is refused, saying how to write
+    it."""
+    loaded = catalog(tmp_path, body, html=body)
+    for channel in ("sms", "email"):
+        with pytest.raises(TemplateError, match=refusal):
+            loaded.render("fuzz", channel, "en", scope())
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("{{ now.strftime('%d/%m') }}", "15/01"),
+    ("{{ now }}", "2027-01-15 10:00:00+00:00"),
+    ("{{ '%s' % customer.first_name }}", "Léa"),
+    ("{{ '%s, %s' % (customer.first_name, now) }}", "Léa, 2027-01-15 10:00:00+00:00"),
+    ("{{ '%(at)s' % {'at': now} }}", "2027-01-15 10:00:00+00:00"),
+    ("{{ '%.2f' | format(event.properties.total) }}", "89.00"),
+    ("{{ '%r' % customer.first_name }}", "'Léa'"),
+    ("{{ [1, 'a'] | pprint }}", "[1, 'a']"),
+    ("{{ '{0:%d/%m}'.format(now) }}", "15/01"),
+    ("{{ event.properties['items'] | map(attribute='name') | join(', ') }}", "Sneakers"),
+    ("{{ event.properties['items'] | join(', ', attribute='name') }}", "Sneakers"),
+    ("{{ [now, now] | join(' / ') }}", "2027-01-15 10:00:00+00:00 / 2027-01-15 10:00:00+00:00"),
+    ("{{ {'at': now} | xmlattr }}", 'at="2027-01-15 10:00:00+00:00"'),
+    ("{{ [('at', now)] | urlencode }}", "at=2027-01-15+10%3A00%3A00%2B00%3A00"),
+    ("{{ [1, 2] }} {{ {'a': 1} }} {{ (1, 'b') }}", "[1, 2] {'a': 1} (1, 'b')"),
+    ("{{ event.properties['items'] | groupby('name') | list }}", "[('Sneakers', [{'name': 'Sneakers'}])]"),
+    ("{{ now.isocalendar() | list }} {{ now.isocalendar()[1] }}", "[2027, 2, 5] 2"),
+])
+def test_texts_of_data_with_dates_are_made_as_before(tmp_path: Path, body: str, text: str) -> None:
+    assert catalog(tmp_path, body).render("fuzz", "sms", "en", scope()).content["body"] == text

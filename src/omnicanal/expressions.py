@@ -32,7 +32,7 @@ from jinja2.utils import missing
 
 from omnicanal import budget, plain_data
 from omnicanal.errors import BudgetExceeded, ExpressionError
-from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, what
+from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, unwritable, what
 
 UNCOMPILABLE = (RecursionError, SyntaxError)
 """What compiling a text that Jinja parsed may still raise: its parser and code generator recurse once per level
@@ -70,7 +70,7 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
-            text_of(right)
+            plain_data.percent_operands(left, right)
         return budget.binop(operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -110,8 +110,8 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
 def _written(value: Any) -> Any:
     """What `{{ ... }}` writes: data, counted by the budget."""
-    if type(value) is not str and (found := not_data_within(value)) is not None:
-        raise ExpressionError(f"writes {what(found)}, not data: {hint(found)}")
+    if type(value) is not str and (found := unwritable(value)) is not None:
+        raise ExpressionError(plain_data.refusal("writes", found))
     return budget.write(value)
 
 
