@@ -95,6 +95,9 @@ SSTI = (
     # Data written in Python's notation: inside a list or mapping, or by `%r`, `!r` and `pprint`.
     "[now]", "now | pprint", "'%r' % now", "'{!r}'.format(now)", "'%r' | format(now)", "'%s' % [now]",
     "[now] | string", "{'a': [now]} | xmlattr", "now.isocalendar()", "now.timetuple()",
+    # Constants Jinja computes while compiling, escaped in HTML before the sandbox sees them.
+    "[1, 2] | unique", "[1, 2] | reverse", "[1, 2, 3] | batch(2)", "[1, 2, 3] | slice(2)", "{'a': 1} | items",
+    "'ab'.split", "['x' | safe]",
 )
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""

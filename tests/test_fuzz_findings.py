@@ -11,6 +11,7 @@ import pytest
 from conftest import StartApi
 from omnicanal.errors import BudgetExceeded, ExpressionError, TemplateError
 from omnicanal.expressions import Expression, TextTemplate
+from omnicanal.render import TemplateCatalog
 from test_fuzz_templates import catalog, scope
 
 EVENT = {"name": "page_viewed", "customer_id": "c1"}
@@ -189,6 +190,33 @@ def test_texts_made_of_data_are_made_as_before(tmp_path: Path, source: str, text
     assert Expression(source).evaluate(scope()) == text
     assert catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope()).content["body"] \
         == text.strip()
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ("{{ [1, 2] | unique }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2] | reverse }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2, 3] | batch(2) }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2, 3] | slice(2) }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ {'a': 1} | items }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ 'ab'.split }}", "writes the function split, not data: call it"),
+    ("{{ [1, 'x' | safe] }}", "writes a text marked safe (Markup) inside a list or mapping"),
+])
+def test_a_constant_that_is_not_data_is_refused_at_load_not_written_escaped(tmp_path: Path, body: str,
+                                                                           refusal: str) -> None:
+    """Jinja computes a constant `{{ }}` while compiling, and in an HTML field escapes it before the sandbox's
+    finalize sees it: `{{ [1, 2] | unique }}` was sent as `&lt;generator object sync_do_unique at 0x7f...&gt;`.
+    Refused at load, at its line, as a refusal at render says it (no "syntax error")."""
+    (tmp_path / "fuzz.yaml").write_text(f"en:\n  email:\n    subject: s\n    text: t\n    html: |\n      <p>\n"
+                                        f"      {body}</p>\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as refused:
+        TemplateCatalog.load(tmp_path)
+    [problem] = refused.value.problems
+    assert (Path(problem.path).name, problem.line) == ("fuzz.yaml", 7), problem
+    assert problem.message == f"template fuzz (en, email.html): {refusal}" or problem.message.startswith(
+        f"template fuzz (en, email.html): {refusal}"), problem.message
+    assert "syntax error" not in problem.message
+    listed = catalog(tmp_path, "s", html="{{ [1, 2] | reverse | list }} {{ {'a': 1} | items | list }}")
+    assert listed.render("fuzz", "email", "en", scope()).content["html"] == "[2, 1] [(&#39;a&#39;, 1)]"
 
 
 @pytest.mark.parametrize(("body", "refusal"), [

@@ -82,8 +82,10 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """The template's code, with its work counted and its texts checked to be made of data; a constant over
-        the budget is refused here, at load."""
-        return _rewritten(super()._parse(source, name, filename), self)
+        the budget, or one written that is not data, is refused here, at load."""
+        tree = _rewritten(super()._parse(source, name, filename), self)
+        plain_data.constants_written(tree, self)
+        return tree
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict or isinstance(obj, Mapping):  # JSON data is dicts: the ABC check only for others

@@ -20,7 +20,7 @@ made only of scalars, dates and times (and texts marked safe, Decimals, duration
 of scalars; a tuple with a notation of its own (`now.isocalendar()`, `now.timetuple()`) is refused (`| list` makes
 it a list; stored in `vars`, codec.py writes it as a JSON array). What makes a text by Python's notation even of a
 date (`%r`, `!r`, `| pprint`) takes scalars and lists and mappings of them only. Each place that makes a text
-checks what it turns into one: `{{ }}`,
+checks what it turns into one: `{{ }}` (and, at load, what Jinja computes while compiling: `constants_written`),
 each operand of `~` and of `%`, each field of `str.format`, each item of `join`, each key and value of `xmlattr`
 and `urlencode`.
 """
@@ -352,6 +352,30 @@ def _pretty(function: Callable[..., Any]) -> Callable[..., Any]:
 _OWN_CHECKS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "join": _joined, "xmlattr": _each_pair, "urlencode": _each_pair, "format": _formatted, "pprint": _pretty}
 """The filters of TEXTUAL that make a text of parts of their value, or by Python's notation: checked their way."""
+
+
+class NotDataConstant(jinja2.TemplateAssertionError):
+    """A constant `{{ }}` that Jinja computes while compiling (and, in HTML, escapes before finalize sees it),
+    whose text would not be data: refused at load. Its message says what and how to fix it, as a refusal at
+    render would; it is no syntax error."""
+
+
+def constants_written(tree: nodes.Template, environment: jinja2.Environment) -> None:
+    """NotDataConstant at the line of the first `{{ }}` of `tree` that Jinja would compute while compiling and
+    whose text would not be data (`{{ [1, 2] | unique }}`, `{{ 'ab'.split }}`): Jinja writes such a constant
+    into the compiled code, escaped in an HTML field before the sandbox's finalize sees it. Checked once, at
+    load; what is not constant is checked where it is written."""
+    context = nodes.EvalContext(environment)
+    for output in tree.find_all(nodes.Output):
+        for child in output.nodes:
+            if isinstance(child, nodes.TemplateData):
+                continue
+            try:
+                value = child.as_const(context)
+            except Exception:  # not a constant (Impossible), or one that fails: Jinja runs those at render
+                continue
+            if type(value) not in _SCALARS and (found := unwritable(value)) is not None:
+                raise NotDataConstant(refusal("writes", found), child.lineno)
 
 
 class _TextOperands(NodeTransformer):
