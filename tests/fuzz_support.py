@@ -98,6 +98,8 @@ SSTI = (
     # Constants Jinja computes while compiling, escaped in HTML before the sandbox sees them.
     "[1, 2] | unique", "[1, 2] | reverse", "[1, 2, 3] | batch(2)", "[1, 2, 3] | slice(2)", "{'a': 1} | items",
     "'ab'.split", "['x' | safe]",
+    # A value holding data that is not there, which could not be stored.
+    "[customer.nope]",
 )
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""

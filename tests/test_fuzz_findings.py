@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import StartApi
+from conftest import StartApi, write_journey
 from omnicanal.errors import BudgetExceeded, ExpressionError, TemplateError
 from omnicanal.expressions import Expression, TextTemplate
 from omnicanal.render import TemplateCatalog
@@ -285,3 +285,44 @@ def test_a_text_never_shows_python_s_notation_of_data(tmp_path: Path, body: str,
 ])
 def test_texts_of_data_with_dates_are_made_as_before(tmp_path: Path, body: str, text: str) -> None:
     assert catalog(tmp_path, body).render("fuzz", "sms", "en", scope()).content["body"] == text
+
+
+def test_a_value_holding_data_that_is_not_there_is_refused_when_made() -> None:
+    """`[customer.nope]` was a value; storing it raised jinja2's UndefinedError, an untyped failure."""
+    with pytest.raises(ExpressionError, match=r"holds data that is not there \('dict object' has no attribute "
+                                              r"'nope'\): `\| default\(...\)` says what to use instead"):
+        Expression("[customer.nope]").evaluate(scope())
+    with pytest.raises(ExpressionError, match=r"by Python's notation \(`%r`\): write it with `%s`"):
+        Expression("'%r' % now").evaluate(scope())
+
+
+GROUPED = """
+id: grouped
+trigger: {event: grouped}
+steps:
+  - update:
+      vars:
+        groups: "event.properties['items'] | groupby('name') | list"
+        week: "now.isocalendar()"
+      customer:
+        first_group: "event.properties['items'] | groupby('name') | first"
+  - wait: 30d
+"""
+
+
+async def test_a_groupby_row_or_a_named_tuple_is_stored_as_a_list(project: Path, start_api: StartApi) -> None:
+    """A `groupby` row kept by an `update` step was stored as the text `"('Sneakers', [{'name': 'Sneakers'}])"`,
+    `now.isocalendar()` as `"datetime.IsoCalendarDate(year=2027, ...)"`: JSON has no tuples, and orjson wrote
+    any but a plain one by its text. A tuple of any kind is stored as an array, as a plain one is."""
+    write_journey(project, "grouped", GROUPED)
+    api = await start_api()
+    await api.put_customer("g1", {"attributes": {"first_name": "Léa"}})
+    await api.event("grouped", "g1", properties={"items": [{"name": "Sneakers"}, {"name": "Bag"}]})
+    await api.wait_until("g1", lambda es: any(e["kind"] == "journey" for e in es))
+    await api.settled()
+    customer = await api.request("GET", "/v1/customers/g1", 200)
+    [instance] = customer["journeys"]
+    assert instance["vars"]["groups"] == [["Bag", [{"name": "Bag"}]], ["Sneakers", [{"name": "Sneakers"}]]]
+    year, week, weekday = instance["vars"]["week"]
+    assert isinstance(year, int) and 1 <= week <= 53 and 1 <= weekday <= 7, instance["vars"]
+    assert customer["attributes"]["first_group"] == ["Bag", [{"name": "Bag"}]]

@@ -332,6 +332,9 @@ class Expression:
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
         if (found := not_data_within(value)) is not None:
+            if isinstance(found, jinja2.Undefined):
+                raise ExpressionError(f"{self.source!r} holds {what(found)}: `| default(...)` says what to use "
+                                      "instead")
             raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {what(found)}, not data: "
                                   f"{hint(found)}")
         return value

@@ -72,8 +72,9 @@ def not_data(value: Any) -> bool:
 
 def not_data_within(value: Any) -> Any:
     """The first thing in `value` — itself, or an item, key or value of the lists, tuples, sets and mappings in
-    it, however deep — that is not data (see not_data); None when it is all data. `[cycler]` would be written
-    `[<class 'jinja2.utils.Cycler'>]`."""
+    it, however deep — that is not data (see not_data), or, inside it, data that is not there; None when it is
+    all data. `[cycler]` would be written `[<class 'jinja2.utils.Cycler'>]`, `[customer.nope]` cannot be
+    stored."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -84,7 +85,7 @@ def not_data_within(value: Any) -> Any:
             stack += item.values()
         elif isinstance(item, list | tuple):
             stack += item
-        elif not_data(item):
+        elif not_data(item) or (item is not value and isinstance(item, jinja2.Undefined)):
             return item
     return None
 
