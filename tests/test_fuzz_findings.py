@@ -326,3 +326,17 @@ async def test_a_groupby_row_or_a_named_tuple_is_stored_as_a_list(project: Path,
     year, week, weekday = instance["vars"]["week"]
     assert isinstance(year, int) and 1 <= week <= 53 and 1 <= weekday <= 7, instance["vars"]
     assert customer["attributes"]["first_group"] == ["Bag", [{"name": "Bag"}]]
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("{% block greeting %}Hi {{ customer.first_name }}{% endblock %}", "Hi Léa"),
+    ("{% block x %}{% endblock %}{{ customer.first_name }}", "Léa"),
+    ("{% block greeting %}Hi{% endblock %}, {{ self.greeting() }}", "Hi, Hi"),
+    ("{% for i in [1, 2] %}{% block item scoped %}{{ i }}{% endblock %}{% endfor %}", "12"),
+])
+def test_a_block_in_a_template_field_renders_its_content(tmp_path: Path, body: str, text: str) -> None:
+    """`{% block x %}{% endblock %}` failed at render with a bare `KeyError: 'x'`: a field's render context had
+    no blocks. It renders as a template on its own does: the block's content, where it stands."""
+    loaded = catalog(tmp_path, body, html=body)
+    assert loaded.render("fuzz", "sms", "en", scope()).content["body"] == text
+    assert loaded.render("fuzz", "email", "en", scope()).content["html"] == text

@@ -45,6 +45,7 @@ STATEMENTS = (
     "{% macro m() %}{{ varargs }}{% endmacro %}{{ m(now) }}",
     "{% macro m() %}{{ caller }}{% endmacro %}{% call m() %}x{% endcall %}",
     "{% for g in event.properties['items'] | groupby('name') %}{{ g }}{% endfor %}",
+    "{% block x %}{% endblock %}",
 )
 FRAGMENTS = ("{{", "}}", "{%", "%}", "{#", "#}", " for x in ", " endfor ", " if ", " endif ", " set ", " = ",
              " macro ", " call ", " raw ", " endraw ", " include ", " import ", " block ", " extends ", "customer",

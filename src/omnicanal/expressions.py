@@ -247,7 +247,8 @@ class LightContext(Context):
     run. An expression shares its sandbox's evaluation context (it has no `{% autoescape %}` block that could
     change it); a template render gets its own."""
 
-    def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any]) -> None:
+    def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any],
+                 blocks: Mapping[str, Callable[[Context], Any]] | None = None) -> None:
         self.environment = environment
         self.eval_ctx = eval_ctx
         self.parent = scope  # type: ignore[assignment]  # a Mapping is all it reads
@@ -255,7 +256,7 @@ class LightContext(Context):
         self.exported_vars = set()
         self.name = None
         self.globals_keys = set()
-        self.blocks = {}
+        self.blocks = {name: [block] for name, block in blocks.items()} if blocks else {}  # `{% block %}`
 
     def resolve_or_missing(self, key: str) -> Any:
         if key in self.parent:

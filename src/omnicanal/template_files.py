@@ -62,7 +62,7 @@ class CompiledField:
             return self.constant
         template = self.template
         environment = template.environment
-        context = LightContext(environment, EvalContext(environment, template.name), scope)
+        context = LightContext(environment, EvalContext(environment, template.name), scope, template.blocks)
         try:
             return environment.concat(template.root_render_func(context))
         except Exception:
