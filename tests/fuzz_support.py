@@ -8,6 +8,7 @@ property instead, with fresh random inputs: the way to search longer locally (ad
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
@@ -91,14 +92,25 @@ SSTI = (
     "lipsum ~ ''", "'Dear ' ~ [cycler]", "customer.keys | string", "[lipsum] | join", "'%s' % joiner",
     "'%s' | format(lipsum)", "'{0.keys}'.format(customer)", "('{}' | safe).format(cycler)",
     "[1, 2] | select('odd') | string", "namespace(a=1) | e",
+    # Data written in Python's notation: inside a list or mapping, or by `%r`, `!r` and `pprint`.
+    "[now]", "now | pprint", "'%r' % now", "'{!r}'.format(now)", "'%r' | format(now)", "'%s' % [now]",
+    "[now] | string", "{'a': [now]} | xmlattr", "now.isocalendar()", "now.timetuple()",
+    # Constants Jinja computes while compiling, escaped in HTML before the sandbox sees them.
+    "[1, 2] | unique", "[1, 2] | reverse", "[1, 2, 3] | batch(2)", "[1, 2, 3] | slice(2)", "{'a': 1} | items",
+    "'ab'.split", "['x' | safe]",
+    # A value holding data that is not there, which could not be stored.
+    "[customer.nope]",
 )
 """Expressions a template injection tries: each must fail typed, or give plain text that holds nothing of
 Python's internals. Written as expressions; `{{ ... }}` around them makes the template form."""
 
 LEAKS = ("<class", "<module", "<built-in", "<function", "<bound method", "<method", "<Namespace", "__globals__",
          "__builtins__", "<frame", "<code", "uid=", "root:", "subprocess", "os.popen", "<generator", "range(0, ",
-         "dict_keys(", "dict_values(", "dict_items(", "<TemplateReference", "<LoopContext")
-"""What a rendered value must never contain: signs that Python's objects, or a shell, were reached."""
+         "dict_keys(", "dict_values(", "dict_items(", "<TemplateReference", "<LoopContext", " at 0x", "&lt;class",
+         "&lt;function", "&lt;built-in", "datetime.", "Markup(", "Undefined", "IsoCalendarDate(", "struct_time(",
+         "<Macro", "&lt;Macro")
+"""What a rendered value must never contain: signs that Python's objects, or a shell, were reached (escaped too,
+as an HTML field writes them), or that data was written in Python's notation (`[datetime.datetime(2027, ...)]`)."""
 
 
 DANGEROUS = ("os.", "subprocess.", "shutil.", "socket.", "ctypes.", "pty.", "open", "import", "exec", "compile",
@@ -161,7 +173,12 @@ def bounded(seconds: float) -> Iterator[None]:
 
 
 def assert_inert(value: object) -> None:
-    """`value` is data (text, numbers, lists, mappings) and nothing in it shows a Python object or a shell."""
-    text = repr(value) if not isinstance(value, str) else value
+    """`value` is data (text, numbers, lists, mappings) and nothing in it shows a Python object or a shell: read
+    as JSON, as it is stored (a text marked safe is its text, a date its text, a named tuple a list), not by
+    Python's notation of it; what JSON has no form for by its text (`<function lipsum at 0x...>`)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    except (TypeError, ValueError):  # keys JSON has no form for (a tuple): Python's notation, then
+        text = repr(value)
     leaked = [sign for sign in LEAKS if sign in text]
     assert not leaked, f"{leaked} in {text[:500]!r}"

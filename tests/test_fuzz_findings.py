@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import StartApi
+from conftest import StartApi, write_journey
 from omnicanal.errors import BudgetExceeded, ExpressionError, TemplateError
 from omnicanal.expressions import Expression, TextTemplate
+from omnicanal.render import TemplateCatalog
 from test_fuzz_templates import catalog, scope
 
 EVENT = {"name": "page_viewed", "customer_id": "c1"}
@@ -189,3 +190,153 @@ def test_texts_made_of_data_are_made_as_before(tmp_path: Path, source: str, text
     assert Expression(source).evaluate(scope()) == text
     assert catalog(tmp_path, f"{{{{ {source} }}}}").render("fuzz", "sms", "en", scope()).content["body"] \
         == text.strip()
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ("{{ [1, 2] | unique }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2] | reverse }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2, 3] | batch(2) }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ [1, 2, 3] | slice(2) }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ {'a': 1} | items }}", "writes a lazy sequence, not data: end it with `| list`"),
+    ("{{ 'ab'.split }}", "writes the function split, not data: call it"),
+    ("{{ [1, 'x' | safe] }}", "writes a text marked safe (Markup) inside a list or mapping"),
+])
+def test_a_constant_that_is_not_data_is_refused_at_load_not_written_escaped(tmp_path: Path, body: str,
+                                                                           refusal: str) -> None:
+    """Jinja computes a constant `{{ }}` while compiling, and in an HTML field escapes it before the sandbox's
+    finalize sees it: `{{ [1, 2] | unique }}` was sent as `&lt;generator object sync_do_unique at 0x7f...&gt;`.
+    Refused at load, at its line, as a refusal at render says it (no "syntax error")."""
+    (tmp_path / "fuzz.yaml").write_text(f"en:\n  email:\n    subject: s\n    text: t\n    html: |\n      <p>\n"
+                                        f"      {body}</p>\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as refused:
+        TemplateCatalog.load(tmp_path)
+    [problem] = refused.value.problems
+    assert (Path(problem.path).name, problem.line) == ("fuzz.yaml", 7), problem
+    assert problem.message == f"template fuzz (en, email.html): {refusal}" or problem.message.startswith(
+        f"template fuzz (en, email.html): {refusal}"), problem.message
+    assert "syntax error" not in problem.message
+    listed = catalog(tmp_path, "s", html="{{ [1, 2] | reverse | list }} {{ {'a': 1} | items | list }}")
+    assert listed.render("fuzz", "email", "en", scope()).content["html"] == "[2, 1] [(&#39;a&#39;, 1)]"
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ("{{ [now] }}", r"writes a date and time \(datetime\) inside a list or mapping, which would write it in "
+                    r"Python's notation: write it on its own, or join the items \(`\| join\(', '\)`\)"),
+    ("{{ [customer.first_name | safe] }}", r"writes a text marked safe \(Markup\) inside a list or mapping"),
+    ("{{ {'at': [now - now]} }}", r"writes a duration \(timedelta\) inside a list or mapping"),
+    ("{{ [customer.nope] }}", r"writes data that is not there \('dict object' has no attribute 'nope'\) inside a "
+                              r"list or mapping, which would write it in Python's notation: `\| default\(...\)`"),
+    ("{% macro m() %}{{ varargs }}{% endmacro %}{{ m(now) }}", r"writes a date and time \(datetime\) inside"),
+    ("{{ {'a': now} | dictsort }}", r"writes a date and time \(datetime\) inside"),
+    ("{{ now | pprint }}", r"makes a text of a date and time \(datetime\) by Python's notation \(`\| pprint`\): "
+                           r"write it without `\| pprint`"),
+    ("{{ '%r' % now }}", r"by Python's notation \(`%r`\): write it with `%s`"),
+    ("{{ ('<b>%r</b>' | safe) % now }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '%(a)r' | format(a=now) }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '%r' | format(now) }}", r"by Python's notation \(`%r`\)"),
+    ("{{ '{!r}'.format(now) }}", r"by Python's notation \(`!r`\): drop the `!r`"),
+    ("{{ '{!s}'.format([now]) }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ '%s' % [now] }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ '%s' | format([now]) }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ 'On ' ~ [now] }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ [[now]] | join(', ') }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ {'at': [now]} | xmlattr }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ {'at': [now]} | urlencode }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ [now] | string }}", r"makes a text of a date and time \(datetime\) inside a list or mapping"),
+    ("{{ now.isocalendar() }}", r"writes a named tuple \(IsoCalendarDate\), which would be written in Python's "
+                                r"notation: end it with `\| list`, or write one of its items"),
+    ("{{ now.timetuple() }}", r"writes a named tuple \(struct_time\)"),
+    ("{{ 'week ' ~ now.isocalendar() }}", r"makes a text of a named tuple \(IsoCalendarDate\)"),
+    ("{% macro m() %}{{ caller }}{% endmacro %}{% call m() %}x{% endcall %}",
+     r"writes the macro's caller, not data: call it: `caller\(\)`"),
+    ("{% macro m() %}{{ m }}{% endmacro %}{{ m() }}", r"writes the macro m, not data: call it: `m\(\)`"),
+])
+def test_a_text_never_shows_python_s_notation_of_data(tmp_path: Path, body: str, refusal: str) -> None:
+    """Found after the set: a list or mapping is written in Python's notation, which writes each item by its own —
+    `[datetime.datetime(2027, 1, 15, 10, 0, tzinfo=...)]`, `[Markup('x')]`, `[Undefined]` — and so do `%r`, `!r`
+    and `pprint`, even of a date on its own; a date's `isocalendar()` was written
+    `datetime.IsoCalendarDate(year=2027, week=2, weekday=5)`, `{{ caller }}` named "the function Macro". A text
+    is made of scalars, dates, and lists and mappings of scalars: anything else is refused, saying how to write
+    it."""
+    loaded = catalog(tmp_path, body, html=body)
+    for channel in ("sms", "email"):
+        with pytest.raises(TemplateError, match=refusal):
+            loaded.render("fuzz", channel, "en", scope())
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("{{ now.strftime('%d/%m') }}", "15/01"),
+    ("{{ now }}", "2027-01-15 10:00:00+00:00"),
+    ("{{ '%s' % customer.first_name }}", "Léa"),
+    ("{{ '%s, %s' % (customer.first_name, now) }}", "Léa, 2027-01-15 10:00:00+00:00"),
+    ("{{ '%(at)s' % {'at': now} }}", "2027-01-15 10:00:00+00:00"),
+    ("{{ '%.2f' | format(event.properties.total) }}", "89.00"),
+    ("{{ '%r' % customer.first_name }}", "'Léa'"),
+    ("{{ [1, 'a'] | pprint }}", "[1, 'a']"),
+    ("{{ '{0:%d/%m}'.format(now) }}", "15/01"),
+    ("{{ event.properties['items'] | map(attribute='name') | join(', ') }}", "Sneakers"),
+    ("{{ event.properties['items'] | join(', ', attribute='name') }}", "Sneakers"),
+    ("{{ [now, now] | join(' / ') }}", "2027-01-15 10:00:00+00:00 / 2027-01-15 10:00:00+00:00"),
+    ("{{ {'at': now} | xmlattr }}", 'at="2027-01-15 10:00:00+00:00"'),
+    ("{{ [('at', now)] | urlencode }}", "at=2027-01-15+10%3A00%3A00%2B00%3A00"),
+    ("{{ [1, 2] }} {{ {'a': 1} }} {{ (1, 'b') }}", "[1, 2] {'a': 1} (1, 'b')"),
+    ("{{ event.properties['items'] | groupby('name') | list }}", "[('Sneakers', [{'name': 'Sneakers'}])]"),
+    ("{{ now.isocalendar() | list }} {{ now.isocalendar()[1] }}", "[2027, 2, 5] 2"),
+])
+def test_texts_of_data_with_dates_are_made_as_before(tmp_path: Path, body: str, text: str) -> None:
+    assert catalog(tmp_path, body).render("fuzz", "sms", "en", scope()).content["body"] == text
+
+
+def test_a_value_holding_data_that_is_not_there_is_refused_when_made() -> None:
+    """`[customer.nope]` was a value; storing it raised jinja2's UndefinedError, an untyped failure."""
+    with pytest.raises(ExpressionError, match=r"holds data that is not there \('dict object' has no attribute "
+                                              r"'nope'\): `\| default\(...\)` says what to use instead"):
+        Expression("[customer.nope]").evaluate(scope())
+    with pytest.raises(ExpressionError, match=r"by Python's notation \(`%r`\): write it with `%s`"):
+        Expression("'%r' % now").evaluate(scope())
+
+
+GROUPED = """
+id: grouped
+trigger: {event: grouped}
+steps:
+  - update:
+      vars:
+        groups: "event.properties['items'] | groupby('name') | list"
+        week: "now.isocalendar()"
+      customer:
+        first_group: "event.properties['items'] | groupby('name') | first"
+  - wait: 30d
+"""
+
+
+async def test_a_groupby_row_or_a_named_tuple_is_stored_as_a_list(project: Path, start_api: StartApi) -> None:
+    """A `groupby` row kept by an `update` step was stored as the text `"('Sneakers', [{'name': 'Sneakers'}])"`,
+    `now.isocalendar()` as `"datetime.IsoCalendarDate(year=2027, ...)"`: JSON has no tuples, and orjson wrote
+    any but a plain one by its text. A tuple of any kind is stored as an array, as a plain one is."""
+    write_journey(project, "grouped", GROUPED)
+    api = await start_api()
+    await api.put_customer("g1", {"attributes": {"first_name": "Léa"}})
+    await api.event("grouped", "g1", properties={"items": [{"name": "Sneakers"}, {"name": "Bag"}]})
+    await api.wait_until("g1", lambda es: any(e["kind"] == "journey" for e in es))
+    await api.settled()
+    customer = await api.request("GET", "/v1/customers/g1", 200)
+    [instance] = customer["journeys"]
+    assert instance["vars"]["groups"] == [["Bag", [{"name": "Bag"}]], ["Sneakers", [{"name": "Sneakers"}]]]
+    year, week, weekday = instance["vars"]["week"]
+    assert isinstance(year, int) and 1 <= week <= 53 and 1 <= weekday <= 7, instance["vars"]
+    assert customer["attributes"]["first_group"] == ["Bag", [{"name": "Bag"}]]
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("{% block greeting %}Hi {{ customer.first_name }}{% endblock %}", "Hi Léa"),
+    ("{% block x %}{% endblock %}{{ customer.first_name }}", "Léa"),
+    ("{% block greeting %}Hi{% endblock %}, {{ self.greeting() }}", "Hi, Hi"),
+    ("{% for i in [1, 2] %}{% block item scoped %}{{ i }}{% endblock %}{% endfor %}", "12"),
+])
+def test_a_block_in_a_template_field_renders_its_content(tmp_path: Path, body: str, text: str) -> None:
+    """`{% block x %}{% endblock %}` failed at render with a bare `KeyError: 'x'`: a field's render context had
+    no blocks. It renders as a template on its own does: the block's content, where it stands."""
+    loaded = catalog(tmp_path, body, html=body)
+    assert loaded.render("fuzz", "sms", "en", scope()).content["body"] == text
+    assert loaded.render("fuzz", "email", "en", scope()).content["html"] == text

@@ -5,6 +5,7 @@ name of `{{ config }}`) is written as that text, escaped in HTML, never run."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ STATEMENTS = (
     "{{ unsubscribe_url.__self__ }}",
     "{% autoescape false %}{{ '<script>' }}{% endautoescape %}",
     "{{ '{% raw %}' }}",
+    "{% macro m() %}{{ varargs }}{% endmacro %}{{ m(now) }}",
+    "{% macro m() %}{{ caller }}{% endmacro %}{% call m() %}x{% endcall %}",
+    "{% for g in event.properties['items'] | groupby('name') %}{{ g }}{% endfor %}",
+    "{% block x %}{% endblock %}",
 )
 FRAGMENTS = ("{{", "}}", "{%", "%}", "{#", "#}", " for x in ", " endfor ", " if ", " endif ", " set ", " = ",
              " macro ", " call ", " raw ", " endraw ", " include ", " import ", " block ", " extends ", "customer",
@@ -51,9 +56,14 @@ TEXT = st.one_of(st.text(max_size=40), st.sampled_from(SSTI).map(lambda p: f"{{{
                  st.sampled_from(STATEMENTS))
 
 
-def catalog(directory: Path, body: str, html: str | None = None) -> TemplateCatalog:
-    """A one-template catalog, `fuzz`, with an SMS variant and an e-mail one (its HTML field autoescaped)."""
-    email = {"subject": "s", "text": body, **({"html": html} if html is not None else {})}
+NOW = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)
+"""What journeys give templates as `now`: an aware date and time."""
+
+
+def catalog(directory: Path, body: str, html: str | None = None, text: str | None = None) -> TemplateCatalog:
+    """A one-template catalog, `fuzz`, with an SMS variant and an e-mail one (its HTML field autoescaped; its text
+    `body` too unless said)."""
+    email = {"subject": "s", "text": body if text is None else text, **({"html": html} if html is not None else {})}
     (directory / "fuzz.yaml").write_text(json.dumps({"en": {"sms": {"body": body}, "email": email}}),
                                          encoding="utf-8")  # JSON is YAML: every text quoted as it must be
     return TemplateCatalog.load(directory)
@@ -62,15 +72,16 @@ def catalog(directory: Path, body: str, html: str | None = None) -> TemplateCata
 def scope(first_name: Any = "Léa", item: Any = "Sneakers") -> dict[str, Any]:
     return {"customer": {"id": "c42", "first_name": first_name, "attributes": {}},
             "event": {"name": "cart_abandoned", "properties": {"items": [{"name": item}], "total": 89.0}},
-            "vars": {}, "data": {}, "now": 0.0}
+            "vars": {}, "data": {}, "now": NOW}
 
 
 def _render_any(directory: Path, body: str) -> None:
     """The property: loading fails with a TemplateError or gives a catalog whose every variant renders inert
-    text or fails with a TemplateError; each bounded in time, none reaching the system."""
+    text or fails with a TemplateError; each bounded in time, none reaching the system. The e-mail's text is
+    plain, so that its HTML field is rendered even where the SMS body (the same text field) fails."""
     try:
         with bounded(seconds=10):
-            loaded = catalog(directory, body, html=body)
+            loaded = catalog(directory, body, html=body, text="t")
     except TemplateError as exc:
         assert all(p.path.endswith("fuzz.yaml") and p.line >= 1 for p in exc.problems), exc
         return

@@ -4,7 +4,9 @@ timeline entries, message records, profiles), what connectors post.
 Each event is decoded and encoded several times on its way (request, stream, instance, timeline, provider), so
 this is orjson, in C. It reads integers beyond 64 bits as floating point numbers (as JavaScript does) and refuses
 to write them: writing such a value (an expression can compute one) falls back to the standard library, so no
-value becomes unstorable. Values JSON has no type for (sets, dates in a variable) are written as text.
+value becomes unstorable. A tuple of any kind is an array, as a list is: a `groupby` row or `now.isocalendar()`, which
+orjson does not write itself, is written `["Sneakers", [...]]`, not as the text of its Python notation. Values JSON
+has no type for (sets, decimals) are written as text.
 
 Two things no encoder can store: text with a lone surrogate (`"\\ud800"` in JSON parses, but UTF-8 has no
 encoding for it) and nesting deep enough to exhaust the interpreter's stack. `unstorable` finds them, so that
@@ -21,6 +23,12 @@ from typing import Any
 import orjson
 
 
+def _json_of(value: Any) -> Any:
+    """What orjson and json write for a value they have no type for: a tuple's items (orjson writes only `tuple`
+    itself, not a named tuple), or else its text."""
+    return list(value) if isinstance(value, tuple) else str(value)
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON, UTF-8 encoded.
 
@@ -28,13 +36,13 @@ def encode(value: Any) -> bytes:
     slower, so it is only asked for when plain orjson refused the value; integers beyond 64 bits go to the
     standard library."""
     try:
-        return orjson.dumps(value, default=str)
+        return orjson.dumps(value, default=_json_of)
     except orjson.JSONEncodeError:
         pass
     try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=_json_of, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_of).encode()
 
 
 def unstorable(value: Any, max_depth: int) -> tuple[str, str] | None:
@@ -46,7 +54,7 @@ def unstorable(value: Any, max_depth: int) -> tuple[str, str] | None:
     and a text with at most `max_depth` brackets cannot nest deeper (brackets inside strings only make the
     count larger). Past that, the containers are walked; the strings too when orjson refused the value."""
     try:
-        text = orjson.dumps(value, default=str)
+        text = orjson.dumps(value, default=_json_of)
     except orjson.JSONEncodeError:  # a lone surrogate, deep nesting, an integer beyond 64 bits...
         found = _first_unstorable(value, max_depth, max_depth, texts=True)
     else:

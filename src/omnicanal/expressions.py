@@ -32,7 +32,7 @@ from jinja2.utils import missing
 
 from omnicanal import budget, plain_data
 from omnicanal.errors import BudgetExceeded, ExpressionError
-from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, what
+from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, unwritable, what
 
 UNCOMPILABLE = (RecursionError, SyntaxError)
 """What compiling a text that Jinja parsed may still raise: its parser and code generator recurse once per level
@@ -70,7 +70,7 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
-            text_of(right)
+            plain_data.percent_operands(left, right)
         return budget.binop(operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -82,8 +82,10 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """The template's code, with its work counted and its texts checked to be made of data; a constant over
-        the budget is refused here, at load."""
-        return _rewritten(super()._parse(source, name, filename), self)
+        the budget, or one written that is not data, is refused here, at load."""
+        tree = _rewritten(super()._parse(source, name, filename), self)
+        plain_data.constants_written(tree, self)
+        return tree
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict or isinstance(obj, Mapping):  # JSON data is dicts: the ABC check only for others
@@ -110,8 +112,8 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
 def _written(value: Any) -> Any:
     """What `{{ ... }}` writes: data, counted by the budget."""
-    if type(value) is not str and (found := not_data_within(value)) is not None:
-        raise ExpressionError(f"writes {what(found)}, not data: {hint(found)}")
+    if type(value) is not str and (found := unwritable(value)) is not None:
+        raise ExpressionError(plain_data.refusal("writes", found))
     return budget.write(value)
 
 
@@ -245,7 +247,8 @@ class LightContext(Context):
     run. An expression shares its sandbox's evaluation context (it has no `{% autoescape %}` block that could
     change it); a template render gets its own."""
 
-    def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any]) -> None:
+    def __init__(self, environment: jinja2.Environment, eval_ctx: EvalContext, scope: Mapping[str, Any],
+                 blocks: Mapping[str, Callable[[Context], Any]] | None = None) -> None:
         self.environment = environment
         self.eval_ctx = eval_ctx
         self.parent = scope  # type: ignore[assignment]  # a Mapping is all it reads
@@ -253,7 +256,7 @@ class LightContext(Context):
         self.exported_vars = set()
         self.name = None
         self.globals_keys = set()
-        self.blocks = {}
+        self.blocks = {name: [block] for name, block in blocks.items()} if blocks else {}  # `{% block %}`
 
     def resolve_or_missing(self, key: str) -> Any:
         if key in self.parent:
@@ -330,6 +333,9 @@ class Expression:
         if isinstance(value, jinja2.Undefined):
             raise ExpressionError(f"{self.source!r}: {value._undefined_message}")
         if (found := not_data_within(value)) is not None:
+            if isinstance(found, jinja2.Undefined):
+                raise ExpressionError(f"{self.source!r} holds {what(found)}: `| default(...)` says what to use "
+                                      "instead")
             raise ExpressionError(f"{self.source!r} {'is' if found is value else 'holds'} {what(found)}, not data: "
                                   f"{hint(found)}")
         return value

@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
 from omnicanal.expressions import UNCOMPILABLE, LightContext, make_sandbox, uncompilable
+from omnicanal.plain_data import NotDataConstant
 from omnicanal.suggest import did_you_mean
 from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node
 
@@ -61,7 +62,7 @@ class CompiledField:
             return self.constant
         template = self.template
         environment = template.environment
-        context = LightContext(environment, EvalContext(environment, template.name), scope)
+        context = LightContext(environment, EvalContext(environment, template.name), scope, template.blocks)
         try:
             return environment.concat(template.root_render_func(context))
         except Exception:
@@ -230,7 +231,8 @@ class _FileReader:
             template, constant = _compiled(env, value.value)
         except jinja2.TemplateSyntaxError as exc:
             line = first_line + exc.lineno - 1 if first_line else line_of_node(key)
-            self._add(line, f"{where}: Jinja2 syntax error: {exc.message}")
+            kind = "" if isinstance(exc, NotDataConstant) else "Jinja2 syntax error: "  # it says what and why
+            self._add(line, f"{where}: {kind}{exc.message}")
             return None
         except UNCOMPILABLE as exc:
             self._add(line_of_node(key), f"{where}: {uncompilable(exc)}")
