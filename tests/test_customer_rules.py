@@ -68,6 +68,24 @@ async def test_the_customers_preference_reorders_the_steps_channels(start_api: S
     assert sent(entries) == [("cart_discount", "email")]
 
 
+async def test_a_channel_the_preference_names_twice_gets_the_message_once(project: Path,
+                                                                         start_api: StartApi) -> None:
+    """Each fallback goes to a channel not tried yet: a `channel_preference` naming e-mail twice (a PUT accepts
+    it) does not send the same e-mail again an hour later, in place of the SMS."""
+    write_journey(project, "twice", """
+id: twice
+trigger: {event: promo}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email], fallback_after: 1h}
+  - wait: 6h
+""")
+    api = await start_api(quiet_hours="off")
+    await api.put_customer("dup", {"addresses": EVERYWHERE, "channel_preference": ["email", "sms", "email"]})
+    await api.event("promo", "dup")
+    entries = await api.wait_until("dup", journey_ended("twice"))
+    assert sent(entries) == [("welcome_offer", "email"), ("welcome_offer", "sms")]
+
+
 async def test_frequency_caps_hold_across_journeys_and_spare_transactional(project: Path,
                                                                           start_api: StartApi) -> None:
     write_journey(project, "promo", """

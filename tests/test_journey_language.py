@@ -424,6 +424,17 @@ def test_every_channel_a_fallback_may_leave_must_report_delivery() -> None:
                                       "fallback would always send: add e.g. `delivered_on: push.opened`")
 
 
+@pytest.mark.parametrize("step", ["send: {template: t, channels: [sms, email, sms], fallback_after: 1h}",
+                                  "digest: {event: e, window: 1d, template: t, channels: [email, email]}"])
+def test_a_channel_listed_twice_is_refused(step: str) -> None:
+    """Each channel is tried once: written twice, it would get the same message again as its own fallback."""
+    problem = only(HEAD + f"  - {step}\n")
+    assert problem.line == 4
+    assert problem.message.split(": ", 1)[0] in ("send.channels", "digest.channels")
+    assert "listed more than once: each channel is tried once" in problem.message
+    assert "remove the repeat" in problem.message
+
+
 @pytest.mark.parametrize("channels", ["[sms, email]", "[whatsapp, sms, push]", "[push]"])
 def test_fallback_after_channels_with_receipts_or_from_the_last_channel_loads(channels: str) -> None:
     journey = parse_journey(HEAD + f"  - send: {{template: t, channels: {channels}, fallback_after: 2h}}\n", "j.yaml")

@@ -179,3 +179,42 @@ async def test_a_coupon_redeemed_at_the_till_is_tied_back_to_its_message(project
     assert stats["reasons"]["coupons_refused"] == {"used": 1, "expired": 1}
     assert stats["attribution"]["coupon"] == [{"where": "store", "journey": "winback", "step": "offer",
                                                "channel": "email", "conversions": 1, "revenue": 75}]
+
+
+async def test_one_purchase_is_one_conversion_of_a_journey_entered_several_times(project: Path,
+                                                                                 start_api: StartApi) -> None:
+    """A customer who went through a journey twice, both entries inside the goal's window, then bought once:
+    one conversion worth the order, credited to the latest entry — not one per entry (revenue counted twice).
+    A second purchase is a conversion of its own."""
+    write_journey(project, "nudge", """
+id: nudge
+trigger: {event: browsed}
+re_entry: always
+goal: {event: order_placed, within: 3d}
+steps:
+  - send: {template: welcome, channels: [email]}
+  - wait: 1h
+""")
+    clock = ManualClock(time.time() - 3 * 86400)
+    api = await start_api(clock=clock)
+    await api.put_customer("twice", TOM)
+    for entered in (1, 2):
+        await api.event("browsed", "twice")
+        await api.settled()
+        clock.advance_to(clock.now() + 3600 + 1)
+        await api.wait_until("twice", lambda entries, done=entered: sum(
+            e["kind"] == "journey" and e["status"] == "completed" for e in entries) == done)
+    await api.event("browsed", "twice")  # a third entry, still running when the order comes
+    await api.settled()
+    await api.event("order_placed", "twice", properties=order("web", 80.0))
+    await api.settled()
+    entries = await api.timeline("twice")
+    conversions = [e for e in entries if e["kind"] == "conversion"]
+    latest = [e for e in entries if e["kind"] == "message"][-1]["message_id"]
+    assert [(c["revenue"], c["attributed_to"]) for c in conversions] == [(80.0, [latest])]
+    stats = await api.request("GET", "/v1/journeys/nudge/stats", 200)
+    assert (stats["counts"]["converted"], stats["counts"]["revenue"]) == (1, 80)
+    await api.event("order_placed", "twice", properties=order("web", 20.0))  # another purchase
+    await api.settled()
+    stats = await api.request("GET", "/v1/journeys/nudge/stats", 200)
+    assert (stats["counts"]["converted"], stats["counts"]["revenue"]) == (2, 100)

@@ -210,9 +210,11 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
     if instance.fallbacks:
         yield from _settle_fallbacks(session, instance, journey, event)
     goal = journey.goal
-    if goal and not instance.converted and _sees(goal, instance, event_key) and session.matches(
-        goal, event, instance, f"{journey.id}.goal"
-    ) and (goal.within is None or session.now - instance.started_at <= goal.within):
+    if goal and not instance.converted and _sees(goal, instance, event_key) and not _goal_met_by(
+        session, event, journey, instance
+    ) and session.matches(goal, event, instance, f"{journey.id}.goal") and (
+        goal.within is None or session.now - instance.started_at <= goal.within
+    ):
         _convert(session, instance, journey, goal, event)
     for rule in journey.exit_on:  # after the goal: the purchase that ends the journey is its conversion too
         if _sees(rule, instance, event_key) and session.matches(rule, event, instance, f"{journey.id}.exit_on"):
@@ -237,10 +239,12 @@ def _route_to_instance(session: Session, instance: Instance, event: dict[str, An
 def _watch_goals(session: Session, event: dict[str, Any]) -> None:
     """Instances that ended before their goal window closed: a goal met within it converts them too."""
     state = session.state
-    for watch in list(state.watches):
+    for watch in sorted(state.watches, key=lambda watch: -float(watch["started_at"])):  # the latest entry first
         journey = session.context.journeys.loaded(watch["journey"], watch["version"])
         goal, instance = journey.goal, watched_instance(session.customer_id, watch)
         if goal is None or watch["until"] < session.now or not _sees(goal, instance, _key_of(session, journey, event)):
+            continue
+        if _goal_met_by(session, event, journey, instance):
             continue
         if session.matches(goal, event, instance, f"{journey.id}.goal"):
             state.watches.remove(watch)
@@ -248,10 +252,18 @@ def _watch_goals(session: Session, event: dict[str, Any]) -> None:
             _convert(session, instance, journey, goal, event)
 
 
+def _goal_met_by(session: Session, event: dict[str, Any], journey: Journey, instance: Instance) -> bool:
+    """Whether this event already converted an instance of the journey (and key): a customer who entered it
+    again, the earlier instances still in their goal window, converts once per purchase — the latest instance
+    (the running one before those that ended) takes it."""
+    return (journey.id, instance.key) in session.goals_met.get(event["id"], ())
+
+
 def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal, event: dict[str, Any]) -> None:
     """The goal is met: record the conversion with its revenue, and credit the messages before it (any journey,
     any channel) under each attribution model, split by where it happened."""
     instance.converted = True
+    session.goals_met.setdefault(event["id"], set()).add((journey.id, instance.key))
     scope = session.scope(instance, event)
     try:
         value = goal.revenue.evaluate(scope) if goal.revenue is not None else event["properties"].get("total")

@@ -85,6 +85,15 @@ def _one_or_more(value: object) -> object:
     return (value,) if isinstance(value, str) else value
 
 
+def _each_once(channels: tuple[str, ...]) -> tuple[str, ...]:
+    """A channel is tried once per message: one written twice would get the message again as its own fallback."""
+    twice = sorted({channel for channel in channels if channels.count(channel) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} listed more than once: each channel is tried once, in the order "
+                         "written; remove the repeat")
+    return channels
+
+
 _as_source = PlainSerializer(lambda expression: expression.source, return_type=str, when_used="json")
 Condition = Annotated[Expression, PlainValidator(_condition), _as_source]
 """A condition (`where`, `when`): an expression written as a string."""
@@ -94,6 +103,9 @@ Duration = Annotated[Seconds, BeforeValidator(parse_duration)]
 ClockTime = Annotated[str, AfterValidator(lambda text: parse_clock(text).strftime("%H:%M"))]
 """A time of day on the customer's clock, `HH:MM`."""
 Name = Annotated[str, Field(min_length=1)]
+
+Channels = Annotated[tuple[Name, ...], Field(min_length=1), AfterValidator(_each_once)]
+"""A step's channels, in the order they are tried, each once."""
 
 
 class _Strict(BaseModel):
@@ -213,7 +225,7 @@ class SendStep(_Strict):
     """
 
     template: Name
-    channels: tuple[Name, ...] = Field(min_length=1)
+    channels: Channels
     data: dict[str, Value] = {}
     purpose: Literal["marketing", "transactional"] = "marketing"
     fallback_after: Duration | None = None
@@ -267,7 +279,7 @@ class DigestStep(_Strict):
     window: Duration | None = None
     until: ClockTime | None = None
     template: Name
-    channels: tuple[Name, ...] = Field(min_length=1)
+    channels: Channels
     data: dict[str, Value] = {}
     purpose: Literal["marketing", "transactional"] = "marketing"
     max_items: int = Field(default=20, ge=1, le=100)

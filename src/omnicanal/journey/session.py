@@ -87,6 +87,9 @@ class Session:
         """The timeline position of the event being applied: instances it starts or moves keep it there."""
         self.applying: dict[str, Any] | None = None
         """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
+        self.goals_met: dict[str, set[tuple[str, str | None]]] = {}
+        """Per event id, the (journey, key) pairs it already converted: one purchase is one conversion of a
+        journey, credited to its latest instance, even when earlier ones are still inside their goal window."""
 
     # -- scope and conditions -------------------------------------------------------------------------------
 

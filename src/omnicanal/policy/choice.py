@@ -50,9 +50,10 @@ class Choice:
 
 
 def preferred_order(channels: Sequence[str], preference: Sequence[str]) -> list[str]:
-    """The step's channels, those the customer prefers first (in the customer's order), the rest after."""
+    """The step's channels, those the customer prefers first (in the customer's order), the rest after; each
+    once, however often the step or the preference names it (a fallback never goes to a channel already tried)."""
     first = [channel for channel in preference if channel in channels]
-    return first + [channel for channel in channels if channel not in first]
+    return list(dict.fromkeys([*first, *channels]))
 
 
 def address(addresses: Mapping[str, Any], channel: str) -> str | None:
