@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 from conftest import write_journey
@@ -114,3 +115,34 @@ steps:
     located = r"templates/cart_reminder\.yaml:\d+: template cart_reminder \(en, email\.text\)"
     assert re.search(located, lines[failed + 1]), result.stdout
     assert "loops over the function items, not data: call it, or name a key that is there" in lines[failed + 1]
+
+
+def test_an_event_and_a_timer_at_one_moment_are_applied_in_the_same_order_on_every_run(project: Path) -> None:
+    """The third view comes exactly as the digest's hour ends: the simulation applies the scenario's event first,
+    then the window's timer, so the digest holds three items on every run (the engine's timer loop used to race
+    the scenario and sometimes closed the window first)."""
+    write_journey(project, "viewed", """
+id: viewed
+trigger: {event: viewed}
+steps:
+  - digest: {event: viewed, window: 1h, template: viewed_digest, channels: [email]}
+""")
+    (project / "views.yaml").write_text("""
+customer: {addresses: {email: a@example.com}}
+events:
+  - {at: 0s, name: viewed, properties: {sku: A, name: Alpha, price: 1}}
+  - {at: 30m, name: viewed, properties: {sku: B, name: Beta, price: 2}}
+  - {at: 1h, name: viewed, properties: {sku: C, name: Gamma, price: 3}}
+until: 3h
+""")
+
+    def simulated() -> subprocess.CompletedProcess[str]:
+        return run("simulate", "viewed", "--scenario", "views.yaml", "--json", cwd=project,
+                   OMNICANAL_QUIET_HOURS="off")
+
+    results = [*at_once(*[simulated] * 4), *at_once(*[simulated] * 4)]
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+        sent = [entry for entry in json.loads(result.stdout) if entry["kind"] == "message"]
+        assert [(entry["at"], entry["content"]["subject"]) for entry in sent] == [
+            ("2027-01-15T09:00:00.000Z", "3 items you viewed are on sale")], sent

@@ -41,6 +41,7 @@ from omnicanal.config import Settings
 from omnicanal.engine.clock import ManualClock
 from omnicanal.engine.runtime import Runtime, load_project
 from omnicanal.engine.schedules import ScheduleRunner, occurrence_id
+from omnicanal.engine.timers import FIRE_LIMIT
 from omnicanal.errors import InputError, NotFound
 from omnicanal.journey.durations import format_duration, parse_duration
 from omnicanal.journey.model import Journey
@@ -162,6 +163,10 @@ def _longest_run(journey: Journey) -> float:
     return total
 
 
+TIMERS_FIRED_HERE = 86_400.0
+"""The runtime's own timer loop looks once a day (real time), that is never during a simulation: the simulation
+fires the due timers itself (`_fire_due`), once the scenario's items of the moment are in the stream."""
+
 LATEST_ZONE_LAG = 26 * 3600.0
 """How long after the first zone (UTC+14) the last one (UTC-12) reaches a wall-clock time."""
 
@@ -202,9 +207,9 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
     start = scenario.start.timestamp()  # fixed by default: reports are the same on every run
     horizon = _horizon(scenario, journey, start)
     clock = ManualClock(start)
-    runtime = await Runtime.start(settings.model_copy(update={"reload_interval": 0, "timer_poll_interval": 0.002,
-                                                              "partitions": 1}), clock=clock,
-                                  canned_fetches=scenario.fetches)
+    runtime = await Runtime.start(settings.model_copy(update={"reload_interval": 0, "partitions": 1,
+                                                              "timer_poll_interval": TIMERS_FIRED_HERE}),
+                                  clock=clock, canned_fetches=scenario.fetches)
     runner = ScheduleRunner(runtime.registry, lambda: runtime.engine.context.segments.by_id, runtime.broadcasts,
                             ScheduleMarks(runtime.redis, runtime.keys), clock, settings.schedule_grace)
     try:
@@ -227,7 +232,7 @@ async def simulate(settings: Settings, journey_id: str, scenario_path: Path | No
                 await runner.look()
                 await _walked(runtime, occurrence_id(journey.id, occurrence))
             if due is not None and due <= clock.now():
-                await asyncio.sleep(0.01)  # let the timer loop move it into the stream
+                await _fire_due(runtime)
         timelines = {customer_id: await runtime.customers.timeline(customer_id) for customer_id in scenario.people}
     finally:
         await runtime.stop()
@@ -249,6 +254,14 @@ async def _play(runtime: Runtime, scenario: Scenario, item: ScenarioEvent | Scen
         "id": f"evt_{uuid.uuid4().hex}", "name": item.name, "customer_id": customer_id,
         "properties": item.properties, "timestamp": iso(now), "received_at": now,
     }])
+
+
+async def _fire_due(runtime: Runtime) -> None:
+    """Move the timers due now into the work stream, after the scenario's items of the same moment: an event and
+    a timer at one instant (an exit at exactly the end of a wait) are applied in that order on every run."""
+    partitions = sorted(runtime.ownership.owned)
+    while len(await runtime.queue.fire_due(partitions, runtime.clock.now(), FIRE_LIMIT)) >= FIRE_LIMIT:
+        pass
 
 
 async def _walked(runtime: Runtime, broadcast_id: str) -> None:
