@@ -66,3 +66,26 @@ async def test_a_multipart_form_without_its_boundary_is_400(start_api: StartApi,
     api = await start_api(channels={"sms": "twilio_sms"})
     status, body = await exchange(api, post(path, "multipart/form-data", b"From=%2B33612345678&Body=STOP"))
     assert status == 400 and "boundary" in str(body["message"]), body
+
+
+@pytest.mark.parametrize(("profile", "field", "says"), [
+    ({"consents": {"SMS": False}}, "consents.SMS", "did you mean 'sms'?"),
+    ({"consents": {"e-mail": {"marketing": False}}}, "consents.e-mail", "did you mean 'email'?"),
+    ({"channel_preference": ["whatsapp", "mail"]}, "channel_preference.1", "did you mean 'email'?"),
+    ({"addresses": {"e-mail": "lea@example.com"}}, "addresses", "addresses.e-mail: unknown channel"),
+    ({"addresses": {"email": "lea @example.com"}}, "addresses.email", "name@example.com, without spaces"),
+    ({"addresses": {"email": "lea\u0000@example.com"}}, "addresses.email", "name@example.com, without spaces"),
+    ({"addresses": {"push": [""]}}, "addresses.push.0", "without spaces or control characters"),
+    ({"addresses": {"push": ["token\nX-Injected: 1"]}}, "addresses.push.0", "without spaces or control characters"),
+    ({"addresses": {"messenger": True}}, "addresses.messenger", "string"),
+    ({"addresses": {"webhook": "../../admin"}}, "addresses.webhook", "http:// or https:// URL"),
+])
+async def test_a_profile_naming_no_channel_or_an_address_unfit_for_its_channel_is_422(
+        start_api: StartApi, profile: dict[str, object], field: str, says: str) -> None:
+    """A consent for `SMS` was stored beside `sms` and never read: the customer who said no kept getting texts."""
+    api = await start_api()
+    await api.put_customer("c1", {"addresses": {"sms": "+33612345678"}})
+    body = await api.request("PUT", "/v1/customers/c1", 422, json=profile)
+    assert [(e["field"], says in e["message"]) for e in body["errors"]] == [(field, True)], body
+    stored = await api.request("GET", "/v1/customers/c1", 200)
+    assert stored["addresses"] == {"sms": "+33612345678"} and stored["consents"] == {}

@@ -47,7 +47,8 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
     """Pydantic's errors as `{field, message}` items, the field spelled as in the JSON body, under `prefix`
     (`events.3` for an event of a batch, which may itself be the field: `events.3` is not an object)."""
     return InputError([
-        {"field": ".".join(str(part) for part in (prefix, *err["loc"]) if part != "") or "body", "message": err["msg"]}
+        {"field": ".".join(str(part) for part in (prefix, *err["loc"]) if part not in ("", "[key]")) or "body",
+         "message": err["msg"]}
         for err in exc.errors(include_url=False)
     ])
 
