@@ -89,3 +89,13 @@ async def test_a_profile_naming_no_channel_or_an_address_unfit_for_its_channel_i
     assert [(e["field"], says in e["message"]) for e in body["errors"]] == [(field, True)], body
     stored = await api.request("GET", "/v1/customers/c1", 200)
     assert stored["addresses"] == {"sms": "+33612345678"} and stored["consents"] == {}
+
+
+async def test_a_number_too_long_to_read_is_422_saying_to_send_it_as_text(start_api: StartApi) -> None:
+    """Python's JSON reader stops at 4,300 digits; its message told the client to call sys.set_int_max_str_digits."""
+    api = await start_api()
+    text = '{"name": "page_viewed", "customer_id": "h1", "properties": {"n": ' + "9" * 5000 + "}}"
+    body = await api.request("POST", "/v1/events", 422, data=text, headers={"Content-Type": "application/json"})
+    assert body["errors"] == [{"field": "body", "message": "a number with more than 4,300 digits: no value needs "
+                                                           "one; send it as text"}], body
+    assert "sys." not in body["message"] and await api.runtime.queue.backlog() == 0

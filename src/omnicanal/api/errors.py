@@ -158,6 +158,9 @@ async def read_json(request: web.Request) -> Any:
         raise InputError([{"field": exc.path or "body", "message": "NaN and Infinity are not JSON numbers: send a "
                                                                    "number, or null"}]) from exc
     except ValueError as exc:  # not JSON, or not UTF-8
+        if "integer string conversion" in str(exc):  # Python reads integers of at most 4,300 digits
+            raise InputError([{"field": "body", "message": "a number with more than 4,300 digits: no value needs "
+                                                           "one; send it as text"}]) from exc
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # nested past what the parser follows (about a thousand levels)
         raise InputError([{"field": "body", "message": f"nested more than {MAX_DEPTH} levels deep"}]) from exc
