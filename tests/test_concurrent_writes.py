@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import StartApi, write_journey
+from omnicanal.channels import CHANNELS
+from omnicanal.policy.consent import PURPOSES
 from standins import TwilioStandIn
 from test_channels_end_to_end import twilio_post
 
@@ -19,9 +21,23 @@ RECEIPTS = ("accepted", "scheduled", "sent", "delivered", "read")
 """Statuses Twilio reports, each racing the others for the same message (none asks for a fallback)."""
 
 
+ADDRESSES: dict[str, Any] = {"email": "c1@example.com", "push": ["device-1"], "webhook": "https://crm.example/hook",
+                             "messenger": "4242"}
+CONSENTS = [(channel, purpose) for channel in sorted(set(CHANNELS) - {"sms"}) for purpose in PURPOSES]
+"""Each (channel, purpose) one update decides (not sms marketing, which the racing pings are sent on)."""
+
+
 def _put(n: int) -> dict[str, Any]:
-    """A profile update touching its own attribute, address channel and consent channel."""
-    return {"attributes": {f"a{n}": n}, "addresses": {f"ch{n}": f"address-{n}"}, "consents": {f"ch{n}": n % 2 == 0}}
+    """A profile update touching its own attribute and, for the first ones, an address channel and a consent
+    (channel and purpose) of its own."""
+    put: dict[str, Any] = {"attributes": {f"a{n}": n}}
+    if n < len(ADDRESSES):
+        channel = list(ADDRESSES)[n]
+        put["addresses"] = {channel: ADDRESSES[channel]}
+    if n < len(CONSENTS):
+        channel, purpose = CONSENTS[n]
+        put["consents"] = {channel: {purpose: n % 2 == 0}}
+    return put
 
 
 async def test_profile_updates_receipts_and_events_racing_three_workers_all_land(
@@ -56,9 +72,9 @@ async def test_profile_updates_receipts_and_events_racing_three_workers_all_land
 
     customer = await apis[1].request("GET", "/v1/customers/c1", 200)
     assert customer["attributes"] == {f"a{n}": n for n in range(PUTS)}
-    assert customer["addresses"] == {"sms": PHONE, **{f"ch{n}": f"address-{n}" for n in range(PUTS)}}
-    assert {channel: decisions["marketing"]["granted"] for channel, decisions in customer["consents"].items()} == \
-        {f"ch{n}": n % 2 == 0 for n in range(PUTS)}
+    assert customer["addresses"] == {"sms": PHONE, **ADDRESSES}
+    assert {(channel, purpose): decision["granted"] for channel, decisions in customer["consents"].items()
+            for purpose, decision in decisions.items()} == {pair: n % 2 == 0 for n, pair in enumerate(CONSENTS)}
     messages = {e["message_id"]: e for e in await apis[2].messages("c1")}
     assert len(messages) == FIRST_SENDS + 10 and len(sids) == FIRST_SENDS
     for mid in sids.values():

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from omnicanal.api.schemas import MAX_DEPTH
@@ -46,7 +47,8 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
     """Pydantic's errors as `{field, message}` items, the field spelled as in the JSON body, under `prefix`
     (`events.3` for an event of a batch, which may itself be the field: `events.3` is not an object)."""
     return InputError([
-        {"field": ".".join(str(part) for part in (prefix, *err["loc"]) if part != "") or "body", "message": err["msg"]}
+        {"field": ".".join(str(part) for part in (prefix, *err["loc"]) if part not in ("", "[key]")) or "body",
+         "message": err["msg"]}
         for err in exc.errors(include_url=False)
     ])
 
@@ -89,6 +91,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         limit = deployment_of(request).settings.max_body_bytes
         return error_response(413, "body_too_large",
                               f"the body is larger than {limit} bytes (OMNICANAL_MAX_BODY_BYTES)")
+    except (web.RequestPayloadError, HttpProcessingError) as exc:  # the body broke on the way: a chunk or its
+        # compression not as announced (aiohttp's parser raises these while the handler reads the body)
+        return error_response(400, "bad_request", f"the body could not be read ({_parser_said(exc)}): send it "
+                              "whole, compressed only as its Content-Encoding says (gzip or deflate)")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -103,6 +109,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         log.exception("request_failed", error_id=error_id, method=request.method, path=request.path)
         return error_response(500, "internal", f"an unexpected error; the server logged it with id {error_id}",
                               id=error_id)
+
+
+def _parser_said(exc: Exception) -> str:
+    """What aiohttp's parser found wrong, on one line, without its `400, message:` preamble."""
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    return " ".join(text.split()).removeprefix("400, message: ") or type(exc).__name__
 
 
 @contextlib.asynccontextmanager
@@ -122,6 +134,17 @@ class BodyTimeout(web.HTTPRequestTimeout):
     """A body that did not arrive in time: answered 408, and the connection closed."""
 
 
+async def read_form(request: web.Request) -> Mapping[str, Any]:
+    """The form posted (urlencoded or multipart), within OMNICANAL_BODY_TIMEOUT; a 400 saying what is wrong with it
+    (a multipart body without its boundary, a part that does not parse) rather than the parser's exception."""
+    async with body_deadline(request):
+        try:
+            return await request.post()
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"the body is not a form: {exc}; send application/x-www-form-urlencoded, "
+                                          "or multipart/form-data with its boundary") from exc
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, or a 400 naming what is wrong with it."""
     if request.content_type not in ("application/json", "application/octet-stream", ""):
@@ -135,6 +158,9 @@ async def read_json(request: web.Request) -> Any:
         raise InputError([{"field": exc.path or "body", "message": "NaN and Infinity are not JSON numbers: send a "
                                                                    "number, or null"}]) from exc
     except ValueError as exc:  # not JSON, or not UTF-8
+        if "integer string conversion" in str(exc):  # Python reads integers of at most 4,300 digits
+            raise InputError([{"field": "body", "message": "a number with more than 4,300 digits: no value needs "
+                                                           "one; send it as text"}]) from exc
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # nested past what the parser follows (about a thousand levels)
         raise InputError([{"field": "body", "message": f"nested more than {MAX_DEPTH} levels deep"}]) from exc

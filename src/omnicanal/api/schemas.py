@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -15,11 +16,14 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
+from omnicanal.channels import CHANNELS
 from omnicanal.codec import encode, unstorable
 from omnicanal.errors import InputError, InputTooLarge
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
+from omnicanal.suggest import did_you_mean
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
@@ -114,16 +118,59 @@ class BatchIn(BaseModel):
     events: list[Any] = Field(min_length=1, max_length=BATCH_LIMIT)
 
 
-class Addresses(BaseModel):
-    """Where a customer can be reached, per channel; other channels (messenger, viber...) are accepted too."""
+def _a_channel(name: str) -> str:
+    """A channel journeys may send on: a consent, a preference or an address for another name (`SMS`, `e-mail`)
+    would be kept and never read, the customer's choice silently ignored."""
+    if name not in CHANNELS:
+        raise ValueError(f"unknown channel {name!r}{did_you_mean(name.lower(), CHANNELS, listing=True)}")
+    return name
 
-    model_config = ConfigDict(extra="allow")
+
+ChannelName = Annotated[str, AfterValidator(_a_channel), Field(json_schema_extra={"enum": sorted(CHANNELS)})]
+_UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f]")
+_EMAIL = re.compile(r"[^@]+@[^@]+\.[^@]+")
+_URL = re.compile(r"https?://[^/?#]+.*", re.IGNORECASE)
+
+
+def _an_email(value: str) -> str:
+    if _UNPRINTABLE.search(value) or not _EMAIL.fullmatch(value):
+        raise ValueError(f"{value!r} is not an e-mail address: write it as name@example.com, without spaces")
+    return value
+
+
+def _a_token(value: str) -> str:
+    if not 0 < len(value) <= 4096 or _UNPRINTABLE.search(value):
+        raise ValueError("a token or account id is 1-4096 characters without spaces or control characters")
+    return value
+
+
+def _a_url(value: str) -> str:
+    if len(value) > 2048 or _UNPRINTABLE.search(value) or not _URL.fullmatch(value):
+        raise ValueError("a webhook address is an http:// or https:// URL (up to 2,048 characters, no spaces)")
+    return value
+
+
+class Addresses(BaseModel):
+    """Where a customer can be reached, per channel (the channels journeys send on, channels.CHANNELS)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     sms: str | None = None
     whatsapp: str | None = None
-    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
-    push: list[str] | None = None
-    webhook: str | None = None
+    email: Annotated[str, AfterValidator(_an_email)] | None = None
+    push: list[Annotated[str, AfterValidator(_a_token)]] | None = None
+    webhook: Annotated[str, AfterValidator(_a_url)] | None = None
+    messenger: Annotated[str, AfterValidator(_a_token)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channels_only(cls, value: Any) -> Any:
+        """An address for a name that is not a channel is refused, naming it and the channels there are."""
+        for name in value if isinstance(value, dict) else ():
+            if name not in CHANNELS:
+                raise ValueError(f"addresses.{name}: unknown channel {name!r}"
+                                 f"{did_you_mean(str(name).lower(), CHANNELS, listing=True)}")
+        return value
 
 
 class CustomerIn(BaseModel):
@@ -135,8 +182,8 @@ class CustomerIn(BaseModel):
     addresses: Addresses | None = None
     locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] | None = None
     timezone: str | None = None
-    channel_preference: list[str] | None = None
-    consents: dict[str, StrictBool | dict[Literal["marketing", "transactional"], StrictBool]] | None = None
+    channel_preference: list[ChannelName] | None = None
+    consents: dict[ChannelName, StrictBool | dict[Literal["marketing", "transactional"], StrictBool]] | None = None
     """Per channel: true/false for every purpose, or `{"marketing": bool, "transactional": bool}`."""
 
     @field_validator("consents", mode="before")

@@ -21,7 +21,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from omnicanal.access import WORKSPACE
-from omnicanal.api.errors import body_deadline
+from omnicanal.api.errors import read_form
 from omnicanal.api.events import derived_event
 from omnicanal.api.state import deployment_of, runtime_of
 from omnicanal.identity import normalise_phone
@@ -39,9 +39,7 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 async def _verified_form(request: web.Request) -> dict[str, str]:
     """The form Twilio posted, once its signature is checked; 403 otherwise. The connectors (and so Twilio's
     token) are every workspace's: they come from the process's settings."""
-    async with body_deadline(request):
-        posted = await request.post()
-    form = {key: str(value) for key, value in posted.items()}
+    form = {key: str(value) for key, value in (await read_form(request)).items()}
     deployment = deployment_of(request)
     base = deployment.settings.public_url
     url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from omnicanal.api.errors import read_form
 from omnicanal.api.events import derived_event
 from omnicanal.api.links import read_token
 from omnicanal.api.pages import TEXTS, invalid_link, language, page, scope_label
@@ -81,7 +82,7 @@ async def confirm(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     profile, locale = await _customer_locale(runtime, unsubscribe.customer_id)
     lang = language(request, locale)
-    form = await request.post()
+    form = await read_form(request)
     if form.get("List-Unsubscribe") == "One-Click":
         scope, method = SCOPES[0], "one_click"
     elif (chosen := form.get("scope")) in SCOPES:

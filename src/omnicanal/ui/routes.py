@@ -16,6 +16,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from omnicanal.access import CALLER, WORKSPACE, KeyRings
+from omnicanal.api.errors import read_form
 from omnicanal.engine.deployment import Deployment
 from omnicanal.errors import InputError, NotFound, StoreUnavailable
 from omnicanal.scopes import Scope
@@ -122,7 +123,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     """Check the key; on success the session cookie, and back to the page that asked for it."""
     dashboard = dashboard_of(request)
-    form = await request.post()
+    form = await read_form(request)
     target = _safe_next(str(form.get("next", "")))
     if not dashboard.gate.csrf_valid(request, str(form.get("csrf", ""))):
         return await _render(request, Page("login.html", {"next": target, "problem": (
@@ -139,7 +140,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     dashboard = dashboard_of(request)
-    form = await request.post()
+    form = await read_form(request)
     if not dashboard.gate.csrf_valid(request, str(form.get("csrf", ""))):
         return await _render(request, Page("problem.html", {"title": "Not logged out", "problems": [
             "this form expired or was sent from another site: log out again from a dashboard page"]}, 403))
