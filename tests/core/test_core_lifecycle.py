@@ -75,3 +75,24 @@ def test_cancelling_an_event_ends_what_it_started_and_nothing_else() -> None:
     assert customer.milestones().count("exited (cancelled)") == 2
     customer.pass_time(3 * HOUR)
     assert customer.attempts == []  # no further sends
+
+
+def test_one_purchase_while_paused_converts_the_latest_entry_once_on_resume() -> None:
+    """An earlier entry ended within its goal window, the customer entered again, the journey is paused when they
+    buy: the running entry keeps the order for the resume and converts then; the ended one does not convert on the
+    same order meanwhile (one purchase, one conversion of the journey)."""
+    customer = Customer([flow("- send: {template: offer, channels: [sms]}\n- wait: 1h", """
+re_entry: always
+goal: {event: order, within: 3d}
+""")])
+    customer.event("go")
+    customer.pass_time(2 * HOUR)  # the first entry completed, its goal window still open
+    customer.event("go")
+    paused(customer)
+    customer.event("order", total=80)
+    assert customer.of_kind("conversion") == []
+    paused(customer, on=False)
+    customer.apply(ResumeJourney("j"))
+    [conversion] = customer.of_kind("conversion")
+    assert conversion["revenue"] == 80
+    assert customer.stats["j"]["converted"] == 1

@@ -151,7 +151,10 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
     if isinstance(visitor, str) and visitor != session.customer_id:
         session.changes.identified.append(visitor)
     for instance in list(state.instances.values()):
-        if not _defer(session, instance, {"event": event}):
+        if _defer(session, instance, {"event": event}):
+            if not instance.converted:  # its goal may take this event on resume: no ended entry takes it now
+                session.goals_met.setdefault(event_id, set()).add((instance.journey, instance.key))
+        else:
             yield from _route_to_instance(session, instance, event)
     if state.watches:
         _watch_goals(session, event)

@@ -88,8 +88,9 @@ class Session:
         self.applying: dict[str, Any] | None = None
         """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
         self.goals_met: dict[str, set[tuple[str, str | None]]] = {}
-        """Per event id, the (journey, key) pairs it already converted: one purchase is one conversion of a
-        journey, credited to its latest instance, even when earlier ones are still inside their goal window."""
+        """Per event id, the (journey, key) pairs it already converted, or that a running instance of a paused
+        journey keeps for its resume: one purchase is one conversion of a journey, credited to its latest
+        instance, even when earlier ones are still inside their goal window."""
 
     # -- scope and conditions -------------------------------------------------------------------------------
 
