@@ -30,7 +30,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from omnicanal import budget, plain_data
+from omnicanal import budget, plain_data, text_checks
 from omnicanal.errors import BudgetExceeded, ExpressionError
 from omnicanal.plain_data import LISTABLE, hint, not_data, not_data_within, text_of, unwritable, what
 
@@ -59,7 +59,8 @@ def _money(amount: Any, currency: str = "EUR", locale: str = "en") -> str:
 class _DataFirstSandbox(ImmutableSandboxedEnvironment):
     """A sandbox where `event.properties.items` means the key `items`, not the dict method, where every
     evaluation has a budget (budget.py: the operators, calls, slices and compiled code that can grow go through it),
-    and where only data becomes a text (plain_data.py: `~`, `%`, `str.format` and the filters that make text).
+    and where only data becomes a text (plain_data.py says what data is, text_checks.py checks `~`, `%`, `str.format`
+    and the filters that make text).
 
     Jinja looks up attributes before keys; event properties are data, and names such as `items`, `keys` or
     `values` are common in them, so for mappings the key wins. A subscript (`event.properties['items']`) on a
@@ -70,11 +71,11 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
-            plain_data.percent_operands(left, right)
+            text_checks.percent_operands(left, right)
         return budget.binop(operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        return plain_data.format_method(self, value)
+        return text_checks.format_method(self, value)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget.before_call(__obj, args, kwargs)
@@ -84,7 +85,7 @@ class _DataFirstSandbox(ImmutableSandboxedEnvironment):
         """The template's code, with its work counted and its texts checked to be made of data; a constant over
         the budget, or one written that is not data, is refused here, at load."""
         tree = _rewritten(super()._parse(source, name, filename), self)
-        plain_data.constants_written(tree, self)
+        text_checks.constants_written(tree, self)
         return tree
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -118,8 +119,8 @@ def _written(value: Any) -> Any:
 
 
 def _rewritten(tree: nodes.Template, environment: jinja2.Environment) -> nodes.Template:
-    """Parsed code as the sandbox runs it: its texts checked (plain_data.checked), its work counted (budget)."""
-    return budget.budgeted(plain_data.checked(tree), environment)
+    """Parsed code as the sandbox runs it: its texts checked (text_checks.checked), its work counted (budget)."""
+    return budget.budgeted(text_checks.checked(tree), environment)
 
 
 def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
@@ -137,8 +138,8 @@ def make_sandbox(*, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
         optimized=False,
     )
     env.filters["money"] = _money
-    env.filters = budget.budgeted_filters(plain_data.textual_filters(env.filters))
-    env.filters[plain_data.TEXT_OF] = text_of
+    env.filters = budget.budgeted_filters(text_checks.textual_filters(env.filters))
+    env.filters[text_checks.TEXT_OF] = text_of
     env.tests = budget.budgeted_tests(env.tests)  # type: ignore[assignment,arg-type]  # Jinja types them narrowly
     env.globals["lipsum"] = budget.lipsum
     return env
@@ -298,7 +299,7 @@ def _failure(source: str, exc: Exception) -> ExpressionError:
     caller reports it as one), a sandboxed evaluation's any other failure is an ExpressionError naming it."""
     if isinstance(exc, BudgetExceeded):
         return BudgetExceeded(f"{source!r}: over its budget: {exc}")
-    if isinstance(exc, ExpressionError):  # refused inside the sandbox (plain_data.py): already says why
+    if isinstance(exc, ExpressionError):  # refused inside the sandbox (plain_data.py, text_checks.py): already says why
         return ExpressionError(f"{source!r}: {exc}")
     if isinstance(exc, jinja2.UndefinedError):
         return ExpressionError(f"{source!r}: {exc.message}")

@@ -32,8 +32,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
 from omnicanal.expressions import UNCOMPILABLE, LightContext, make_sandbox, uncompilable
-from omnicanal.plain_data import NotDataConstant
 from omnicanal.suggest import did_you_mean
+from omnicanal.text_checks import NotDataConstant
 from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
