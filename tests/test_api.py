@@ -145,3 +145,23 @@ async def test_numbers_beyond_64_bits_are_accepted_and_kept_as_floats(start_api:
     assert event["properties"]["big"] == pytest.approx(2**70)
     assert event["properties"]["negative"] == pytest.approx(-(2**65))
     assert event["properties"]["exact"] == [2**63 - 1, -(2**63), 1.5]
+
+
+async def test_an_event_s_timestamp_is_kept_in_utc_as_the_engine_writes_its_own(start_api: StartApi) -> None:
+    """`occurred_at` was the text as sent (`+02:00`, no zone at all, microseconds) beside the engine's own
+    `...Z` times: the timeline and exports mixed forms that do not sort as text. A time without a zone is UTC."""
+    api = await start_api()
+    sent = {"2027-01-15T10:00:00+02:00": "2027-01-15T08:00:00.000Z",
+            "2027-01-15T08:00:01.123456": "2027-01-15T08:00:01.123Z",
+            "2027-01-15T08:00:02Z": "2027-01-15T08:00:02.000Z",
+            "0001-01-01T00:30:00-00:30": "0001-01-01T01:00:00.000Z"}
+    for index, timestamp in enumerate(sent):
+        await api.request("POST", "/v1/events", 202, json={**EVENT, "idempotency_key": f"k{index}",
+                                                           "timestamp": timestamp})
+    await api.settled()
+    kept = [e["occurred_at"] for e in await api.timeline("c1") if e["kind"] == "event"]
+    assert kept == list(sent.values())
+    for outside in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"):
+        body = await api.request("POST", "/v1/events", 422, json={**EVENT, "timestamp": outside})
+        assert [e["field"] for e in body["errors"]] == ["timestamp"], body
+        assert "UTC" in body["errors"][0]["message"]

@@ -22,6 +22,17 @@ def iso(timestamp: float) -> str:
 _last_iso: tuple[float, str] = (-1.0, "")
 
 
+def in_utc(when: datetime) -> datetime:
+    """A client's date and time in UTC (one without a zone is UTC already); ValueError when UTC puts it outside
+    the years 1 to 9999 that dates are written in."""
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{when.isoformat()} is outside the years 1 to 9999 once in UTC") from None
+
+
 _last_day: tuple[int, str] = (0, "1970-01-01T")
 
 
@@ -31,7 +42,7 @@ def _iso_second(seconds: int) -> str:
     global _last_day
     day, second_of_day = divmod(seconds, 86_400)
     if _last_day[0] != day:
-        _last_day = (day, datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT"))
+        _last_day = (day, datetime.fromtimestamp(day * 86_400, UTC).date().isoformat() + "T")  # year 1 is 0001
     hours, rest = divmod(second_of_day, 3_600)
     minutes, secs = divmod(rest, 60)
     return f"{_last_day[1]}{hours:02d}:{minutes:02d}:{secs:02d}"

@@ -59,7 +59,7 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
         "name": event.name,
         "customer_id": customer_id,
         "properties": event.properties,
-        "timestamp": event.timestamp.isoformat() if event.timestamp else iso(now),
+        "timestamp": iso(event.timestamp.timestamp()) if event.timestamp else iso(now),
         "received_at": now,
     }
 

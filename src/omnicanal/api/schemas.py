@@ -24,6 +24,7 @@ from omnicanal.codec import encode, unstorable
 from omnicanal.errors import InputError, InputTooLarge
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 from omnicanal.suggest import did_you_mean
+from omnicanal.timestamps import in_utc
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
@@ -81,7 +82,9 @@ def _written_as_a_date(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_written_as_a_date)]
+Timestamp = Annotated[datetime, BeforeValidator(_written_as_a_date), AfterValidator(in_utc)]
+"""A client's date and time, kept in UTC: the timeline writes it as the engine writes its own (`...Z`), so
+entries sort as text whatever offset a client sent."""
 
 
 class EventIn(BaseModel):
