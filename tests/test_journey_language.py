@@ -685,3 +685,12 @@ def test_split_keyed_trigger_and_dated_wait_validate_with_file_and_line() -> Non
                for line, message in messages), messages
     assert (10, "wait.offset: bad duration '1x': use a number followed by s, m, h, d or w, e.g. 30s, 15m, 2d") \
         in messages
+
+
+def test_a_split_says_how_many_arms_it_needs_and_not_for_an_arm_that_failed() -> None:
+    """A split of two arms, one with weight 0, was also told `split: expected at least one item`: wrong twice (it
+    has two, it needs two)."""
+    found = problems(HEAD + "  - split:\n      - {weight: 0, goto: x}\n      - {weight: 1, goto: x}\n"
+                            "  - split: [{weight: 1, goto: x}]\n  - id: x\n    exit: {}\n")
+    assert [(p.line, p.message) for p in found] == [
+        (5, "split[0].weight: Input should be greater than 0"), (7, "split: expected at least 2 items")]

@@ -40,7 +40,6 @@ _TYPE_MESSAGES = {
     "list_type": "expected a list",
     "tuple_type": "expected a list",
     "string_type": "expected a text value",
-    "too_short": "expected at least one item",
     "invalid_key": "a key must be a name; YAML reads this one as a number, date or true/false (quote it)",
 }
 
@@ -76,6 +75,8 @@ class FileReport:
             if error["type"] == "extra_forbidden"
         }
         for error in errors:
+            if _consequence(error):
+                continue
             if error["type"] != "missing" or error["loc"] not in misspelt:
                 loc = (*base, *error["loc"])
                 self.add(loc, self._message(error, model, loc))
@@ -92,9 +93,21 @@ class FileReport:
             written = _WRITTEN.get(key, key)
             hint = f": {_MISSING_HINTS[written]}" if written in _MISSING_HINTS else ""
             return f"missing required key {written!r} in {_owner(self.doc.resolve(loc[:-1]), self.noun)}{hint}"
+        if kind == "too_short":
+            least = error.get("ctx", {}).get("min_length", 1)
+            items = "one item" if least == 1 else f"{least} items"
+            return f"{self.where(loc) or 'the list'}: expected at least {items}"
         text = str(error["ctx"]["error"]) if kind == "value_error" else _TYPE_MESSAGES.get(kind, error["msg"])
         where = self.where(loc)
         return f"{where}: {text}" if where else text
+
+
+def _consequence(error: ErrorDetails) -> bool:
+    """A list too short only because some of its items failed (each said on its own line): written long
+    enough, the list itself is not the mistake."""
+    written = error.get("input")
+    return error["type"] == "too_short" and isinstance(written, list | tuple) and len(written) >= error.get(
+        "ctx", {}).get("min_length", 1)
 
 
 def _accepted_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
