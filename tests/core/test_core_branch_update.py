@@ -195,6 +195,8 @@ def test_an_attribute_named_like_a_profile_field_is_refused_at_load() -> None:
 - update: {customer: {consents: "{}"}}
 - send: {template: offer, channels: [sms, email]}
 """)
+    with pytest.raises(JourneyError, match=r"customer\.locale, customer\.timezone are profile fields"):
+        flow("- update: {customer: {timezone: \"'Europe/Paris'\", locale: \"'fr'\", tier: \"'gold'\"}}")
 
 
 def test_a_case_that_fails_does_not_stop_a_later_case_from_winning() -> None:

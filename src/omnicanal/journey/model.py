@@ -332,8 +332,11 @@ class UpdateStep(_Strict):
             raise ValueError("an update step needs 'vars' or 'customer' (or both) with at least one entry")
         reserved = sorted(PROFILE_FIELDS.intersection(self.customer))
         if reserved:
-            raise ValueError(f"customer.{reserved[0]} is a profile field, not an attribute: a journey cannot set it "
-                             "(consents, addresses, locale... change through PUT /v1/customers); use another name")
+            names = ", ".join(f"customer.{name}" for name in reserved)
+            what = ("is a profile field, not an attribute: a journey cannot set it" if len(reserved) == 1 else
+                    "are profile fields, not attributes: a journey cannot set them")
+            raise ValueError(f"{names} {what} (consents, addresses, locale... change through PUT /v1/customers); "
+                             f"use {'another name' if len(reserved) == 1 else 'other names'}")
         return self
 
 
