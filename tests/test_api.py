@@ -154,7 +154,8 @@ async def test_an_event_s_timestamp_is_kept_in_utc_as_the_engine_writes_its_own(
     sent = {"2027-01-15T10:00:00+02:00": "2027-01-15T08:00:00.000Z",
             "2027-01-15T08:00:01.123456": "2027-01-15T08:00:01.123Z",
             "2027-01-15T08:00:02Z": "2027-01-15T08:00:02.000Z",
-            "0001-01-01T00:30:00-00:30": "0001-01-01T01:00:00.000Z"}
+            "0001-01-01T00:30:00-00:30": "0001-01-01T01:00:00.000Z",
+            "9999-12-31T23:59:59.999999Z": "9999-12-31T23:59:59.999Z"}
     for index, timestamp in enumerate(sent):
         await api.request("POST", "/v1/events", 202, json={**EVENT, "idempotency_key": f"k{index}",
                                                            "timestamp": timestamp})

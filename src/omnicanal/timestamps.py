@@ -22,6 +22,12 @@ def iso(timestamp: float) -> str:
 _last_iso: tuple[float, str] = (-1.0, "")
 
 
+def iso_of(when: datetime) -> str:
+    """A date and time in UTC (in_utc's) as `iso` writes journey time, from its fields: no float on the way, so
+    9999-12-31T23:59:59.999999 stays in its year."""
+    return f"{when.date().isoformat()}T{when:%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
 def in_utc(when: datetime) -> datetime:
     """A client's date and time in UTC (one without a zone is UTC already); ValueError when UTC puts it outside
     the years 1 to 9999 that dates are written in."""

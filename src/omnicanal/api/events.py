@@ -25,7 +25,7 @@ from omnicanal.identity import looks_like_address
 from omnicanal.journey.core import IDENTIFY
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.work import WorkItem
-from omnicanal.timestamps import iso
+from omnicanal.timestamps import iso, iso_of
 
 _PROCESS = os.urandom(8).hex()
 _SEQUENCE = itertools.count()
@@ -59,7 +59,7 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
         "name": event.name,
         "customer_id": customer_id,
         "properties": event.properties,
-        "timestamp": iso(event.timestamp.timestamp()) if event.timestamp else iso(now),
+        "timestamp": iso_of(event.timestamp) if event.timestamp else iso(now),
         "received_at": now,
     }
 
