@@ -170,9 +170,10 @@ class Addresses(BaseModel):
     def _channels_only(cls, value: Any) -> Any:
         """An address for a name that is not a channel is refused, naming it and the channels there are."""
         for name in value if isinstance(value, dict) else ():
-            if name not in CHANNELS:
-                raise ValueError(f"addresses.{name}: unknown channel {name!r}"
-                                 f"{did_you_mean(str(name).lower(), CHANNELS, listing=True)}")
+            try:
+                _a_channel(str(name))
+            except ValueError as exc:
+                raise ValueError(f"addresses.{name}: {exc}") from None
         return value
 
 

@@ -153,7 +153,7 @@ def _apply_event(session: Session, event: dict[str, Any], unique: bool) -> Sends
     for instance in list(state.instances.values()):
         if _defer(session, instance, {"event": event}):
             if not instance.converted:  # its goal may take this event on resume: no ended entry takes it now
-                session.goals_met.setdefault(event_id, set()).add((instance.journey, instance.key))
+                session.take_goal(event_id, instance.journey, instance.key)
         else:
             yield from _route_to_instance(session, instance, event)
     if state.watches:
@@ -259,14 +259,14 @@ def _goal_met_by(session: Session, event: dict[str, Any], journey: Journey, inst
     """Whether this event already converted an instance of the journey (and key): a customer who entered it
     again, the earlier instances still in their goal window, converts once per purchase — the latest instance
     (the running one before those that ended) takes it."""
-    return (journey.id, instance.key) in session.goals_met.get(event["id"], ())
+    return session.goal_taken(event["id"], journey.id, instance.key)
 
 
 def _convert(session: Session, instance: Instance, journey: Journey, goal: Goal, event: dict[str, Any]) -> None:
     """The goal is met: record the conversion with its revenue, and credit the messages before it (any journey,
     any channel) under each attribution model, split by where it happened."""
     instance.converted = True
-    session.goals_met.setdefault(event["id"], set()).add((journey.id, instance.key))
+    session.take_goal(event["id"], journey.id, instance.key)
     scope = session.scope(instance, event)
     try:
         value = goal.revenue.evaluate(scope) if goal.revenue is not None else event["properties"].get("total")

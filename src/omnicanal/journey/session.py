@@ -87,7 +87,7 @@ class Session:
         """The timeline position of the event being applied: instances it starts or moves keep it there."""
         self.applying: dict[str, Any] | None = None
         """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
-        self.goals_met: dict[str, set[tuple[str, str | None]]] = {}
+        self._goals_taken: dict[str, set[tuple[str, str | None]]] = {}
         """Per event id, the (journey, key) pairs it already converted, or that a running instance of a paused
         journey keeps for its resume: one purchase is one conversion of a journey, credited to its latest
         instance, even when earlier ones are still inside their goal window."""
@@ -124,6 +124,13 @@ class Session:
             except ExpressionError as exc:
                 self.record_error(f"{where}.{name}", str(exc))
         return values
+
+    def take_goal(self, event_id: str, journey_id: str, key: str | None) -> None:
+        """This event's conversion of the journey (and key) is taken: no other instance of it converts on it."""
+        self._goals_taken.setdefault(event_id, set()).add((journey_id, key))
+
+    def goal_taken(self, event_id: str, journey_id: str, key: str | None) -> bool:
+        return (journey_id, key) in self._goals_taken.get(event_id, ())
 
     # -- timeline and bookkeeping ---------------------------------------------------------------------------
 
