@@ -175,6 +175,23 @@ async def test_lua_claim_once_and_within_caps(transport: Recording) -> None:
     assert transport.one_slot("claim")
 
 
+async def test_lua_claim_lists_what_work_claimed_until_its_commit_settles_it(transport: Recording) -> None:
+    """A worker that dies between a claim and its commit leaves the claim listed: the snapshot its replay reads
+    holds it (so the replay sends nowhere else), and the commit that settles it takes it off."""
+    sends = SendLog(transport, KEYS)
+    store = CustomerStore(transport, KEYS)
+    caps = (Cap(1, 3600.0, "customer"),)
+    for message_id in ("m1", "m2", "m3"):
+        await sends.claim("c1", message_id, _record("sending"), "sms", "j", 1000.0, caps)
+    await sends.claim("c1", "m1", _record("sending"), "sms", "j", 1001.0, caps)  # a replay lists nothing new
+    assert (await store.snapshot("c1", [])).claimed == {"m1"}  # m2 and m3 capped: not sent, nothing to replay
+    await sends.claim("c1", "m4", _record("sending"), "email", "j", 1002.0, ())
+    async with store.writes() as writes:
+        await store.commit(writes, "c1", Commit(settled={"m1", "unknown"}), now=1003.0, seen_since=0.0, new=False)
+    assert (await store.snapshot("c1", [])).claimed == {"m4"}
+    assert await transport.client.smembers(KEYS.customer("c1").claims) == {"m4"}
+
+
 async def test_lua_fire_due_moves_due_timers_into_the_stream_once(transport: Recording) -> None:
     queue = WorkQueue(transport, KEYS)
     await queue.ensure_groups()

@@ -20,6 +20,9 @@ from omnicanal.journey.effects import (
     TimerFired,
     Work,
 )
+from omnicanal.journey.sending import settled_claims
+from omnicanal.policy.choice import Rules
+from omnicanal.policy.windows import QuietHours
 
 SERIES = flow("""
 - send: {template: offer, channels: [sms, email], fallback_after: 2h}
@@ -226,3 +229,87 @@ def test_each_visit_of_a_step_sends_under_its_own_id() -> None:
         customer.pass_time(2 * DAY)
     ids = [a.message_id for a in customer.attempts]
     assert len(ids) == len(set(ids)) == 3 * 3  # sms, its fallback by e-mail, the e-mail after the timeout
+
+
+# -- a replay whose channel rules changed since the crash --------------------------------------------------------
+
+NIGHTLY = flow("""
+- send: {template: offer, channels: [sms, email], fallback_after: 2h}
+- wait: 1d
+""")
+EVENING = 1_800_000_000.0 + 12 * HOUR + 59 * 60  # 20:59 UTC, a minute before the quiet hours
+
+
+def _crashed_after_claiming(first_answer: Any = None) -> tuple[Customer, Customer]:
+    """`go` applied at 20:59 (the first customer: what the crashed worker did before dying), and the same customer
+    as the replay finds them two minutes later: the state of before, the claims of the crashed work."""
+    first = Customer([NIGHTLY], rules=Rules(quiet_hours=QuietHours.parse("21:00-08:00")), now=EVENING)
+    if first_answer is not None:
+        first.answer = first_answer
+    replay = first.fork()
+    first.event("go", event_id="evt_go")
+    replay.state.claimed = frozenset(attempt.message_id for attempt in first.attempts)
+    replay.now += 120
+    return first, replay
+
+
+def test_a_replay_that_falls_in_quiet_hours_replays_the_claim_instead_of_holding_it() -> None:
+    first, replay = _crashed_after_claiming()
+    replay.answer = lambda attempt: Replayed("unknown")
+    replay.event("go", event_id="evt_go")
+    assert [a.message_id for a in replay.attempts] == [a.message_id for a in first.attempts]
+    assert [(m["channel"], m["status"]) for m in replay.messages()] == [("sms", "unknown")]
+    replay.pass_time(DAY)  # the morning brings nothing: the message was sent once, at 20:59
+    assert [a.channel for a in replay.attempts] == ["sms", "email"]  # the fallback, its 2 h passed without receipt
+    assert replay.attempts[1].message_id.startswith(first.attempts[0].message_id)
+
+
+def test_a_replay_after_the_consent_was_withdrawn_replays_the_claim_and_sends_nowhere_else() -> None:
+    first, replay = _crashed_after_claiming()
+    replay.now = first.now  # before the quiet hours: only the consent differs
+    replay.state.customer["consents"] = {"sms": {"marketing": {"granted": False, "source": "stop"}}}
+    replay.answer = lambda attempt: Replayed("sent")
+    replay.event("go", event_id="evt_go")
+    assert [a.channel for a in replay.attempts] == ["sms"]
+    assert [(m["channel"], m["status"]) for m in replay.messages()] == [("sms", "sent")]
+
+
+def test_a_replay_whose_claimed_channels_all_failed_goes_on_to_the_next_as_the_rules_say_now() -> None:
+    first, replay = _crashed_after_claiming(lambda attempt: Refused("invalid number"))
+    claimed = {attempt.message_id for attempt in first.attempts}
+    replay.answer = lambda attempt: Replayed("failed") if attempt.message_id in claimed else Handed("sent")
+    replay.event("go", event_id="evt_go")
+    assert [a.channel for a in first.attempts] == ["sms", "email"]  # both refused at 20:59
+    assert [a.channel for a in replay.attempts] == ["sms", "email"]  # both replayed, nothing new tried
+    assert [m["status"] for m in replay.messages()] == ["failed"]
+
+
+def test_claims_of_another_visit_change_nothing() -> None:
+    _, replay = _crashed_after_claiming()
+    replay.state.claimed = frozenset({"someone-else.1.sms"})
+    replay.event("go", event_id="evt_go")
+    assert replay.attempts == [] and [m["status"] for m in replay.messages()] == ["held"]
+
+
+def test_a_claim_is_kept_while_its_visit_may_still_be_replayed() -> None:
+    first, replay = _crashed_after_claiming()
+    [sms] = [attempt.message_id for attempt in first.attempts]
+    instance_id, visit, _ = sms.split(".")
+    later, gone = f"{instance_id}.{int(visit) + 10}.sms", "0123456789abcdef0123.1.sms"
+    replay.state.claimed = frozenset({sms, later, gone, "not-a-message-id"})
+    replay.answer = lambda attempt: Replayed("sent")
+    replay.event("go", event_id="evt_go")
+    assert settled_claims(replay.state) == {sms, gone, "not-a-message-id"}  # `later`: a visit still to come
+
+
+def test_a_fallbacks_claim_is_kept_while_the_fallback_is_pending() -> None:
+    customer = Customer([NIGHTLY])  # 08:00: no quiet hours
+    customer.event("go")
+    [sms] = [attempt.message_id for attempt in customer.attempts]
+    fallback = f"{sms}~fallback.email"
+    customer.state.claimed = frozenset({fallback})
+    assert settled_claims(customer.state) == set()  # its 2 h have not passed: the fallback may still run
+    customer.answer = lambda attempt: Replayed("sent")
+    customer.pass_time(3 * HOUR)
+    assert [a.message_id for a in customer.attempts] == [sms, fallback]  # replayed, not sent again
+    assert settled_claims(customer.state) == {fallback}

@@ -39,6 +39,7 @@ from omnicanal.journey.effects import (
     add_counts,
     new_counts,
 )
+from omnicanal.journey.sending import settled_claims
 from omnicanal.journey.session import Context
 from omnicanal.journey.state import CustomerState, Instance, customer_view
 from omnicanal.metrics import WorkspaceMetrics, real_seconds
@@ -265,7 +266,7 @@ class Engine:
         state = CustomerState(customer_id, customer_view(customer_id, snapshot.profile, snapshot.attributes),
                               instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
                               watches=watches, touchpoints=list(snapshot.profile.get(TOUCHPOINTS) or ()),
-                              audience=snapshot.profile.get(AUDIENCE) or {})
+                              audience=snapshot.profile.get(AUDIENCE) or {}, claimed=snapshot.claimed)
         commit = Commit()
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
@@ -287,11 +288,15 @@ class Engine:
         try:
             request = next(steps)
             while True:
-                outcome = await (self.delivery.attempt(request, commit.messages) if isinstance(request, Attempt)
-                                 else self.fetcher.fetch(request))
+                if isinstance(request, Attempt):
+                    commit.settled.add(request.message_id)  # claimed now: settled by this commit
+                    outcome = await self.delivery.attempt(request, commit.messages)
+                else:
+                    outcome = await self.fetcher.fetch(request)
                 request = steps.send(outcome)
         except StopIteration as finished:
             changes: Changes = finished.value
+        commit.settled |= settled_claims(state)
         real_now = time.time()  # the idempotency window is a promise to clients: real time
         commit.seen = dict.fromkeys(changes.seen, real_now)
         commit.timeline = changes.timeline

@@ -39,7 +39,7 @@ from omnicanal.journey.effects import (
 )
 from omnicanal.journey.model import DigestStep, Goal, InstanceRule, Journey, SendStep, WaitForStep
 from omnicanal.journey.schedules import EVERYONE, customer_moment
-from omnicanal.journey.sending import Plan, deliver
+from omnicanal.journey.sending import FALLBACK_VISIT, Plan, deliver
 from omnicanal.journey.session import Context, Session, entry_name
 from omnicanal.journey.state import CustomerState, Instance, watched_instance
 from omnicanal.policy.windows import zone
@@ -368,7 +368,7 @@ def _send_fallback(session: Session, instance: Instance, journey: Journey, messa
     if not isinstance(step.action, SendStep | DigestStep):
         return
     data = pending.get("data")
-    plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), f"{message_id}~fallback",
+    plan = Plan(instance, journey, step.id, step.action, tuple(pending["channels"]), message_id + FALLBACK_VISIT,
                 data, retries=False, coupon=pending.get("coupon"))
     held_until = yield from deliver(session, plan)
     if held_until is not None:  # quiet hours on every channel left: the fallback goes when they end

@@ -27,12 +27,14 @@ from omnicanal.journey.coupons import coupon_code
 from omnicanal.journey.effects import Attempt, Capped, Handed, Refused, Replayed, Sends
 from omnicanal.journey.model import DigestStep, Journey, SendStep
 from omnicanal.journey.session import Session, share_of
-from omnicanal.journey.state import Instance
+from omnicanal.journey.state import CustomerState, Instance
 from omnicanal.links import PlainLinks, message_links
-from omnicanal.policy.choice import Candidate, choose
+from omnicanal.policy.choice import Candidate, address, choose, preferred_order
 from omnicanal.render import Rendered
 from omnicanal.timestamps import iso
 
+FALLBACK_VISIT = "~fallback"
+"""A message's fallback is a visit of its own: `<message id>~fallback`, its messages `<that>.<channel>`."""
 RETRY_BASE = 2.0
 RETRY_MAX = 300.0
 
@@ -93,10 +95,12 @@ def deliver(session: Session, plan: Plan) -> Sends[float | None]:
                                                   action.coupon)
         scope["coupon"] = {"code": plan.coupon, "expires_at": iso(session.now + action.coupon.valid_for)}
     exhausted = set((instance.retry or {}).get("exhausted", ())) if plan.retries else set()
-    choice = choose(plan.channels, session.state.customer, context.templates.channels(action.template) or (),
-                    action.purpose, session.now, context.rules)
+    claimed = _claimed(session, plan)  # the work applied again after a crash: what it claimed comes first
+    tried = {candidate.channel for candidate in claimed}
+    choice = choose(tuple(channel for channel in plan.channels if channel not in tried), session.state.customer,
+                    context.templates.channels(action.template) or (), action.purpose, session.now, context.rules)
     plan.skipped += choice.skipped
-    for candidate in choice.candidates:
+    for candidate in [*claimed, *choice.candidates]:
         if candidate.channel in exhausted:
             plan.skipped.append({"channel": candidate.channel, "reason": "failed: retries exhausted"})
             continue
@@ -115,6 +119,39 @@ def deliver(session: Session, plan: Plan) -> Sends[float | None]:
     failed = any(skipped["reason"].startswith("failed") for skipped in plan.skipped)
     _record(session, plan, "failed" if failed else "suppressed")
     return None
+
+
+def _claimed(session: Session, plan: Plan) -> list[Candidate]:
+    """The channels this send claimed in work that was never committed, in the order they were tried. Its
+    replay asks for them first, whatever the channel rules say now: a replay after 21:00 of a message claimed at
+    20:59 would otherwise be held for the night and sent again in the morning, and a consent or an address
+    changed meanwhile would send it on a second channel. The claim answers (`Replayed`), nothing is sent."""
+    if not session.state.claimed:
+        return []
+    customer = session.state.customer
+    order = preferred_order(plan.channels, customer.get("channel_preference") or [])
+    return [Candidate(channel, address(customer.get("addresses") or {}, channel) or "", later=tuple(order[i + 1:]))
+            for i, channel in enumerate(order) if f"{plan.visit}.{channel}" in session.state.claimed]
+
+
+def settled_claims(state: CustomerState) -> set[str]:
+    """The claims of uncommitted work (`state.claimed`) no replay will ask for after this work: their instance
+    ended, or went past their send — its step visits past theirs (a message id is `<instance>.<visit
+    number>.<channel>`), or the fallback they were for (`<message id>~fallback.<channel>`) no longer pending.
+    The others are kept: the work that made them is still to be applied again."""
+    settled = set()
+    for message_id in state.claimed:
+        instance_id, _, rest = message_id.partition(".")
+        instance = state.instances.get(instance_id)
+        fallback_of, is_fallback, _ = message_id.partition(FALLBACK_VISIT)
+        if is_fallback:
+            pending = instance is not None and fallback_of in (instance.fallbacks or {})
+        else:
+            visit = rest.partition(".")[0]
+            pending = instance is not None and visit.isdigit() and int(visit) > instance.seq
+        if not pending:
+            settled.add(message_id)
+    return settled
 
 
 def _record(session: Session, plan: Plan, status: str, **fields: Any) -> None:

@@ -160,3 +160,6 @@ class CustomerState:
     audience: dict[str, Any] = field(default_factory=dict)
     """What journey/audience.py keeps for segments: aggregates' data, the segments the customer is in, and when
     their expiry timer is due."""
+    claimed: frozenset[str] = frozenset()
+    """Ids of messages claimed by work that was never committed (a worker died between a provider call and the
+    customer's commit): a send that finds its own among them replays it rather than choosing a channel again."""

@@ -32,16 +32,18 @@ class Commit:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Records of messages sent (their claim was written before the provider call); each one's status history
     merges with the stored one, so a receipt recorded meanwhile is kept."""
+    settled: set[str] = field(default_factory=set)
+    """Claims of uncommitted work no replay will ask for any more (journey/sending.py settled_claims)."""
     applied: str | None = None
     """The last work entry whose effects this commit holds (not a change by itself: see __bool__)."""
 
     def __bool__(self) -> bool:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
-                    or self.profile or self.messages)
+                    or self.profile or self.messages or self.settled)
 
 
 def commit_keys(k: CustomerKeys) -> list[str]:
-    return [k.profile, k.attrs, k.entries, k.timeline, k.seen, k.messages]
+    return [k.profile, k.attrs, k.entries, k.timeline, k.seen, k.messages, k.claims]
 
 
 def commit_args(commit: Commit, now: float, seen_since: float, new: bool, timeline_limit: int) -> list[Any]:
@@ -63,6 +65,7 @@ def commit_args(commit: Commit, now: float, seen_since: float, new: bool, timeli
         *section([x for name, value in commit.profile.items()
                   for x in (name, schema.encode_profile_field(name, value))], 2),
         *messages,
+        *section(list(commit.settled), 1),
     ]
 
 

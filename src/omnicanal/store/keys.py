@@ -12,6 +12,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:seen          zset   ids of applied events that may come again (idempotency key, provider
                                        callback, forwarded by a merge), scored by time
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
+    oc:{ws:c:cid}:claims        set    ids of messages claimed by work not yet committed (its replay sends them
+                                       nowhere else, journey/sending.py)
     oc:{ws:c:cid}:inbound       zset   provider ids of the inbound messages applied to the profile (the newest 1,000)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time (with retention on, also
@@ -89,10 +91,12 @@ class CustomerKeys:
     sends: str
     inbound: str
     """Provider ids of the inbound messages applied to the profile (a replayed webhook is applied once)."""
+    claims: str
+    """Ids of the messages claimed by work that was not committed yet."""
 
     def all(self) -> tuple[str, ...]:
         return (self.profile, self.attrs, self.entries, self.timeline, self.messages, self.seen,
-                self.sends, self.inbound)
+                self.sends, self.inbound, self.claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class Keyspace:
             seen=f"{tag}:seen",
             sends=f"{tag}:sends",
             inbound=f"{tag}:inbound",
+            claims=f"{tag}:claims",
         )
 
     def partition_of(self, customer_id: str) -> int:

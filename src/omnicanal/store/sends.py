@@ -50,7 +50,7 @@ class SendLog:
             args.append(repr(max(cap.seconds for cap in caps)))
             for cap in caps:
                 args += [cap.limit, repr(cap.seconds), cap.scope]
-        answer = await self._transport.script(CLAIM, [k.messages, k.sends], args)
+        answer = await self._transport.script(CLAIM, [k.messages, k.sends, k.claims], args)
         if int(answer[0]) == 1:
             return Claim(previous=schema.decode_message(message_id, answer[1], answer[2]))
         if int(answer[0]) == 2:

@@ -15,7 +15,7 @@ SNAPSHOT = load("snapshot")
 
 
 def snapshot_keys(k: CustomerKeys) -> list[str]:
-    return [k.profile, k.attrs, k.entries, k.seen, k.timeline]
+    return [k.profile, k.attrs, k.entries, k.seen, k.timeline, k.claims]
 
 
 @dataclass(slots=True)
@@ -33,6 +33,8 @@ class Snapshot:
     """The last work entry applied (schema.APPLIED_ENTRY)."""
     timeline_end: int = 0
     """The position (counted from the first entry ever) the next timeline entry will have."""
+    claimed: frozenset[str] = frozenset()
+    """Messages claimed by work that was not committed (the worker died): its replay must find them."""
 
     @property
     def exists(self) -> bool:
@@ -49,7 +51,7 @@ def decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception
     """The snapshot script's answer as a Snapshot; a customer whose stored state cannot be read gets the error
     instead, so one corrupted record stops only its owner."""
     try:
-        profile, attrs, instances, entries, seen, events, length = answer
+        profile, attrs, instances, entries, seen, events, length, claimed = answer
         fields = _pairs(profile)
         applied = fields.pop(schema.APPLIED_ENTRY, None)
         trimmed = int(fields.pop(schema.TIMELINE_TRIMMED, 0))
@@ -65,6 +67,7 @@ def decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception
             seen=set(seen),
             applied=applied,
             timeline_end=trimmed + int(length),
+            claimed=frozenset(claimed),
         )
     except (ValueError, TypeError, KeyError) as exc:  # JSON that is not, a record of the wrong shape
         return exc

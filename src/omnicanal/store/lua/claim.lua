@@ -2,8 +2,10 @@
 -- frequency caps — atomically, so two sends racing for a cap's last slot cannot both win.
 -- Returns {1, record, history} when the message was claimed before (a replay: never send again), {2, i} when the
 -- i-th cap (1-based) forbids it (the capped history is kept, nothing counted), {0} when claimed (and counted).
+-- A message claimed is also listed among the claims of work not yet committed (its commit takes it off).
 local messages_key = KEYS[1]
 local sends_key = KEYS[2]  -- members "message|channel|journey" (SEND_MEMBER_PATTERN), scored by time
+local claims_key = KEYS[3]
 local message_id = ARGV[1]
 local record = ARGV[2]
 local history = ARGV[3]  -- the history of a claimed message, as JSON
@@ -42,4 +44,5 @@ if #ARGV > 9 then
   redis.call('ZADD', sends_key, now, member)
 end
 redis.call('HSET', messages_key, message_id, record, message_id .. HISTORY_SUFFIX, history)
+redis.call('SADD', claims_key, message_id)
 return {0}

@@ -4,13 +4,14 @@
 -- when it began), attributes to set (name, JSON), attributes to delete (name), profile fields to set (name,
 -- stored text), then messages, each: id, record,
 -- number of history entries, then those entries (status, entry JSON); a message's history merges with what is
--- stored (see _append_statuses.lua), so a receipt recorded meanwhile stays.
+-- stored (see _append_statuses.lua), so a receipt recorded meanwhile stays; last, the claims settled (message ids).
 local profile_key = KEYS[1]
 local attrs_key = KEYS[2]
 local entries_key = KEYS[3]
 local timeline_key = KEYS[4]
 local seen_key = KEYS[5]
 local messages_key = KEYS[6]
+local claims_key = KEYS[7]
 -- created: a new customer (its creation is stamped); applied event ids scored before seen_since are forgotten;
 -- applied_entry: the last work entry applied ('': none).
 local now = ARGV[1]
@@ -59,4 +60,5 @@ for _ = 1, tonumber(args.take()) do
   redis.call('HSET', messages_key, message_id, record)
   append_statuses(messages_key, message_id, history)
 end
+call_with_items('SREM', claims_key, args.section(1))
 return 1

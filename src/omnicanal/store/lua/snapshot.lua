@@ -1,13 +1,16 @@
 -- All a worker reads before applying a customer's work, in one command: the profile split into its fields and
 -- the running instances, the attributes, the journey entries, which of the given event ids were applied, the
--- timeline entries the instances that keep their event there point at, and the timeline's length.
--- Returns {profile fields, attributes, instances, entries, applied ids, {instance id, timeline entry}..., length}
+-- timeline entries the instances that keep their event there point at, the timeline's length, and the messages
+-- claimed by work not yet committed.
+-- Returns {profile fields, attributes, instances, entries, applied ids, {instance id, timeline entry}..., length,
+-- claimed message ids}
 -- (hashes flat: field, value, field, value...; an entry that is gone: "").
 local profile_key = KEYS[1]
 local attrs_key = KEYS[2]
 local entries_key = KEYS[3]
 local seen_key = KEYS[4]
 local timeline_key = KEYS[5]
+local claims_key = KEYS[6]
 local event_ids = ARGV
 
 local profile = redis.call('HGETALL', profile_key)
@@ -38,4 +41,4 @@ for j = 2, #instances, 2 do
   end
 end
 return {fields, redis.call('HGETALL', attrs_key), instances, redis.call('HGETALL', entries_key), seen, events,
-        redis.call('LLEN', timeline_key)}
+        redis.call('LLEN', timeline_key), redis.call('SMEMBERS', claims_key)}

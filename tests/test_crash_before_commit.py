@@ -1,0 +1,78 @@
+"""A worker that dies after the provider took a message but before the customer's commit: the work is applied
+again (the next owner takes the pending entries), the message's claim says it went, and nothing is sent again —
+even when the channel rules answer differently at the replay than they did before the crash.
+
+The death is simulated in-process, as in test_faults.py's crash windows: the batch's writes (the commits) raise
+instead of being sent, and the worker takes its pending entries again a second later, which is what the next
+owner does after a SIGKILL. The journey clock is manual, so the replay falls exactly where the test says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Api, StartApi, write_journey
+from omnicanal.engine.clock import ManualClock
+
+NIGHTLY = """
+id: nightly
+trigger: {event: go}
+steps:
+  - send: {template: welcome_offer, channels: [sms, email]}
+  - wait: 1d
+"""
+EVENING = datetime(2027, 1, 15, 20, 59, tzinfo=UTC).timestamp()  # a minute before the quiet hours
+
+
+def die_before_next_commit(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[str]:
+    """The next batch's writes (its commits) are never sent: the worker dies with its sends made."""
+    customers = api.runtime.customers
+    real = customers.writes
+    killed: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def die_first() -> AsyncIterator[Any]:
+        if not killed:
+            killed.append("before the commit")
+            raise RuntimeError("worker killed between the provider call and the commit")
+        async with real() as writes:
+            yield writes
+
+    monkeypatch.setattr(customers, "writes", die_first)
+    return killed
+
+
+async def outbox(api: Api, customer_id: str) -> list[str]:
+    """The channel of every message the provider (the outbox connector) took for the customer."""
+    page = await api.request("GET", f"/v1/outbox?customer_id={customer_id}", 200)
+    return [message["channel"] for message in page["messages"]]
+
+
+async def test_a_replay_that_falls_in_quiet_hours_sends_nothing_again(
+    project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_journey(project, "nightly", NIGHTLY)
+    clock = ManualClock(EVENING)
+    api = await start_api(clock=clock, quiet_hours="21:00-08:00")
+    await api.put_customer("n1", {"addresses": {"sms": "+33612345678", "email": "n1@example.com"}})
+    await api.settled()
+    killed = die_before_next_commit(monkeypatch, api)
+    await api.event("go", "n1")
+    async with asyncio.timeout(10):
+        while not killed:
+            await asyncio.sleep(0.01)
+    clock.advance_to(EVENING + 120)  # the replay comes at 21:01
+    entries = await api.wait_until("n1", lambda es: any(e["kind"] == "message" for e in es))
+    await api.settled()
+    assert [(m.get("channel"), m["status"]) for m in entries if m["kind"] == "message"] == [("sms", "unknown")]
+    assert (await api.runtime.customers.snapshot("n1", [])).claimed == frozenset()  # settled by the commit
+    clock.advance_to(EVENING + 2 * 86400)  # past the morning (a held message would go at 08:00) and the wait
+    await api.wait_until("n1", lambda es: any(e["kind"] == "journey" and e["status"] == "completed" for e in es))
+    assert await outbox(api, "n1") == ["sms"]  # before: ["sms", "sms"], the second at 08:00
