@@ -81,3 +81,26 @@ async def test_a_lease_renewal_the_store_cannot_answer_is_logged_and_counted() -
     assert failure["partitions"] == [0, 2] and "unavailable" in failure["error"]
     assert (REGISTRY.get_sample_value("omnicanal_loop_errors_total", labels) or 0.0) > counted
     assert ownership.owned == {0, 2}, "a lease is only given up when the store says it is lost"
+
+
+async def test_a_redis_emptied_under_the_engine_is_logged_and_the_next_events_run(
+    start_api: StartApi, redis_url: str
+) -> None:
+    """Redis restarted without its data (no persistence, a failover to an empty replica): the worker's blocking
+    read fails once (its consumer groups are gone), is logged, and the worker makes them again; what was stored
+    is lost, but the events that come after run their journeys."""
+    api = await start_api()
+    cart = {"items": [{"sku": "S", "name": "Sneakers", "price": 50.0}], "total": 50.0}
+    await api.put_customer("e1", {"addresses": {"push": ["tok-e1"], "email": "e1@example.com"}})
+    await api.event("cart_abandoned", "e1", properties=cart)
+    await api.wait_until("e1", lambda entries: any(e["kind"] == "message" for e in entries))
+    with capture_logs() as logs:
+        async with redis.Redis.from_url(redis_url) as client:
+            await client.flushdb()
+        await api.put_customer("e2", {"addresses": {"push": ["tok-e2"], "email": "e2@example.com"}})
+        await api.event("cart_abandoned", "e2", properties=cart)
+        entries = await api.wait_until("e2", lambda entries: any(e["kind"] == "message" for e in entries),
+                                       timeout=15)
+    assert [(e["template"], e["status"]) for e in entries if e["kind"] == "message"] == [("cart_discount", "sent")]
+    assert any(entry["event"] == "worker_loop_failed" for entry in logs)
+    await api.request("GET", "/v1/customers/e1", 404)  # lost with the data
