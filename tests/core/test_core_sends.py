@@ -212,6 +212,27 @@ def test_a_hold_is_not_forever_a_channel_lost_meanwhile_suppresses() -> None:
     assert customer.attempts == [] and customer.messages()[-1]["status"] == "suppressed"
 
 
+def test_a_held_message_whose_journey_ends_is_cancelled_on_the_timeline() -> None:
+    customer = Customer([flow("- send: {template: offer, channels: [sms]}", "exit_on: [{event: order}]")],
+                        profile=profile(timezone="America/New_York"), rules=NIGHT)
+    customer.event("go")  # 03:00 in New York: held until 08:00
+    customer.event("order")
+    customer.pass_time(DAY)
+    assert customer.attempts == []
+    assert [(m["status"], m.get("reason")) for m in customer.messages()] == [
+        ("held", None), ("cancelled", "journey exited (exit_on order)")]
+    assert customer.stats["j"]["step:1_send:cancelled"] == 1
+
+
+def test_a_message_waiting_for_a_retry_whose_journey_is_drained_is_cancelled() -> None:
+    customer = Customer([flow("- send: {template: offer, channels: [sms]}")],
+                        answer=lambda attempt: Refused("503", transient=True))
+    customer.event("go")
+    customer.drain("j")
+    assert [(m["status"], m.get("reason")) for m in customer.messages()] == [
+        ("retrying", None), ("cancelled", "journey exited (drained)")]
+
+
 # -- WhatsApp's 24 h window -----------------------------------------------------------------------------------
 
 WHATSAPP_FIRST = "- send: {{template: {template}, channels: [whatsapp, sms]}}"

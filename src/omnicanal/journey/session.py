@@ -16,7 +16,7 @@ from omnicanal.errors import ExpressionError
 from omnicanal.expressions import Expression
 from omnicanal.journey.attribution import kept, touchpoint
 from omnicanal.journey.effects import FALLBACK_TOKEN_PREFIX, Changes, TimerChange
-from omnicanal.journey.model import DigestStep, EventMatch, Journey, WaitForStep
+from omnicanal.journey.model import DigestStep, EventMatch, Journey, SendStep, WaitForStep
 from omnicanal.journey.segments import NO_SEGMENTS, Segments
 from omnicanal.journey.state import CustomerState, Instance, Wait, goal_watch
 from omnicanal.links import Links
@@ -153,6 +153,7 @@ class Session:
 
     def end(self, instance: Instance, journey: Journey, status: str, reason: str | None = None) -> None:
         """Finish an instance: forget its wait and its pending fallbacks, count it, say it on the timeline."""
+        self._cancel_held_message(instance, journey, status + (f" ({reason})" if reason else ""))
         self.stop_waiting(instance, journey)
         for message_id in list(instance.fallbacks or ()):
             self.cancel_fallback(instance, message_id)
@@ -173,6 +174,17 @@ class Session:
             self.count(journey.id, f"{status}:{reason}")
         self.record("journey", journey=journey.id, version=journey.version, status=status,
                     **({"reason": reason} if reason else {}))
+
+    def _cancel_held_message(self, instance: Instance, journey: Journey, why: str) -> None:
+        """A message held (quiet hours) or waiting for a provider's retry will never go: its timeline says
+        `held` or `retrying` until told otherwise."""
+        if instance.waiting is None or instance.waiting.kind != "hold":
+            return
+        step = journey.steps[instance.position]
+        if isinstance(step.action, SendStep | DigestStep):
+            self.count(journey.id, f"step:{step.id}:cancelled")
+            self.record("message", journey=journey.id, step=step.id, template=step.action.template,
+                        purpose=step.action.purpose, status="cancelled", reason=f"journey {why}")
 
     def wait(self, instance: Instance, journey: Journey, kind: str, until: float | None) -> None:
         token = str(instance.seq)
