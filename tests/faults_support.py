@@ -226,6 +226,32 @@ class Cluster:
         return "\n".join(f"--- {path.name}\n{tail(path, 15)}" for path in sorted(self.processes.log_dir.glob("*.log")))
 
 
+# -- a death at the commit, in-process -------------------------------------------------------------------------
+
+
+def die_at_next_commit(monkeypatch: Any, api: Any, sent: bool) -> list[str]:
+    """The worker of `api` (conftest.Api) dies at its next batch's writes: after they are `sent` (the commits made,
+    the entries not yet acknowledged), or before (its sends made, nothing committed). The worker then takes its
+    pending entries again, as the next owner does after a SIGKILL. Returns the list where the death is noted."""
+    customers = api.runtime.customers
+    real = customers.writes
+    killed: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def writes_and_death() -> AsyncIterator[Any]:
+        if not sent and not killed:
+            killed.append("before the commit")
+            raise RuntimeError("worker killed between its sends and its commit")
+        async with real() as writes:
+            yield writes
+        if not killed:
+            killed.append("after the commit")
+            raise RuntimeError("worker killed right after its batch was committed")
+
+    monkeypatch.setattr(customers, "writes", writes_and_death)
+    return killed
+
+
 # -- the provider ------------------------------------------------------------------------------------------------
 
 

@@ -10,15 +10,13 @@ owner does after a SIGKILL. The journey clock is manual, so the replay falls exa
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest import Api, StartApi, write_journey
+from faults_support import die_at_next_commit
 from omnicanal.engine.clock import ManualClock
 
 NIGHTLY = """
@@ -29,24 +27,6 @@ steps:
   - wait: 1d
 """
 EVENING = datetime(2027, 1, 15, 20, 59, tzinfo=UTC).timestamp()  # a minute before the quiet hours
-
-
-def die_before_next_commit(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[str]:
-    """The next batch's writes (its commits) are never sent: the worker dies with its sends made."""
-    customers = api.runtime.customers
-    real = customers.writes
-    killed: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def die_first() -> AsyncIterator[Any]:
-        if not killed:
-            killed.append("before the commit")
-            raise RuntimeError("worker killed between the provider call and the commit")
-        async with real() as writes:
-            yield writes
-
-    monkeypatch.setattr(customers, "writes", die_first)
-    return killed
 
 
 async def outbox(api: Api, customer_id: str) -> list[str]:
@@ -63,7 +43,7 @@ async def test_a_replay_that_falls_in_quiet_hours_sends_nothing_again(
     api = await start_api(clock=clock, quiet_hours="21:00-08:00")
     await api.put_customer("n1", {"addresses": {"sms": "+33612345678", "email": "n1@example.com"}})
     await api.settled()
-    killed = die_before_next_commit(monkeypatch, api)
+    killed = die_at_next_commit(monkeypatch, api, sent=False)
     await api.event("go", "n1")
     async with asyncio.timeout(10):
         while not killed:

@@ -47,6 +47,7 @@ from faults_support import (
     RedisServer,
     cart,
     check_all,
+    die_at_next_commit,
     order,
     profile,
     wait_for_endings,
@@ -368,24 +369,6 @@ async def must(api: Api, method: str, path: str, **kwargs: Any) -> Any:
     return body
 
 
-def die_after_next_commit(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[str]:
-    """The next batch of writes (commits included) is sent, then the worker dies; returns where the kill is noted."""
-    customers = api.runtime.customers
-    real = customers.writes
-    killed: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def writes_then_die() -> AsyncIterator[Any]:
-        async with real() as writes:
-            yield writes
-        if not killed:
-            killed.append("after the commit")
-            raise RuntimeError("worker killed right after its batch was committed")
-
-    monkeypatch.setattr(customers, "writes", writes_then_die)
-    return killed
-
-
 async def settle_after_the_kill(api: Api) -> None:
     """After a failed batch the worker loop pauses 1 s, then takes its pending entries again: they stay in the
     streams, unacknowledged, until then, so the backlog empties only once they are applied."""
@@ -397,7 +380,7 @@ async def test_a_kill_right_after_the_commit_leaves_the_instance_drainable(
 ) -> None:
     api = await start_api(clock_speed=1.0)  # real time: the shopper stays in the journey's first wait
     await must(api, "PUT", "/v1/customers/k1", json={"addresses": {"push": ["tok-k1"], "email": "k1@example.com"}})
-    killed = die_after_next_commit(monkeypatch, api)
+    killed = die_at_next_commit(monkeypatch, api, sent=True)
     await must(api, "POST", "/v1/events", json={"name": "cart_abandoned", "customer_id": "k1",
                                                 "idempotency_key": "cart-k1", "properties": CART})
     await settle_after_the_kill(api)
@@ -421,7 +404,7 @@ async def test_a_kill_right_after_an_identify_commit_still_merges_the_visitor(
                                                 "idempotency_key": "cart-9", "properties": CART})
     await must(api, "PUT", "/v1/customers/c9", json={"addresses": {"push": ["tok-c9"], "email": "c9@example.com"}})
     await api.settled()
-    killed = die_after_next_commit(monkeypatch, api)
+    killed = die_at_next_commit(monkeypatch, api, sent=True)
     await must(api, "POST", "/v1/events", json={"name": "identify", "customer_id": "c9",
                                                 "properties": {"anonymous_id": "anon-9"}})
     await settle_after_the_kill(api)  # the merge's two more work items (merge, absorb) are queued by its commit
@@ -439,7 +422,7 @@ async def test_a_kill_right_after_the_commit_applies_events_without_a_key_once(
     api = await start_api(clock_speed=1.0)
     await must(api, "PUT", "/v1/customers/k3", json={"addresses": {"push": ["tok-k3"], "email": "k3@example.com"}})
     await api.settled()
-    killed = die_after_next_commit(monkeypatch, api)
+    killed = die_at_next_commit(monkeypatch, api, sent=True)
     await must(api, "POST", "/v1/events/batch", json={"events": [
         {"name": "page_viewed", "customer_id": "k3", "properties": {"n": 1}},
         {"name": "cart_abandoned", "customer_id": "k3", "properties": CART},
