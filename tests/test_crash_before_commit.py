@@ -56,3 +56,25 @@ async def test_a_replay_that_falls_in_quiet_hours_sends_nothing_again(
     clock.advance_to(EVENING + 2 * 86400)  # past the morning (a held message would go at 08:00) and the wait
     await api.wait_until("n1", lambda es: any(e["kind"] == "journey" and e["status"] == "completed" for e in es))
     assert await outbox(api, "n1") == ["sms"]  # before: ["sms", "sms"], the second at 08:00
+
+
+async def test_a_replay_after_the_consent_was_withdrawn_sends_on_no_other_channel(
+    project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consent change is written at once (an atomic script, not queued behind the customer's work): the replay
+    reads the new one. The SMS went before the crash; the e-mail must not go in its place."""
+    write_journey(project, "nightly", NIGHTLY)
+    clock = ManualClock(EVENING - 3600)  # 19:59: no quiet hours in play
+    api = await start_api(clock=clock, quiet_hours="21:00-08:00")
+    await api.put_customer("n2", {"addresses": {"sms": "+33612345679", "email": "n2@example.com"}})
+    await api.settled()
+    killed = die_at_next_commit(monkeypatch, api, sent=False)
+    await api.event("go", "n2")
+    async with asyncio.timeout(10):
+        while not killed:
+            await asyncio.sleep(0.01)
+    await api.put_customer("n2", {"consents": {"sms": {"marketing": False}}})
+    entries = await api.wait_until("n2", lambda es: any(e["kind"] == "message" for e in es))
+    await api.settled()
+    assert [(m.get("channel"), m["status"]) for m in entries if m["kind"] == "message"] == [("sms", "unknown")]
+    assert await outbox(api, "n2") == ["sms"]  # before: ["sms", "email"]
