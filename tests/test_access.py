@@ -89,7 +89,7 @@ async def test_every_route_needs_one_scope_or_is_public(start_api: StartApi) -> 
     public = {path for (_, path), needs in permissions.ROUTES.items() if needs == permissions.PUBLIC}
     assert public == {"/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/twilio/status",
                       "/webhooks/twilio/inbound", "/r/{token}", "/u/{token}", "/ui/login", "/ui/logout",
-                      "/ui/static"}
+                      "/ui/static", "/v1/inbox", "/v1/inbox/read", "/v1/inbox/archive", "/v1/inbox/stream"}
     dashboard = {needs for (_, path), needs in permissions.ROUTES.items() if path.startswith("/ui")}
     assert dashboard == {Scope.UI_READ, permissions.PUBLIC}  # the dashboard's gate requires ui:read of every view
 

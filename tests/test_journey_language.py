@@ -393,7 +393,7 @@ def test_templates_and_channels_are_checked(catalog: TemplateCatalog) -> None:
     assert [(p.line, p.message) for p in found] == [
         (4, "template 'cart_discount' has no 'email' variant: add one to cart_discount.yaml or drop "
             "'email' here"),
-        (4, "unknown channel 'fax'; expected one of: email, messenger, push, sms, webhook, whatsapp"),
+        (4, "unknown channel 'fax'; expected one of: email, inbox, messenger, push, sms, webhook, whatsapp"),
         (5, "template 'order_thanks' has no 'whatsapp' variant: add one to order_thanks.yaml or drop "
             "'whatsapp' here"),
         (7, "template 'no_such_template' does not exist: add no_such_template.yaml to the templates "

@@ -57,7 +57,8 @@ def scope(**overrides: Any) -> dict[str, Any]:
 
 
 def test_channel_fields_name_every_channel() -> None:
-    assert set(CHANNELS) == {"sms", "whatsapp", "push", "email", "webhook", "messenger"}
+    assert set(CHANNELS) == {"sms", "whatsapp", "push", "email", "webhook", "messenger", "inbox"}
+    assert CHANNELS["inbox"].required == {"title", "body"} and CHANNELS["inbox"].optional == {"url", "image"}
     assert CHANNELS["push"].required == {"title", "body"}
     assert CHANNELS["push"].mappings == {"data"}
     assert CHANNELS["email"].fields == {"subject", "text", "html"}
@@ -222,8 +223,8 @@ def test_html_is_autoescaped_and_text_is_not(tmp_path: Path) -> None:
         ("en:\n  sms: {body: hi}\nfrench:\n  sms: {body: salut}\n", 3, "'french' is not a locale"),
         ("en:\n  sms: {body: hi}\nfr: hello\n", 3, "fr: expected a mapping of channels, got str 'hello'"),
         ("en:\n  sms: {body: hi}\n  pussh: {title: t}\n", 3,
-         "en: unknown channel 'pussh' (did you mean 'push'? expected one of: email, messenger, push, sms, "
-         "webhook, whatsapp)"),
+         "en: unknown channel 'pussh' (did you mean 'push'? expected one of: email, inbox, messenger, push, "
+         "sms, webhook, whatsapp)"),
         ("en:\n  push:\n    title: t\n    body: b\n    titel: x\n", 5,
          "en.push.titel: unknown field (did you mean 'title'?"),
         ("en:\n  email:\n    subject: s\n", 2, "en.email: missing required field 'text'"),

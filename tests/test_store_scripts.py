@@ -20,10 +20,11 @@ from omnicanal.store.commit import Commit
 from omnicanal.store.connection import open_redis
 from omnicanal.store.coupons import Coupons
 from omnicanal.store.customers import CustomerStore
+from omnicanal.store.inbox import InboxStore
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.leases import LeaseStore
 from omnicanal.store.outbox import OutboxStore
-from omnicanal.store.schema import WorkItem, decode_work, timer_member
+from omnicanal.store.schema import INBOX_KEPT, WorkItem, decode_work, timer_member
 from omnicanal.store.scripts import Command, load, script_names
 from omnicanal.store.sends import Claim, SendLog
 from omnicanal.store.transport import DirectRedis, PipelinedRedis, Transport
@@ -190,6 +191,34 @@ async def test_lua_claim_lists_what_work_claimed_until_its_commit_settles_it(tra
         await store.commit(writes, "c1", Commit(settled={"m1", "unknown"}), now=1003.0, seen_since=0.0, new=False)
     assert (await store.snapshot("c1", [])).claimed == {"m4"}
     assert await transport.client.smembers(KEYS.customer("c1").claims) == {"m4"}
+
+
+async def test_lua_inbox_append_keeps_a_message_once_and_only_the_newest(transport: Recording) -> None:
+    inbox = InboxStore(transport.client, KEYS)
+    for n in range(INBOX_KEPT + 2):
+        assert await inbox.append("c1", {"id": f"m{n}", "body": str(n)}, 1_000 + n)
+    assert not await inbox.append("c1", {"id": f"m{INBOX_KEPT + 1}", "body": "again"}, 5_000)  # a replay: kept as is
+    await inbox.mark("c1", ["m0", "m1", "m2"], "read", "2027-01-01T00:00:00.000Z")  # m0, m1: trimmed already
+    kept = await inbox.messages("c1")
+    assert len(kept) == INBOX_KEPT and kept[0] == (1_000 + INBOX_KEPT + 1, {
+        "id": f"m{INBOX_KEPT + 1}", "body": str(INBOX_KEPT + 1), "read_at": None, "archived_at": None})
+    assert kept[-1][1]["id"] == "m2" and kept[-1][1]["read_at"] == "2027-01-01T00:00:00.000Z"
+    assert await inbox.append("c1", {"id": "new", "body": "x"}, 9_000)  # m2 goes, with its mark
+    k = KEYS.customer("c1")
+    assert await transport.client.hexists(k.inbox, "m2|r") is False
+    assert [score for score, _ in await inbox.messages("c1", after_ms=1_000 + INBOX_KEPT)] == [1_000 + INBOX_KEPT + 1,
+                                                                                                   9_000]
+
+
+async def test_lua_inbox_mark_marks_each_message_once(transport: Recording) -> None:
+    inbox = InboxStore(transport.client, KEYS)
+    await inbox.append("c1", {"id": "a"}, 1)
+    await inbox.append("c1", {"id": "b"}, 2)
+    assert await inbox.mark("c1", ["a", "ghost"], "archived", "t1") == ["a"]
+    assert await inbox.mark("c1", ["a", "b"], "archived", "t2") == ["b"]
+    assert [(m["id"], m["archived_at"], m["read_at"]) for _, m in await inbox.messages("c1")] == [
+        ("b", "t2", None), ("a", "t1", None)]
+    assert await inbox.mark("c1", [], "read", "t3") == []
 
 
 async def test_lua_fire_due_moves_due_timers_into_the_stream_once(transport: Recording) -> None:

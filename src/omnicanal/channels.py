@@ -13,7 +13,8 @@ and third-party connectors register the same way, through the `omnicanal.connect
     my_sms = "my_package.sms:MySmsConnector"
 
 Every channel without a configured provider is served by the built-in `outbox` connector, which records the
-message instead of sending it, so a journey runs end to end on a laptop with no credentials.
+message instead of sending it, so a journey runs end to end on a laptop with no credentials — except the in-app
+`inbox`, whose provider is the engine itself (its built-in `inbox` connector).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from omnicanal.store.keys import Keyspace
 
 ENTRY_POINT_GROUP = "omnicanal.connectors"
 FALLBACK_CONNECTOR = "outbox"
+BUILT_IN_ROUTES: Mapping[str, str] = MappingProxyType({"inbox": "inbox"})
+"""Channels whose provider is the engine itself, served without a route in OMNICANAL_CHANNELS."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ CHANNELS: Mapping[str, ChannelSpec] = MappingProxyType(
         "email": _spec("subject text", optional="html", html="html"),
         "webhook": _spec("payload", mappings="payload"),
         "messenger": _spec("body"),
+        # The in-app inbox (connectors/inbox.py): stored for the customer's app, which reports reads itself.
+        "inbox": _spec("title body", optional="url image"),
     }
 )
 """Every channel journeys may name, by name."""
@@ -205,7 +210,7 @@ class ConnectorRegistry:
             raise ConfigError("the built-in 'outbox' connector is not registered: reinstall omnicanal")
         self._instances: dict[str, Connector] = {}
         self._routes: dict[str, Connector] = {}
-        for channel, name in (routes or {}).items():
+        for channel, name in {**BUILT_IN_ROUTES, **(routes or {})}.items():
             if name not in classes:
                 raise ConfigError(f"channel {channel!r} routes to unknown connector {name!r}; known: {sorted(classes)}")
             self._routes[channel] = self._instance(classes[name], context)

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         default=None, description="Signs tracked links and unsubscribe links (HMAC-SHA256; at least "
         "16 characters, the same on every process). Unset, or no public URL: links stay as written.",
     )
+    inbox_secret: SecretStr | None = Field(
+        default=None, description="Signs the customer ids the in-app inbox is read with (`GET /v1/inbox?customer="
+        "<id>&signature=<hex HMAC-SHA256 of the id>`: your backend signs, your app asks; at least 16 characters). "
+        "Unset: the inbox API is off (messages on channel `inbox` are still kept).",
+    )
     clock_speed: float = Field(
         default=1.0, gt=0, description="Journey time per real second: 3600 runs an hour of waits in a second."
     )
@@ -290,7 +295,7 @@ class Settings(BaseSettings):
             return keys
         return value
 
-    @field_validator("link_secret")
+    @field_validator("link_secret", "inbox_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:

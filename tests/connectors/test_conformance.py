@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from omnicanal.channels import (
+    BUILT_IN_ROUTES,
     CHANNELS,
     FALLBACK_CONNECTOR,
     Connector,
@@ -52,7 +53,10 @@ CASES: dict[str, Case] = {
     "webhook": Case(WebhookReceiver, "store-12-tablet", {"payload": {"k": "v"}}),
     "messenger": Case(MessengerStandIn, "42", {"body": "hi"}, {"status": 500, "code": 2}),
 }
-SENDING = sorted(name for name in CONNECTORS if name != FALLBACK_CONNECTOR)
+ENGINE_ITSELF = {FALLBACK_CONNECTOR, *BUILT_IN_ROUTES.values()}
+"""Connectors whose provider is the engine (the outbox, the in-app inbox): they keep messages in Redis, tested
+end to end (test_api.py, test_inbox.py)."""
+SENDING = sorted(name for name in CONNECTORS if name not in ENGINE_ITSELF)
 
 
 @pytest.mark.parametrize("name", sorted(CONNECTORS))
@@ -64,6 +68,8 @@ def test_declares_what_the_engine_needs(name: str) -> None:
     if name == FALLBACK_CONNECTOR:
         return
     assert cls.channels, "a provider serves named channels"
+    if name in ENGINE_ITSELF:
+        return
     assert any("rate_limit" in vars(k) for k in cls.__mro__ if k is not Connector), "declare a default rate"
     assert cls.settings_model is not None and issubclass(cls.settings_model, ConnectorSettings)
     assert str(cls.settings_model.model_config.get("env_prefix", "")).startswith("OMNICANAL_")

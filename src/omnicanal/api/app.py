@@ -14,6 +14,7 @@ from omnicanal.api import (
     customers,
     events,
     health,
+    inbox,
     journeys,
     links,
     openapi,
@@ -122,6 +123,13 @@ def create_app(served: Runtime | Deployment) -> web.Application:
     app.router.add_get("/v1/broadcasts/{broadcast_id}", broadcasts.get_broadcast)
     app.router.add_delete("/v1/broadcasts/{broadcast_id}", broadcasts.cancel_broadcast)
     app.router.add_get("/v1/outbox", outbox.get_outbox)
+    app.router.add_get("/v1/inbox", inbox.get_inbox)
+    app.router.add_post("/v1/inbox/read", inbox.mark_read)
+    app.router.add_post("/v1/inbox/archive", inbox.mark_archived)
+    app.router.add_get("/v1/inbox/stream", inbox.stream)
+    for path in ("", "/read", "/archive", "/stream"):
+        app.router.add_route("OPTIONS", inbox.PREFIX + path, inbox.preflight)
+    app.on_response_prepare.append(inbox.add_cors)
     app.router.add_get("/v1/audit", audit.get_audit)
     app.router.add_post("/webhooks/twilio/status", twilio.status_callback)
     app.router.add_post("/webhooks/twilio/inbound", twilio.inbound)

@@ -10,6 +10,8 @@ from aiohttp import web
 from omnicanal import __version__
 from omnicanal.api import audit
 from omnicanal.api.broadcasts import BroadcastIn
+from omnicanal.api.inbox import CUSTOMER_HEADER, SIGNATURE_HEADER, MarkIn
+from omnicanal.api.inbox import DEFAULT_PAGE as INBOX_PAGE
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
 from omnicanal.api.permissions import PUBLIC, ROUTES
 from omnicanal.api.query import MAX_POSITION
@@ -18,6 +20,7 @@ from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
 from omnicanal.signing import REASONS
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
+from omnicanal.store.schema import INBOX_KEPT
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -63,6 +66,18 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+_INBOX_CREDENTIALS = [
+    _query("customer", {"type": "string", "description": f"the customer's id (or the {CUSTOMER_HEADER} header)"}),
+    _query("signature", {"type": "string", "description": "hex HMAC-SHA256 of the id with OMNICANAL_INBOX_SECRET "
+                         f"(or the {SIGNATURE_HEADER} header)"}),
+]
+
+
+def _inbox(operation: dict[str, Any]) -> dict[str, Any]:
+    """An inbox operation: authorised by the customer's signed id, never by an API key."""
+    return {**operation, "security": []}
+
+
 def _scoped(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each operation that needs a scope (api/permissions.py) with it, as its bearer requirement's scope list."""
     for path, item in paths.items():
@@ -78,7 +93,7 @@ def document(secured: bool) -> dict[str, Any]:
     """The document; `secured` when API keys are required (access.py: only then do /v1 operations need a bearer
     key, with the scope each names)."""
     schemas: dict[str, Any] = {}
-    for model in (EventIn, BatchIn, CustomerIn, BroadcastIn):
+    for model in (EventIn, BatchIn, CustomerIn, BroadcastIn, MarkIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -174,6 +189,28 @@ def document(secured: bool) -> dict[str, Any]:
                                _query("after", {"type": "integer", "minimum": 0, "maximum": MAX_POSITION,
                                                 "description": "the `next` of the previous page"})],
                 "get": _operation("Messages the outbox connector recorded, a page at a time"),
+            },
+            "/v1/inbox": {
+                "parameters": [*_INBOX_CREDENTIALS,
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": INBOX_KEPT,
+                                                "default": INBOX_PAGE}),
+                               _query("before", {"type": "string", "description": "the `next` of the previous page"}),
+                               _query("archived", {"type": "boolean", "default": False})],
+                "get": _inbox(_operation("A customer's in-app inbox, newest first, and how many are unread",
+                                         more=("404",))),
+            },
+            "/v1/inbox/read": {"parameters": _INBOX_CREDENTIALS,
+                               "post": _inbox(_operation("Mark messages read (each becomes a `message.read` event)",
+                                                         "MarkIn", more=("404",)))},
+            "/v1/inbox/archive": {"parameters": _INBOX_CREDENTIALS,
+                                  "post": _inbox(_operation("Archive messages", "MarkIn", more=("404",)))},
+            "/v1/inbox/stream": {
+                "parameters": [*_INBOX_CREDENTIALS, _query("since", {"type": "integer", "description": "ms since the "
+                               "epoch: what arrived after it (a reconnection sends Last-Event-ID instead)"})],
+                "get": _inbox({"summary": "New inbox messages as Server-Sent Events (`event: message`)",
+                               "responses": {"200": {"description": "An event stream",
+                                                     "content": {"text/event-stream": {}}},
+                                             "401": _ERROR, "404": _ERROR, "422": _ERROR}}),
             },
             "/v1/audit": {
                 "parameters": [_query("since", {"type": "string", "format": "date-time"}),

@@ -8,7 +8,8 @@ it does not list, so a new route is never open by omission.
     ui:read          the dashboard, and the journey reads it shows (a key that sees the dashboard sees those)
 
 Public: the probes and metrics, the OpenAPI document, Twilio's callbacks (their signature is checked), tracked links
-and unsubscribe pages (their signed token), the dashboard's login form and static files.
+and unsubscribe pages (their signed token), the in-app inbox (the customer's signed id, api/inbox.py), the
+dashboard's login form and static files.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ ROUTES: dict[tuple[str, str], Needs] = {
     ("GET", "/r/{token}"): PUBLIC,
     ("GET", "/u/{token}"): PUBLIC,
     ("POST", "/u/{token}"): PUBLIC,
+    ("GET", "/v1/inbox"): PUBLIC,
+    ("POST", "/v1/inbox/read"): PUBLIC,
+    ("POST", "/v1/inbox/archive"): PUBLIC,
+    ("GET", "/v1/inbox/stream"): PUBLIC,
+    ("OPTIONS", "/v1/inbox"): PUBLIC,
+    ("OPTIONS", "/v1/inbox/read"): PUBLIC,
+    ("OPTIONS", "/v1/inbox/archive"): PUBLIC,
+    ("OPTIONS", "/v1/inbox/stream"): PUBLIC,
     ("POST", "/v1/events"): Scope.EVENTS_WRITE,
     ("POST", "/v1/events/batch"): Scope.EVENTS_WRITE,
     ("POST", "/v1/events/cancel"): Scope.EVENTS_WRITE,

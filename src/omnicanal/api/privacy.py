@@ -20,6 +20,7 @@ from omnicanal.api.customers import customer_id_in, resolve_customer
 from omnicanal.api.state import runtime_of
 from omnicanal.codec import dumps, loads
 from omnicanal.store import schema
+from omnicanal.store.inbox import InboxStore
 from omnicanal.timestamps import iso
 
 ERASURE_WAIT = 10.0
@@ -71,6 +72,7 @@ async def export_customer(request: web.Request) -> web.Response:
         "timeline": await runtime.customers.timeline(customer_id),
         "messages": state["messages"],
         "outbox": [loads(record) for record in held.outbox],
+        "inbox": [message for _, message in await InboxStore(runtime.redis, runtime.keys).messages(customer_id)],
         "coupons": [{"code": code, **record} for code, record in held.coupons.items()],
         "marketing_sends": [_send(member, at) for member, at in state["sends"].items()],
         "applied_event_ids": sorted(state["seen"]),

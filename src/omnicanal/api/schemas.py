@@ -22,6 +22,7 @@ from pydantic import (
 from omnicanal.channels import CHANNELS
 from omnicanal.codec import encode, unstorable
 from omnicanal.errors import InputError, InputTooLarge
+from omnicanal.policy.choice import INBOX
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 from omnicanal.suggest import did_you_mean
 from omnicanal.timestamps import in_utc
@@ -170,6 +171,9 @@ class Addresses(BaseModel):
     def _channels_only(cls, value: Any) -> Any:
         """An address for a name that is not a channel is refused, naming it and the channels there are."""
         for name in value if isinstance(value, dict) else ():
+            if name == INBOX:
+                raise ValueError("addresses.inbox: the in-app inbox needs no address (every customer has one, "
+                                 "under their id): remove it")
             try:
                 _a_channel(str(name))
             except ValueError as exc:

@@ -29,7 +29,7 @@ from omnicanal.journey.model import DigestStep, Journey, SendStep
 from omnicanal.journey.session import Session, share_of
 from omnicanal.journey.state import CustomerState, Instance
 from omnicanal.links import PlainLinks, message_links
-from omnicanal.policy.choice import Candidate, address, choose, preferred_order
+from omnicanal.policy.choice import Candidate, choose, preferred_order, recipient
 from omnicanal.render import Rendered
 from omnicanal.timestamps import iso
 
@@ -130,7 +130,7 @@ def _claimed(session: Session, plan: Plan) -> list[Candidate]:
         return []
     customer = session.state.customer
     order = preferred_order(plan.channels, customer.get("channel_preference") or [])
-    return [Candidate(channel, address(customer.get("addresses") or {}, channel) or "", later=tuple(order[i + 1:]))
+    return [Candidate(channel, recipient(customer, channel) or "", later=tuple(order[i + 1:]))
             for i, channel in enumerate(order) if f"{plan.visit}.{channel}" in session.state.claimed]
 
 

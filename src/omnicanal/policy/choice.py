@@ -56,6 +56,10 @@ def preferred_order(channels: Sequence[str], preference: Sequence[str]) -> list[
     return list(dict.fromkeys([*first, *channels]))
 
 
+INBOX = "inbox"
+"""The in-app inbox: every customer has one, addressed by their id."""
+
+
 def address(addresses: Mapping[str, Any], channel: str) -> str | None:
     """The customer's address on a channel; for push (a list of device tokens) the most recent one."""
     value = addresses.get(channel)
@@ -64,13 +68,19 @@ def address(addresses: Mapping[str, Any], channel: str) -> str | None:
     return str(value) if value else None
 
 
+def recipient(customer: Mapping[str, Any], channel: str) -> str | None:
+    """Where a message on `channel` goes for this customer (`customer` as expressions see it): their address
+    there, or, for the inbox, their id."""
+    return str(customer["id"]) if channel == INBOX else address(customer.get("addresses") or {}, channel)
+
+
 def choose(channels: Sequence[str], customer: Mapping[str, Any], template_channels: Collection[str],
            purpose: str, now: float, rules: Rules) -> Choice:
     choice = Choice()
     tz = zone(customer.get("timezone"), rules.default_timezone)
     order = preferred_order(channels, customer.get("channel_preference") or [])
     for position, channel in enumerate(order):
-        to = address(customer.get("addresses") or {}, channel)
+        to = recipient(customer, channel)
         reason = None
         if to is None:
             reason = "no address"

@@ -14,6 +14,9 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws:c:cid}:sends         zset   "message|channel|journey" of marketing sends, scored by time (caps)
     oc:{ws:c:cid}:claims        set    ids of messages claimed by work not yet committed (its replay sends them
                                        nowhere else, journey/sending.py)
+    oc:{ws:c:cid}:inbox         hash   the in-app inbox: message id -> JSON message, id|r -> when read, id|a -> when
+                                       archived (the newest INBOX_KEPT messages, store/inbox.py)
+    oc:{ws:c:cid}:inbox_order   zset   the inbox's message ids scored by when they arrived (ms)
     oc:{ws:c:cid}:inbound       zset   provider ids of the inbound messages applied to the profile (the newest 1,000)
     oc:{ws:p:N}:work            stream events and due timers of the customers hashed onto partition N
     oc:{ws:p:N}:timers          zset   "cid|instance|token" scored by due journey time (with retention on, also
@@ -93,10 +96,12 @@ class CustomerKeys:
     """Provider ids of the inbound messages applied to the profile (a replayed webhook is applied once)."""
     claims: str
     """Ids of the messages claimed by work that was not committed yet."""
+    inbox: str
+    inbox_order: str
 
     def all(self) -> tuple[str, ...]:
         return (self.profile, self.attrs, self.entries, self.timeline, self.messages, self.seen,
-                self.sends, self.inbound, self.claims)
+                self.sends, self.inbound, self.claims, self.inbox, self.inbox_order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,8 @@ class Keyspace:
             sends=f"{tag}:sends",
             inbound=f"{tag}:inbound",
             claims=f"{tag}:claims",
+            inbox=f"{tag}:inbox",
+            inbox_order=f"{tag}:inbox_order",
         )
 
     def partition_of(self, customer_id: str) -> int:

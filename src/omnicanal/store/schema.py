@@ -338,6 +338,15 @@ COUPON_USED_BY = "used_by"
 COUPON_USED_AT = "used_at"
 
 
+# -- the in-app inbox (CustomerKeys.inbox, CustomerKeys.inbox_order) ----------------------------------------------
+
+INBOX_KEPT = 100
+"""Messages an inbox keeps: the newest; an older one goes with its marks when a new one comes."""
+INBOX_READ_SUFFIX = "|r"
+INBOX_ARCHIVED_SUFFIX = "|a"
+"""A message id with one of these suffixes is the field of when it was read, or archived (ISO 8601)."""
+
+
 # -- API keys (Keyspace.api_keys: key id -> JSON) and the audit stream (Keyspace.audit) -------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -408,5 +417,6 @@ LUA_NAMES: dict[str, str | int] = {
     "BACKFILL_WALKING": BACKFILL_WALKING, "BACKFILL_DONE": BACKFILL_DONE, "BACKFILL_CURSOR": BACKFILL_CURSOR,
     "BACKFILL_CONSIDERED": BACKFILL_CONSIDERED, "BACKFILL_TOTAL": BACKFILL_TOTAL,
     "BACKFILL_ARMED_AT": BACKFILL_ARMED_AT, "BACKFILL_WALKED_AT": BACKFILL_WALKED_AT,
+    "INBOX_READ_SUFFIX": INBOX_READ_SUFFIX, "INBOX_ARCHIVED_SUFFIX": INBOX_ARCHIVED_SUFFIX,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

@@ -11,8 +11,10 @@ local seen_key = KEYS[6]
 local sends_key = KEYS[7]
 local inbound_key = KEYS[8]
 local claims_key = KEYS[9]
+local inbox_key = KEYS[10]
+local inbox_order_key = KEYS[11]
 local merged_into = ARGV[1]
 
 if merged_into ~= '' and redis.call('HGET', profile_key, MERGED_INTO) ~= merged_into then return 0 end
 return redis.call('DEL', profile_key, attrs_key, entries_key, timeline_key, messages_key, seen_key, sends_key,
-                  inbound_key, claims_key)
+                  inbound_key, claims_key, inbox_key, inbox_order_key)

@@ -1,0 +1,216 @@
+"""The in-app inbox over HTTP, for the customer's own app: `GET /v1/inbox` (the messages, newest first),
+`POST /v1/inbox/read` and `POST /v1/inbox/archive` (marks), `GET /v1/inbox/stream` (new messages as they arrive,
+as Server-Sent Events).
+
+No API key: an app in the customer's hands cannot keep one. The brand's backend signs the customer's id with
+OMNICANAL_INBOX_SECRET (`inbox_signature`) and hands the app the signature; the app sends both, in the query
+(`customer`, `signature`: all an EventSource can send) or as X-Omnicanal-Customer and X-Omnicanal-Signature. The
+workspace is the one whose secret made the signature. Browsers may call these routes from any origin (CORS):
+the signature is the credential, no cookie is involved.
+
+Reading a message becomes a `message.read` event of the customer (once per message), which journeys can wait
+for, use as a `delivered_on` for a fallback, or count. The inbox's times (`created_at`, `read_at`, the stream's
+event ids) are real time: the app compares them with its own clock, whatever the journey clock's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from omnicanal.access import WORKSPACE
+from omnicanal.api.errors import read_json
+from omnicanal.api.events import derived_event
+from omnicanal.api.outbox import query_number
+from omnicanal.api.state import deployment_of, runtime_of
+from omnicanal.codec import dumps
+from omnicanal.errors import InputError, NotFound, StoreUnavailable, Unauthorized
+from omnicanal.policy.choice import INBOX
+from omnicanal.store.inbox import InboxStore
+from omnicanal.store.keys import valid_customer_id
+from omnicanal.store.schema import INBOX_KEPT
+from omnicanal.timestamps import iso
+
+CUSTOMER_HEADER = "X-Omnicanal-Customer"
+SIGNATURE_HEADER = "X-Omnicanal-Signature"
+PREFIX = "/v1/inbox"
+DEFAULT_PAGE = 20
+STREAM_POLL = 1.0
+"""Seconds between two looks for new messages on a stream."""
+STREAM_PING = 15.0
+"""Seconds of silence after which a stream sends a comment, so that proxies keep it open."""
+READ = "message.read"
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Max-Age": "600",
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": f"Content-Type, {CUSTOMER_HEADER}, {SIGNATURE_HEADER}, Last-Event-ID"}
+
+
+def inbox_signature(secret: str, customer_id: str) -> str:
+    """What the brand's backend gives a customer's app: the hex HMAC-SHA256 of their id with the inbox secret."""
+    return hmac.new(secret.encode(), customer_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _customer(request: web.Request) -> str:
+    """The customer the request proves it acts for; the request's workspace is set to the one that signed."""
+    customer = request.query.get("customer") or request.headers.get(CUSTOMER_HEADER)
+    signature = request.query.get("signature") or request.headers.get(SIGNATURE_HEADER)
+    runtimes = {workspace: runtime.settings.inbox_secret
+                for workspace, runtime in deployment_of(request).runtimes.items() if runtime.settings.inbox_secret}
+    if not runtimes:
+        raise NotFound("the inbox API is off here: set OMNICANAL_INBOX_SECRET (messages on channel `inbox` are kept "
+                       "meanwhile)")
+    if not customer or not signature:
+        raise Unauthorized("an inbox is read by its customer: send `customer` and `signature` (the hex HMAC-SHA256 "
+                           "of the id with OMNICANAL_INBOX_SECRET, made by your backend) in the query, or as "
+                           f"{CUSTOMER_HEADER} and {SIGNATURE_HEADER}")
+    if not valid_customer_id(customer):
+        raise InputError([{"field": "customer", "message": "not a customer id (letters, digits and ._:@+-, up to "
+                                                           "128 characters)"}])
+    for workspace, secret in runtimes.items():
+        if hmac.compare_digest(inbox_signature(secret.get_secret_value(), customer), signature.lower()):
+            request[WORKSPACE] = workspace
+            return customer
+    raise Unauthorized("the signature is not this customer id's: sign the id exactly as sent, with "
+                       "OMNICANAL_INBOX_SECRET")
+
+
+def _store(request: web.Request) -> InboxStore:
+    runtime = runtime_of(request)
+    return InboxStore(runtime.redis, runtime.keys)
+
+
+def _shown(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the app gets it: its content and marks, not the engine's bookkeeping (locale, template)."""
+    return {name: message.get(name) for name in ("id", "title", "body", "url", "image", "journey", "step",
+                                                  "created_at", "read_at", "archived_at")}
+
+
+async def get_inbox(request: web.Request) -> web.Response:
+    """The customer's messages, newest first: those not archived (`archived=true`: only those archived), `limit`
+    at a time, `before` the `next` of the previous page; with how many are unread (not archived)."""
+    customer_id = _customer(request)
+    limit = query_number(request, "limit", DEFAULT_PAGE, 1, INBOX_KEPT)
+    archived = request.query.get("archived", "false")
+    if archived not in ("true", "false"):
+        raise InputError([{"field": "archived", "message": "true (the archived messages) or false (the others)"}])
+    messages = [message for _, message in await _store(request).messages(customer_id)]
+    unread = sum(1 for message in messages if message["read_at"] is None and message["archived_at"] is None)
+    listed = [message for message in messages if (message["archived_at"] is not None) == (archived == "true")]
+    if before := request.query.get("before"):
+        position = next((i for i, message in enumerate(listed) if message["id"] == before), None)
+        if position is None:
+            raise InputError([{"field": "before", "message": f"no message {before!r} in this list (the `next` of "
+                                                             "a page, while the inbox keeps it)"}])
+        listed = listed[position + 1:]
+    page = listed[:limit]
+    return web.json_response({"customer_id": customer_id, "unread": unread,
+                              "messages": [_shown(message) for message in page],
+                              "next": page[-1]["id"] if len(listed) > limit else None})
+
+
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class MarkIn(BaseModel):
+    """`POST /v1/inbox/read|archive` body: the messages by id, or all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[MessageId] | None = Field(default=None, min_length=1, max_length=INBOX_KEPT)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MarkIn:
+        if (self.ids is None) == (not self.all):
+            raise ValueError('send either "ids": [message ids] or "all": true')
+        return self
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    return await _mark(request, "read")
+
+
+async def mark_archived(request: web.Request) -> web.Response:
+    return await _mark(request, "archived")
+
+
+async def _mark(request: web.Request, mark: str) -> web.Response:
+    """Mark messages; answers those newly marked (a message marked before keeps its first time) and the unread
+    count. Each message newly read becomes a `message.read` event of the customer."""
+    customer_id = _customer(request)
+    body = MarkIn.model_validate(await read_json(request))
+    store, runtime = _store(request), runtime_of(request)
+    kept = {message["id"]: message for _, message in await store.messages(customer_id)}
+    ids = list(kept) if body.all else list(dict.fromkeys(body.ids or ()))
+    marked = await store.mark(customer_id, ids, mark, iso(time.time()))
+    if mark == "read" and marked:
+        await runtime.queue.append_events([await _read_event(request, customer_id, kept[mid]) for mid in marked])
+    unread = sum(1 for mid, message in kept.items()
+                 if message["read_at"] is None and message["archived_at"] is None and mid not in marked)
+    return web.json_response({"marked": marked, "unread": unread})
+
+
+async def _read_event(request: web.Request, customer_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The message's record says it was read (its status history), and the customer's journeys hear it."""
+    runtime = runtime_of(request)
+    await runtime.customers.record_status(customer_id, message["id"], "read", runtime.clock.now())
+    properties = {"message_id": message["id"], "journey": message.get("journey"), "step": message.get("step"),
+                  "channel": INBOX, "status": "read"}
+    return derived_event(runtime, customer_id, READ, f"inbox:{message['id']}:read", properties)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """New messages as they arrive (`event: message`, the message as GET gives it; `id`: when it arrived, in ms).
+    A client that reconnects with Last-Event-ID (EventSource does) gets what arrived meanwhile; a new one starts
+    from now, or from `since` (ms)."""
+    customer_id = _customer(request)
+    store = _store(request)
+    since = _since(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    await response.write(b"retry: 3000\n\n")
+    silent = 0.0
+    try:
+        while True:
+            try:
+                arrived = await store.messages(customer_id, after_ms=since)
+            except StoreUnavailable:
+                return response  # the client reconnects (retry), from its Last-Event-ID
+            for score, message in arrived:
+                await response.write(f"id: {score}\nevent: message\ndata: {dumps(_shown(message))}\n\n".encode())
+                since, silent = max(since, score), 0.0
+            if silent >= STREAM_PING:
+                await response.write(b": ping\n\n")
+                silent = 0.0
+            await asyncio.sleep(STREAM_POLL)
+            silent += STREAM_POLL
+    except (ConnectionResetError, asyncio.CancelledError):
+        return response  # the client went away, or the server is stopping
+
+
+def _since(request: web.Request) -> int:
+    given = request.headers.get("Last-Event-ID") or request.query.get("since")
+    if given is None:
+        return int(time.time() * 1000)
+    if not given.isdigit() or len(given) > 16:
+        raise InputError([{"field": "since", "message": "milliseconds since the epoch (the `id` of the last event "
+                                                        "received)"}])
+    return int(given)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """A browser asking whether it may call an inbox route from another origin: it may (see CORS)."""
+    return web.Response(status=204)
+
+
+async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer of an inbox route, errors included, may be read by a page of any origin."""
+    if request.path.startswith(PREFIX):
+        response.headers.update(CORS)
