@@ -191,3 +191,19 @@ async def test_the_inbox_needs_no_address_and_validates_its_variant(project: Pat
         assert "titel" in str(exc) and "title" in str(exc)
     else:
         raise AssertionError("a misspelt inbox field loaded")
+
+
+async def test_a_visitors_inbox_joins_the_customers_when_they_log_in(project: Path, start_api: StartApi) -> None:
+    api = await started(project, start_api)
+    await news(api, "anon-9", "seen before login")
+    visitor = await inbox(api, "anon-9")
+    await api.request("POST", "/v1/inbox/read", 200, params=credentials("anon-9"),
+                      json={"ids": [visitor["messages"][0]["id"]]})
+    await api.put_customer("c9", {"addresses": {"email": "c9@example.com"}})
+    await news(api, "c9", "for the customer")
+    await api.event("identify", "c9", properties={"anonymous_id": "anon-9"})
+    await api.wait_until("c9", lambda entries: any(e["kind"] == "identity" for e in entries))
+    merged = await inbox(api, "c9")
+    assert [(m["body"], m["read_at"] is not None) for m in merged["messages"]] == [
+        ("for the customer", False), ("seen before login", True)]
+    assert merged["unread"] == 1

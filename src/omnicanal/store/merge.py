@@ -24,12 +24,15 @@ from typing import Any
 from omnicanal.codec import dumps, loads
 from omnicanal.identity import looks_like_address
 from omnicanal.store.connection import Redis, decode_map, translated
-from omnicanal.store.keys import Keyspace
+from omnicanal.store.keys import CustomerKeys, Keyspace
 from omnicanal.store.schema import (
     ADDRESSES,
     APPLIED_ENTRY,
     CONSENTS,
     CREATED_AT,
+    INBOX_ARCHIVED_SUFFIX,
+    INBOX_KEPT,
+    INBOX_READ_SUFFIX,
     INSTANCE_FIELD,
     KNOWN_AT,
     MERGED_AT,
@@ -85,7 +88,9 @@ class CustomerMerge:
             pipe.hgetall(k.messages)
             pipe.zrange(k.seen, 0, -1, withscores=True)
             pipe.zrange(k.sends, 0, -1, withscores=True)
-            profile, attrs, entries, timeline, messages, seen, sends = await pipe.execute()
+            pipe.hgetall(k.inbox)
+            pipe.zrange(k.inbox_order, 0, -1, withscores=True)
+            profile, attrs, entries, timeline, messages, seen, sends, inbox, inbox_order = await pipe.execute()
         fields, instances = split_profile(decode_map(profile))
         return {
             "profile": decode_profile(fields),
@@ -96,6 +101,8 @@ class CustomerMerge:
             "messages": decode_messages(decode_map(messages)),
             "seen": dict(seen),
             "sends": dict(sends),
+            "inbox": decode_map(inbox),
+            "inbox_order": dict(inbox_order),
         }
 
     async def note(self, customer_id: str, entry: dict[str, Any]) -> None:
@@ -153,8 +160,23 @@ class CustomerMerge:
                 pipe.zadd(k.seen, state["seen"])
             if state["sends"]:
                 pipe.zadd(k.sends, state["sends"])
+            _merge_inboxes(pipe, k, mine, state)
             await pipe.execute()
         return list(moved)
+
+
+def _merge_inboxes(pipe: Any, k: CustomerKeys, mine: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """The visitor's in-app messages join the customer's, in order of arrival; the newest INBOX_KEPT stay."""
+    if not theirs["inbox_order"]:
+        return
+    order = {**theirs["inbox_order"], **mine["inbox_order"]}
+    dropped = sorted(order, key=lambda mid: (order[mid], mid))[:max(0, len(order) - INBOX_KEPT)]
+    pipe.hset(k.inbox, mapping=theirs["inbox"])
+    pipe.zadd(k.inbox_order, theirs["inbox_order"])
+    if dropped:
+        marks = ("", INBOX_READ_SUFFIX, INBOX_ARCHIVED_SUFFIX)
+        pipe.hdel(k.inbox, *(f"{mid}{suffix}" for mid in dropped for suffix in marks))
+        pipe.zrem(k.inbox_order, *dropped)
 
 
 def _with_events(customer_id: str, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
