@@ -15,6 +15,7 @@ from conftest import Api, StartApi, write_journey
 from omnicanal.api.inbox import inbox_signature
 from omnicanal.errors import ConfigError, TemplateError
 from omnicanal.render import TemplateCatalog
+from test_cli import run
 
 SECRET = "inbox-secret-for-tests-0123456789"
 NEWS = """
@@ -207,3 +208,12 @@ async def test_a_visitors_inbox_joins_the_customers_when_they_log_in(project: Pa
     assert [(m["body"], m["read_at"] is not None) for m in merged["messages"]] == [
         ("for the customer", False), ("seen before login", True)]
     assert merged["unread"] == 1
+
+
+def test_the_cli_signs_a_customer_id_as_the_api_checks_it() -> None:
+    signed = run("inbox-signature", "c42", OMNICANAL_INBOX_SECRET=SECRET)
+    assert signed.returncode == 0 and signed.stdout.strip() == inbox_signature(SECRET, "c42")
+    url = run("inbox-signature", "c42", "--url", OMNICANAL_INBOX_SECRET=SECRET, OMNICANAL_PUBLIC_URL="https://x.example")
+    assert url.stdout.strip() == f"https://x.example/v1/inbox?customer=c42&signature={signed.stdout.strip()}"
+    off = run("inbox-signature", "c42")
+    assert off.returncode == 2 and "OMNICANAL_INBOX_SECRET is not set" in off.stderr

@@ -287,6 +287,33 @@ def schema(
     typer.echo(schema_text(kind), nl=False)
 
 
+@app.command("inbox-signature")
+def inbox_signature(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
+    url: Annotated[bool, typer.Option("--url", help="Print the URL of their inbox instead, signature included.")]
+    = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print the signature a customer's app reads their in-app inbox with: the hex HMAC-SHA256 of their id with
+    OMNICANAL_INBOX_SECRET (your backend computes the same for each customer).
+
+    Example: curl "$(omnicanal inbox-signature c42 --url)"
+    """
+    from urllib.parse import urlencode
+
+    from omnicanal.api.inbox import inbox_signature as sign
+
+    settings = _settings(config)
+    if settings.inbox_secret is None:
+        _fail("OMNICANAL_INBOX_SECRET is not set: the inbox API is off (set it, at least 16 characters)")
+    signature = sign(settings.inbox_secret.get_secret_value(), customer_id)
+    if not url:
+        typer.echo(signature)
+        return
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    typer.echo(f"{base}/v1/inbox?{urlencode({'customer': customer_id, 'signature': signature})}")
+
+
 dlq_app = typer.Typer(help="The dead-letter stream: work items that kept failing, with their error.",
                        no_args_is_help=True)
 journeys_app = typer.Typer(help="Operate on running journeys.", no_args_is_help=True)
