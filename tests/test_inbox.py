@@ -217,3 +217,15 @@ def test_the_cli_signs_a_customer_id_as_the_api_checks_it() -> None:
     assert url.stdout.strip() == f"https://x.example/v1/inbox?customer=c42&signature={signed.stdout.strip()}"
     off = run("inbox-signature", "c42")
     assert off.returncode == 2 and "OMNICANAL_INBOX_SECRET is not set" in off.stderr
+
+
+async def test_a_stopping_process_ends_its_streams_at_once(project: Path, start_api: StartApi) -> None:
+    """Streams never end by themselves: a process stopping (SIGTERM) must not wait for them (aiohttp would, a
+    minute) — the clients reconnect to another process, from their Last-Event-ID."""
+    api = await started(project, start_api)
+    async with api.client.get("/v1/inbox/stream", params=credentials("i10")) as stream:
+        assert (await stream.content.readline()).startswith(b"retry:")
+        api.runtime.stopping.set()
+        async with asyncio.timeout(3):
+            rest = await stream.content.read()
+    assert b"event:" not in rest

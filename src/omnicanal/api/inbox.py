@@ -16,6 +16,7 @@ event ids) are real time: the app compares them with its own clock, whatever the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
@@ -170,7 +171,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     A client that reconnects with Last-Event-ID (EventSource does) gets what arrived meanwhile; a new one starts
     from now, or from `since` (ms)."""
     customer_id = _customer(request)
-    store = _store(request)
+    store, stopping = _store(request), runtime_of(request).stopping
     since = _since(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
@@ -189,10 +190,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if silent >= STREAM_PING:
                 await response.write(b": ping\n\n")
                 silent = 0.0
-            await asyncio.sleep(STREAM_POLL)
+            with contextlib.suppress(TimeoutError):  # the process stopping ends the stream at once: the
+                await asyncio.wait_for(stopping.wait(), STREAM_POLL)  # client reconnects, to another one
+            if stopping.is_set():
+                return response
             silent += STREAM_POLL
     except (ConnectionResetError, asyncio.CancelledError):
-        return response  # the client went away, or the server is stopping
+        return response  # the client went away
 
 
 def _since(request: web.Request) -> int:
