@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 
 from conftest import Api, StartApi, write_journey
 from omnicanal.api.inbox import inbox_signature
+from omnicanal.engine.clock import ManualClock
 from omnicanal.errors import ConfigError, TemplateError
 from omnicanal.render import TemplateCatalog
 from test_cli import run
@@ -229,3 +231,33 @@ async def test_a_stopping_process_ends_its_streams_at_once(project: Path, start_
         async with asyncio.timeout(3):
             rest = await stream.content.read()
     assert b"event:" not in rest
+
+
+FALLBACK = """
+id: nudged
+trigger: {event: nudge}
+steps:
+  - send: {template: news, channels: [inbox, email], fallback_after: 1d, delivered_on: message.read}
+  - wait: 3d
+"""
+
+
+async def test_an_unread_inbox_message_falls_back_to_email_and_a_read_one_does_not(
+    project: Path, start_api: StartApi
+) -> None:
+    write_journey(project, "nudged", FALLBACK)
+    clock = ManualClock(time.time())
+    api = await started(project, start_api, clock=clock)
+    for customer_id in ("r1", "u1"):
+        await api.put_customer(customer_id, {"addresses": {"email": f"{customer_id}@example.com"}})
+        await api.event("nudge", customer_id, properties={"headline": "Last chance"})
+        await api.wait_until(customer_id, lambda es: any(e.get("channel") == "inbox" for e in es))
+    [message] = (await inbox(api, "r1"))["messages"]
+    await api.request("POST", "/v1/inbox/read", 200, params=credentials("r1"), json={"ids": [message["id"]]})
+    await api.wait_until("r1", lambda es: any(e.get("name") == "message.read" for e in es))
+    await api.settled()
+    clock.advance_to(clock.now() + 86400 + 1)
+    entries = await api.wait_until("u1", lambda es: any(e.get("channel") == "email" for e in es))
+    assert [e["reason"] for e in entries if e["kind"] == "fallback"] == ["not delivered in time"]
+    await api.settled()
+    assert [e.get("channel") for e in await api.messages("r1")] == ["inbox"]  # read: no e-mail
