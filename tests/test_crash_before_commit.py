@@ -29,6 +29,22 @@ steps:
 EVENING = datetime(2027, 1, 15, 20, 59, tzinfo=UTC).timestamp()  # a minute before the quiet hours
 
 
+async def killed_after_sending(project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch,
+                               clock: ManualClock, customer_id: str) -> Api:
+    """The daemon, on `clock`, with quiet hours from 21:00; `customer_id` (reachable by SMS and e-mail) enters
+    NIGHTLY, and the worker dies after the SMS went, before the commit. Returns once it died."""
+    write_journey(project, "nightly", NIGHTLY)
+    api = await start_api(clock=clock, quiet_hours="21:00-08:00")
+    await api.put_customer(customer_id, {"addresses": {"sms": "+33612345678", "email": f"{customer_id}@example.com"}})
+    await api.settled()
+    killed = die_at_next_commit(monkeypatch, api, sent=False)
+    await api.event("go", customer_id)
+    async with asyncio.timeout(10):
+        while not killed:
+            await asyncio.sleep(0.01)
+    return api
+
+
 async def outbox(api: Api, customer_id: str) -> list[str]:
     """The channel of every message the provider (the outbox connector) took for the customer."""
     page = await api.request("GET", f"/v1/outbox?customer_id={customer_id}", 200)
@@ -38,16 +54,8 @@ async def outbox(api: Api, customer_id: str) -> list[str]:
 async def test_a_replay_that_falls_in_quiet_hours_sends_nothing_again(
     project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_journey(project, "nightly", NIGHTLY)
     clock = ManualClock(EVENING)
-    api = await start_api(clock=clock, quiet_hours="21:00-08:00")
-    await api.put_customer("n1", {"addresses": {"sms": "+33612345678", "email": "n1@example.com"}})
-    await api.settled()
-    killed = die_at_next_commit(monkeypatch, api, sent=False)
-    await api.event("go", "n1")
-    async with asyncio.timeout(10):
-        while not killed:
-            await asyncio.sleep(0.01)
+    api = await killed_after_sending(project, start_api, monkeypatch, clock, "n1")
     clock.advance_to(EVENING + 120)  # the replay comes at 21:01
     entries = await api.wait_until("n1", lambda es: any(e["kind"] == "message" for e in es))
     await api.settled()
@@ -63,16 +71,7 @@ async def test_a_replay_after_the_consent_was_withdrawn_sends_on_no_other_channe
 ) -> None:
     """A consent change is written at once (an atomic script, not queued behind the customer's work): the replay
     reads the new one. The SMS went before the crash; the e-mail must not go in its place."""
-    write_journey(project, "nightly", NIGHTLY)
-    clock = ManualClock(EVENING - 3600)  # 19:59: no quiet hours in play
-    api = await start_api(clock=clock, quiet_hours="21:00-08:00")
-    await api.put_customer("n2", {"addresses": {"sms": "+33612345679", "email": "n2@example.com"}})
-    await api.settled()
-    killed = die_at_next_commit(monkeypatch, api, sent=False)
-    await api.event("go", "n2")
-    async with asyncio.timeout(10):
-        while not killed:
-            await asyncio.sleep(0.01)
+    api = await killed_after_sending(project, start_api, monkeypatch, ManualClock(EVENING - 3600), "n2")  # 19:59
     await api.put_customer("n2", {"consents": {"sms": {"marketing": False}}})
     entries = await api.wait_until("n2", lambda es: any(e["kind"] == "message" for e in es))
     await api.settled()
