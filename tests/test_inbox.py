@@ -151,17 +151,39 @@ async def test_a_page_of_another_origin_may_call_the_inbox(project: Path, start_
 async def test_the_stream_brings_new_messages_and_what_a_reconnection_missed(project: Path, start_api: StartApi
                                                                               ) -> None:
     api = await started(project, start_api)
-    await news(api, "i7", "before the stream")  # not sent on a new stream: it starts from now
+    await news(api, "i7", "before the stream")  # not sent on a new stream as a message: it starts from now
     async with api.client.get("/v1/inbox/stream", params=credentials("i7")) as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert await next_event(stream.content) == {"event": "unread", "data": '{"unread":1}'}
         await news(api, "i7", "live")
         event = await next_event(stream.content)
-    assert event["event"] == "message" and json.loads(event["data"])["body"] == "live"
+        assert event["event"] == "message" and json.loads(event["data"])["body"] == "live"
+        assert await next_event(stream.content) == {"event": "unread", "data": '{"unread":2}'}
     await news(api, "i7", "while away")
     async with api.client.get("/v1/inbox/stream", params=credentials("i7"),
                               headers={"Last-Event-ID": event["id"]}) as stream:
         missed = await next_event(stream.content)
-    assert json.loads(missed["data"])["body"] == "while away"
+    assert missed["event"] == "message" and json.loads(missed["data"])["body"] == "while away"
+
+
+async def test_the_stream_tells_a_read_or_archive_made_on_another_device(project: Path, start_api: StartApi
+                                                                          ) -> None:
+    api = await started(project, start_api)
+    await news(api, "i11", "one")
+    await news(api, "i11", "two")
+    [two, one] = (await inbox(api, "i11"))["messages"]
+    async with api.client.get("/v1/inbox/stream", params=credentials("i11")) as stream:
+        assert await next_event(stream.content) == {"event": "unread", "data": '{"unread":2}'}
+        await api.request("POST", "/v1/inbox/read", 200, params=credentials("i11"), json={"ids": [one["id"]]})
+        update = await next_event(stream.content)
+        assert update["event"] == "update" and json.loads(update["data"])["read_at"] is not None
+        assert json.loads(update["data"])["id"] == one["id"]
+        assert await next_event(stream.content) == {"event": "unread", "data": '{"unread":1}'}
+        await api.request("POST", "/v1/inbox/archive", 200, params=credentials("i11"), json={"all": True})
+        archived = [await next_event(stream.content) for _ in range(3)]
+    assert [(e["event"], json.loads(e["data"]).get("id")) for e in archived] == [
+        ("update", one["id"]), ("update", two["id"]), ("unread", None)]
+    assert json.loads(archived[-1]["data"]) == {"unread": 0}
 
 
 async def next_event(content: aiohttp.StreamReader, timeout: float = 10.0) -> dict[str, str]:
@@ -230,7 +252,7 @@ async def test_a_stopping_process_ends_its_streams_at_once(project: Path, start_
         api.runtime.stopping.set()
         async with asyncio.timeout(3):
             rest = await stream.content.read()
-    assert b"event:" not in rest
+    assert b"event: message" not in rest
 
 
 FALLBACK = """

@@ -46,6 +46,9 @@ fetch(api + "/v1/inbox?" + who).then(answer => answer.json()).then(inbox => {
   inbox.messages.forEach(message => show(message, false));
   const live = new EventSource(api + "/v1/inbox/stream?" + who);
   live.addEventListener("message", event => show(JSON.parse(event.data), true));
+  live.addEventListener("unread", event => {
+    document.getElementById("unread").textContent = "unread: " + JSON.parse(event.data).unread;
+  });
   live.onopen = () => document.body.dataset.live = "yes";
 });
 </script>
@@ -92,6 +95,7 @@ async def test_a_web_app_of_another_origin_lists_follows_and_reads_the_inbox(
     await news(api, "w1", "Flash sale")
     await browser.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages li")) == 2)
     assert await browser.texts("#messages li") == ["News for you: Flash sale", "News for you: Spring collection"]
+    await browser.until(lambda d: d.find_element(By.ID, "unread").text == "unread: 2")  # the stream's badge
 
     await browser.click("#messages li:first-child")
     await browser.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.read"))

@@ -167,26 +167,28 @@ async def _read_event(request: web.Request, customer_id: str, message: dict[str,
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    """New messages as they arrive (`event: message`, the message as GET gives it; `id`: when it arrived, in ms).
-    A client that reconnects with Last-Event-ID (EventSource does) gets what arrived meanwhile; a new one starts
-    from now, or from `since` (ms)."""
+    """The inbox live, as Server-Sent Events: `unread` (`{"unread": n}`) at once and whenever it changes;
+    `message` for each new message (as GET gives it; its `id`: when it arrived, in ms); `update` for a message
+    read or archived elsewhere (another device). A client that reconnects with Last-Event-ID (EventSource does)
+    gets the messages that arrived meanwhile; a new one, those after now, or after `since` (ms)."""
     customer_id = _customer(request)
     store, stopping = _store(request), runtime_of(request).stopping
-    since = _since(request)
+    feed = _Feed(_since(request))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     await response.write(b"retry: 3000\n\n")
-    silent = 0.0
+    version, silent = -1, 0.0
     try:
         while True:
             try:
-                arrived = await store.messages(customer_id, after_ms=since)
+                if (current := await store.version(customer_id)) != version:
+                    version = current
+                    events = feed.events(await store.messages(customer_id))
+                    await response.write("".join(events).encode())
+                    silent = 0.0 if events else silent
             except StoreUnavailable:
                 return response  # the client reconnects (retry), from its Last-Event-ID
-            for score, message in arrived:
-                await response.write(f"id: {score}\nevent: message\ndata: {dumps(_shown(message))}\n\n".encode())
-                since, silent = max(since, score), 0.0
             if silent >= STREAM_PING:
                 await response.write(b": ping\n\n")
                 silent = 0.0
@@ -197,6 +199,33 @@ async def stream(request: web.Request) -> web.StreamResponse:
             silent += STREAM_POLL
     except (ConnectionResetError, asyncio.CancelledError):
         return response  # the client went away
+
+
+class _Feed:
+    """What one stream told its client: the messages it knows with their marks, and the unread count."""
+
+    def __init__(self, since: int) -> None:
+        self._since = since
+        self._marks: dict[str, tuple[Any, Any]] = {}
+        self._unread: int | None = None
+
+    def events(self, messages: list[tuple[int, dict[str, Any]]]) -> list[str]:
+        """The events the inbox as it is now (`messages`, newest first) makes, oldest first. On the first look,
+        messages that arrived after `since` are new and the others known; after it, any it did not know is."""
+        first, events = self._unread is None, []
+        for score, message in reversed(messages):
+            marks = (message["read_at"], message["archived_at"])
+            known = self._marks.get(message["id"])
+            if (known is None and not first) or (first and score > self._since):
+                events.append(f"id: {score}\nevent: message\ndata: {dumps(_shown(message))}\n\n")
+            elif known is not None and known != marks:
+                events.append(f"event: update\ndata: {dumps(_shown(message))}\n\n")
+            self._marks[message["id"]] = marks
+        unread = sum(1 for _, message in messages if message["read_at"] is None and message["archived_at"] is None)
+        if unread != self._unread:
+            events.append(f"event: unread\ndata: {dumps({'unread': unread})}\n\n")
+            self._unread = unread
+        return events
 
 
 def _since(request: web.Request) -> int:

@@ -207,7 +207,7 @@ def document(secured: bool) -> dict[str, Any]:
             "/v1/inbox/stream": {
                 "parameters": [*_INBOX_CREDENTIALS, _query("since", {"type": "integer", "description": "ms since the "
                                "epoch: what arrived after it (a reconnection sends Last-Event-ID instead)"})],
-                "get": _inbox({"summary": "New inbox messages as Server-Sent Events (`event: message`)",
+                "get": _inbox({"summary": "The inbox live, as Server-Sent Events (`unread`, `message`, `update`)",
                                "responses": {"200": {"description": "An event stream",
                                                      "content": {"text/event-stream": {}}},
                                              "401": _ERROR, "404": _ERROR, "422": _ERROR}}),

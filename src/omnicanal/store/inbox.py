@@ -14,7 +14,7 @@ from typing import Any
 from omnicanal.codec import dumps, loads
 from omnicanal.store.connection import Redis, call
 from omnicanal.store.keys import Keyspace
-from omnicanal.store.schema import INBOX_ARCHIVED_SUFFIX, INBOX_KEPT, INBOX_READ_SUFFIX
+from omnicanal.store.schema import INBOX_ARCHIVED_SUFFIX, INBOX_KEPT, INBOX_READ_SUFFIX, INBOX_VERSION
 from omnicanal.store.scripts import load
 
 INBOX_APPEND = load("inbox_append")
@@ -35,14 +35,11 @@ class InboxStore:
                                             dumps(message), arrived_ms, INBOX_KEPT))
         return bool(int(added))
 
-    async def messages(self, customer_id: str, after_ms: int | None = None) -> list[tuple[int, dict[str, Any]]]:
-        """Every message kept, newest first — or only those that arrived after `after_ms`, oldest first — each with
-        when it arrived (ms) and its marks (`read_at`, `archived_at`: None until then)."""
+    async def messages(self, customer_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """Every message kept, newest first, each with when it arrived (ms) and its marks (`read_at`,
+        `archived_at`: None until then)."""
         k = self._keys.customer(customer_id)
-        if after_ms is None:
-            ordered = await call(self._redis.zrevrange(k.inbox_order, 0, -1, withscores=True))
-        else:
-            ordered = await call(self._redis.zrangebyscore(k.inbox_order, f"({after_ms}", "+inf", withscores=True))
+        ordered = await call(self._redis.zrevrange(k.inbox_order, 0, -1, withscores=True))
         if not ordered:
             return []
         fields = [f"{mid}{suffix}" for mid, _ in ordered for suffix in ("", INBOX_READ_SUFFIX, INBOX_ARCHIVED_SUFFIX)]
@@ -52,6 +49,10 @@ class InboxStore:
             if message is not None:  # trimmed between the two reads
                 found.append((int(score), {**loads(message), "read_at": read_at, "archived_at": archived_at}))
         return found
+
+    async def version(self, customer_id: str) -> int:
+        """How many changes the inbox has had (messages in, marks): equal, nothing to read again."""
+        return int(await call(self._redis.hget(self._keys.customer(customer_id).inbox, INBOX_VERSION)) or 0)
 
     async def mark(self, customer_id: str, message_ids: Sequence[str], mark: str, at: str) -> list[str]:
         """Mark these messages `read` or `archived` at `at` (ISO 8601), each once; returns those newly marked."""

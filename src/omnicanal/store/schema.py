@@ -342,6 +342,9 @@ COUPON_USED_AT = "used_at"
 
 INBOX_KEPT = 100
 """Messages an inbox keeps: the newest; an older one goes with its marks when a new one comes."""
+INBOX_VERSION = "~version"
+"""A field of the inbox hash counting its changes (a message in, a mark): what a live stream watches. No message
+id starts with `~`."""
 INBOX_READ_SUFFIX = "|r"
 INBOX_ARCHIVED_SUFFIX = "|a"
 """A message id with one of these suffixes is the field of when it was read, or archived (ISO 8601)."""
@@ -417,6 +420,7 @@ LUA_NAMES: dict[str, str | int] = {
     "BACKFILL_WALKING": BACKFILL_WALKING, "BACKFILL_DONE": BACKFILL_DONE, "BACKFILL_CURSOR": BACKFILL_CURSOR,
     "BACKFILL_CONSIDERED": BACKFILL_CONSIDERED, "BACKFILL_TOTAL": BACKFILL_TOTAL,
     "BACKFILL_ARMED_AT": BACKFILL_ARMED_AT, "BACKFILL_WALKED_AT": BACKFILL_WALKED_AT,
-    "INBOX_READ_SUFFIX": INBOX_READ_SUFFIX, "INBOX_ARCHIVED_SUFFIX": INBOX_ARCHIVED_SUFFIX,
+    "INBOX_VERSION": INBOX_VERSION, "INBOX_READ_SUFFIX": INBOX_READ_SUFFIX,
+    "INBOX_ARCHIVED_SUFFIX": INBOX_ARCHIVED_SUFFIX,
 }
 """Stored names a Lua script may use: scripts.py defines, ahead of a script, each one its source mentions."""

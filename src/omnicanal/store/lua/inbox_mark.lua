@@ -1,6 +1,6 @@
 -- Mark messages of a customer's inbox read or archived (`suffix`: INBOX_READ_SUFFIX or INBOX_ARCHIVED_SUFFIX) at
 -- `at`, each once: a message marked before keeps its first time. Returns the ids newly marked (ids not in the
--- inbox are passed over).
+-- inbox are passed over). The inbox's version counts a change.
 local inbox_key = KEYS[1]
 local suffix = ARGV[1]
 local at = ARGV[2]
@@ -13,4 +13,5 @@ for i = 3, #ARGV do
     marked[#marked + 1] = message_id
   end
 end
+if #marked > 0 then redis.call('HINCRBY', inbox_key, INBOX_VERSION, 1) end
 return marked
