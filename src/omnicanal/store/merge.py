@@ -33,6 +33,7 @@ from omnicanal.store.schema import (
     INBOX_ARCHIVED_SUFFIX,
     INBOX_KEPT,
     INBOX_READ_SUFFIX,
+    INBOX_VERSION,
     INSTANCE_FIELD,
     KNOWN_AT,
     MERGED_AT,
@@ -171,8 +172,9 @@ def _merge_inboxes(pipe: Any, k: CustomerKeys, mine: dict[str, Any], theirs: dic
         return
     order = {**theirs["inbox_order"], **mine["inbox_order"]}
     dropped = sorted(order, key=lambda mid: (order[mid], mid))[:max(0, len(order) - INBOX_KEPT)]
-    pipe.hset(k.inbox, mapping=theirs["inbox"])
+    pipe.hset(k.inbox, mapping={name: value for name, value in theirs["inbox"].items() if name != INBOX_VERSION})
     pipe.zadd(k.inbox_order, theirs["inbox_order"])
+    pipe.hincrby(k.inbox, INBOX_VERSION, 1)  # a live stream of the customer's inbox reads it again
     if dropped:
         marks = ("", INBOX_READ_SUFFIX, INBOX_ARCHIVED_SUFFIX)
         pipe.hdel(k.inbox, *(f"{mid}{suffix}" for mid in dropped for suffix in marks))
