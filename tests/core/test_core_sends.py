@@ -192,6 +192,17 @@ def test_a_channel_without_quiet_hours_goes_at_once() -> None:
     assert customer.messages("held") == []
 
 
+def test_the_inbox_wakes_no_one_so_quiet_hours_leave_it_unless_it_is_named() -> None:
+    night = Customer([flow("- send: {template: offer, channels: [sms, inbox]}")],
+                     profile=profile(timezone="America/New_York"), rules=NIGHT)  # 03:00 in New York
+    night.event("go")
+    assert night.channels() == ["inbox"] and night.attempts[0].to == "c1"  # addressed by the customer's id
+    named = Customer([flow("- send: {template: offer, channels: [inbox]}")], profile=profile(
+        timezone="America/New_York"), rules=Rules(quiet_hours_by_channel={"inbox": NIGHT.quiet_hours}))
+    named.event("go")
+    assert named.attempts == [] and named.messages("held")
+
+
 def test_held_until_the_first_channel_that_opens() -> None:
     rules = Rules(quiet_hours=QuietHours.parse("21:00-09:00"),
                   quiet_hours_by_channel={"email": QuietHours.parse("21:00-08:00")})

@@ -13,6 +13,9 @@ from typing import Any
 from omnicanal.policy.consent import refusal
 from omnicanal.policy.windows import QuietHours, zone
 
+INBOX = "inbox"
+"""The in-app inbox: every customer has one, addressed by their id."""
+
 WHATSAPP_WINDOW = 24 * 3600.0
 """Meta's customer-service window: free-form WhatsApp messages only within 24 h of the customer's last one."""
 
@@ -27,7 +30,9 @@ class Rules:
     default_timezone: str = "UTC"
 
     def quiet_hours_of(self, channel: str) -> QuietHours | None:
-        return self.quiet_hours_by_channel.get(channel, self.quiet_hours)
+        """The channel's own, or the brand's — except for the in-app inbox, which wakes no one: none unless
+        named."""
+        return self.quiet_hours_by_channel.get(channel, None if channel == INBOX else self.quiet_hours)
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,6 @@ def preferred_order(channels: Sequence[str], preference: Sequence[str]) -> list[
     once, however often the step or the preference names it (a fallback never goes to a channel already tried)."""
     first = [channel for channel in preference if channel in channels]
     return list(dict.fromkeys([*first, *channels]))
-
-
-INBOX = "inbox"
-"""The in-app inbox: every customer has one, addressed by their id."""
 
 
 def address(addresses: Mapping[str, Any], channel: str) -> str | None:
