@@ -44,6 +44,7 @@ from omnicanal.channels import ConnectorContext, ConnectorSettings, OutboundMess
 from omnicanal.codec import encode
 from omnicanal.errors import PermanentDelivery, TransientDelivery
 from omnicanal.outbound import Blocked, pinned_url, target_of
+from omnicanal.signing import same_text
 
 from ._http import HttpConnector, post, status_error
 from ._settings import configured
@@ -70,7 +71,7 @@ def verify_signature(secret: str | bytes, timestamp: str, body: bytes, header: s
         age = abs((time.time() if now is None else now) - int(timestamp))
     except ValueError:
         return False
-    return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), header)
+    return age <= tolerance and same_text(header, sign(secret, timestamp, body))
 
 
 class WebhookSettings(ConnectorSettings):

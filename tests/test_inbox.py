@@ -121,6 +121,9 @@ async def test_only_the_signed_customer_reads_an_inbox(project: Path, start_api:
     forged = await api.request("GET", "/v1/inbox", 401, params={"customer": "i3",
                                                                 "signature": inbox_signature(SECRET, "i4")})
     assert "not this customer id's" in forged["message"]
+    for hostile in ("é" * 64, "\u0000", "ff" * 1000):  # not ASCII, a NUL, far too long: refused, never a 500
+        refused = await api.request("GET", "/v1/inbox", 401, params={"customer": "i3", "signature": hostile})
+        assert "not this customer id's" in refused["message"]
     headers = {"X-Omnicanal-Customer": "i3", "X-Omnicanal-Signature": inbox_signature(SECRET, "i3")}
     assert (await api.request("GET", "/v1/inbox", 200, headers=headers))["messages"] == []
     bad = await api.request("POST", "/v1/inbox/read", 422, params=credentials("i3"), json={"ids": []})

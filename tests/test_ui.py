@@ -386,3 +386,13 @@ def test_addresses_are_masked_per_channel() -> None:
     assert mask_address("push", ["device-token-1", "abc"]) == ["devi•••••en-1", "a••"]
     assert mask_address("webhook", "https://user:pw@crm.example/hook?token=1") == "https://crm.example/•••"
     assert mask_address("messenger", "1234567890123") == "1234•••••0123"
+
+
+async def test_a_token_or_cookie_that_is_not_ascii_is_refused_not_a_500(start_api: StartApi) -> None:
+    """hmac.compare_digest refuses text that is not ASCII with a TypeError: forged tokens and cookies written
+    with other characters must be refused like any other forgery."""
+    api = await start_api(api_keys=[KEY])
+    token = csrf_of(await page(api, "/ui/login"))
+    assert "expired" in await _post(api, "/ui/login", {"key": KEY, "csrf": "é" * len(token)}, 403)
+    api.client.session.cookie_jar.update_cookies({"omnicanal_ui": "9999999999.abc.é"})
+    assert (await api.client.get("/ui/operations", allow_redirects=False)).status == 303  # to the login form

@@ -45,6 +45,12 @@ def new_secret() -> str:
     return f"{SECRET_PREFIX}.{secrets.token_urlsafe(32)}"
 
 
+def same_text(given: str, expected: str) -> bool:
+    """Whether a token, cookie or signature a client sent is the expected one, in constant time. As bytes:
+    `hmac.compare_digest` raises TypeError on text that is not ASCII, which a forger chooses freely."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+
+
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     """The hex HMAC-SHA256 of `<timestamp>.<body>` under `secret`."""
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -84,7 +90,7 @@ def verify(secret: str, timestamp: str | None, signed: str | None, body: bytes, 
         raise BadSignature("future", f"{TIMESTAMP_HEADER} is {at - now:.0f} s ahead of this server's clock (at most "
                                      f"{WINDOW} s): set the sender's clock right (NTP)")
     expected = signature(secret, at, body)
-    if not hmac.compare_digest(expected.encode(), given.group(1).lower().encode()):
+    if not same_text(given.group(1).lower(), expected):
         raise BadSignature("mismatch", f"{SIGNATURE_HEADER} does not match this body and timestamp: sign the body's "
                                        f"bytes exactly as sent, with this key's signing secret ({_HOW})")
     return Signed(expected, at + WINDOW - now)

@@ -109,6 +109,7 @@ def test_verify_signature_accepts_only_a_fresh_matching_signature() -> None:
     assert not verify_signature("other", str(now), body, signed, now=now)         # another secret
     assert not verify_signature("k", str(now), body, signed, now=now + 301)       # replayed too late
     assert not verify_signature("k", "yesterday", body, signed, now=now)
+    assert not verify_signature("k", str(now), body, "sha256=" + "é" * 64, now=now)  # not ASCII: False, not raised
 
 
 def test_the_secret_is_required(monkeypatch: pytest.MonkeyPatch) -> None:

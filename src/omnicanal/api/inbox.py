@@ -33,6 +33,7 @@ from omnicanal.api.state import deployment_of, runtime_of
 from omnicanal.codec import dumps
 from omnicanal.errors import InputError, NotFound, StoreUnavailable, Unauthorized
 from omnicanal.policy.choice import INBOX
+from omnicanal.signing import same_text
 from omnicanal.store.inbox import InboxStore
 from omnicanal.store.keys import valid_customer_id
 from omnicanal.store.schema import INBOX_KEPT
@@ -74,7 +75,7 @@ def _customer(request: web.Request) -> str:
         raise InputError([{"field": "customer", "message": "not a customer id (letters, digits and ._:@+-, up to "
                                                            "128 characters)"}])
     for workspace, secret in runtimes.items():
-        if hmac.compare_digest(inbox_signature(secret.get_secret_value(), customer), signature.lower()):
+        if same_text(signature.lower(), inbox_signature(secret.get_secret_value(), customer)):
             request[WORKSPACE] = workspace
             return customer
     raise Unauthorized("the signature is not this customer id's: sign the id exactly as sent, with "
@@ -151,7 +152,8 @@ async def _mark(request: web.Request, mark: str) -> web.Response:
     ids = list(kept) if body.all else list(dict.fromkeys(body.ids or ()))
     marked = await store.mark(customer_id, ids, mark, iso(time.time()))
     if mark == "read" and marked:
-        await runtime.queue.append_events([await _read_event(request, customer_id, kept[mid]) for mid in marked])
+        await runtime.queue.append_events([await _read_event(request, customer_id, kept.get(mid) or {"id": mid})
+                                           for mid in marked])  # (one that came after `kept` was read: its id)
     unread = sum(1 for mid, message in kept.items()
                  if message["read_at"] is None and message["archived_at"] is None and mid not in marked)
     return web.json_response({"marked": marked, "unread": unread})

@@ -28,6 +28,7 @@ from aiohttp import web
 from omnicanal.access import Caller, KeyRings, presented_key
 from omnicanal.config import Settings
 from omnicanal.scopes import Scope
+from omnicanal.signing import same_text
 
 log = structlog.get_logger("omnicanal.ui")
 
@@ -77,7 +78,8 @@ class Gate:
         return not await self.keys.required()
 
     def _sign(self, purpose: str, value: str) -> str:
-        return hmac.new(self.secret, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
+        message = f"{purpose}|{value}".encode("utf-8", "surrogateescape")  # a cookie may hold any character
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
     async def check_key(self, given: str) -> Verdict:
         """What a key typed in the login form (or sent in a header) opens."""
@@ -95,7 +97,7 @@ class Gate:
     async def _session(self, value: str, now: float) -> Verdict:
         expiry, _, rest = value.partition(".")
         fingerprint, _, signature = rest.partition(".")
-        if not hmac.compare_digest(signature, self._sign("session", f"{expiry}.{fingerprint}")):
+        if not same_text(signature, self._sign("session", f"{expiry}.{fingerprint}")):
             return Verdict(Access.MISSING)
         if not expiry.isdigit() or int(expiry) < now:
             return Verdict(Access.MISSING)
@@ -121,7 +123,7 @@ class Gate:
     def csrf_valid(self, request: web.Request, token: str) -> bool:
         """The form's token matches this browser's CSRF cookie, and the request comes from this site."""
         nonce = request.cookies.get(CSRF_COOKIE, "")
-        if not nonce or not hmac.compare_digest(token, self.csrf_token(nonce)):
+        if not nonce or not same_text(token, self.csrf_token(nonce)):
             return False
         return same_origin(request)
 
