@@ -100,7 +100,7 @@ async def test_restart_during_a_wait_continues_the_journey(start_daemon: StartDa
                                                   "addresses": {"email": "ines@example.com"}})
     assert (await first.call("POST", "/v1/events", {"name": "signed_up", "customer_id": "w1"}))[0] == 202
     async with asyncio.timeout(10):
-        while await first.messages("w1") != ["welcome"]:
+        while "welcome" not in await first.messages("w1"):  # (on a busy machine, the tips may have gone too)
             await asyncio.sleep(0.05)
     welcomed = time.monotonic()  # the welcome went before this: the 2-day wait ends within 1 s of it
     code, log = first.stop()
