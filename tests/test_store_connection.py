@@ -103,29 +103,6 @@ async def test_a_batch_sends_before_then_scripts_then_after(redis_url: str, url:
         await transport.aclose()
 
 
-async def test_a_batch_on_one_redis_is_applied_whole_or_not_at_all(redis_url: str) -> None:
-    """A batch is one transaction: a process killed while writing it leaves nothing (Redis drops a MULTI whose
-    connection closes before EXEC) — shown here with the case Redis itself refuses at queue time: a command it
-    cannot take (out of memory says the same) aborts the commits and counters queued with it."""
-    transport = open_transport(redis_url)
-    append = Script("append", "return redis.call('RPUSH', KEYS[1], ARGV[1])")
-    try:
-        with pytest.raises(ResponseError):
-            async with transport.batch() as writes:
-                writes.before.rpush("batch:whole", "before")
-                writes.script(append, ["batch:whole"], ["commit"])
-                writes.after.execute_command("HINCRBY", "batch:counters")  # wrong arity: refused when queued
-        assert await transport.client.exists("batch:whole", "batch:counters") == 0
-        async with transport.batch() as writes:  # and the connection it used serves the next batch
-            writes.script(append, ["batch:whole"], ["commit"])
-            writes.after.hincrby("batch:counters", "sent", 1)
-        assert await transport.client.lrange("batch:whole", 0, -1) == ["commit"]
-        assert await transport.client.hget("batch:counters", "sent") == "1"
-    finally:
-        await transport.client.delete("batch:whole", "batch:counters")
-        await transport.aclose()
-
-
 async def test_an_exchange_that_times_out_is_dropped_and_leaves_no_reply_for_the_next_caller(redis_url: str) -> None:
     # One connection, a short socket timeout: the next exchange must reuse the pool's only slot.
     pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=1, socket_timeout=0.3,

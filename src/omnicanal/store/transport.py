@@ -141,11 +141,7 @@ class Transport(ABC):
             yield writes
             commands = [*_queued(before), *writes.scripts, *_queued(after)]
             if commands:
-                first_error(await self.send_batch(commands))
-
-    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
-        """A batch's commands, their replies in order (an error reply as its ResponseError, not raised)."""
-        return await self.send(commands)
+                first_error(await self.send(commands))
 
     async def read_groups(self, group: str, consumer: str, streams: FieldMap, count: int, block_ms: int | None,
                           first: Queue) -> list[Any]:
@@ -177,18 +173,6 @@ class DirectRedis(PipelinedRedis):
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         return await send_commands(cast(redis.Redis, self.client), commands)
-
-    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
-        """All of a batch or none of it: MULTI ... EXEC, so a process killed while it writes the batch to the
-        socket leaves nothing of it (Redis drops a transaction whose connection closes before EXEC) — never the
-        commits without the counters and index changes after them, which a replay (finding its work applied)
-        would not write again. A command Redis refuses to queue (out of memory) aborts the whole batch."""
-        replies = await self.send([("MULTI",), *commands, ("EXEC",)])
-        first_error(replies[:-1])
-        executed = replies[-1]
-        if isinstance(executed, redis_errors.ResponseError):  # EXECABORT
-            return [executed]
-        return list(executed)
 
 
 class ClusterRedis(Transport):
