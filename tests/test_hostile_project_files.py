@@ -3,8 +3,13 @@ huge files. Each must come out as located problems (`file:line`), never an excep
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+
+from conftest import ROOT
 from omnicanal.journey.graph import to_mermaid
-from omnicanal.journey.loader import parse_journey
+from omnicanal.journey.loader import parse_journey, validate_project
 
 
 def _long_journey(steps: int) -> str:
@@ -20,3 +25,43 @@ def test_a_journey_of_thousands_of_steps_is_checked_without_running_out_of_stack
     assert len(journey.steps) == 5000
     assert to_mermaid(journey).count("-->") >= 5000
 
+
+def _project(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A copy of the shipped journeys and templates, and an empty segments folder."""
+    journeys, templates, segments = tmp_path / "journeys", tmp_path / "templates", tmp_path / "segments"
+    shutil.copytree(ROOT / "journeys", journeys)
+    shutil.copytree(ROOT / "templates", templates)
+    segments.mkdir()
+    return journeys, templates, segments
+
+
+def _validate(journeys: Path, templates: Path, segments: Path) -> list[str]:
+    return [str(problem) for problem in validate_project(journeys, templates, "en", segments)]
+
+
+def test_a_file_that_is_a_link_to_nothing_is_a_problem_not_a_journey_left_out(tmp_path: Path) -> None:
+    journeys, templates, segments = _project(tmp_path)
+    (journeys / "moved.yaml").symlink_to(tmp_path / "elsewhere" / "moved.yaml")
+    (journeys / "loop.yaml").symlink_to(journeys / "loop.yaml")
+    (templates / "gone.yaml").symlink_to(tmp_path / "gone.yaml")
+    (segments / "vip.yaml").symlink_to(tmp_path / "vip.yaml")
+    problems = _validate(journeys, templates, segments)
+    assert len(problems) == 4, problems
+    for name in (journeys / "moved.yaml", journeys / "loop.yaml", templates / "gone.yaml", segments / "vip.yaml"):
+        assert any(problem.startswith(f"{name}:1: cannot read the file") for problem in problems), (name, problems)
+
+
+def test_a_huge_file_is_refused_at_once_naming_its_size(tmp_path: Path) -> None:
+    journeys, templates, segments = _project(tmp_path)
+    (journeys / "export.yaml").write_text("id: export\ntrigger: {event: e}\nsteps:\n" + "  - wait: 1h\n" * 400_000)
+    (templates / "newsletter.yaml").write_text("email:\n  en:\n    subject: hi\n    html: |\n"
+                                               + "      <p>lorem ipsum</p>\n" * 200_000)
+    started = time.monotonic()
+    problems = _validate(journeys, templates, segments)
+    assert time.monotonic() - started < 10
+    assert problems == [
+        f"{journeys / 'export.yaml'}:1: the file is 5,200,038 bytes; a journey, template or segment file holds at "
+        "most 1,000,000 (is it the file you meant to put here?)",
+        f"{templates / 'newsletter.yaml'}:1: the file is 5,000,041 bytes; a journey, template or segment file holds "
+        "at most 1,000,000 (is it the file you meant to put here?)",
+    ]
