@@ -1,0 +1,51 @@
+"""The command line misused: files that are not what they should be, values no one meant. Each must end with one
+`error:` line naming what to fix and a non-zero exit code, never a traceback or a hang."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_cli import run
+
+pytestmark = pytest.mark.slow  # each test starts the command as its own process
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize(("scenario", "named"), [
+    (b"\xff\xfeevents: []\n", "--scenario"),
+    (BOMB.encode(), "--scenario"),
+    (b"events:\n  - {at: .nan, name: cart_abandoned}\n", "events.0.at"),
+    (b"events:\n  - {at: .inf, name: cart_abandoned}\n", "events.0.at"),
+    (b"events:\n  - {at: -3600, name: cart_abandoned}\n", "events.0.at"),
+    (b"updates:\n  - {at: .nan, profile: {locale: fr}}\n", "updates.0.at"),
+    (b"until: .nan\n", "until"),
+    (b"until: -5\n", "until"),
+    (b"until: .inf\n", "until"),
+])
+def test_a_scenario_with_values_no_one_meant_is_refused_naming_the_field(project: Path, scenario: bytes,
+                                                                          named: str) -> None:
+    (project / "scenario.yaml").write_bytes(scenario)
+    result = run("simulate", "abandoned_cart", "--scenario", "scenario.yaml", cwd=project, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {named}"), result.stderr
+
+
+def test_a_scenario_event_of_a_customer_not_in_it_is_refused_naming_the_scenario(project: Path) -> None:
+    (project / "scenario.yaml").write_text("events:\n  - {name: cart_abandoned, customer: bob}\n")
+    result = run("simulate", "abandoned_cart", "--scenario", "scenario.yaml", cwd=project, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == ("error: --scenario: events[0].customer: no customer 'bob' in the scenario (expected one "
+                             "of: simulated)\n")
+
+
+def test_a_key_written_twice_in_a_scenario_is_refused_with_its_line(project: Path) -> None:
+    (project / "scenario.yaml").write_text("until: 1d\nevents: []\nuntil: 2d\n")
+    result = run("simulate", "abandoned_cart", "--scenario", "scenario.yaml", cwd=project, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == "error: --scenario: scenario.yaml:3: duplicate key 'until' (first at line 1)\n"
