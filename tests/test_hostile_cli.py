@@ -49,3 +49,27 @@ def test_a_key_written_twice_in_a_scenario_is_refused_with_its_line(project: Pat
     result = run("simulate", "abandoned_cart", "--scenario", "scenario.yaml", cwd=project, timeout=30)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == "error: --scenario: scenario.yaml:3: duplicate key 'until' (first at line 1)\n"
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"OMNICANAL_RATE_LIMITS": "twilio_smss=30"},
+     "error: OMNICANAL_RATE_LIMITS: no connector 'twilio_smss' (did you mean 'twilio_sms'?)"),
+    ({"OMNICANAL_REDIS_URL": "redis://127.0.0.1:6379/999"},
+     "error: Redis is unavailable: DB index is out of range"),
+    ({"OMNICANAL_REDIS_URL": "redis+cluster://127.0.0.1:6379"},
+     "error: Redis is unavailable: Redis Cluster cannot be connected"),
+])
+def test_a_start_the_redis_or_the_connectors_refuse_ends_with_one_line(project: Path, env: dict[str, str],
+                                                                        expected: str) -> None:
+    result = run("serve", "--port", "0", cwd=project, timeout=30, OMNICANAL_LOG_FORMAT="console", **env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(expected), result.stderr
+
+
+@pytest.mark.parametrize("command", [("dlq", "list"), ("keys", "list"), ("journeys", "pause", "abandoned_cart")])
+def test_an_admin_command_on_a_redis_that_refuses_the_database_ends_with_one_line(project: Path,
+                                                                                   command: tuple[str, ...]) -> None:
+    result = run(*command, cwd=project, timeout=30, OMNICANAL_REDIS_URL="redis://127.0.0.1:6379/999")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == "error: Redis is unavailable: DB index is out of range\n", result.stderr
