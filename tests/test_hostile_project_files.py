@@ -7,6 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 from omnicanal.journey.graph import to_mermaid
 from omnicanal.journey.loader import parse_journey, validate_project
@@ -65,3 +67,15 @@ def test_a_huge_file_is_refused_at_once_naming_its_size(tmp_path: Path) -> None:
         f"{templates / 'newsletter.yaml'}:1: the file is 5,000,041 bytes; a journey, template or segment file holds "
         "at most 1,000,000 (is it the file you meant to put here?)",
     ]
+
+
+@pytest.mark.parametrize("tag", ['{% include "../journeys/abandoned_cart.yaml" %}', '{% import "/etc/passwd" as x %}',
+                                 '{% from "welcome.yaml" import body %}', '{% extends "cart_discount.yaml" %}'])
+def test_a_template_reading_another_file_is_refused_by_validate_not_failing_every_send(tmp_path: Path,
+                                                                                        tag: str) -> None:
+    journeys, templates, segments = _project(tmp_path)
+    (templates / "footer.yaml").write_text(f"en:\n  push:\n    title: Hi\n    body: |\n      Hello\n      {tag}\n")
+    problems = _validate(journeys, templates, segments)
+    assert problems == [f"{templates / 'footer.yaml'}:6: template footer (en, push.body): Jinja2 syntax error: "
+                        "a template field stands alone: include, import and extends (which read another file) "
+                        "are not available; write the text here, or a macro in this field"], problems
