@@ -73,3 +73,23 @@ def test_an_admin_command_on_a_redis_that_refuses_the_database_ends_with_one_lin
     result = run(*command, cwd=project, timeout=30, OMNICANAL_REDIS_URL="redis://127.0.0.1:6379/999")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == "error: Redis is unavailable: DB index is out of range\n", result.stderr
+
+
+def test_init_where_a_file_stands_ends_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder\n")
+    result = run("init", "taken/project", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == ("error: cannot write the project in taken/project: Not a directory "
+                             "(taken/project/journeys)\n")
+
+
+def test_init_never_writes_through_a_link_in_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "project" / "journeys").mkdir(parents=True)
+    (tmp_path / "project" / "journeys" / "abandoned_cart.yaml").symlink_to(tmp_path / "outside.yaml")
+    refused = run("init", "project", cwd=tmp_path, timeout=30)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "project already holds journeys/abandoned_cart.yaml" in refused.stderr
+    forced = run("init", "project", "--force", cwd=tmp_path, timeout=30)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert not (tmp_path / "outside.yaml").exists()
+    assert not (tmp_path / "project" / "journeys" / "abandoned_cart.yaml").is_symlink()
