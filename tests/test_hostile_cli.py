@@ -93,3 +93,38 @@ def test_init_never_writes_through_a_link_in_the_folder(tmp_path: Path) -> None:
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert not (tmp_path / "outside.yaml").exists()
     assert not (tmp_path / "project" / "journeys" / "abandoned_cart.yaml").is_symlink()
+
+
+@pytest.fixture
+def redis_env(redis_url: str) -> dict[str, str]:
+    return {"OMNICANAL_REDIS_URL": redis_url}
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "stop", "drain"])
+def test_a_journey_command_with_a_misspelt_id_changes_nothing_and_says_so(project: Path, redis_env: dict[str, str],
+                                                                          action: str) -> None:
+    result = run("journeys", action, "abandonned_cart", cwd=project, timeout=30, **redis_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: no journey 'abandonned_cart' (did you mean 'abandoned_cart'?) in "
+                                    "journeys or among those workspace 'default' ran"), result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("dlq", "retry", "nope"), "error: 'nope' is not a dead-letter id"),
+    (("dlq", "drop", "1-0", "abc"), "error: 'abc' is not a dead-letter id"),
+    (("dlq", "list", "--limit", "0"), "Invalid value for '--limit'"),
+    (("dlq", "list", "--limit", "99999999999999999999"), "Invalid value for '--limit'"),
+    (("broadcasts", "list", "--limit", "-1"), "Invalid value for '--limit'"),
+    (("broadcast", "abandoned_cart", "--everyone", "--rate", "nan", "--no-follow"), "error: rate: customers per "
+                                                                                   "second"),
+    (("broadcast", "abandoned_cart", "--everyone", "--rate", "inf", "--no-follow"), "error: rate: customers per "
+                                                                                   "second"),
+])
+def test_an_admin_argument_no_one_meant_is_refused_without_a_traceback(project: Path, redis_env: dict[str, str],
+                                                                       args: tuple[str, ...], expected: str) -> None:
+    result = run(*args, cwd=project, timeout=30, **redis_env)
+    assert result.returncode in (1, 2), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr, result.stderr
+    assert result.stdout == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import sys
 from collections import Counter
@@ -334,9 +335,23 @@ def _admin_with(settings: Settings, job: Any) -> Any:
         _fail(str(exc), 1)
 
 
+DEAD_LETTER_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+"""A dead-letter id as `dlq list` prints it: a stream entry id, `1700000000000-0`."""
+
+
+def _dead_letter_ids(ids: list[str] | None) -> list[str]:
+    """The ids given, each checked: Redis refuses a malformed one with an error, and would find none."""
+    for entry_id in ids or []:
+        if not DEAD_LETTER_ID.fullmatch(entry_id):
+            _fail(f"{entry_id!r} is not a dead-letter id: give the ids `omnicanal dlq list` prints, e.g. "
+                  "1700000000000-0")
+    return ids or []
+
+
 @dlq_app.command("list")
 def dlq_list(
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100, config: ConfigOption = None
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Show at most this many.")] = 100,
+    config: ConfigOption = None,
 ) -> None:
     """Show dead-lettered items, oldest first, with the error that parked them."""
     from omnicanal.admin import list_dead_letters
@@ -352,7 +367,8 @@ def dlq_retry(ids: IdsArgument = None, config: ConfigOption = None) -> None:
     """Put items back to work (after fixing what made them fail). Example: omnicanal dlq retry 1700000000000-0"""
     from omnicanal.admin import retry_dead_letters
 
-    done = _admin(config, lambda s: retry_dead_letters(s, ids or []))
+    wanted = _dead_letter_ids(ids)
+    done = _admin(config, lambda s: retry_dead_letters(s, wanted))
     typer.echo(f"{len(done)} item(s) put back to work")
 
 
@@ -361,7 +377,8 @@ def dlq_drop(ids: IdsArgument = None, config: ConfigOption = None) -> None:
     """Delete items for good."""
     from omnicanal.admin import drop_dead_letters
 
-    done = _admin(config, lambda s: drop_dead_letters(s, ids or []))
+    wanted = _dead_letter_ids(ids)
+    done = _admin(config, lambda s: drop_dead_letters(s, wanted))
     typer.echo(f"{len(done)} item(s) dropped")
 
 
@@ -570,7 +587,8 @@ def _summary(view: dict[str, Any]) -> str:
 
 
 @broadcasts_app.command("list")
-def broadcasts_list(limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+def broadcasts_list(limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")]
+                    = 20,
                     config: ConfigOption = None) -> None:
     """The latest broadcasts with their progress."""
     from omnicanal.admin import recent_broadcasts
