@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,16 @@ def test_an_admin_argument_no_one_meant_is_refused_without_a_traceback(project: 
     assert "Traceback" not in result.stderr, result.stderr
     assert expected in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def test_serve_on_a_port_already_taken_ends_with_one_line(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), cwd=project, timeout=30, OMNICANAL_LOG_FORMAT="console")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port}: error while attempting to bind on address ('127.0.0.1', {port}): "
+        "address already in use (set OMNICANAL_HOST and OMNICANAL_PORT, or --host and --port)")
