@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from omnicanal.errors import ConfigError
 from omnicanal.journey.graph import to_mermaid
 from omnicanal.journey.loader import parse_journey, validate_project
 
@@ -79,3 +80,11 @@ def test_a_template_reading_another_file_is_refused_by_validate_not_failing_ever
     assert problems == [f"{templates / 'footer.yaml'}:6: template footer (en, push.body): Jinja2 syntax error: "
                         "a template field stands alone: include, import and extends (which read another file) "
                         "are not available; write the text here, or a macro in this field"], problems
+
+
+def test_a_segments_folder_that_is_a_file_is_a_problem_not_no_segments(tmp_path: Path) -> None:
+    journeys, templates, segments = _project(tmp_path)
+    segments.rmdir()
+    segments.write_text("id: vip\nwhere: \"customer.tier == 'gold'\"\n")
+    with pytest.raises(ConfigError, match=r"OMNICANAL_SEGMENTS_DIR: '.*segments' is not a directory"):
+        _validate(journeys, templates, segments)
