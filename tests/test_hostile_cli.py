@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -142,3 +143,22 @@ def test_serve_on_a_port_already_taken_ends_with_one_line(project: Path) -> None
     assert result.stderr.splitlines()[-1] == (
         f"error: cannot listen on 127.0.0.1:{port}: error while attempting to bind on address ('127.0.0.1', {port}): "
         "address already in use (set OMNICANAL_HOST and OMNICANAL_PORT, or --host and --port)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_validate_on_a_folder_it_may_not_read_ends_with_one_line(project: Path) -> None:
+    (project / "journeys").chmod(0)
+    try:
+        result = run("validate", cwd=project, timeout=30)
+    finally:
+        (project / "journeys").chmod(0o755)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == "error: cannot open journeys: Permission denied\n", result.stderr
+
+
+def test_export_to_a_folder_that_is_not_there_ends_with_one_line(project: Path, redis_env: dict[str, str]) -> None:
+    result = run("export", "events", "--since", "2026-01-01", "-o", "missing/events.jsonl", cwd=project, timeout=30,
+                 **redis_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == "error: cannot open missing/events.jsonl.partial: No such file or directory\n"
+    assert not (project / "missing").exists()

@@ -730,5 +730,14 @@ def audit(
                    else f"{entry['at']}  {entry['actor']}  {entry['action']}  {entry['target']}  {details}")
 
 
+FILE_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+"""A file or folder of the command's own that it cannot open: a line naming it, not a traceback, whichever
+command met it (a folder without read permission, one removed while the command ran)."""
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except FILE_ERRORS as exc:
+        typer.echo(f"error: cannot open {exc.filename}: {exc.strerror}", err=True)
+        raise SystemExit(1) from None
