@@ -21,7 +21,7 @@ from omnicanal.codec import encode
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
 from omnicanal.engine.runtime import load_project
-from omnicanal.errors import ConfigError, InputError, NotFound
+from omnicanal.errors import ConfigError, InputError, NotFound, OmnicanalError
 from omnicanal.scopes import Scope
 from omnicanal.stats import report
 from omnicanal.store.apikeys import ApiKeyStore
@@ -33,6 +33,7 @@ from omnicanal.store.keys import Keyspace
 from omnicanal.store.schema import StoredKey
 from omnicanal.store.transport import open_transport
 from omnicanal.store.work import WorkItem, WorkQueue
+from omnicanal.suggest import did_you_mean
 from omnicanal.timestamps import iso
 
 
@@ -122,9 +123,17 @@ async def _audit_dead_letters(store: _Store, action: str, done: list[str]) -> No
 
 
 async def control_journey(settings: Settings, action: str, journey_id: str) -> int:
-    """`pause`, `resume`, `stop` or `drain` a journey (see lifecycle.py); returns how many customers it reached."""
+    """`pause`, `resume`, `stop` or `drain` a journey (see lifecycle.py); returns how many customers it reached.
+    NotFound for a journey neither in the journey files nor ever loaded by a process of the workspace (a file
+    removed since), as the HTTP calls answer 404: a misspelt id would be paused while the journey meant runs on."""
     async with _store(settings) as store:
         queue, journeys = store.queue, store.journeys
+        if not await journeys.known(journey_id):
+            on_file = _journeys_on_file(settings)
+            if journey_id not in on_file:
+                raise NotFound(f"no journey {journey_id!r}{did_you_mean(journey_id, on_file)} in "
+                               f"{settings.journeys_dir} or among those workspace {settings.workspace!r} ran; in "
+                               f"the files: {', '.join(sorted(on_file)) or 'none'}")
         if action == "pause":
             count = await lifecycle.pause(journeys, journey_id)
         elif action == "resume":
@@ -135,6 +144,14 @@ async def control_journey(settings: Settings, action: str, journey_id: str) -> i
             count = await lifecycle.drain(journeys, queue, journey_id)
         await store.audit.record(store.actor, f"journey.{action}", journey_id, {"customers": count})
         return count
+
+
+def _journeys_on_file(settings: Settings) -> set[str]:
+    """The ids of the journey files that load (none when they do not: the store then says what ran)."""
+    try:
+        return {journey.id for journey in load_project(settings)[1]}
+    except OmnicanalError:
+        return set()
 
 
 async def create_broadcast(settings: Settings, journey: str, audience: dict[str, Any], at: float | None,

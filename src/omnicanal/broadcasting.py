@@ -9,6 +9,7 @@ the journey's re-entry rules, and each message with consent, caps and quiet hour
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -46,7 +47,7 @@ def new_broadcast(journey: str, journeys: Collection[str], audience: dict[str, A
     if "segment" in audience and audience["segment"] not in segments:
         errors.append({"field": "audience.segment", "message": f"no segment {audience['segment']!r}; defined: "
                                                                f"{', '.join(sorted(segments)) or 'none'}"})
-    if rate < 0:
+    if not 0 <= rate < math.inf:  # NaN too: a walk would wait NaN seconds between batches
         errors.append({"field": "rate", "message": "customers per second: a positive number (0: no limit)"})
     if errors:
         raise InputError(errors)

@@ -34,6 +34,7 @@ from omnicanal.errors import ConfigError
 from omnicanal.outbound import OutboundPolicy
 from omnicanal.store.connection import Redis
 from omnicanal.store.keys import Keyspace
+from omnicanal.suggest import did_you_mean
 
 ENTRY_POINT_GROUP = "omnicanal.connectors"
 FALLBACK_CONNECTOR = "outbox"
@@ -204,10 +205,15 @@ def discover_connectors() -> dict[str, type[Connector]]:
 class ConnectorRegistry:
     """Channel -> connector instance, built once at start."""
 
-    def __init__(self, context: ConnectorContext, routes: Mapping[str, str] | None = None) -> None:
+    def __init__(self, context: ConnectorContext, routes: Mapping[str, str] | None = None,
+                 rate_limits: Mapping[str, float] | None = None) -> None:
         classes = discover_connectors()
         if FALLBACK_CONNECTOR not in classes:
             raise ConfigError("the built-in 'outbox' connector is not registered: reinstall omnicanal")
+        for name in rate_limits or {}:  # a misspelt name would leave the real connector at its own rate, unsaid
+            if name not in classes:
+                raise ConfigError(f"OMNICANAL_RATE_LIMITS: no connector {name!r}{did_you_mean(name, classes)}; the "
+                                  f"connectors are {', '.join(sorted(classes))}")
         self._instances: dict[str, Connector] = {}
         self._routes: dict[str, Connector] = {}
         for channel, name in {**BUILT_IN_ROUTES, **(routes or {})}.items():

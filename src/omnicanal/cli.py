@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import sys
 from collections import Counter
@@ -156,7 +157,10 @@ def graph(
     journey: Annotated[str, typer.Argument(help="Journey id, e.g. abandoned_cart.")],
     config: ConfigOption = None,
 ) -> None:
-    """Print a journey as a Mermaid flowchart (paste it in a pull request or mermaid.live)."""
+    """Print a journey as a Mermaid flowchart (paste it in a pull request or mermaid.live).
+
+    Example: omnicanal graph abandoned_cart > abandoned_cart.mmd
+    """
     from omnicanal.journey.graph import to_mermaid
 
     typer.echo(to_mermaid(_load_journey(journey, _settings(config))))
@@ -334,11 +338,27 @@ def _admin_with(settings: Settings, job: Any) -> Any:
         _fail(str(exc), 1)
 
 
+DEAD_LETTER_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+"""A dead-letter id as `dlq list` prints it: a stream entry id, `1700000000000-0`."""
+
+
+def _dead_letter_ids(ids: list[str] | None) -> list[str]:
+    """The ids given, each checked: Redis refuses a malformed one with an error, and would find none."""
+    for entry_id in ids or []:
+        if not DEAD_LETTER_ID.fullmatch(entry_id):
+            _fail(f"{entry_id!r} is not a dead-letter id: give the ids `omnicanal dlq list` prints, e.g. "
+                  "1700000000000-0")
+    return ids or []
+
+
 @dlq_app.command("list")
 def dlq_list(
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100, config: ConfigOption = None
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Show at most this many.")] = 100,
+    config: ConfigOption = None,
 ) -> None:
-    """Show dead-lettered items, oldest first, with the error that parked them."""
+    """Show dead-lettered items, oldest first, with the error that parked them.
+
+    Example: omnicanal dlq list --limit 20"""
     from omnicanal.admin import list_dead_letters
 
     letters = _admin(config, lambda s: list_dead_letters(s, limit))
@@ -352,16 +372,18 @@ def dlq_retry(ids: IdsArgument = None, config: ConfigOption = None) -> None:
     """Put items back to work (after fixing what made them fail). Example: omnicanal dlq retry 1700000000000-0"""
     from omnicanal.admin import retry_dead_letters
 
-    done = _admin(config, lambda s: retry_dead_letters(s, ids or []))
+    wanted = _dead_letter_ids(ids)
+    done = _admin(config, lambda s: retry_dead_letters(s, wanted))
     typer.echo(f"{len(done)} item(s) put back to work")
 
 
 @dlq_app.command("drop")
 def dlq_drop(ids: IdsArgument = None, config: ConfigOption = None) -> None:
-    """Delete items for good."""
+    """Delete items for good (none given: every one). Example: omnicanal dlq drop 1700000000000-0"""
     from omnicanal.admin import drop_dead_letters
 
-    done = _admin(config, lambda s: drop_dead_letters(s, ids or []))
+    wanted = _dead_letter_ids(ids)
+    done = _admin(config, lambda s: drop_dead_letters(s, wanted))
     typer.echo(f"{len(done)} item(s) dropped")
 
 
@@ -452,7 +474,9 @@ def _control(action: str, journey: str, config: Path | None, done: str) -> None:
 
 @journeys_app.command("drain")
 def journeys_drain(journey: JourneyArgument, config: ConfigOption = None) -> None:
-    """Exit every running instance of a journey (e.g. after removing its file: no new entries start then)."""
+    """Exit every running instance of a journey (e.g. after removing its file: no new entries start then).
+
+    Example: omnicanal journeys drain welcome_series"""
     _control("drain", journey, config, "asked {count} customer(s) to leave {journey}")
 
 
@@ -465,13 +489,17 @@ def journeys_pause(journey: JourneyArgument, config: ConfigOption = None) -> Non
 
 @journeys_app.command("resume")
 def journeys_resume(journey: JourneyArgument, config: ConfigOption = None) -> None:
-    """Let a paused or stopped journey run again: events and timers that came meanwhile apply in order."""
+    """Let a paused or stopped journey run again: events and timers that came meanwhile apply in order.
+
+    Example: omnicanal journeys resume abandoned_cart"""
     _control("resume", journey, config, "{journey} running again ({count} customer(s) catch up)")
 
 
 @journeys_app.command("stop")
 def journeys_stop(journey: JourneyArgument, config: ConfigOption = None) -> None:
-    """Stop a journey: every running instance exits and no new entry starts until `resume`."""
+    """Stop a journey: every running instance exits and no new entry starts until `resume`.
+
+    Example: omnicanal journeys stop abandoned_cart"""
     _control("stop", journey, config, "{journey} stopped ({count} customer(s) asked to leave)")
 
 
@@ -570,9 +598,10 @@ def _summary(view: dict[str, Any]) -> str:
 
 
 @broadcasts_app.command("list")
-def broadcasts_list(limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+def broadcasts_list(limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")]
+                    = 20,
                     config: ConfigOption = None) -> None:
-    """The latest broadcasts with their progress."""
+    """The latest broadcasts with their progress. Example: omnicanal broadcasts list --limit 5"""
     from omnicanal.admin import recent_broadcasts
 
     for found in _admin(config, lambda s: recent_broadcasts(s, limit)):
@@ -584,7 +613,9 @@ def broadcasts_list(limit: Annotated[int, typer.Option(help="At most this many, 
 def broadcasts_show(broadcast_id: Annotated[str, typer.Argument(help="Its id (b_...).")],
                     follow: Annotated[bool, typer.Option("--follow", help="Show the progress until done.")] = False,
                     config: ConfigOption = None) -> None:
-    """One broadcast as JSON (`--follow`: a progress bar until it is done)."""
+    """One broadcast as JSON (`--follow`: a progress bar until it is done).
+
+    Example: omnicanal broadcasts show s.weekly_winback.1796630400 --follow"""
     from omnicanal.admin import read_broadcast
     from omnicanal.codec import dumps
 
@@ -598,7 +629,9 @@ def broadcasts_show(broadcast_id: Annotated[str, typer.Argument(help="Its id (b_
 @broadcasts_app.command("cancel")
 def broadcasts_cancel(broadcast_id: Annotated[str, typer.Argument(help="Its id (b_...).")],
                       config: ConfigOption = None) -> None:
-    """Stop walking the audience; the starts already queued still apply."""
+    """Stop walking the audience; the starts already queued still apply.
+
+    Example: omnicanal broadcasts cancel b_1a2b3c4d5e6f"""
     from omnicanal.admin import cancel_broadcast
 
     cancelled = _admin(config, lambda s: cancel_broadcast(s, broadcast_id))
@@ -647,7 +680,7 @@ def keys_list(
     config: ConfigOption = None,
 ) -> None:
     """Show the keys (never their secrets): id, name, scopes, when created and last used, whether its requests are
-    signed."""
+    signed. Example: omnicanal keys list --all --workspace shop-de"""
     from omnicanal.admin import list_keys
 
     keys = [key for key in _admin_with(_settings(config, workspace=workspace), list_keys)
@@ -697,5 +730,14 @@ def audit(
                    else f"{entry['at']}  {entry['actor']}  {entry['action']}  {entry['target']}  {details}")
 
 
+FILE_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+"""A file or folder of the command's own that it cannot open: a line naming it, not a traceback, whichever
+command met it (a folder without read permission, one removed while the command ran)."""
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except FILE_ERRORS as exc:
+        typer.echo(f"error: cannot open {exc.filename}: {exc.strerror}", err=True)
+        raise SystemExit(1) from None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -24,10 +25,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError
 from omnicanal.outbound import Network, OutboundPolicy, parse_allowed
 from omnicanal.policy.caps import Cap, parse_caps
 from omnicanal.policy.windows import QuietHours
+from omnicanal.store.connection import CLUSTER_SCHEMES
+from omnicanal.suggest import did_you_mean
 
 ENV_PREFIX = "OMNICANAL_"
 DEFAULT_QUIET_HOURS = QuietHours.parse("21:00-08:00")
@@ -45,14 +49,53 @@ def _pairs(text: str) -> dict[str, str]:
 
 
 def _rate(connector: str, rate: Any) -> float:
-    """A positive number of sends per second, from text or a TOML number."""
+    """A positive number of sends per second, from text or a TOML number (`true` is not one)."""
     try:
-        value = float(rate)
+        value = 0.0 if isinstance(rate, bool) else float(rate)
     except (TypeError, ValueError):
         value = 0.0
     if not value > 0:
         raise ValueError(f"{connector}={rate}: a rate is a positive number of sends per second")
     return value
+
+
+def _channel_names(names: Iterable[str]) -> None:
+    """ValueError for a name that is no channel: a misspelt one would leave the real channel as it was, unsaid
+    (SMS marketing without the opt-in `OMNICANAL_OPT_IN_CHANNELS=smss` meant)."""
+    for name in names:
+        if name not in CHANNELS:
+            raise ValueError(f"no channel {name!r}{did_you_mean(name, CHANNELS)}; the channels are "
+                             f"{', '.join(CHANNELS)}")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+"""The URLs open_redis takes."""
+
+
+def _redis_url(url: str) -> None:
+    """ValueError for a Redis URL that could not be opened, or would open something else than meant (`/abc` as
+    the database was database 0). The URL is never repeated: it may hold a password."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        raise ValueError(f"a Redis URL begins with {', '.join(s + '://' for s in REDIS_SCHEMES)}, e.g. "
+                         "redis://127.0.0.1:6379/0")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its ValueError
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    database = parts.path.strip("/") if scheme in ("redis", "rediss") else ""
+    if database and not database.isdigit():
+        raise ValueError("the database is a number: redis://host:6379/0")
+
+
+def _window(value: Any) -> Any:
+    """Quiet hours from their text (`21:00-08:00`, `off`); in a TOML file a number or table is not one."""
+    if isinstance(value, str):
+        return QuietHours.parse(value)
+    if value is None or isinstance(value, QuietHours):
+        return value
+    raise ValueError('write it as text, e.g. "21:00-08:00", or "off"')
 
 
 class Settings(BaseSettings):
@@ -172,7 +215,8 @@ class Settings(BaseSettings):
         "Unset: the inbox API is off (messages on channel `inbox` are still kept).",
     )
     clock_speed: float = Field(
-        default=1.0, gt=0, description="Journey time per real second: 3600 runs an hour of waits in a second."
+        default=1.0, gt=0, le=1e8, description="Journey time per real second: 3600 runs an hour of waits in a second "
+        "(at most 10^8, three years a second: a journey clock past the year 9999 is no date)."
     )
     partitions: int = Field(
         default=16, ge=1, le=1024, description="Work stream partitions (customers are hashed onto them)."
@@ -307,6 +351,19 @@ class Settings(BaseSettings):
     def _routes(cls, value: Any) -> Any:
         return _pairs(value) if isinstance(value, str) else value
 
+    @field_validator("channels", "quiet_hours_by_channel", "opt_in_channels")
+    @classmethod
+    def _known_channels(cls, value: Any) -> Any:
+        _channel_names(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _openable(cls, value: str | None) -> str | None:
+        if value:
+            _redis_url(value)
+        return value
+
     @field_validator("global_control", mode="before")
     @classmethod
     def _share(cls, value: Any) -> Any:
@@ -323,13 +380,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_caps(value)
         if isinstance(value, list | tuple):  # a TOML array: ["3/1d", "channel:1/4h"]
+            if not all(isinstance(cap, str | Cap) for cap in value):
+                raise ValueError('write each cap as text, e.g. "3/1d" or "channel:1/4h"')
             return tuple(Cap.parse(cap) if isinstance(cap, str) else cap for cap in value)
         return value
 
     @field_validator("quiet_hours", mode="before")
     @classmethod
     def _quiet_hours(cls, value: Any) -> Any:
-        return QuietHours.parse(value) if isinstance(value, str) else value
+        return _window(value)
 
     @field_validator("quiet_hours_by_channel", mode="before")
     @classmethod
@@ -337,7 +396,7 @@ class Settings(BaseSettings):
         windows = _pairs(value) if isinstance(value, str) else value
         if not isinstance(windows, Mapping):
             return windows
-        return {channel: QuietHours.parse(w) if isinstance(w, str) else w for channel, w in windows.items()}
+        return {channel: _window(window) for channel, window in windows.items()}
 
     @field_validator("rate_limits", mode="before")
     @classmethod
@@ -373,6 +432,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()

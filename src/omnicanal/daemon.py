@@ -23,6 +23,7 @@ from omnicanal.api.app import create_app
 from omnicanal.config import Settings
 from omnicanal.engine.deployment import Deployment
 from omnicanal.engine.runtime import Role
+from omnicanal.errors import ConfigError
 
 log = structlog.get_logger("omnicanal")
 
@@ -51,7 +52,13 @@ async def run_process(settings: Settings, role: Role) -> None:
                            keepalive_timeout=settings.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port taken, an address not this machine's, a host name that does not resolve
+        await runner.cleanup()
+        await deployment.stop()
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (set "
+                          f"OMNICANAL_HOST and OMNICANAL_PORT, or --host and --port)") from exc
     tune_garbage_collector()
     log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses],
              workspaces=sorted(deployment.runtimes))

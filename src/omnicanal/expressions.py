@@ -118,8 +118,17 @@ def _written(value: Any) -> Any:
     return budget.write(value)
 
 
+_OTHER_FILES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+"""Tags that read another template: the sandbox has no loader, so each would fail every render."""
+
+
 def _rewritten(tree: nodes.Template, environment: jinja2.Environment) -> nodes.Template:
-    """Parsed code as the sandbox runs it: its texts checked (text_checks.checked), its work counted (budget)."""
+    """Parsed code as the sandbox runs it: its texts checked (text_checks.checked), its work counted (budget).
+    A tag reading another file is refused here, at load, rather than failing each message at its send."""
+    for node in tree.find_all(_OTHER_FILES):
+        raise jinja2.TemplateSyntaxError("a template field stands alone: include, import and extends (which read "
+                                         "another file) are not available; write the text here, or a macro in "
+                                         "this field", node.lineno)
     return budget.budgeted(text_checks.checked(tree), environment)
 
 

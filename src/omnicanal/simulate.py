@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from omnicanal.api.customers import update_profile
@@ -50,6 +49,7 @@ from omnicanal.store.broadcasts import CANCELLED, DONE
 from omnicanal.store.schedules import ScheduleMarks
 from omnicanal.suggest import did_you_mean
 from omnicanal.timestamps import iso
+from omnicanal.yaml_lines import YamlSyntaxError, load_with_lines, read_source
 
 DEFAULT_CUSTOMER: dict[str, Any] = {
     "attributes": {"first_name": "Alex"},
@@ -64,9 +64,11 @@ SIMULATED = "simulated"
 
 
 def _scenario_offset(value: Any) -> Any:
-    if isinstance(value, str) and value.strip() in ("0", "0s"):
+    """Seconds from the start; a number too goes through parse_duration, so that NaN (a clock that never
+    reaches it: the simulation hung), infinity and negative offsets are refused as in a journey."""
+    if (isinstance(value, str) and value.strip() in ("0", "0s")) or (type(value) in (int, float) and value == 0):
         return 0.0  # "right away": a duration elsewhere must be positive, an offset may be zero
-    return parse_duration(value) if isinstance(value, str) else value
+    return parse_duration(value)
 
 
 Offset = Annotated[float, BeforeValidator(_scenario_offset)]
@@ -109,7 +111,7 @@ class Scenario(BaseModel):
     @field_validator("until", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
+        return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
     def _whose(self) -> Scenario:
@@ -145,13 +147,18 @@ class Scenario(BaseModel):
             raise InputError([{"field": "--scenario", "message": f"journey {journey.id!r} is scheduled "
                                                                  f"({journey.trigger.label}): give a scenario whose "
                                                                  "customers are in that segment, and its `until`"}])
-        try:
-            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError) as exc:
+        try:  # the reader of journey files: no alias bomb, no file of gigabytes
+            document = load_with_lines(read_source(path))
+        except (OSError, UnicodeDecodeError, YamlSyntaxError) as exc:
             raise InputError([{"field": "--scenario", "message": f"cannot read {path}: {exc}"}]) from exc
+        if document.problems:
+            raise InputError([{"field": "--scenario", "message": f"{path}:{line}: {message}"}
+                              for line, message in document.problems])
+        try:
+            return cls.model_validate(document.data or {})
         except ValidationError as exc:
-            raise InputError([{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
-                             ) from exc
+            raise InputError([{"field": ".".join(map(str, e["loc"])) or "--scenario",
+                               "message": e["msg"].removeprefix("Value error, ")} for e in exc.errors()]) from exc
 
 
 def _longest_run(journey: Journey) -> float:

@@ -91,15 +91,20 @@ def starter_files(directory: Path) -> list[StarterFile]:
 
 
 def write_starter(directory: Path, force: bool = False) -> list[Path]:
-    """Write the starter project; refuses (ConfigError naming them) when files exist, unless `force`."""
+    """Write the starter project; refuses (ConfigError naming them) when files exist, unless `force`, and says in
+    one ConfigError why a folder cannot be written (a file in the way, no permission, a link to nothing)."""
     files = starter_files(directory)
-    existing = [f.target for f in files if f.target.exists()]
+    existing = [f.target for f in files if f.target.exists() or f.target.is_symlink()]
     if existing and not force:
         names = ", ".join(str(path.relative_to(directory)) for path in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
         raise ConfigError(f"{directory} already holds {names}{more}: choose an empty folder, or add --force to "
                           f"overwrite them")
-    for file in files:
-        file.target.parent.mkdir(parents=True, exist_ok=True)
-        file.target.write_bytes(file.content)
+    try:
+        for file in files:
+            file.target.parent.mkdir(parents=True, exist_ok=True)
+            file.target.unlink(missing_ok=True)  # with --force, a link is replaced, never written through
+            file.target.write_bytes(file.content)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the project in {directory}: {exc.strerror or exc} ({exc.filename})") from exc
     return [file.target for file in files]

@@ -34,7 +34,7 @@ from omnicanal.errors import ConfigError, Problem, TemplateError
 from omnicanal.expressions import UNCOMPILABLE, LightContext, make_sandbox, uncompilable
 from omnicanal.suggest import did_you_mean
 from omnicanal.text_checks import NotDataConstant
-from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node
+from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node, project_files, read_source, unreadable
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LOCALE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
@@ -96,16 +96,16 @@ def read_templates(directory: Path, default_locale: str) -> Templates:
         raise ConfigError(f"default locale {default_locale!r} is not a locale (en, fr, fr-CA)")
     problems: list[Problem] = []
     templates: Templates = {}
-    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+    for path in project_files(directory):
         if path.suffix == ".yml" or not _NAME.match(path.stem):
             problems.append(Problem(str(path), 1, "template files are named <name>.yaml, the name in "
                                     "lowercase letters, digits, '_' and '-' (e.g. cart_discount.yaml)"))
             continue
         reader = _FileReader(path, default_locale)
         try:
-            templates[path.stem] = reader.read(path.read_text(encoding="utf-8"))
+            templates[path.stem] = reader.read(read_source(path))
         except (OSError, UnicodeDecodeError) as exc:
-            reader.problems.append(Problem(str(path), 1, f"cannot read the file: {exc}"))
+            reader.problems.append(unreadable(path, exc))
         problems += reader.problems
     if problems:
         raise TemplateError(problems)

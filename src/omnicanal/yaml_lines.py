@@ -13,6 +13,7 @@ comes out as one YamlSyntaxError with its line. Two views of the result:
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -129,8 +130,8 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
     MAX_VALUES against aliases of aliases."""
     doc.values += 1
     if doc.values > MAX_VALUES:
-        raise YamlSyntaxError(line_of_node(node), f"more than {MAX_VALUES:,} values once its aliases (*name) are "
-                              "expanded: write the values out, or fewer aliases of aliases")
+        raise YamlSyntaxError(line_of_node(node), f"more than {MAX_VALUES:,} values once its aliases (*name), if "
+                              "any, are expanded: split the file, or use fewer aliases of aliases")
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node, deep=True)
     if id(node) in active:
@@ -158,11 +159,48 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
     return mapping
 
 
+MAX_FILE_BYTES = 1_000_000
+"""Largest journey, template or segment file: a hundred times the shipped ones, an e-mail's HTML included. A file
+over it is most likely an export dropped in the wrong folder, and parsing it would take minutes and gigabytes
+(the daemon's reloads too) before any other limit said so."""
+
+
+def project_files(directory: pathlib.Path) -> list[pathlib.Path]:
+    """The `*.yaml`/`*.yml` files of `directory` in name order, with the links among them that lead nowhere (to a
+    file moved away, or to themselves), which `read_source` reports rather than leaving a journey out unsaid.
+    Folders and special files (a FIFO would block the reader) are not files of the project."""
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and (p.is_file() or not p.exists()))
+
+
+def read_source(file: pathlib.Path) -> str:
+    """The text of a project file; OSError (unreadable, a link to nothing, over MAX_FILE_BYTES) or
+    UnicodeDecodeError with a message fit for `cannot read the file: ...`."""
+    with file.open("rb") as handle:
+        if (size := os.fstat(handle.fileno()).st_size) > MAX_FILE_BYTES:
+            raise FileTooLarge(size)
+        return handle.read(MAX_FILE_BYTES + 1).decode("utf-8")
+
+
+class FileTooLarge(OSError):
+    """A project file over MAX_FILE_BYTES."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the file is {size:,} bytes; a journey, template or segment file holds at most "
+                         f"{MAX_FILE_BYTES:,} (is it the file you meant to put here?)")
+
+
+def unreadable(file: pathlib.Path, exc: OSError | UnicodeDecodeError) -> Problem:
+    """The problem of a file `read_source` could not read."""
+    if isinstance(exc, FileTooLarge):
+        return Problem(str(file), 1, str(exc))
+    return Problem(str(file), 1, f"cannot read the file: {exc}")
+
+
 def yaml_sources(directory: pathlib.Path, problems: list[Problem]) -> Iterator[tuple[pathlib.Path, str]]:
     """Each `*.yaml`/`*.yml` file of `directory` in name order, with its text; a file that cannot be read is a
     problem added to `problems` (and skipped), so that every other file is still checked."""
-    for file in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+    for file in project_files(directory):
         try:
-            yield file, file.read_bytes().decode("utf-8")
+            yield file, read_source(file)
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(file), 1, f"cannot read the file: {exc}"))
+            problems.append(unreadable(file, exc))

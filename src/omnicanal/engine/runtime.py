@@ -169,7 +169,7 @@ class Runtime:
             http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
             context = ConnectorContext(redis=redis, keys=keys, http=http, public_url=settings.public_url,
                                        outbound=settings.outbound)
-            connectors = ConnectorRegistry(context, settings.channels)
+            connectors = ConnectorRegistry(context, settings.channels, settings.rate_limits)
             stack.push_async_callback(connectors.aclose)
             metrics = WorkspaceMetrics(settings.workspace)
             delivery = Delivery(

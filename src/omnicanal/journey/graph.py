@@ -105,30 +105,45 @@ def loops(steps: Sequence[Step]) -> list[set[int]]:
     order: dict[int, int] = {}
     low: dict[int, int] = {}
     stack: list[int] = []
+    on_stack: set[int] = set()
     found: list[set[int]] = []
 
-    def visit(node: int) -> None:  # Tarjan's algorithm; journeys are small, recursion depth is their length
-        order[node] = low[node] = len(order)
-        stack.append(node)
-        for nxt in exits[node]:
-            if nxt not in order:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in stack:
-                low[node] = min(low[node], order[nxt])
-        if low[node] == order[node]:
-            part: set[int] = set()
-            while True:
-                member = stack.pop()
-                part.add(member)
-                if member == node:
-                    break
-            if len(part) > 1 or node in exits[node]:
-                found.append(part)
+    def close(node: int) -> None:
+        """`node` has no exit left to follow: if it roots a strongly connected part, take that part off."""
+        if low[node] != order[node]:
+            return
+        part: set[int] = set()
+        while True:
+            member = stack.pop()
+            on_stack.discard(member)
+            part.add(member)
+            if member == node:
+                break
+        if len(part) > 1 or node in exits[node]:
+            found.append(part)
 
-    for step in steps:
-        if step.index not in order:
-            visit(step.index)
+    for step in steps:  # Tarjan's algorithm, without recursion: a journey may have thousands of steps
+        if step.index in order:
+            continue
+        path = [(step.index, iter(exits[step.index]))]
+        order[step.index] = low[step.index] = len(order)
+        stack.append(step.index)
+        on_stack.add(step.index)
+        while path:
+            node, pending = path[-1]
+            nxt = next(pending, None)
+            if nxt is None:
+                path.pop()
+                close(node)
+                if path:
+                    low[path[-1][0]] = min(low[path[-1][0]], low[node])
+            elif nxt not in order:
+                order[nxt] = low[nxt] = len(order)
+                stack.append(nxt)
+                on_stack.add(nxt)
+                path.append((nxt, iter(exits[nxt])))
+            elif nxt in on_stack:
+                low[node] = min(low[node], order[nxt])
     return found
 
 

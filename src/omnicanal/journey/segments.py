@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from omnicanal.errors import ExpressionError, Problem, SegmentError
+from omnicanal.errors import ConfigError, ExpressionError, Problem, SegmentError
 from omnicanal.expressions import keys_read, reads
 from omnicanal.journey.model import Condition, Duration, Name, check_id
 from omnicanal.journey.report import FileReport
@@ -199,6 +199,9 @@ def _check_where(report: FileReport, data: dict[object, object]) -> None:
 def load_segments(directory: Path) -> Segments:
     """Every `*.yaml`/`*.yml` segment of `directory` (none when it does not exist); one SegmentError with every
     problem of every file."""
+    if directory.exists() and not directory.is_dir():  # named, but not a folder: not "no segments"
+        raise ConfigError(f"OMNICANAL_SEGMENTS_DIR: {str(directory)!r} is not a directory; set "
+                          "OMNICANAL_SEGMENTS_DIR to the folder of segment .yaml files")
     if not directory.is_dir():
         return NO_SEGMENTS
     segments: dict[str, Segment] = {}

@@ -83,7 +83,11 @@ class QuietHours:
         start, sep, end = text.partition("-")
         if not sep:
             raise ValueError(f"bad quiet hours {text!r}: use START-END, e.g. 21:00-08:00, or off")
-        return cls(parse_clock(start), parse_clock(end))
+        window = cls(parse_clock(start), parse_clock(end))
+        if window.start == window.end:  # no time inside, or all day? Said, not guessed
+            raise ValueError(f"bad quiet hours {text!r}: it starts and ends at {window.start:%H:%M}: write `off` for "
+                             "no quiet hours, or a window such as 21:00-08:00")
+        return window
 
     def opens_at(self, now: float, tz: ZoneInfo) -> float | None:
         """None when `now` is outside quiet hours; otherwise when they end (the customer's clock shows `end`)."""

@@ -44,10 +44,19 @@ RETRY_AFTER: dict[type[BaseException], float] = {redis_errors.OutOfMemoryError: 
 """Seconds a client is told to wait (Retry-After) when Redis is full or loading; 1 s for the rest."""
 
 
+def _refused_connection(exc: BaseException) -> bool:
+    """A connection the server refuses to set up as the URL asks: a database number past its `databases`, a
+    `redis+cluster://` URL naming a node not in cluster mode (or no node answering)."""
+    if isinstance(exc, redis_errors.ResponseError):
+        return str(exc).startswith("DB index is out of range")
+    return isinstance(exc, redis_errors.RedisClusterException) and "cannot be connected" in str(exc)
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """The StoreUnavailable a Redis failure means — Redis cannot take the command now, and nothing was stored —
     or None for other failures (a script's error, a bug), which are not the store's state."""
-    if not isinstance(exc, _UNAVAILABLE) and getattr(exc, "status_code", None) not in _REFUSING:
+    if (not isinstance(exc, _UNAVAILABLE) and getattr(exc, "status_code", None) not in _REFUSING
+            and not _refused_connection(exc)):
         return None
     error = StoreUnavailable(f"Redis is unavailable: {exc}", retry_after=RETRY_AFTER.get(type(exc), 1.0))
     error.__cause__ = exc

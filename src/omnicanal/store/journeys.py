@@ -25,6 +25,10 @@ class JourneyStore:
     async def remember(self, journey_id: str, version: str, source: str) -> None:
         await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))
 
+    async def known(self, journey_id: str) -> bool:
+        """True once a process of this workspace has loaded a version of the journey (`remember`)."""
+        return bool(await call(self._redis.exists(self._keys.journey_sources(journey_id))))
+
     async def source(self, journey_id: str, version: str) -> str | None:
         result: str | None = await call(
             self._redis.hget(self._keys.journey_sources(journey_id), version)
