@@ -10,9 +10,10 @@ engine.
 
 A version other than the working tree is checked out once under bench/.runs/ab/<commit> with its own virtualenv
 (`pip install -e .`, ~30 s the first time). The runs use Redis DB 13 (`--db`), flushed by each run. The table
-gives each side's median steps/s, messages/s and worker CPU per journey step and per message (the numbers least
+gives each side's median steps/s, messages/s, worker CPU per journey step and per message (the numbers least
 moved by other processes; per message is the fairer of the two across versions, which may count the same work's
-journey steps differently), and head ÷ base.
+journey steps differently), Redis's CPU per message (the whole server's: nothing else may use that Redis meanwhile;
+with 2 workers on 2 cores it takes from the workers), and head ÷ base.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def side_main(workers: int, db: int) -> None:
         return {"steps_per_s": result["steps_per_s"], "messages_per_s": result["messages_per_s"],
                 "worker_us_per_step": cpu_per_step * 1e6,
                 "worker_us_per_message": worker_cpu / max(result["messages"], 1) * 1e6,
+                "redis_us_per_message": result["redis_core_busy"] * result["wall"] / max(result["messages"], 1) * 1e6,
                 "duplicates": result["duplicates"]}
 
     print(json.dumps(asyncio.run(main())))
@@ -127,21 +129,23 @@ def main() -> int:
                 print(f"ab: round {round_}/{args.rounds}, {workers} worker(s), {label}: "
                       f"{result['steps_per_s']:,.0f} steps/s, {result['worker_us_per_step']:.0f} µs/step",
                       file=sys.stderr, flush=True)
-    print("\n| workers | version | steps/s | messages/s | worker CPU per step | worker CPU per message | duplicates |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| workers | version | steps/s | messages/s | worker CPU per step | worker CPU per message "
+          "| Redis CPU per message | duplicates |")
+    print("|---|---|---|---|---|---|---|---|")
     medians: dict[tuple[str, int], dict[str, float]] = {}
     for (label, workers), results in rows.items():
         median = {name: statistics.median(r[name] for r in results) for name in results[0]}
         medians[label, workers] = median
         print(f"| {workers} | {label} | {median['steps_per_s']:,.0f} | {median['messages_per_s']:,.0f} | "
               f"{median['worker_us_per_step']:.0f} µs | {median['worker_us_per_message']:.0f} µs | "
-              f"{sum(r['duplicates'] for r in results):.0f} |")
+              f"{median['redis_us_per_message']:.0f} µs | {sum(r['duplicates'] for r in results):.0f} |")
     for workers in sorted({w for _, w in rows}):
         base, head = medians[sides[0][0], workers], medians[sides[1][0], workers]
         print(f"| {workers} | head ÷ base | {head['steps_per_s'] / base['steps_per_s']:.2f} | "
               f"{head['messages_per_s'] / base['messages_per_s']:.2f} | "
               f"{head['worker_us_per_step'] / base['worker_us_per_step']:.2f} | "
-              f"{head['worker_us_per_message'] / base['worker_us_per_message']:.2f} | |")
+              f"{head['worker_us_per_message'] / base['worker_us_per_message']:.2f} | "
+              f"{head['redis_us_per_message'] / base['redis_us_per_message']:.2f} | |")
     print(f"\n(medians of {args.rounds} alternating runs; other processes' load: {os.getloadavg()[0]:.2f} "
           "(1-minute load average at the end))")
     return 0

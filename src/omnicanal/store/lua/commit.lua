@@ -4,7 +4,7 @@
 -- when it began), attributes to set (name, JSON), attributes to delete (name), profile fields to set (name,
 -- stored text), then messages, each: id, record,
 -- number of history entries, then those entries (status, entry JSON); a message's history merges with what is
--- stored (see _append_statuses.lua), so a receipt recorded meanwhile stays; last, the claims settled (message ids).
+-- stored (see _write_message.lua), so a receipt recorded meanwhile stays; last, the claims settled (message ids).
 local profile_key = KEYS[1]
 local attrs_key = KEYS[2]
 local entries_key = KEYS[3]
@@ -21,8 +21,8 @@ local timeline_limit = tonumber(ARGV[4])
 local applied_entry = ARGV[5]
 
 local args = argument_reader(6)
-local function instance_fields(items, width)
-  local named = {}
+-- The instance ids of `items` (id, or id and JSON when width is 2) as profile fields, appended to `named`.
+local function instance_fields(items, width, named)
   for j = 1, #items, width do
     named[#named + 1] = INSTANCE_FIELD .. items[j]
     if width == 2 then named[#named + 1] = items[j + 1] end
@@ -31,7 +31,9 @@ local function instance_fields(items, width)
 end
 
 if created then redis.call('HSETNX', profile_key, CREATED_AT, now) end
-if applied_entry ~= '' then redis.call('HSET', profile_key, APPLIED_ENTRY, applied_entry) end
+-- The profile's fields set by this commit (instances, profile fields, the applied entry) go in one HSET.
+local profile_fields = {}
+if applied_entry ~= '' then profile_fields = {APPLIED_ENTRY, applied_entry} end
 local seen = args.section(2)
 if #seen > 0 then
   local zargs = {}
@@ -47,18 +49,18 @@ if #timeline > 0 then
     redis.call('HINCRBY', profile_key, TIMELINE_TRIMMED, over)
   end
 end
-call_with_items('HSET', profile_key, instance_fields(args.section(2), 2))
-call_with_items('HDEL', profile_key, instance_fields(args.section(1), 1))
+instance_fields(args.section(2), 2, profile_fields)
+call_with_items('HDEL', profile_key, instance_fields(args.section(1), 1, {}))
 call_with_items('HSET', entries_key, args.section(2))
 call_with_items('HSET', attrs_key, args.section(2))
 call_with_items('HDEL', attrs_key, args.section(1))
-call_with_items('HSET', profile_key, args.section(2))
+for _, item in ipairs(args.section(2)) do profile_fields[#profile_fields + 1] = item end
+call_with_items('HSET', profile_key, profile_fields)
 for _ = 1, tonumber(args.take()) do
   local message_id, record = args.take(), args.take()
   local history = {}
   for j = 1, 2 * tonumber(args.take()) do history[j] = args.take() end
-  redis.call('HSET', messages_key, message_id, record)
-  append_statuses(messages_key, message_id, history)
+  write_message(messages_key, message_id, record, history)
 end
 call_with_items('SREM', claims_key, args.section(1))
 return 1

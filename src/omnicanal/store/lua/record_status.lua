@@ -7,5 +7,5 @@ local entry = ARGV[3]  -- {"status", "at", "error_code"?} as JSON
 
 local record = redis.call('HGET', messages_key, message_id)
 if not record then return nil end
-append_statuses(messages_key, message_id, {status, entry})
+write_message(messages_key, message_id, nil, {status, entry})
 return {record, redis.call('HGET', messages_key, message_id .. HISTORY_SUFFIX)}
