@@ -15,7 +15,7 @@ def test_readme_starts_with_the_two_commands_ci_runs() -> None:
     commands = re.findall(r"^python3\.11 -m venv .*$", README, flags=re.M)
     assert len(commands) == 2
     assert commands[0].endswith("omnicanal demo")
-    assert commands[1].endswith(".venv/bin/pytest")
+    assert commands[1].endswith(".venv/bin/pytest -n 2")
     assert commands[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8").replace('"$PYTHON"', "python3.11")
 
 
