@@ -207,6 +207,21 @@ def test_a_character_yaml_refuses_is_a_located_problem_in_journeys_and_templates
     ]
 
 
+def test_a_character_yaml_refuses_after_accented_text_is_on_its_own_line() -> None:
+    """libyaml counts a refused character's position in bytes of UTF-8: it was read as ~1 line per 100 é."""
+    problem = only(HEAD + "  # " + "é" * 300 + "\n" * 3 + '  - wait: "1h\x07"\n')
+    assert (problem.line, problem.message) == (7, "YAML syntax error: unacceptable character #x0007: special "
+                                                  "characters are not allowed")
+
+
+def test_a_large_journey_loads_and_its_mistake_keeps_its_line() -> None:
+    """~400 KB of steps (PyYAML's Python reader took seconds for it; the daemon reloads every file): the one
+    misspelt key near the end is reported at its own line."""
+    steps = "".join(f"  - id: s{i}\n    update: {{vars: {{n: \"{i}\"}}}}\n" for i in range(8_000))
+    problem = only(HEAD + steps + "  - wiat: 1h\n")
+    assert problem.line == 4 + 2 * 8_000 and "wiat" in problem.message
+
+
 @pytest.mark.parametrize(("source", "gist"), [("- a\n- b\n", "holds list"), ("", "holds NoneType")])
 def test_file_must_be_a_mapping(source: str, gist: str) -> None:
     problem = only(source)
