@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from omnicanal.client import request_json
+from omnicanal.errors import DaemonUnreachable
 from test_cli import run
 
 pytestmark = pytest.mark.slow  # each test starts the command as its own process
@@ -162,3 +168,54 @@ def test_export_to_a_folder_that_is_not_there_ends_with_one_line(project: Path, 
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == "error: cannot open missing/events.jsonl.partial: No such file or directory\n"
     assert not (project / "missing").exists()
+
+
+@pytest.fixture
+def not_the_api() -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers every request with an HTML page."""
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server calls
+            body = b"<html><body>It works!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("htp:/127.0.0.1:8080", "error: htp:/127.0.0.1:8080/v1/events is not an http:// or https:// URL with a host: "
+                            "check --url (e.g. http://127.0.0.1:8080)"),
+    ("http://", "error: http:///v1/events is not an http:// or https:// URL with a host: check --url (e.g. "
+                "http://127.0.0.1:8080)"),
+    ("THE_API", "error: THE_API/v1/events answered HTTP 200 with a body that is not JSON: is it omnicanal's API? "
+                "(check --url)"),
+])
+def test_send_event_to_a_url_that_is_not_the_api_ends_with_one_line(not_the_api: str, url: str,
+                                                                    expected: str) -> None:
+    url = url.replace("THE_API", not_the_api)
+    result = run("send-event", "cart_abandoned", "c1", "--url", url, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == expected.replace("THE_API", not_the_api) + "\n", result.stderr
+
+
+async def test_a_daemon_that_never_answers_is_named_with_the_time_waited() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) and never reads a byte
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/events"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
+            with pytest.raises(DaemonUnreachable) as raised:
+                await request_json("POST", url, {"name": "x"}, session=session)
+    assert str(raised.value) == (f"{url} did not answer within 0.5 s: is `omnicanal serve` running there, and not "
+                                 "overloaded?")

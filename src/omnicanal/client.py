@@ -30,9 +30,19 @@ async def request_json(method: str, url: str, body: Any = None, api_key: str | N
     http = session or aiohttp.ClientSession(timeout=TIMEOUT)
     try:
         async with http.request(method, url, data=data, headers=headers) as response:
-            return response.status, await response.json(content_type=None)
+            try:
+                return response.status, await response.json(content_type=None)
+            except ValueError as exc:  # an HTML page, or a body cut short: not this API's answer
+                raise DaemonUnreachable(f"{url} answered HTTP {response.status} with a body that is not JSON: is "
+                                        "it omnicanal's API? (check --url)") from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise DaemonUnreachable(f"{url} is not an http:// or https:// URL with a host: check --url (e.g. "
+                                "http://127.0.0.1:8080)") from exc
     except aiohttp.ClientConnectionError as exc:
         raise DaemonUnreachable(f"cannot reach {url}: is `omnicanal serve` running? ({exc})") from exc
+    except TimeoutError as exc:
+        raise DaemonUnreachable(f"{url} did not answer within {http.timeout.total:g} s: is `omnicanal serve` "
+                                "running there, and not overloaded?") from exc
     finally:
         if own:
             await http.close()
