@@ -85,6 +85,24 @@ async def test_scripts_answer_each_caller_and_an_error_reply_is_its_callers_alon
         await transport.aclose()
 
 
+async def test_scripts_a_redis_forgot_are_loaded_again_and_run_once() -> None:
+    """Scripts go as EVALSHA; a Redis that lost its script cache (a restart, SCRIPT FLUSH: here the embedded
+    store, whose cache is this test's alone) answers NOSCRIPT without running them: loaded, run once."""
+    transport = open_transport(None)
+    count = Script("count", "return redis.call('INCR', KEYS[1])")
+    try:
+        assert await transport.script(count, ["runs"], []) == 1
+        await transport.client.script_flush()
+        assert await asyncio.gather(transport.script(count, ["runs"], []), transport.command("GET", "runs")) == [2, "1"]
+        await transport.client.script_flush()
+        async with transport.batch() as writes:
+            writes.script(count, ["runs"], [])
+            writes.after.incr("after")
+        assert await transport.client.mget("runs", "after") == ["3", "1"]
+    finally:
+        await transport.aclose()
+
+
 @pytest.mark.parametrize("url", ["test", "embedded"])
 async def test_a_batch_sends_before_then_scripts_then_after(redis_url: str, url: str) -> None:
     transport = open_transport(redis_url if url == "test" else None)

@@ -31,7 +31,7 @@ from omnicanal.store.transport import DirectRedis, PipelinedRedis, Transport
 from omnicanal.store.work import WorkQueue
 
 KEYS = Keyspace("t", 4)
-SCRIPTS = {load(name).source: name for name in script_names()}
+SCRIPTS = {load(name).sha: name for name in script_names()}
 
 
 class Recording(Transport):
@@ -41,7 +41,7 @@ class Recording(Transport):
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         for command in commands:
-            if command[0] == "EVAL":
+            if command[0] == "EVALSHA":
                 self.sent.append((SCRIPTS[command[1]], [str(key) for key in command[3:3 + command[2]]]))
         return await super().send(commands)  # the concrete transport's (the classes below)
 

@@ -32,7 +32,7 @@ from omnicanal.store.connection import (
     translated,
     unavailable,
 )
-from omnicanal.store.scripts import Command, Script
+from omnicanal.store.scripts import Command, Script, script_of
 
 Queue = Callable[[Any], None]
 """A function queuing commands on the redis-py pipeline it is given."""
@@ -50,6 +50,12 @@ class Writes:
 
     def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
         self.scripts.append(script.command(keys, args))
+
+
+def _unknown_script(reply: Any) -> bool:
+    """Whether a reply is Redis's NOSCRIPT (redis-py drops the word from the message of its NoScriptError)."""
+    return isinstance(reply, redis_errors.NoScriptError) or (
+        isinstance(reply, redis_errors.ResponseError) and str(reply).startswith("NOSCRIPT"))
 
 
 def _queued(pipe: Any) -> list[Command]:
@@ -113,11 +119,38 @@ class Transport(ABC):
     def __init__(self, client: Redis) -> None:
         self.client = client
         self._together = Coalescer(self.send)
+        self._loaded: set[str] = set()
+        """Digests of the scripts loaded into Redis by this transport."""
 
-    @abstractmethod
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         """Raw commands in as few round trips as the topology allows, their raw replies in order; an error reply
-        comes back as its ResponseError, not raised. The caller translates failures (`translated`)."""
+        comes back as its ResponseError, not raised. The caller translates failures (`translated`).
+
+        A script is loaded (SCRIPT LOAD) the first time this transport sends it, in a round trip of its own, so
+        that the commands around it run in their order. One Redis forgot since (restarted behind a connection
+        that reconnected, or told SCRIPT FLUSH) answers NOSCRIPT without running it: it is loaded again and that
+        call sent again, after the others of its round trip. (A batch's writes queued after its commits then
+        land before them; only a crash between the two round trips would show it: the replay counts that
+        batch's steps again.)"""
+        scripts = {script.sha: script for command in commands if (script := script_of(command)) is not None}
+        if new := {sha: script for sha, script in scripts.items() if sha not in self._loaded}:
+            await self._load(new)
+        replies = await self._send(commands)
+        unknown = [n for n, reply in enumerate(replies) if _unknown_script(reply)]
+        if unknown:
+            await self._load({commands[n][1]: scripts[commands[n][1]] for n in unknown})
+            for n, reply in zip(unknown, await self._send([commands[n] for n in unknown]), strict=True):
+                replies[n] = reply
+        return replies
+
+    @abstractmethod
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        """`send` without the loading of unknown scripts."""
+
+    async def _load(self, scripts: dict[str, Script]) -> None:
+        """Have Redis know these scripts (SCRIPT LOAD), and remember it."""
+        first_error(await self._send([("SCRIPT", "LOAD", script.source) for script in scripts.values()]))
+        self._loaded.update(scripts)
 
     async def command(self, *args: Any) -> Any:
         """One command's reply, sent with the other commands and scripts issued at the same time (Coalescer)."""
@@ -160,7 +193,7 @@ class Transport(ABC):
 class PipelinedRedis(Transport):
     """A single Redis, its commands sent through redis-py's pipelines."""
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
         async with self.client.pipeline(transaction=False) as pipe:
             for command in commands:
                 pipe.execute_command(*command)
@@ -171,7 +204,7 @@ class DirectRedis(PipelinedRedis):
     """A single Redis on connections packed by hiredis: scripts and batches go straight to a connection, read
     under one timeout per exchange (connection.send_commands: half the CPU of redis-py's pipeline)."""
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
         return await send_commands(cast(redis.Redis, self.client), commands)
 
 
@@ -180,9 +213,9 @@ class ClusterRedis(Transport):
     call (its client cannot pipeline scripts), all at once; a batch in three steps, `before`, the scripts,
     `after`, so its order holds across nodes."""
 
-    async def send(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)
-        plain = [n for n, command in enumerate(commands) if command[0] != "EVAL"]
+        plain = [n for n, command in enumerate(commands) if command[0] != "EVALSHA"]
 
         async def pipelined() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -198,8 +231,15 @@ class ClusterRedis(Transport):
                 replies[n] = exc
 
         await asyncio.gather(*([pipelined()] if plain else []),
-                             *(alone(n) for n, command in enumerate(commands) if command[0] == "EVAL"))
+                             *(alone(n) for n, command in enumerate(commands) if command[0] == "EVALSHA"))
         return replies
+
+    async def _load(self, scripts: dict[str, Script]) -> None:
+        """SCRIPT LOAD on every primary (redis-py's cluster client sends it to each): a script's keys may live on
+        any of them."""
+        for script in scripts.values():
+            await self.client.execute_command("SCRIPT", "LOAD", script.source)
+        self._loaded.update(scripts)
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[Writes]:
