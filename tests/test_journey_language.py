@@ -214,6 +214,12 @@ def test_a_character_yaml_refuses_after_accented_text_is_on_its_own_line() -> No
                                                   "characters are not allowed")
 
 
+def test_a_syntax_error_at_the_end_of_a_file_without_a_final_line_break_is_on_its_last_line() -> None:
+    """libyaml marks the end of such a text one line below it (the fuzzing of the shipped journeys found it)."""
+    problem = only(HEAD + "  - exit\nnot a key")
+    assert problem.line == 5 and "could not find expected ':'" in problem.message
+
+
 def test_a_large_journey_loads_and_its_mistake_keeps_its_line() -> None:
     """~400 KB of steps (PyYAML's Python reader took seconds for it; the daemon reloads every file): the one
     misspelt key near the end is reported at its own line."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -106,6 +107,8 @@ def line_of_node(node: yaml.Node) -> int:
 
 
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""What YAML counts as a line break."""
 
 
 @contextmanager
@@ -119,7 +122,8 @@ def _parsing(source: str) -> Iterator[yaml.SafeLoader]:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
+        # libyaml puts the end of a text without a final line break one line below its last: the last line it is
+        line = min(mark.line + 1, len(_LINE_BREAK.findall(source)) + 1) if mark is not None else 1
         if "maximum nesting depth" in (exc.problem or ""):  # libyaml's own bound (1,000 levels)
             raise YamlSyntaxError(line, _TOO_DEEP) from exc
         detail = ", ".join(filter(None, (exc.context, exc.problem))) or str(exc)
