@@ -214,6 +214,25 @@ def test_a_character_yaml_refuses_after_accented_text_is_on_its_own_line() -> No
                                                   "characters are not allowed")
 
 
+def test_a_key_written_next_to_a_merge_key_overrides_the_merged_one() -> None:
+    """YAML's merge keys, as in any YAML tool: `{<<: *defaults, template: other}` is the defaults with another
+    template (it was refused as a duplicate key), an alias of such a mapping means the same, and the first
+    mapping of `<<: [*a, *b]` wins over the second. A key written twice by hand is still refused."""
+    journey = parse_journey(HEAD + dedent("""\
+          - send: &marketing {template: welcome, channels: [email, sms], purpose: marketing}
+          - send: &thanks {<<: *marketing, template: order_thanks, purpose: transactional}
+          - send: *thanks
+          - send: {<<: [*thanks, *marketing], channels: [push]}
+        """), "j.yaml")
+    sends = [step.action for step in journey.steps]
+    assert all(isinstance(send, SendStep) for send in sends)
+    assert [(s.template, list(s.channels), s.purpose) for s in sends if isinstance(s, SendStep)] == [
+        ("welcome", ["email", "sms"], "marketing"), ("order_thanks", ["email", "sms"], "transactional"),
+        ("order_thanks", ["email", "sms"], "transactional"), ("order_thanks", ["push"], "transactional")]
+    problem = only(HEAD + "  - send: {<<: *m, template: a, template: b}\n".replace("*m", "{channels: [sms]}"))
+    assert (problem.line, problem.message) == (4, "duplicate key 'template' (first at line 4)")
+
+
 def test_a_syntax_error_at_the_end_of_a_file_without_a_final_line_break_is_on_its_last_line() -> None:
     """libyaml marks the end of such a text one line below it (the fuzzing of the shipped journeys found it)."""
     problem = only(HEAD + "  - exit\nnot a key")

@@ -57,6 +57,8 @@ class Document:
     aliases: dict[Path, Path] = field(default_factory=dict)
     values: int = 0
     """Values constructed so far: each alias is constructed again where it is used."""
+    merged: dict[int, int] = field(default_factory=dict)
+    """Pairs merged into a mapping node (`<<`), by the node's id."""
 
     def alias(self, written: Path, shaped: Path) -> None:
         """Data at `written` was moved to `shaped` before validation: resolve `shaped` paths back to it."""
@@ -107,6 +109,7 @@ def line_of_node(node: yaml.Node) -> int:
 
 
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 """What YAML counts as a line break."""
 
@@ -160,16 +163,26 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Docume
             items.append(_construct(loader, item, (*path, index), doc, active))
         return items
     assert isinstance(node, yaml.MappingNode)
-    loader.flatten_mapping(node)  # resolve `<<: *anchor` merge keys the standard way
+    # `<<: *anchor` merge keys resolved the standard way: the pairs merged in come first, those written here last,
+    # so that a key written here overrides a merged one (`{<<: *defaults, template: other}`), as does an earlier
+    # mapping of `<<: [*a, *b]` over a later one. Only a key written twice here is a mistake. The node is
+    # flattened in place once; an alias constructs it again with the count of its merged pairs kept.
+    if (merged := doc.merged.get(id(node))) is None:
+        written = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
+        loader.flatten_mapping(node)
+        merged = doc.merged[id(node)] = len(node.value) - written
     mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    written_here: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = _construct(loader, key_node, path, doc, active)
         line = line_of_node(key_node)
         if not isinstance(key, str | int | float | bool | None):
             raise YamlSyntaxError(line, "a mapping key must be a plain value such as a name")
-        if key in mapping:
-            doc.problems.append((line, f"duplicate key {key!r} (first at line {doc.lines[(*path, key)]})"))
-            continue
+        if index >= merged:
+            if key in written_here:
+                doc.problems.append((line, f"duplicate key {key!r} (first at line {doc.lines[(*path, key)]})"))
+                continue
+            written_here.add(key)
         doc.lines[(*path, key)] = line
         mapping[key] = _construct(loader, value_node, (*path, key), doc, active)
     return mapping
