@@ -248,6 +248,25 @@ def test_each_load_problem_is_located(tmp_path: Path, text: str, line: int, mess
     assert message in found.message
 
 
+def test_variants_share_fields_through_anchors_and_merge_keys(tmp_path: Path) -> None:
+    """`whatsapp: *sms` is the SMS variant again; `push: {<<: *sms, title: Hi}` is it with a title (it was
+    `unknown field <<`); a field written next to `<<` overrides the merged one; the first of `<<: [*a, *b]` wins."""
+    templates = catalog(tmp_path, shared="""\
+        en:
+          sms: &sms {body: "Hello {{ customer.first_name }}"}
+          whatsapp: *sms
+          push: {<<: *sms, title: Hi}
+          email: {<<: [{subject: First, text: a}, {subject: Second, text: b}], text: "Bye {{ customer.first_name }}"}
+        """)
+    content = {channel: templates.render("shared", channel, "en", scope()).content
+               for channel in ("sms", "whatsapp", "push", "email")}
+    assert content == {"sms": {"body": "Hello Léa"}, "whatsapp": {"body": "Hello Léa"},
+                       "push": {"body": "Hello Léa", "title": "Hi"}, "email": {"subject": "First", "text": "Bye Léa"}}
+    (tmp_path / "bad").mkdir()
+    (found,) = problems(tmp_path / "bad", bad="en:\n  sms: {<<: [x], body: b}\n")
+    assert (found.line, found.message) == (2, "`<<` merges a mapping, or a list of mappings, into this one")
+
+
 def test_missing_default_variant_says_how_to_fix(tmp_path: Path) -> None:
     (found,) = problems(tmp_path, bad="fr:\n  sms: {body: salut}\n")
     assert found.line == 2

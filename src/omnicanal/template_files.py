@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 import jinja2
 from jinja2 import nodes
 from jinja2.nodes import EvalContext
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from omnicanal.channels import CHANNELS
 from omnicanal.errors import ConfigError, Problem, TemplateError
@@ -39,6 +39,7 @@ from omnicanal.yaml_lines import YamlSyntaxError, compose, line_of_node, project
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LOCALE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 _YAML_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -171,16 +172,38 @@ class _FileReader:
         return variants
 
     def _entries(self, node: MappingNode) -> Iterator[tuple[ScalarNode, Node]]:
-        """A mapping's entries with scalar keys; duplicate keys, which YAML silently overrides, are errors."""
-        seen: set[str] = set()
+        """A mapping's entries with scalar keys; duplicate keys, which YAML silently overrides, are errors. Merge
+        keys (`push: {<<: *sms, title: Hi}`) work as in any YAML tool: a key written next to `<<` overrides the
+        merged one, and the first mapping of `<<: [*a, *b]` wins over the second."""
+        entries: dict[str, tuple[ScalarNode, Node]] = self._merged(node, set())
+        written: set[str] = set()
         for key, value in node.value:
+            if key.tag == _MERGE:
+                continue
             if not isinstance(key, ScalarNode):
                 self._add(line_of_node(key), f"a key must be a plain name, not {_kind(key)}")
-            elif key.value in seen:
+            elif key.value in written:
                 self._add(line_of_node(key), f"duplicate key {key.value!r}: the earlier one would be ignored")
             else:
-                seen.add(key.value)
-                yield key, value
+                written.add(key.value)
+                entries[key.value] = (key, value)
+        yield from entries.values()
+
+    def _merged(self, node: MappingNode, active: set[int]) -> dict[str, tuple[ScalarNode, Node]]:
+        """The entries a mapping's merge keys bring in (the mappings of `<<`, with their own merges)."""
+        entries: dict[str, tuple[ScalarNode, Node]] = {}
+        for key, value in node.value:
+            if key.tag != _MERGE:
+                continue
+            sources = value.value if isinstance(value, SequenceNode) else [value]
+            for source in reversed(sources):  # the first mapping named wins: merged last
+                if not isinstance(source, MappingNode) or id(source) in active:
+                    self._add(line_of_node(key), "`<<` merges a mapping, or a list of mappings, into this one")
+                    continue
+                entries.update(self._merged(source, active | {id(source)}))
+                entries.update((k.value, (k, v)) for k, v in source.value
+                               if k.tag != _MERGE and isinstance(k, ScalarNode))
+        return entries
 
     def _variant(self, locale: str, channel_key: ScalarNode, node: Node) -> Variant | None:
         channel = channel_key.value
