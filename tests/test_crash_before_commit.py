@@ -30,12 +30,15 @@ EVENING = datetime(2027, 1, 15, 20, 59, tzinfo=UTC).timestamp()  # a minute befo
 
 
 async def killed_after_sending(project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch,
-                               clock: ManualClock, customer_id: str) -> Api:
-    """The daemon, on `clock`, with quiet hours from 21:00; `customer_id` (reachable by SMS and e-mail) enters
-    NIGHTLY, and the worker dies after the SMS went, before the commit. Returns once it died."""
-    write_journey(project, "nightly", NIGHTLY)
+                               clock: ManualClock, customer_id: str, journey: str = NIGHTLY,
+                               attributes: dict[str, object] | None = None) -> Api:
+    """The daemon, on `clock`, with quiet hours from 21:00; `customer_id` (reachable by SMS and e-mail, with
+    `attributes`) enters `journey` (triggered by `go`), and the worker dies after its first message went, before
+    the commit. Returns once it died."""
+    write_journey(project, journey.split("\n", 2)[1].removeprefix("id: "), journey)
     api = await start_api(clock=clock, quiet_hours="21:00-08:00")
-    await api.put_customer(customer_id, {"addresses": {"sms": "+33612345678", "email": f"{customer_id}@example.com"}})
+    await api.put_customer(customer_id, {"addresses": {"sms": "+33612345678", "email": f"{customer_id}@example.com"},
+                                         "attributes": attributes or {}})
     await api.settled()
     killed = die_at_next_commit(monkeypatch, api, sent=False)
     await api.event("go", customer_id)
@@ -77,3 +80,38 @@ async def test_a_replay_after_the_consent_was_withdrawn_sends_on_no_other_channe
     await api.settled()
     assert [(m.get("channel"), m["status"]) for m in entries if m["kind"] == "message"] == [("sms", "unknown")]
     assert await outbox(api, "n2") == ["sms"]  # before: ["sms", "email"]
+
+
+BRANCHING = """
+id: branching
+trigger: {event: go}
+steps:
+  - branch:
+      - {when: "customer.vip", goto: vip}
+      - {else: regular}
+  - id: vip
+    send: {template: welcome_offer, channels: [sms]}
+  - exit: {reason: vip}
+  - id: regular
+    update: {vars: {regular: "true"}}
+  - id: welcome
+    send: {template: welcome_offer, channels: [sms]}
+"""
+
+
+async def test_a_replay_that_takes_another_branch_sends_no_second_message(
+    project: Path, start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile change is written at once too: the replay's `branch` reads the new attribute and takes the other
+    path. The offer went before the crash; the other path's message must not follow it."""
+    api = await killed_after_sending(project, start_api, monkeypatch, ManualClock(EVENING - 3600), "n3",
+                                     BRANCHING, {"vip": True})
+    await api.put_customer("n3", {"attributes": {"vip": False}})
+    entries = await api.wait_until("n3", lambda es: any(e["kind"] == "journey" and e["status"] == "completed"
+                                                        for e in es))
+    await api.settled()
+    messages = [m for m in entries if m["kind"] == "message"]
+    assert [(m["step"], m["status"]) for m in messages] == [("welcome", "suppressed")]
+    assert messages[0]["skipped"][0]["reason"].startswith("replayed on another path: ")  # names the message sent
+    assert await outbox(api, "n3") == ["sms"]  # before: ["sms", "sms"], the VIP's offer and then the other path's
+    assert (await api.runtime.customers.snapshot("n3", [])).claimed == frozenset()  # settled by the commit

@@ -313,3 +313,63 @@ def test_a_fallbacks_claim_is_kept_while_the_fallback_is_pending() -> None:
     customer.pass_time(3 * HOUR)
     assert [a.message_id for a in customer.attempts] == [sms, fallback]  # replayed, not sent again
     assert settled_claims(customer.state) == {fallback}
+
+
+# -- a replay that takes another path than the crashed work ------------------------------------------------------
+
+BRANCHING = flow("""
+- branch:
+    - {when: "customer.vip", goto: vip}
+    - {else: regular}
+- id: vip
+  send: {template: offer, channels: [sms]}
+- exit: {reason: vip}
+- id: regular
+  update: {vars: {regular: "true"}}
+- id: welcome
+  send: {template: offer, channels: [sms]}
+- id: thanks
+  send: {template: offer, channels: [email]}
+""")
+
+
+def _crashed_on_the_vip_path() -> tuple[Customer, Customer]:
+    first = Customer([BRANCHING])
+    first.state.customer["vip"] = True
+    replay = first.fork()
+    first.event("go", event_id="evt_go")
+    replay.state.claimed = frozenset(attempt.message_id for attempt in first.attempts)
+    return first, replay
+
+
+def test_a_replay_on_another_branch_sends_none_of_its_messages() -> None:
+    first, replay = _crashed_on_the_vip_path()
+    replay.state.customer["vip"] = False  # changed by a PUT between the crash and the replay
+    replay.event("go", event_id="evt_go")
+    assert [a.step for a in first.attempts] == ["vip"]
+    assert replay.attempts == []
+    why = f"replayed on another path: {first.attempts[0].message_id} went before the crash"
+    assert [(m["step"], m["status"], m["skipped"][0]["reason"]) for m in replay.messages()] == [
+        ("welcome", "suppressed", why), ("thanks", "suppressed", why)]
+
+
+def test_a_replay_on_the_same_path_is_recognised_as_before() -> None:
+    first, replay = _crashed_on_the_vip_path()
+    replay.answer = lambda attempt: Replayed("sent")
+    replay.event("go", event_id="evt_go")
+    assert [a.message_id for a in replay.attempts] == [a.message_id for a in first.attempts]
+    assert [(m["step"], m["status"]) for m in replay.messages()] == [("vip", "sent")]
+
+
+def test_a_claim_whose_visit_the_replay_passed_with_a_send_does_not_stop_the_next_ones() -> None:
+    """The crashed work's first message failed on its only channel and the journey went on to its next send:
+    the replay passes the same visit (the claim answers `failed`) and the next message is sent as before."""
+    first = Customer([BRANCHING])
+    first.answer = lambda attempt: Refused("invalid number") if attempt.step == "welcome" else Handed("sent")
+    replay = first.fork()
+    first.event("go", event_id="evt_go")
+    assert [a.step for a in first.attempts] == ["welcome", "thanks"]
+    replay.state.claimed = frozenset({first.attempts[0].message_id})
+    replay.answer = lambda attempt: Replayed("failed") if attempt.step == "welcome" else Handed("sent")
+    replay.event("go", event_id="evt_go")
+    assert [(a.step, a.channel) for a in replay.attempts] == [("welcome", "sms"), ("thanks", "email")]

@@ -86,6 +86,12 @@ class Plan:
 def deliver(session: Session, plan: Plan) -> Sends[float | None]:
     """Carry out the send; returns when to try again (quiet hours, a provider to retry), or None: done."""
     instance, action, context = plan.instance, plan.action, session.context
+    session.sends_visited.add(plan.visit)
+    if (sent := _sent_on_another_path(session, plan)) is not None:
+        plan.skipped.append({"channel": ",".join(plan.channels),
+                             "reason": f"replayed on another path: {sent} went before the crash"})
+        _record(session, plan, "suppressed")
+        return None
     if action.purpose == "marketing" and share_of(session.customer_id) < context.global_control:
         _record(session, plan, "control")  # the global control group: no marketing, goals still counted
         return None
@@ -132,6 +138,26 @@ def _claimed(session: Session, plan: Plan) -> list[Candidate]:
     order = preferred_order(plan.channels, customer.get("channel_preference") or [])
     return [Candidate(channel, recipient(customer, channel) or "", later=tuple(order[i + 1:]))
             for i, channel in enumerate(order) if f"{plan.visit}.{channel}" in session.state.claimed]
+
+
+def _sent_on_another_path(session: Session, plan: Plan) -> str | None:
+    """A message the instance's uncommitted work claimed at an earlier step visit that this application of the
+    work passed without a send, or None.
+
+    The work is applied again after a crash (`state.claimed`). A step visit of the instance before this one that
+    sent then and does not now means the replay took another path — a `branch` reading a profile changed in
+    between (profile, consent and address changes are written at once, not behind the customer's work) — so
+    this visit's message would be a second one, from a path the customer was never on: it is not sent."""
+    if not session.state.claimed or FALLBACK_VISIT in plan.visit:
+        return None
+    instance_id, _, seq = plan.visit.partition(".")
+    for message_id in sorted(session.state.claimed):
+        claim_instance, _, rest = message_id.partition(".")
+        visit = rest.partition(".")[0]
+        if (claim_instance == instance_id and FALLBACK_VISIT not in message_id and visit.isdigit()
+                and int(visit) < int(seq) and f"{instance_id}.{visit}" not in session.sends_visited):
+            return message_id
+    return None
 
 
 def settled_claims(state: CustomerState) -> set[str]:

@@ -87,6 +87,8 @@ class Session:
         """The timeline position of the event being applied: instances it starts or moves keep it there."""
         self.applying: dict[str, Any] | None = None
         """The event being applied (None while a timer is): a step it leads to may take it in (a digest)."""
+        self.sends_visited: set[str] = set()
+        """The step visits (`<instance>.<seq>`) whose send this session carried out (journey/sending.py)."""
         self._goals_taken: dict[str, set[tuple[str, str | None]]] = {}
         """Per event id, the (journey, key) pairs it already converted, or that a running instance of a paused
         journey keeps for its resume: one purchase is one conversion of a journey, credited to its latest

@@ -151,7 +151,8 @@ def decode_map(raw: Any) -> dict[str, str]:
     return dict(raw or {})
 
 
-async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[Any]], blocking: float = 0.0
+                        ) -> list[Any]:
     """Commands written to one connection at once, their raw replies read in order: an error reply comes back
     as its ResponseError (not raised), the others as Redis sent them, without redis-py's response callbacks.
 
@@ -160,12 +161,14 @@ async def send_commands(redis_client: redis.Redis, commands: Sequence[Sequence[A
     the difference is a timeout armed around every reply (~3.4 µs each); here one timeout, the connection's
     socket timeout, bounds the whole exchange. A connection whose exchange fails or times out is dropped (a
     reply left unread would be the next caller's): redis-py's reads and writes disconnect on any exception.
-    The caller translates failures (`translated`). Only for clients on PackedConnection (transport_for).
+    The caller translates failures (`translated`). `blocking`: seconds a command of the exchange may block in
+    Redis (XREADGROUP's BLOCK), on top of the socket timeout. Only for clients on PackedConnection
+    (transport_for).
     """
     pool = redis_client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py 8
     try:
-        async with asyncio.timeout(connection.socket_timeout):
+        async with asyncio.timeout(connection.socket_timeout + blocking):
             await connection.send_packed_command(connection.pack_commands(commands))
             replies: list[Any] = []
             for _ in commands:

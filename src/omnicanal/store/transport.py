@@ -201,11 +201,31 @@ class PipelinedRedis(Transport):
 
 
 class DirectRedis(PipelinedRedis):
-    """A single Redis on connections packed by hiredis: scripts and batches go straight to a connection, read
-    under one timeout per exchange (connection.send_commands: half the CPU of redis-py's pipeline)."""
+    """A single Redis on connections packed by hiredis: scripts, batches and stream reads go straight to a
+    connection, read under one timeout per exchange (connection.send_commands: half the CPU of redis-py's
+    pipeline)."""
 
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
         return await send_commands(cast(redis.Redis, self.client), commands)
+
+    async def read_groups(self, group: str, consumer: str, streams: FieldMap, count: int, block_ms: int | None,
+                          first: Queue) -> list[Any]:
+        async with translated(), self.client.pipeline(transaction=False) as pipe:
+            first(pipe)
+            read = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count,
+                    *(("BLOCK", block_ms) if block_ms is not None else ()), "STREAMS", *streams, *streams.values()]
+            replies = first_error(await send_commands(cast(redis.Redis, self.client), [*_queued(pipe), read],
+                                                      blocking=(block_ms or 0) / 1000))
+        return [(stream, [(entry_id, _field_map(fields)) for entry_id, fields in entries])
+                for stream, entries in replies[-1] or ()]
+
+
+def _field_map(fields: list[str] | None) -> dict[str, str] | None:
+    """A stream entry's flat field list as the mapping redis-py's parsing gives (None: deleted while pending)."""
+    if fields is None:
+        return None
+    pairs = iter(fields)
+    return dict(zip(pairs, pairs, strict=True))
 
 
 class ClusterRedis(Transport):
