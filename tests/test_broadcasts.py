@@ -181,3 +181,20 @@ async def test_omnicanal_broadcast_follows_the_progress_to_the_end(project: Path
     assert unknown.returncode == 1 and "no journey 'nope'" in unknown.stderr
     audit = await asyncio.to_thread(run, "audit", **env)
     assert "broadcast.create" in audit.stdout
+
+
+async def test_a_process_that_has_not_reloaded_yet_starts_a_journey_deployed_meanwhile(
+        project: Path, start_api: StartApi) -> None:
+    """A journey file is added while two processes run; the one that has it loaded first (here, started after
+    the file was written) walks the broadcast; the other, which never looked at its files again (no file watch),
+    applies its customers' starts: it reloads its files before, instead of skipping them as an unknown journey."""
+    behind = await start_api(reload_interval=0)
+    await customers(behind, 30)
+    write_journey(project, "winter_sale", WINTER_SALE)
+    ahead = await start_api()
+    created = await ahead.request("POST", "/v1/broadcasts", 201, json={
+        "journey": "winter_sale", "audience": {"everyone": True}})
+    done = await finished(ahead, created["id"])
+    assert (done["planned"], done["started"], done["skipped"]) == (30, 30, {})  # before: {"unknown_journey": n}
+    assert [welcomed(await ahead.timeline(f"c{n}")) for n in range(30)] == [1] * 30
+    assert behind.runtime.registry.current_of("winter_sale") is not None

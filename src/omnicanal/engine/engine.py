@@ -110,6 +110,11 @@ def _work(item: WorkItem) -> Work | None:
     return None
 
 
+def _started_journeys(items: Iterable[WorkItem]) -> set[str]:
+    """The journeys that broadcast (and scheduled) starts among the items start."""
+    return {item.payload["journey"] for item in items if item.kind == "start" and item.payload}
+
+
 def _definitions(items: Iterable[WorkItem]) -> set[tuple[str, str]]:
     """The segment definitions (id, fingerprint) that backfill items were queued for."""
     return {(item.payload["segment"], item.payload["fingerprint"]) for item in items
@@ -151,7 +156,7 @@ class Engine:
     """Journey seconds of inactivity after which a customer is erased (OMNICANAL_RETENTION_DAYS; None: never)."""
     refresh: Callable[[], Awaitable[object]] | None = None
     """Reloads the files if they changed since they were loaded (Runtime.refresh): asked when work names a
-    segment definition this process does not run yet."""
+    segment definition or a journey this process does not run yet."""
     _paused_read: float = field(default=-PAUSED_FRESH)
     _told_differ: set[tuple[str, str]] = field(default_factory=set)
 
@@ -164,14 +169,18 @@ class Engine:
         if paused != self.context.paused:
             self.context = replace(self.context, paused=paused)
 
-    async def _current_segments(self, items: Iterable[WorkItem]) -> None:
-        """A segment backfill's items are queued by the process that loaded the new definition first; the
-        others reload theirs (which changed on disk) before evaluating a customer with an older one. One whose
-        files still say otherwise (a deployment not yet everywhere) evaluates with what it has, and says so once."""
+    async def _current_files(self, items: Sequence[WorkItem]) -> None:
+        """A segment backfill's items are queued by the process that loaded the new definition first, and a
+        scheduled journey's starts by the process that fired it, which may be the first to have loaded the
+        journey: the others reload their files (which changed on disk) before applying such work with older
+        ones — a start of a journey they do not know yet would be skipped. One whose files still say otherwise
+        (a deployment not yet everywhere, a journey deleted since) applies the work with what it has; a segment
+        definition that differs is said once."""
         loaded = self.context.segments.by_id
         wanted = _definitions(items)
-        if not any(segment_id not in loaded or loaded[segment_id].fingerprint != fingerprint
-                   for segment_id, fingerprint in wanted):
+        if not (any(segment_id not in loaded or loaded[segment_id].fingerprint != fingerprint
+                    for segment_id, fingerprint in wanted)
+                or any(self.registry.current_of(journey) is None for journey in _started_journeys(items))):
             return
         if self.refresh is not None:
             await self.refresh()
@@ -211,7 +220,7 @@ class Engine:
     async def _apply_session(self, customer_id: str, items: Sequence[WorkItem]) -> bool:
         """Apply journey work; True when the customer turned out to be merged (the items were forwarded)."""
         await self._paused_journeys()
-        await self._current_segments(items)
+        await self._current_files(items)
         snapshot = await self.customers.snapshot(customer_id, _ids_to_check(items))
         if (into := snapshot.profile.get(MERGED_INTO)) is not None:
             await self.queue.append(item.for_customer(into) for item in items)
@@ -230,7 +239,7 @@ class Engine:
         left = {cid: items for cid, items in work.items() if any(map(_alone, items))}
         simple = {cid: items for cid, items in work.items() if cid not in left}
         await self._paused_journeys()
-        await self._current_segments(item for items in simple.values() for item in items)
+        await self._current_files([item for items in simple.values() for item in items])
         snapshots = await self.customers.snapshots({cid: _ids_to_check(items) for cid, items in simple.items()})
         ready = {cid: snap for cid, snap in snapshots.items()
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
