@@ -146,6 +146,13 @@ FieldMap = dict[Any, Any]
 """A mapping as redis-py's invariant signatures accept it."""
 
 
+def flat_map(flat: Sequence[Any]) -> dict[str, str]:
+    """A flat field list as Redis gives it raw (HGETALL from a script, a stream entry: `[field, value, ...]`) as
+    a dict (an odd length: ValueError)."""
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=True))
+
+
 def decode_map(raw: Any) -> dict[str, str]:
     """HGETALL answers as a plain dict of str (RESP2 and RESP3 shapes alike)."""
     return dict(raw or {})

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omnicanal.store import schema
-from omnicanal.store.connection import call, decode_map
+from omnicanal.store.connection import call, flat_map
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import load
 from omnicanal.store.transport import Transport
@@ -53,6 +53,5 @@ class Coupons:
                                                          for event_id, code in valid])
         for (event_id, _), answer in zip(valid, answers, strict=True):
             status, *flat = answer
-            pairs = iter(flat)
-            verdicts[event_id] = {**decode_map(dict(zip(pairs, pairs, strict=True))), "status": str(status)}
+            verdicts[event_id] = {**flat_map(flat), "status": str(status)}
         return verdicts

@@ -8,6 +8,7 @@ from typing import Any
 
 from omnicanal.codec import loads
 from omnicanal.store import schema
+from omnicanal.store.connection import flat_map
 from omnicanal.store.keys import CustomerKeys
 from omnicanal.store.scripts import load
 
@@ -41,29 +42,23 @@ class Snapshot:
         return bool(self.profile or self.attributes)
 
 
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    """A flat HGETALL answer from a script (`[field, value, ...]`) as a dict (an odd length: ValueError)."""
-    pairs = iter(flat)
-    return dict(zip(pairs, pairs, strict=True))
-
-
 def decode_snapshot(customer_id: str, answer: list[Any]) -> Snapshot | Exception:
     """The snapshot script's answer as a Snapshot; a customer whose stored state cannot be read gets the error
     instead, so one corrupted record stops only its owner."""
     try:
         profile, attrs, instances, entries, seen, events, length, claimed = answer
-        fields = _pairs(profile)
+        fields = flat_map(profile)
         applied = fields.pop(schema.APPLIED_ENTRY, None)
         trimmed = int(fields.pop(schema.TIMELINE_TRIMMED, 0))
-        running = schema.decode_instances(customer_id, _pairs(instances))
-        for iid, entry in _pairs(events).items():
+        running = schema.decode_instances(customer_id, flat_map(instances))
+        for iid, entry in flat_map(events).items():
             running[iid]["event"] = schema.event_of_entry(customer_id, iid, loads(entry) if entry else None)
         return Snapshot(
             customer_id=customer_id,
             profile=schema.decode_profile(fields),
-            attributes={name: loads(v) for name, v in _pairs(attrs).items()},
+            attributes={name: loads(v) for name, v in flat_map(attrs).items()},
             instances=running,
-            entries={jid: float(v) for jid, v in _pairs(entries).items()},
+            entries={jid: float(v) for jid, v in flat_map(entries).items()},
             seen=set(seen),
             applied=applied,
             timeline_end=trimmed + int(length),

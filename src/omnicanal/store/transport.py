@@ -27,6 +27,7 @@ from omnicanal.store.connection import (
     PackedConnection,
     Redis,
     first_error,
+    flat_map,
     open_redis,
     send_commands,
     translated,
@@ -216,16 +217,9 @@ class DirectRedis(PipelinedRedis):
                     *(("BLOCK", block_ms) if block_ms is not None else ()), "STREAMS", *streams, *streams.values()]
             replies = first_error(await send_commands(cast(redis.Redis, self.client), [*_queued(pipe), read],
                                                       blocking=(block_ms or 0) / 1000))
-        return [(stream, [(entry_id, _field_map(fields)) for entry_id, fields in entries])
+        # as redis-py's parsing gives them: each entry's fields as a mapping (None: deleted while pending)
+        return [(stream, [(entry_id, None if fields is None else flat_map(fields)) for entry_id, fields in entries])
                 for stream, entries in replies[-1] or ()]
-
-
-def _field_map(fields: list[str] | None) -> dict[str, str] | None:
-    """A stream entry's flat field list as the mapping redis-py's parsing gives (None: deleted while pending)."""
-    if fields is None:
-        return None
-    pairs = iter(fields)
-    return dict(zip(pairs, pairs, strict=True))
 
 
 class ClusterRedis(Transport):
