@@ -231,11 +231,14 @@ class Engine:
         self._account(applied, items)
         return False
 
-    async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore) -> dict[str, list[WorkItem]]:
+    async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore,
+                          turn: asyncio.Lock) -> dict[str, list[WorkItem]]:
         """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
         one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
         away (their work is forwarded there), and customers whose work failed (retried there). `limit` bounds
-        how many customers are in flight at once (each holds a Redis connection and maybe a provider call)."""
+        how many customers are in flight at once (each holds a Redis connection and maybe a provider call);
+        `turn`, held while they are applied (not while their snapshots are read or their commits written), lets
+        a worker's batches in flight take turns on the CPU."""
         left = {cid: items for cid, items in work.items() if any(map(_alone, items))}
         simple = {cid: items for cid, items in work.items() if cid not in left}
         await self._paused_journeys()
@@ -245,8 +248,9 @@ class Engine:
                  if isinstance(snap, Snapshot) and snap.profile.get(MERGED_INTO) is None}
         runnable = list(ready)
         left.update({cid: items for cid, items in simple.items() if cid not in ready})
-        results = await asyncio.gather(*(self._run_limited(ready[cid], simple[cid], limit) for cid in runnable),
-                                       return_exceptions=True)
+        async with turn:
+            results = await asyncio.gather(*(self._run_limited(ready[cid], simple[cid], limit) for cid in runnable),
+                                           return_exceptions=True)
         done: list[Applied] = []
         for cid, result in zip(runnable, results, strict=True):
             if isinstance(result, StoreUnavailable):
