@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import redis.asyncio as redis
+from structlog.testing import capture_logs
+
 from conftest import StartApi, write_journey
 
 COUNTING = """
@@ -48,3 +51,31 @@ async def test_events_posted_concurrently_while_batches_are_in_flight_are_each_a
     await api.settled()
     applied = [e["event_id"] for n in range(3) for e in await api.timeline(f"conc{n}") if e["kind"] == "event"]
     assert sorted(applied) == sorted(ids)
+
+
+async def test_a_customer_whose_work_is_retried_does_not_hold_up_other_customers_new_work(
+    start_api: StartApi, redis_url: str,
+) -> None:
+    """A corrupted record makes p1's event fail: it is retried in place for over a second before it is
+    dead-lettered. p2's event, posted once the retries began, is applied meanwhile (one batch retries, the other
+    goes on)."""
+    api = await start_api()
+    await api.event("page_viewed", "hol1")
+    await api.settled()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.hset(api.runtime.keys.customer("hol1").profile, "i:broken", "{not json")
+        with capture_logs() as logs:
+            await api.event("page_viewed", "hol1", properties={"after": "corruption"})
+            async with asyncio.timeout(5):
+                while not any(entry["event"] == "work_retry" for entry in logs):
+                    await asyncio.sleep(0.01)
+            await api.event("page_viewed", "hol2")
+            await api.wait_until("hol2", lambda entries: len(entries) == 1, timeout=5)
+            assert await client.xlen(api.runtime.keys.dlq) == 0  # hol1's item still being retried
+            assert not any(entry["event"] == "work_dead_lettered" for entry in logs)
+        async with asyncio.timeout(10):  # then parked, as before
+            while not await client.xlen(api.runtime.keys.dlq):
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()

@@ -5,8 +5,9 @@ events of one customer could be applied by two processes at once, or out of orde
 exactly one live worker reads a partition, and since a customer always hashes onto the same partition, their
 items are applied one at a time in arrival order, by whichever worker owns it now.
 
-Renewal runs in its own task so that a long batch (a slow provider) never lets a lease lapse; taking and
-giving back partitions happens between batches (`rebalance`), so a partition never changes hands mid-item.
+Renewal runs in its own task so that a long batch (a slow provider) never lets a lease lapse; a partition is
+given back only once the worker's batches in flight are done (`rebalance`'s `settle`), so it never changes hands
+mid-item.
 A worker that dies stops renewing; its partitions are free after the lease time and the next owner claims the
 entries it left pending.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -27,7 +29,7 @@ from omnicanal.store.work import WorkItem, WorkQueue
 log = structlog.get_logger("omnicanal.ownership")
 
 REBALANCE_EVERY = 2.0
-"""Seconds between two looks at the fair share (the worker loop calls `rebalance` between batches)."""
+"""Seconds between two looks at the fair share (the worker loop calls `rebalance`)."""
 
 
 class PartitionOwnership:
@@ -41,8 +43,9 @@ class PartitionOwnership:
         self._ttl_ms = int(lease_seconds * 1000)
         self.owned: set[int] = set()
 
-    async def rebalance(self) -> list[WorkItem]:
-        """Take free partitions up to a fair share, give back extras; returns entries to finish first
+    async def rebalance(self, settle: Callable[[], Awaitable[None]]) -> list[WorkItem]:
+        """Take free partitions up to a fair share, give back extras (after `settle`, which returns once this
+        worker applies nothing: the next owner claims every entry left pending); returns entries to finish first
         (left pending by the previous owners of newly taken partitions, or by this worker before a restart)."""
         # a heartbeat outlives a few rebalance rounds, so a busy peer is not mistaken for a dead one
         alive = await self._leases.heartbeat(self._worker_id, ttl=max(self._ttl_ms / 1000, 3 * REBALANCE_EVERY))
@@ -60,7 +63,10 @@ class PartitionOwnership:
                 self.owned.add(number)
                 inherited += await self._queue.take_over(number, self._worker_id)
                 log.info("partition_taken", partition=number, inherited=len(inherited))
-        for number in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
+        extras = sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]
+        if extras:
+            await settle()
+        for number in extras:
             await self.give_back(number)
         return inherited
 

@@ -84,15 +84,13 @@ class Worker:
         try:
             while not stopping.is_set():
                 try:
-                    if self._reread_pending or time.monotonic() >= next_rebalance:
-                        # with nothing in flight: a partition given back has no batch of ours left applying,
-                        # and a re-read finds every entry of a failed batch among this consumer's pending ones
-                        await self._settle(self._lanes)
                     if time.monotonic() >= next_rebalance:
-                        self._backlog = _in_order([*self._backlog, *await self._ownership.rebalance()])
+                        inherited = await self._ownership.rebalance(lambda: self._settle(self._lanes))
+                        self._backlog = _in_order([*self._backlog, *inherited])
                         next_rebalance = time.monotonic() + REBALANCE_EVERY
                         await self._report()
-                    if self._reread_pending:
+                    if self._reread_pending:  # with nothing in flight: every entry of a failed batch is pending
+                        await self._settle(self._lanes)
                         pending = await self._read(self._ownership.owned, None, pending=True)
                         self._backlog = _in_order([*pending, *self._backlog])
                         self._reread_pending = False
@@ -135,19 +133,22 @@ class Worker:
             self._backlog = held
         if items:
             self._lanes[asyncio.create_task(self.process(items))] = items
-        elif self._lanes:
-            await self._settle(self._lanes, all_of_them=False)
+        elif self._lanes:  # nothing to start: until a batch ends, look for new work as a blocking read would
+            await self._settle(self._lanes, all_of_them=False, timeout=BLOCK_MS / 1000)
         elif time.monotonic() - started < BLOCK_MS / 2000:
             # nothing owned, or the embedded store answered a blocking read at once: don't spin
             await pause(self._stopping, BLOCK_MS / 1000)
 
-    async def _settle(self, lanes: dict[asyncio.Task[None], list[WorkItem]], all_of_them: bool = True) -> None:
-        """Wait for the batches in flight to end (all of them, or the first): a committed one's entries are
-        acknowledged with the next read; a failed one's are applied again after a re-read of the pending ones
-        (idempotent: what was committed is skipped), a second later, as after a failure of the loop's own."""
+    async def _settle(self, lanes: dict[asyncio.Task[None], list[WorkItem]], all_of_them: bool = True,
+                      timeout: float | None = None) -> None:
+        """Wait for the batches in flight to end (all of them, or the first; or `timeout` seconds, whichever
+        comes first: a batch stuck retrying a failing item does not keep others' new work waiting). A committed
+        batch's entries are acknowledged with the next read; a failed one's are applied again after a re-read of
+        the pending ones (idempotent: what was committed is skipped), a second later, as after a failure of the
+        loop's own."""
         if not lanes:
             return
-        ended, _ = await asyncio.wait(lanes, return_when=asyncio.ALL_COMPLETED if all_of_them
+        ended, _ = await asyncio.wait(lanes, timeout=timeout, return_when=asyncio.ALL_COMPLETED if all_of_them
                                       else asyncio.FIRST_COMPLETED)
         failed = False
         for lane in ended:
