@@ -13,8 +13,10 @@ from redis.exceptions import DataError, ResponseError
 
 from omnicanal.errors import StoreUnavailable
 from omnicanal.store.connection import PackedConnection, open_redis, send_commands, translated
+from omnicanal.store.keys import Keyspace
 from omnicanal.store.scripts import Script
 from omnicanal.store.transport import ClusterRedis, DirectRedis, PipelinedRedis, open_transport
+from omnicanal.store.work import WorkItem, WorkQueue, stream_position
 
 
 async def test_plain_tcp_urls_pack_in_c_and_every_argument_type_round_trips(redis_url: str) -> None:
@@ -137,3 +139,27 @@ async def test_an_exchange_that_times_out_is_dropped_and_leaves_no_reply_for_the
         assert await send_commands(client, [("LRANGE", "direct:list", 0, -1), ("PING",)]) == [["x"], "PONG"]
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("url", ["test", "embedded"])
+async def test_a_pending_read_returns_every_entry_given_and_not_acknowledged(redis_url: str, url: str) -> None:
+    """After a start or a failure, a worker reads again what it was given and did not acknowledge: all of it,
+    however many reads gave it (`count` per stream and round trip), oldest first, the acknowledged ones left out."""
+    transport = open_transport(redis_url if url == "test" else None)
+    queue = WorkQueue(transport, Keyspace("pend", 2))
+    try:
+        await queue.ensure_groups()
+        await queue.append(WorkItem.of_event({"id": f"e{n}", "name": "page_viewed", "customer_id": f"c{n % 5}"})
+                           for n in range(60))
+        given: list[WorkItem] = []
+        while len(given) < 60:  # the first 7 acknowledged with the reads after them
+            given += await queue.read(range(2), "w1", 10, None, done=given[:7])
+        pending = await queue.read(range(2), "w1", 4, None, pending=True)
+        for partition in range(2):  # each stream's entries once, in their order
+            assert [item.entry_id for item in pending if item.partition == partition] == sorted(
+                (item.entry_id for item in given[7:] if item.partition == partition), key=stream_position)
+        assert len(pending) == 53
+    finally:
+        async for key in transport.client.scan_iter(match="*pend*"):
+            await transport.client.delete(key)
+        await transport.aclose()

@@ -183,10 +183,9 @@ class Worker:
 
     async def _read(self, owned: Collection[int], block_ms: int | None, pending: bool = False) -> list[WorkItem]:
         """The next batch, in the round trip that acknowledges the committed ones. Redis counts a read's entries
-        per stream, so BATCH is shared among the partitions owned. The entries left pending (after an outage)
-        are read LANES * BATCH per partition: more than the batches in flight took from one, even with fewer
-        partitions owned then."""
-        count = LANES * BATCH if pending else max(PER_PARTITION_MIN, -(-BATCH // max(1, len(owned))))
+        per stream, so BATCH is shared among the partitions owned. With `pending`: every entry this consumer
+        was given and did not acknowledge (after a start or a failure)."""
+        count = BATCH if pending else max(PER_PARTITION_MIN, -(-BATCH // max(1, len(owned))))
         done, self._done = self._done, []
         try:
             return await self._queue.read(owned, self._consumer, count, block_ms, pending=pending, done=done)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -70,8 +71,9 @@ class WorkQueue:
 
     async def read(self, partitions: Collection[int], consumer: str, count: int, block_ms: int | None,
                    pending: bool = False, done: Sequence[WorkItem] = ()) -> list[WorkItem]:
-        """New entries of these partitions for this consumer (or, with `pending`, the ones it was given and
-        never acknowledged): at most `count` from each. `block_ms` None: answer at once.
+        """New entries of these partitions for this consumer, at most `count` from each; or, with `pending`,
+        every one it was given and never acknowledged (`count` per stream and round trip), oldest first.
+        `block_ms` None: answer at once.
 
         `done` (entries whose effects are committed) are acknowledged first, in the same round trip as the read
         where the transport allows: a worker's cycle is a round trip shorter. Redis runs the acknowledgements
@@ -80,16 +82,23 @@ class WorkQueue:
         if not streams:
             await self.acknowledge(done)
             return []
-        try:
-            answer = await self._transport.read_groups(STREAM_GROUP, consumer, streams, count,
-                                                       None if pending else block_ms,
-                                                       lambda pipe: self._queue_acks(pipe, done))
-        except redis_errors.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self.ensure_groups()  # Redis came back empty (no persistence): start afresh
-            return []
-        return self._decode(answer)
+        items: list[WorkItem] = []
+        while streams:
+            try:
+                answer = await self._transport.read_groups(STREAM_GROUP, consumer, streams, count,
+                                                           None if pending else block_ms,
+                                                           partial(self._queue_acks, items=done))
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_groups()  # Redis came back empty (no persistence): start afresh
+                return []
+            done = ()
+            items += self._decode(answer)
+            # pending entries come `count` per stream: a stream that gave as many may have more after the last
+            streams = {stream: entries[-1][0] for stream, entries in answer if len(entries) >= count} if pending \
+                else {}
+        return items
 
     async def take_over(self, partition: int, consumer: str) -> list[WorkItem]:
         """Claim every entry of a partition left pending by its previous owner (whose lease ended)."""
