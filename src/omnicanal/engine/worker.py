@@ -85,12 +85,12 @@ class Worker:
             while not stopping.is_set():
                 try:
                     if time.monotonic() >= next_rebalance:
-                        inherited = await self._ownership.rebalance(lambda: self._settle(self._lanes))
+                        inherited = await self._ownership.rebalance(self._settle)
                         self._backlog = _in_order([*self._backlog, *inherited])
                         next_rebalance = time.monotonic() + REBALANCE_EVERY
                         await self._report()
                     if self._reread_pending:  # with nothing in flight: every entry of a failed batch is pending
-                        await self._settle(self._lanes)
+                        await self._settle()
                         pending = await self._read(self._ownership.owned, None, pending=True)
                         self._backlog = _in_order([*pending, *self._backlog])
                         self._reread_pending = False
@@ -103,7 +103,7 @@ class Worker:
                     log.exception("worker_loop_failed")
                     self._reread_pending = True
                     await pause(stopping, 1.0)
-            await self._settle(self._lanes)
+            await self._settle()
             await self._apply_backlog()
         finally:
             keep_alive.cancel()
@@ -120,7 +120,7 @@ class Worker:
         """Start one more batch (the backlog's items whose customers are free, or a read's), or wait for one in
         flight to end when LANES are busy or there is nothing to start."""
         if len(self._lanes) >= LANES:
-            await self._settle(self._lanes, all_of_them=False)
+            await self._settle(all_of_them=False)
             return
         owned = self._ownership.owned  # a partition lost meanwhile (its lease ran out in an outage) is its new
         self._backlog = [item for item in self._backlog if item.partition in owned]  # owner's: it claims them
@@ -134,18 +134,18 @@ class Worker:
         if items:
             self._lanes[asyncio.create_task(self.process(items))] = items
         elif self._lanes:  # nothing to start: until a batch ends, look for new work as a blocking read would
-            await self._settle(self._lanes, all_of_them=False, timeout=BLOCK_MS / 1000)
+            await self._settle(all_of_them=False, timeout=BLOCK_MS / 1000)
         elif time.monotonic() - started < BLOCK_MS / 2000:
             # nothing owned, or the embedded store answered a blocking read at once: don't spin
             await pause(self._stopping, BLOCK_MS / 1000)
 
-    async def _settle(self, lanes: dict[asyncio.Task[None], list[WorkItem]], all_of_them: bool = True,
-                      timeout: float | None = None) -> None:
+    async def _settle(self, all_of_them: bool = True, timeout: float | None = None) -> None:
         """Wait for the batches in flight to end (all of them, or the first; or `timeout` seconds, whichever
         comes first: a batch stuck retrying a failing item does not keep others' new work waiting). A committed
         batch's entries are acknowledged with the next read; a failed one's are applied again after a re-read of
         the pending ones (idempotent: what was committed is skipped), a second later, as after a failure of the
         loop's own."""
+        lanes = self._lanes
         if not lanes:
             return
         ended, _ = await asyncio.wait(lanes, timeout=timeout, return_when=asyncio.ALL_COMPLETED if all_of_them
