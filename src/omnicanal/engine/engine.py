@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -232,7 +233,7 @@ class Engine:
         return False
 
     async def apply_batch(self, work: dict[str, list[WorkItem]], limit: asyncio.Semaphore,
-                          turn: asyncio.Lock) -> dict[str, list[WorkItem]]:
+                          turn: AbstractAsyncContextManager[object]) -> dict[str, list[WorkItem]]:
         """Apply many customers' journey work with reads and writes batched: one round trip for every snapshot,
         one for every commit. Returns what it leaves to `apply`, one customer at a time: merges, customers merged
         away (their work is forwarded there), and customers whose work failed (retried there). `limit` bounds

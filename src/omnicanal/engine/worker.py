@@ -1,12 +1,12 @@
 """The worker loop: read work from the partitions this worker owns, apply it per customer, acknowledge it.
 
 A batch is grouped by customer, keeping arrival order inside each group; customers are applied concurrently,
-one customer's items strictly one after another. Up to LANES batches are in flight at once, so that the CPU
-applies one while another waits for Redis (its snapshots, its commit); a customer is in one of them at most:
-their items read while an earlier batch holds them wait until it is done, so two items of one customer are never
-in flight at once and are applied in their order. Entries are acknowledged after their effects are committed —
-in the round trip of a later read — so a crash means re-delivery (harmless: application is idempotent), never
-loss.
+one customer's items strictly one after another. Up to LANES batches are in flight at once, so that the next
+batch's read and snapshots overlap the last one's work and commit instead of the CPU idling through them. A
+customer is in one batch in flight at most: their items read while an earlier batch holds them wait until it is
+done, so two items of one customer are never in flight at once and are applied in their order. Entries are
+acknowledged after their effects are committed — in the round trip of a later read — so a crash means
+re-delivery (harmless: application is idempotent), never loss.
 
 An item that fails for a reason other than the store being down is retried a few times in place (so the
 customer's later items keep their order behind it), then parked in the dead-letter stream with its error
@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 
@@ -42,8 +43,8 @@ PER_PARTITION_MIN = 16
 them, still reads it in batches worth a round trip."""
 LANES = 2
 """Batches in flight at once. A batch waits for Redis to run its snapshot scripts, then its commit scripts, and
-the worker's CPU would idle meanwhile; a second batch uses it. More would hold more memory for little: with two,
-the CPU is busy."""
+the worker's CPU would idle meanwhile; a second batch uses it. More would hold more
+memory for little: with two, the CPU is busy."""
 BLOCK_MS = 200
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 """Pauses between the attempts at an item that fails; after the last, it goes to the dead-letter stream."""
@@ -64,6 +65,14 @@ class Worker:
         each (more state live at once) and gains nothing once the CPU is busy."""
         self._lanes: dict[asyncio.Task[None], list[WorkItem]] = {}
         """The batches in flight, with their items."""
+        self._applied = asyncio.Event()
+        self._applied.set()
+        """Set once the last batch started has applied its customers."""
+        self._behind = False
+        """Whether the last read came back at least half full: work is waiting, so the next read goes at once
+        and its snapshots overlap the batch being applied. Otherwise it waits until that batch has applied its
+        customers (their commit then overlaps the read): the events arriving meanwhile join the next batch
+        instead of going one or two at a time behind it, which costs each of them a batch's round trips."""
         self._backlog: list[WorkItem] = []
         """Items to apply before reading more: inherited with a partition, re-read after an outage, or waiting
         for a batch in flight that holds their customer."""
@@ -127,17 +136,37 @@ class Worker:
         busy = {item.customer_id for items in self._lanes.values() for item in items}
         items, self._backlog = _split(self._backlog, busy)
         started = time.monotonic()
-        if not items:  # nothing left to apply first: read (at once while a batch is in flight, to overlap it)
+        if not items:  # nothing left to apply first: read
+            if not self._behind:  # once the last batch started has applied its customers (see _behind)
+                await self._applied.wait()
             fresh = await self._read(owned, None if self._lanes else BLOCK_MS)
+            self._behind = len(fresh) >= BATCH // 2
             items, held = _split([*self._backlog, *fresh], busy)
             self._backlog = held
         if items:
-            self._lanes[asyncio.create_task(self.process(items))] = items
+            self._applied = asyncio.Event()
+            self._lanes[asyncio.create_task(self._lane(items, self._applied))] = items
         elif self._lanes:  # nothing to start: until a batch ends, look for new work as a blocking read would
             await self._settle(all_of_them=False, timeout=BLOCK_MS / 1000)
         elif time.monotonic() - started < BLOCK_MS / 2000:
             # nothing owned, or the embedded store answered a blocking read at once: don't spin
             await pause(self._stopping, BLOCK_MS / 1000)
+
+    async def _lane(self, items: Sequence[WorkItem], applied: asyncio.Event) -> None:
+        """One batch in flight; `applied` is set once its customers are applied (its commit may be under way)."""
+        try:
+            await self.process(items, self._applying(applied))
+        finally:
+            applied.set()
+
+    @contextlib.asynccontextmanager
+    async def _applying(self, applied: asyncio.Event) -> AsyncIterator[None]:
+        """A batch's turn to apply its customers; `applied` is set when it ends."""
+        try:
+            async with self._turn:
+                yield
+        finally:
+            applied.set()
 
     async def _settle(self, all_of_them: bool = True, timeout: float | None = None) -> None:
         """Wait for the batches in flight to end (all of them, or the first; or `timeout` seconds, whichever
@@ -201,11 +230,13 @@ class Worker:
         metrics.waiting_timers.set(await self._queue.waiting_timers())
         metrics.owned_partitions.set(len(self._ownership.owned))
 
-    async def process(self, items: Sequence[WorkItem]) -> None:
+    async def process(self, items: Sequence[WorkItem], turn: AbstractAsyncContextManager[object] | None = None
+                      ) -> None:
+        """Apply a batch: its customers in `turn` (the worker's, by default), then what they left to `_apply`."""
         by_customer: dict[str, list[WorkItem]] = {}
         for item in items:
             by_customer.setdefault(item.customer_id, []).append(item)
-        left = await self._engine.apply_batch(by_customer, self._limit, self._turn)
+        left = await self._engine.apply_batch(by_customer, self._limit, turn or self._turn)
         await asyncio.gather(*(self._apply(cid, its) for cid, its in left.items()))
         self.processed += len(items)
         for kind, count in Counter(item.kind for item in items).items():
