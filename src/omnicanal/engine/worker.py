@@ -43,8 +43,8 @@ PER_PARTITION_MIN = 16
 them, still reads it in batches worth a round trip."""
 LANES = 2
 """Batches in flight at once. A batch waits for Redis to run its snapshot scripts, then its commit scripts, and
-the worker's CPU would idle meanwhile; a second batch uses it. More would hold more
-memory for little: with two, the CPU is busy."""
+the worker's CPU would idle meanwhile; a second batch uses it. More would hold more memory for little: with two,
+the CPU is busy."""
 BLOCK_MS = 200
 RETRY_DELAYS = (0.05, 0.25, 1.0)
 """Pauses between the attempts at an item that fails; after the last, it goes to the dead-letter stream."""
@@ -131,8 +131,7 @@ class Worker:
         if len(self._lanes) >= LANES:
             await self._settle(all_of_them=False)
             return
-        owned = self._ownership.owned  # a partition lost meanwhile (its lease ran out in an outage) is its new
-        self._backlog = [item for item in self._backlog if item.partition in owned]  # owner's: it claims them
+        owned = self._drop_lost()
         busy = {item.customer_id for items in self._lanes.values() for item in items}
         items, self._backlog = _split(self._backlog, busy)
         started = time.monotonic()
@@ -151,6 +150,13 @@ class Worker:
         elif time.monotonic() - started < BLOCK_MS / 2000:
             # nothing owned, or the embedded store answered a blocking read at once: don't spin
             await pause(self._stopping, BLOCK_MS / 1000)
+
+    def _drop_lost(self) -> Collection[int]:
+        """The partitions owned now; the backlog's items of one lost meanwhile (its lease ran out in an outage)
+        are dropped: its new owner claims them."""
+        owned = self._ownership.owned
+        self._backlog = [item for item in self._backlog if item.partition in owned]
+        return owned
 
     async def _lane(self, items: Sequence[WorkItem], applied: asyncio.Event) -> None:
         """One batch in flight; `applied` is set once its customers are applied (its commit may be under way)."""
@@ -199,8 +205,8 @@ class Worker:
         """At a stop, once the batches in flight are done: the items held behind them are applied too, so that
         no entry is left read and unacknowledged (it would wait for the lease to run out). If that fails (the
         store down), they stay pending for the next owner."""
-        owned = self._ownership.owned
-        items, self._backlog = [item for item in self._backlog if item.partition in owned], []
+        self._drop_lost()
+        items, self._backlog = self._backlog, []
         if not items:
             return
         try:
