@@ -57,3 +57,48 @@ async def test_no_event_when_no_journey_listens_to_customer_updated(start_api: S
     await api.put_customer("c1", {"attributes": {"tier": "platinum"}})
     await api.settled()
     assert await api.timeline("c1") == []  # an appended event would be on the timeline once applied
+
+
+WATCH_V1 = """\
+id: gold_watch
+trigger: {event: joined_club}
+steps:
+  - wait_for: {event: customer.updated, where: "event.properties.changes.tier.to == 'gold'", timeout: 30d}
+  - send: {template: welcome, channels: [email]}
+"""
+WATCH_V2 = """\
+id: gold_watch
+trigger: {event: joined_club}
+steps:
+  - send: {template: welcome, channels: [email]}
+"""
+
+
+def journey_started(entries: list[dict[str, object]]) -> bool:
+    return any(e["kind"] == "journey" and e["status"] == "started" for e in entries)
+
+
+def _gold_watch_sent(entries: list[dict[str, object]]) -> bool:
+    return any(e["kind"] == "message" and e["journey"] == "gold_watch" for e in entries)
+
+
+async def test_an_instance_of_a_replaced_version_still_hears_the_change_it_waits_for(
+        project: Path, start_api: StartApi) -> None:
+    """In flight, an instance finishes on the version it began with: a new version that no longer listens to
+    customer.updated (nor any other journey) must not keep the event from the instances of the older one — in
+    the process that reloaded, and in one started after the change that never ran the older version."""
+    write_journey(project, "gold_watch", WATCH_V1)
+    first = await start_api()
+    for customer_id in ("c1", "c2"):
+        await first.put_customer(customer_id, {"addresses": {"email": f"{customer_id}@example.com"}})
+        await first.event("joined_club", customer_id)
+        await first.wait_until(customer_id, journey_started)
+    write_journey(project, "gold_watch", WATCH_V2)
+    assert await first.runtime.reload()
+    await first.put_customer("c1", {"attributes": {"tier": "gold"}})
+    await first.wait_until("c1", _gold_watch_sent)
+    await first.runtime.stop()
+
+    second = await start_api()
+    await second.put_customer("c2", {"attributes": {"tier": "gold"}})
+    await second.wait_until("c2", _gold_watch_sent)

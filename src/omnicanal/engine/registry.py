@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from omnicanal.errors import JourneyError, Problem
@@ -22,10 +23,17 @@ class JourneyRegistry:
 
     async def replace(self, journeys: Iterable[Journey]) -> None:
         """Make these the current journeys. Their sources are stored first, so an instance started on any of
-        them can finish on it later; versions already known stay available to the instances running them."""
+        them can finish on it later; versions already known stay available to the instances running them.
+        The stored older versions of these journeys are read too: an instance of one may still wait for an
+        event only it names (see `listens`)."""
         loaded = list(journeys)
         for journey in loaded:
             await self._store.remember(journey.id, journey.version, journey.source)
+        for journey in loaded:
+            for version, source in (await self._store.sources(journey.id)).items():
+                if (journey.id, version) not in self._versions:
+                    with contextlib.suppress(JourneyError):  # one the language no longer reads: `version` says so
+                        self._versions[(journey.id, version)] = parse_journey(source, f"<{journey.id}@{version}>")
         by_trigger: dict[str, list[Journey]] = {}
         for journey in loaded:
             if journey.trigger.event is not None:  # a scheduled journey is triggered by no event
@@ -33,12 +41,15 @@ class JourneyRegistry:
             self._versions[(journey.id, journey.version)] = journey
         self.current = {j.id: j for j in loaded}
         self._by_trigger = by_trigger
-        self._listened = frozenset(name for journey in loaded for name in journey.events())
+        self._listened = frozenset(name for journey in self._versions.values() for name in journey.events())
 
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])
 
     def listens(self, event_name: str) -> bool:
+        """Whether a journey reacts to events of this name — any version, not only the current one: an instance
+        finishes on the version it began with, so a `wait_for: customer.updated` of a version replaced since must
+        still be given the event a profile change makes."""
         return event_name in self._listened
 
     def current_of(self, journey_id: str) -> Journey | None:
@@ -65,4 +76,5 @@ class JourneyRegistry:
             raise JourneyError([Problem(where, 0, f"version {version} is not stored in this workspace")])
         journey = parse_journey(source, f"<{journey_id}@{version}>")
         self._versions[(journey_id, version)] = journey
+        self._listened |= journey.events()
         return journey

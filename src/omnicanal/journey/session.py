@@ -38,7 +38,8 @@ class Journeys(Protocol):
         """The current version of a journey (what a broadcast starts); None if no such journey is loaded."""
 
     def listens(self, event_name: str) -> bool:
-        """Whether a current journey reacts to events of this name (trigger, wait, exit, goal)."""
+        """Whether a journey reacts to events of this name (trigger, wait, exit, goal): a current one, or an older
+        version instances may still run on."""
 
 
 @dataclass(frozen=True, slots=True)

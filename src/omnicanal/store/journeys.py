@@ -35,6 +35,10 @@ class JourneyStore:
         )
         return result
 
+    async def sources(self, journey_id: str) -> dict[str, str]:
+        """Every stored version of the journey: version -> source."""
+        return decode_map(await call(self._redis.hgetall(self._keys.journey_sources(journey_id))))
+
     def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]], now: float) -> None:
         """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,
         such as attribution shares and revenue, are added as floats): to the totals and to the hour of `now`
