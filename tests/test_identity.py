@@ -165,3 +165,32 @@ def test_only_ids_shaped_like_an_address_are_looked_up() -> None:
     assert lookup_of("anon:v1", "FR") == ("anon", "v1")
     with pytest.raises(ValueError, match="phone number"):
         lookup_of("+1", "FR")
+
+
+PICKUP = """
+id: pickup
+trigger: {event: parked, key: "event.properties.order"}
+re_entry: always
+steps:
+  - wait_for: {event: arrived, timeout: 30d}
+  - exit: {reason: arrived}
+"""
+
+
+async def test_a_visitors_keyed_instance_moves_over_beside_the_customers_instance_for_another_key(
+        project: Path, start_api: StartApi) -> None:
+    """One instance per key value runs: the visitor's order B is not the customer's order A, so logging in keeps
+    both waiting, each for its own order."""
+    write_journey(project, "pickup", PICKUP)
+    api = await start_api()
+    await api.put_customer("c42", {"addresses": {"email": "lea@example.com"}})
+    await api.event("parked", "c42", properties={"order": "A"})
+    await api.event("parked", "anon-7", properties={"order": "B"})
+    await api.wait_until("anon-7", lambda es: any(e["kind"] == "journey" for e in es))
+    await api.event("identify", "c42", properties={"anonymous_id": "anon-7"})
+    entries = await api.wait_until("c42", lambda es: any(e["kind"] == "identity" for e in es))
+    assert next(e for e in entries if e["kind"] == "identity")["moved_journeys"] == ["pickup"]
+    assert len((await api.request("GET", "/v1/customers/c42", 200))["journeys"]) == 2
+    await api.event("arrived", "c42", properties={"order": "B"})  # the visitor's order: its instance only
+    await api.wait_until("c42", journey_ended("pickup"))
+    assert len((await api.request("GET", "/v1/customers/c42", 200))["journeys"]) == 1

@@ -13,8 +13,8 @@ two atomic steps, each applied in its customer's order by the worker that owns i
    visitor (late events, timers of the moved journeys) is forwarded to the known customer, behind the absorb.
 2. `absorb` (known side): the visitor's timeline is woven into the customer's in time order, attributes and
    addresses they did not have are added (the known customer's own win), running journeys they were not already
-   in move over with their timers, consents merge with opt-outs winning — all in one transaction. An absorb
-   applied twice (a re-delivery) changes nothing the second time.
+   in (in a keyed journey: for that key) move over with their timers, consents merge with opt-outs winning — all
+   in one transaction. An absorb applied twice (a re-delivery) changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.identity import looks_like_address
+from omnicanal.journey.session import entry_name
 from omnicanal.store.connection import Redis, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
 from omnicanal.store.schema import (
@@ -129,8 +130,8 @@ class CustomerMerge:
         # The timeline is rebuilt (both woven in time order): instances that keep their event on a timeline
         # store it themselves again, the customer's own ones included.
         own = _with_events(customer_id, mine)
-        running = {instance["journey"] for instance in own.values()}
-        moved = {iid: inst for iid, inst in _with_events(source, state).items() if inst["journey"] not in running}
+        running = {_run_of(instance) for instance in own.values()}
+        moved = {iid: inst for iid, inst in _with_events(source, state).items() if _run_of(inst) not in running}
         timeline = sorted([*mine["timeline"], *state["timeline"]], key=lambda entry: entry["at"])
         timeline.append({"kind": "identity", "at": timeline[-1]["at"] if timeline else "", "merged": source,
                          "moved_journeys": sorted(i["journey"] for i in moved.values())})
@@ -138,8 +139,9 @@ class CustomerMerge:
         attributes = {n: v for n, v in state["attributes"].items() if n not in mine["attributes"]}
         theirs = dict(state["entries"])
         for instance in state["instances"].values():  # not moved: it ends here, and its entry is kept as it would be
-            if instance["journey"] in running:
-                theirs[instance["journey"]] = max(instance["started_at"], theirs.get(instance["journey"], 0.0))
+            if _run_of(instance) in running:
+                entry = entry_name(*_run_of(instance))
+                theirs[entry] = max(instance["started_at"], theirs.get(entry, 0.0))
         entries = {j: max(at, mine["entries"].get(j, at)) for j, at in theirs.items()}
         async with translated(), self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(k.profile, CREATED_AT, repr(now))
@@ -164,6 +166,12 @@ class CustomerMerge:
             _merge_inboxes(pipe, k, mine, state)
             await pipe.execute()
         return list(moved)
+
+
+def _run_of(instance: dict[str, Any]) -> tuple[str, str | None]:
+    """What one running instance stands for: its journey, and in a keyed journey its key (one instance per key
+    value runs, so the visitor's order B moves over beside the customer's order A)."""
+    return instance["journey"], instance.get("key")
 
 
 def _merge_inboxes(pipe: Any, k: CustomerKeys, mine: dict[str, Any], theirs: dict[str, Any]) -> None:
