@@ -194,3 +194,39 @@ async def test_a_visitors_keyed_instance_moves_over_beside_the_customers_instanc
     await api.event("arrived", "c42", properties={"order": "B"})  # the visitor's order: its instance only
     await api.wait_until("c42", journey_ended("pickup"))
     assert len((await api.request("GET", "/v1/customers/c42", 200))["journeys"]) == 1
+
+
+NUDGE_TEMPLATE = """
+en:
+  inbox: {title: "Hello", body: "Something for you"}
+"""
+NUDGE = """
+id: {id}
+trigger: {{event: {trigger}}}
+goal: {{event: order_placed, within: 30d}}
+steps:
+  - send: {{template: nudge, channels: [inbox]}}
+"""
+
+
+async def test_the_visitors_open_goal_windows_and_touchpoints_move_over_beside_the_customers(
+        project: Path, start_api: StartApi) -> None:
+    """The visitor's journey ended with its goal window open, after an in-app message: the purchase made once
+    logged in converts it and credits that message, though the customer has a window and a message of their own."""
+    (project / "templates" / "nudge.yaml").write_text(NUDGE_TEMPLATE, encoding="utf-8")
+    write_journey(project, "welcome_nudge", NUDGE.format(id="welcome_nudge", trigger="welcomed"))
+    write_journey(project, "browse_nudge", NUDGE.format(id="browse_nudge", trigger="browsed"))
+    api = await start_api()
+    await api.put_customer("c42", {"addresses": {"email": "lea@example.com"}})
+    await api.event("welcomed", "c42")
+    await api.event("browsed", "anon-7")
+    await api.wait_until("c42", journey_ended("welcome_nudge"))
+    visitor = await api.wait_until("anon-7", journey_ended("browse_nudge"))
+    nudged = next(e["message_id"] for e in visitor if e["kind"] == "message")
+    await api.event("identify", "c42", properties={"anonymous_id": "anon-7"})
+    await api.wait_until("c42", lambda es: any(e["kind"] == "identity" for e in es))
+    await api.event("order_placed", "c42", properties={"total": 50.0})
+    entries = await api.wait_until("c42", lambda es: sum(e["kind"] == "conversion" for e in es) == 2)
+    browse = next(e for e in entries if e["kind"] == "conversion" and e["journey"] == "browse_nudge")
+    assert browse["attributed_to"] == [nudged]
+    assert nudged in browse["credits"]["linear"]

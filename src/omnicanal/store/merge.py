@@ -23,6 +23,7 @@ from typing import Any
 
 from omnicanal.codec import dumps, loads
 from omnicanal.identity import looks_like_address
+from omnicanal.journey.attribution import kept
 from omnicanal.journey.session import entry_name
 from omnicanal.store.connection import Redis, decode_map, translated
 from omnicanal.store.keys import CustomerKeys, Keyspace
@@ -31,6 +32,7 @@ from omnicanal.store.schema import (
     APPLIED_ENTRY,
     CONSENTS,
     CREATED_AT,
+    GOAL_WATCHES,
     INBOX_ARCHIVED_SUFFIX,
     INBOX_KEPT,
     INBOX_READ_SUFFIX,
@@ -41,6 +43,7 @@ from omnicanal.store.schema import (
     MERGED_FROM,
     MERGED_INTO,
     TIMELINE_TRIMMED,
+    TOUCHPOINTS,
     UPDATED_AT,
     decode_instances,
     decode_messages,
@@ -135,7 +138,7 @@ class CustomerMerge:
         timeline = sorted([*mine["timeline"], *state["timeline"]], key=lambda entry: entry["at"])
         timeline.append({"kind": "identity", "at": timeline[-1]["at"] if timeline else "", "merged": source,
                          "moved_journeys": sorted(i["journey"] for i in moved.values())})
-        profile = _merged_profile(mine["profile"], state["profile"], source)
+        profile = _merged_profile(mine["profile"], state["profile"], source, now)
         attributes = {n: v for n, v in state["attributes"].items() if n not in mine["attributes"]}
         theirs = dict(state["entries"])
         for instance in state["instances"].values():  # not moved: it ends here, and its entry is kept as it would be
@@ -205,8 +208,10 @@ def _with_events(customer_id: str, state: dict[str, Any]) -> dict[str, dict[str,
     return instances
 
 
-def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -> dict[str, Any]:
-    """The known customer's profile wins field by field; addresses and consents are combined."""
+def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str, now: float) -> dict[str, Any]:
+    """The known customer's profile wins field by field; addresses and consents are combined, and so are the
+    messages that may earn a conversion credit and the goal windows still open: a purchase made once logged in
+    converts the visitor's ended journeys too, crediting what the visitor was sent."""
     addresses = dict(theirs.get(ADDRESSES, {}))
     for channel, value in mine.get(ADDRESSES, {}).items():
         if channel == "push" and isinstance(value, list):
@@ -223,4 +228,10 @@ def _merged_profile(mine: dict[str, Any], theirs: dict[str, Any], source: str) -
                if n not in (MERGED_INTO, MERGED_AT, CREATED_AT, UPDATED_AT, APPLIED_ENTRY, TIMELINE_TRIMMED)}
     profile.update({n: v for n, v in mine.items() if n not in (CREATED_AT, TIMELINE_TRIMMED)})
     profile.update({ADDRESSES: addresses, CONSENTS: consents, MERGED_FROM: [*mine.get(MERGED_FROM, []), source]})
+    touches = {t["m"]: t for t in [*theirs.get(TOUCHPOINTS, []), *mine.get(TOUCHPOINTS, [])]}
+    if touches:
+        profile[TOUCHPOINTS] = kept(sorted(touches.values(), key=lambda t: float(t["t"])), now)
+    watches = {w["id"]: w for w in [*theirs.get(GOAL_WATCHES, []), *mine.get(GOAL_WATCHES, [])]}
+    if watches:
+        profile[GOAL_WATCHES] = list(watches.values())
     return profile
