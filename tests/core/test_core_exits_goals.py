@@ -190,6 +190,16 @@ def test_a_conversion_before_any_message_is_attributed_to_none() -> None:
     assert _conversions(customer)[0]["attributed_to"] == []
 
 
+def test_an_instance_ending_on_its_windows_last_second_still_converts_then() -> None:
+    customer = Customer([flow("- wait: 3d\n- send: {template: offer, channels: [sms]}",
+                              "goal: {event: order, within: 3d}")])
+    customer.event("go")
+    customer.pass_time(3 * DAY)  # the wait ends on the window's last second, and the journey with it
+    assert customer.milestones()[-1] == "completed"
+    customer.event("order", total=30)  # the same second: still within the window, as for a running instance
+    assert len(_conversions(customer)) == 1
+
+
 def test_a_goal_after_the_instance_ended_is_not_a_conversion() -> None:
     customer = Customer([flow("- send: {template: offer, channels: [sms]}", "goal: {event: order}")])
     customer.event("go")

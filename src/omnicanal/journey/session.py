@@ -165,7 +165,7 @@ class Session:
         self.changes.ended.add(instance.id)
         goal = journey.goal
         if status != "failed" and goal is not None and goal.within is not None and not instance.converted \
-                and instance.started_at + goal.within > self.now:  # a goal met within its window still counts
+                and instance.started_at + goal.within >= self.now:  # a goal met within its window still counts
             self.state.watches.append(goal_watch(instance, instance.started_at + goal.within))
             self.changes.watches = True
         # Re-entry rules read when the last instance began; written as it ends (while it runs, the instance
