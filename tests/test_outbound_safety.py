@@ -48,7 +48,7 @@ async def _webhook_to(project: Path, start_api: StartApi, address: str, **settin
 
 
 @pytest.mark.parametrize("address", ["http://169.254.169.254/latest/meta-data/", "http://10.20.30.40:8080/hook",
-                                     "http://[::1]/hook"])
+                                     "http://[::1]/hook", "http://[64:ff9b::7f00:1]:8080/hook"])
 async def test_a_webhook_to_a_private_or_metadata_address_fails_before_any_connection(
         project: Path, start_api: StartApi, receiver: WebhookReceiver, address: str) -> None:
     message = await _webhook_to(project, start_api, address)
@@ -98,3 +98,24 @@ async def test_the_policy_checks_every_address_a_name_resolves_to() -> None:
     assert await allowed.address_of("localhost", 80) in ("127.0.0.1", "::1")
     assert await strict.address_of("localhost", 80, vouched=True) in ("127.0.0.1", "::1")
     assert await strict.address_of("8.8.8.8", 53) == "8.8.8.8"  # public, written as an address: no look-up
+
+
+@pytest.mark.parametrize("address", [
+    "::127.0.0.1",                             # IPv4-compatible
+    "::ffff:0:7f00:1",                         # IPv4-translated
+    "64:ff9b::a9fe:a9fe",                      # NAT64 to the metadata service
+    "64:ff9b:1::a00:1",                        # NAT64, local-use prefix
+    "2002:7f00:1::1",                          # 6to4 of 127.0.0.1
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",    # Teredo
+    "fec0::1",                                 # site-local
+])
+async def test_an_ipv6_address_carrying_a_private_ipv4_one_is_refused(address: str) -> None:
+    """Python's `is_global` judges these forms by their IPv6 prefix; the packets may still reach the IPv4 address
+    inside (a NAT64 gateway, a 6to4 relay) or a site's own network."""
+    blocked = await OutboundPolicy().address_of(address, 80)
+    assert "non-public" in getattr(blocked, "reason", "")
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700:4700::1111"])
+async def test_an_ipv6_address_carrying_a_public_ipv4_one_is_public(address: str) -> None:
+    assert await OutboundPolicy().address_of(address, 80) == address

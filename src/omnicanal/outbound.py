@@ -3,11 +3,11 @@ public addresses only, unless the operator allowed a host or network (no SSRF).
 
 A URL taken from a journey file, a fetched answer or a customer's profile could name the cloud's metadata service
 (169.254.169.254), Redis on loopback or an internal admin page. So the host is resolved here and every address it
-resolves to must be public — a loopback, private, link-local or reserved address is refused unless the host, or
-a network holding the address, is listed in OMNICANAL_OUTBOUND_ALLOW (`hooks.internal`, `10.0.0.0/8`,
-`127.0.0.1`) or the caller vouches for the host itself (`fetch` hosts listed by their exact name). The request then
-goes to the address that was checked (the Host header and TLS name stay the host's): a DNS answer that changes
-between the check and the call cannot send it elsewhere.
+resolves to must be public — a loopback, private, link-local or reserved address (or an IPv6 one carrying such an
+IPv4 address: NAT64, 6to4, Teredo) is refused unless the host, or a network holding the address, is listed in
+OMNICANAL_OUTBOUND_ALLOW (`hooks.internal`, `10.0.0.0/8`, `127.0.0.1`) or the caller vouches for the host itself
+(`fetch` hosts listed by their exact name). The request then goes to the address that was checked (the Host header
+and TLS name stay the host's): a DNS answer that changes between the check and the call cannot send it elsewhere.
 """
 
 from __future__ import annotations
@@ -31,6 +31,35 @@ DNS_TTL = 10.0
 costs one look-up per TTL, not one per message."""
 _CACHE_LIMIT = 4096
 """Entries kept per cache before it starts again: hosts come from data, so the caches must stay bounded."""
+
+
+_CARRYING_IPV4 = tuple(ipaddress.IPv6Network(network) for network in (
+    "::/96",            # IPv4-compatible (deprecated): ::127.0.0.1
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT): ::ffff:0:7f00:1
+    "64:ff9b::/96",     # NAT64, well-known prefix: a NAT64 gateway forwards to the IPv4 address inside
+    "64:ff9b:1::/48",   # NAT64, local-use prefix
+))
+"""IPv6 networks whose addresses carry an IPv4 address in their last 32 bits, which is where packets to them may
+end up (::ffff:0:0/96, the mapped form, Python already judges by the IPv4 address)."""
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether an address is public: global, and for an IPv6 address that carries an IPv4 one (6to4, Teredo,
+    NAT64, the compatible and translated forms) that IPv4 address too — `64:ff9b::7f00:1` reaches 127.0.0.1 through
+    a NAT64 gateway. Site-local IPv6 (fec0::/10, deprecated but still routed by some networks) is not public."""
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    if ip.is_site_local:
+        return False
+    if ip.sixtofour is not None:
+        return ip.sixtofour.is_global
+    if ip.teredo is not None:
+        return all(inner.is_global for inner in ip.teredo)
+    if any(ip in network for network in _CARRYING_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF).is_global
+    return True
 
 
 def host_allowed(host: str, allowed: Sequence[str]) -> tuple[bool, bool]:
@@ -84,7 +113,7 @@ class OutboundPolicy:
         verdict = self._verdicts.get((host, address))
         if verdict is None:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
-            verdict = ip.is_global or host.lower() in self.hosts or any(ip in network for network in self.networks)
+            verdict = is_public(ip) or host.lower() in self.hosts or any(ip in network for network in self.networks)
             _bounded(self._verdicts)[host, address] = verdict
         return verdict
 
