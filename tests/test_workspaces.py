@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -462,3 +464,60 @@ async def test_serve_runs_every_workspace_in_one_process(tmp_path: Path, redis_u
     assert process.returncode == 0, err.decode()[-2000:]
     stopped = [line for line in err.decode().splitlines() if '"event": "stopped"' in line]
     assert len(stopped) == 2, err.decode()[-2000:]
+
+
+INBOX_SECRET = "i" * 32
+DE_INBOX = {
+    "journeys/nachricht.yaml": """
+id: nachricht
+trigger: {event: nachricht}
+steps:
+  - send: {template: nachricht_inbox, channels: [inbox], purpose: transactional}
+""",
+    "templates/nachricht_inbox.yaml": """
+en:
+  inbox:
+    title: "DE-INBOX-TEXT"
+    body: "DE-INBOX-TEXT"
+""",
+}
+
+
+def cli_inbox_signature(tmp_path: Path, workspace: str, *options: str) -> str:
+    """What `omnicanal inbox-signature` prints for kunde-1 in `workspace` (its backend signs the same way)."""
+    env = {"OMNICANAL_WORKSPACES_DIR": str(tmp_path / "workspaces"), "OMNICANAL_WORKSPACE": workspace,
+           "OMNICANAL_INBOX_SECRET": INBOX_SECRET}
+    result = CliRunner().invoke(cli, ["inbox-signature", CUSTOMER, *options], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+async def test_an_inbox_signature_reads_the_inbox_of_its_own_workspace_only(tmp_path: Path, redis_url: str) -> None:
+    """OMNICANAL_INBOX_SECRET is one setting for the process: the same id signed for shop-fr was taken as
+    shop-de's (the first workspace whose secret matched), so shop-fr's app (or any brand's backend holding the
+    secret) read shop-de's customer's inbox, and shop-fr's customers never reached their own. Under
+    OMNICANAL_WORKSPACES_DIR each workspace now signs with its own secret, derived from OMNICANAL_INBOX_SECRET and
+    its name: a signature reads its workspace's inbox, and one workspace's secret signs for no other."""
+    settings = base_settings(tmp_path, redis_url, inbox_secret=INBOX_SECRET)
+    for name, text in DE_INBOX.items():
+        (tmp_path / "workspaces" / DE / name).write_text(text.lstrip(), encoding="utf-8")
+    async with serving(settings) as served:
+        await served.json("POST", "/v1/events", DE, 202, json={"name": "nachricht", "customer_id": CUSTOMER})
+        async with asyncio.timeout(10):
+            while '"channel": "inbox"' not in (await served.call("GET", f"/v1/customers/{CUSTOMER}/timeline",
+                                                                  DE))[1]:
+                await asyncio.sleep(0.02)
+        fr, de = cli_inbox_signature(tmp_path, FR), cli_inbox_signature(tmp_path, DE)
+        assert fr != de
+        _, text = await served.call("GET", f"/v1/inbox?customer={CUSTOMER}&signature={de}", None, 200)
+        assert "DE-INBOX-TEXT" in text
+        _, text = await served.call("GET", f"/v1/inbox?customer={CUSTOMER}&signature={fr}", None, 200)
+        assert "DE-INBOX-TEXT" not in text and json.loads(text)["messages"] == []
+        # the secret shop-fr's backend is given signs for shop-fr only
+        fr_secret = cli_inbox_signature(tmp_path, FR, "--secret")
+        assert fr_secret != INBOX_SECRET
+        forged = hmac.new(fr_secret.encode(), CUSTOMER.encode(), hashlib.sha256).hexdigest()
+        assert forged == fr
+        # the process-wide secret itself signs for no workspace
+        shared = hmac.new(INBOX_SECRET.encode(), CUSTOMER.encode(), hashlib.sha256).hexdigest()
+        await served.call("GET", f"/v1/inbox?customer={CUSTOMER}&signature={shared}", None, 401)

@@ -296,21 +296,30 @@ def inbox_signature(
     customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
     url: Annotated[bool, typer.Option("--url", help="Print the URL of their inbox instead, signature included.")]
     = False,
+    secret: Annotated[bool, typer.Option("--secret", help="Print the secret the workspace's ids are signed with "
+                                                          "instead (several workspaces: each its own).")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Print the signature a customer's app reads their in-app inbox with: the hex HMAC-SHA256 of their id with
-    OMNICANAL_INBOX_SECRET (your backend computes the same for each customer).
+    OMNICANAL_INBOX_SECRET (your backend computes the same for each customer). With OMNICANAL_WORKSPACES_DIR each
+    workspace (OMNICANAL_WORKSPACE) signs with a secret of its own, derived from it: `--secret` prints it, for
+    that brand's backend.
 
     Example: curl "$(omnicanal inbox-signature c42 --url)"
     """
     from urllib.parse import urlencode
 
     from omnicanal.api.inbox import inbox_signature as sign
+    from omnicanal.api.inbox import workspace_inbox_secret
 
     settings = _settings(config)
-    if settings.inbox_secret is None:
+    key = workspace_inbox_secret(settings)
+    if key is None:
         _fail("OMNICANAL_INBOX_SECRET is not set: the inbox API is off (set it, at least 16 characters)")
-    signature = sign(settings.inbox_secret.get_secret_value(), customer_id)
+    if secret:
+        typer.echo(key)
+        return
+    signature = sign(key, customer_id)
     if not url:
         typer.echo(signature)
         return

@@ -5,7 +5,8 @@ as Server-Sent Events).
 No API key: an app in the customer's hands cannot keep one. The brand's backend signs the customer's id with
 OMNICANAL_INBOX_SECRET (`inbox_signature`) and hands the app the signature; the app sends both, in the query
 (`customer`, `signature`: all an EventSource can send) or as X-Omnicanal-Customer and X-Omnicanal-Signature. The
-workspace is the one whose secret made the signature. Browsers may call these routes from any origin (CORS):
+workspace is the one whose secret made the signature: with several workspaces, each has its own
+(`workspace_inbox_secret`). Browsers may call these routes from any origin (CORS):
 the signature is the credential, no cookie is involved.
 
 Reading a message becomes a `message.read` event of the customer (once per message), which journeys can wait
@@ -31,6 +32,7 @@ from omnicanal.api.events import derived_event
 from omnicanal.api.outbox import query_number
 from omnicanal.api.state import deployment_of, runtime_of
 from omnicanal.codec import dumps
+from omnicanal.config import Settings
 from omnicanal.errors import InputError, NotFound, StoreUnavailable, Unauthorized
 from omnicanal.policy.choice import INBOX
 from omnicanal.signing import same_text
@@ -53,6 +55,19 @@ CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Max-Age": "600",
         "Access-Control-Allow-Headers": f"Content-Type, {CUSTOMER_HEADER}, {SIGNATURE_HEADER}, Last-Event-ID"}
 
 
+def workspace_inbox_secret(settings: Settings) -> str | None:
+    """The secret a workspace's customer ids are signed with: OMNICANAL_INBOX_SECRET itself, or, in a process of
+    several workspaces (OMNICANAL_WORKSPACES_DIR), one derived from it and the workspace's name. The setting is
+    the process's, and each brand's backend must hold the secret it signs with: a shared one would let any brand
+    sign for another's customers, and could not say which workspace a signature is for."""
+    if settings.inbox_secret is None:
+        return None
+    secret = settings.inbox_secret.get_secret_value()
+    if settings.workspaces_dir is None:
+        return secret
+    return hmac.new(secret.encode(), f"omnicanal inbox {settings.workspace}".encode(), hashlib.sha256).hexdigest()
+
+
 def inbox_signature(secret: str, customer_id: str) -> str:
     """What the brand's backend gives a customer's app: the hex HMAC-SHA256 of their id with the inbox secret."""
     return hmac.new(secret.encode(), customer_id.encode(), hashlib.sha256).hexdigest()
@@ -62,8 +77,8 @@ def _customer(request: web.Request) -> str:
     """The customer the request proves it acts for; the request's workspace is set to the one that signed."""
     customer = request.query.get("customer") or request.headers.get(CUSTOMER_HEADER)
     signature = request.query.get("signature") or request.headers.get(SIGNATURE_HEADER)
-    runtimes = {workspace: runtime.settings.inbox_secret
-                for workspace, runtime in deployment_of(request).runtimes.items() if runtime.settings.inbox_secret}
+    runtimes = {workspace: secret for workspace, runtime in deployment_of(request).runtimes.items()
+                if (secret := workspace_inbox_secret(runtime.settings)) is not None}
     if not runtimes:
         raise NotFound("the inbox API is off here: set OMNICANAL_INBOX_SECRET (messages on channel `inbox` are kept "
                        "meanwhile)")
@@ -75,7 +90,7 @@ def _customer(request: web.Request) -> str:
         raise InputError([{"field": "customer", "message": "not a customer id (letters, digits and ._:@+-, up to "
                                                            "128 characters)"}])
     for workspace, secret in runtimes.items():
-        if same_text(signature.lower(), inbox_signature(secret.get_secret_value(), customer)):
+        if same_text(signature.lower(), inbox_signature(secret, customer)):
             request[WORKSPACE] = workspace
             return customer
     raise Unauthorized("the signature is not this customer id's: sign the id exactly as sent, with "
