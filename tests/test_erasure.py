@@ -55,7 +55,8 @@ async def dump(client: redis.Redis | redis.RedisCluster) -> dict[str, str]:
 
 
 AUDIT_KEY = ":audit"
-"""The audit log (store/audit.py): the one place an erased customer's id stays, in the record of the erasure."""
+"""The audit log (store/audit.py): the one place an erased customer's id stays, in the record of the erasure (and of
+consents written through the API)."""
 
 
 def holding(contents: dict[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
@@ -166,3 +167,21 @@ async def test_erasing_nobody_is_404_and_a_malformed_id_422(start_api: StartApi)
     assert (await api.client.delete("/v1/customers/nobody")).status == 404
     assert (await api.client.get("/v1/customers/nobody/export")).status == 404
     assert (await api.client.delete("/v1/customers/-starts-with-a-dash")).status == 422
+
+
+async def test_consents_written_through_the_api_leave_their_audit_records_and_nothing_else(
+        start_api: StartApi, redis_url: str) -> None:
+    """The audit log is append-only: the `customer.consent` records of consents written through the API stay after
+    the erasure beside its own record, naming the customer's id and the decisions (proof of what was consented to,
+    and when) — never an address. The README said one record remained; it says which ones now."""
+    api = await start_api()
+    await api.put_customer("lea.dupont", {**LEA, "consents": {"sms": True, "email": {"marketing": False}}})
+    await api.request("DELETE", "/v1/customers/lea.dupont", 200)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    after = await dump(client)
+    await client.aclose()
+    assert holding(after, LEAS) == {}
+    audit = erasure_record(after)
+    entries = await api.request("GET", "/v1/audit", 200)
+    about_lea = [(e["action"], e["target"]) for e in entries["entries"] if e["target"] == "lea.dupont"]
+    assert about_lea == [("customer.erase", "lea.dupont"), ("customer.consent", "lea.dupont")], audit
