@@ -195,6 +195,8 @@ N = {"event": {"properties": {"n": 10**7, "big": 10**9, "text": "a" * 100_000, "
     ("([event.properties.text] * 100) | join(event.properties.text)", "join"),
     ("[1] | batch(event.properties.big, 0) | list", "batch"),
     ("lipsum(event.properties.n)", "lipsum"),
+    ("(event.properties.text * 10) | groupby('x')", "operations"),
+    ("(event.properties.text * 10) | sort", "operations"),
     ("event.properties.list | map('string') | select('in', event.properties.list | map('string') | list) | list",
      "operations"),
 ])
