@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 
 from omnicanal.errors import JourneyError, Problem
@@ -23,17 +22,12 @@ class JourneyRegistry:
 
     async def replace(self, journeys: Iterable[Journey]) -> None:
         """Make these the current journeys. Their sources are stored first, so an instance started on any of
-        them can finish on it later; versions already known stay available to the instances running them.
-        The stored older versions of these journeys are read too: an instance of one may still wait for an
-        event only it names (see `listens`)."""
+        them can finish on it later (with the events they react to: see `listens`); versions already known stay
+        available to the instances running them."""
         loaded = list(journeys)
         for journey in loaded:
-            await self._store.remember(journey.id, journey.version, journey.source)
-        for journey in loaded:
-            for version, source in (await self._store.sources(journey.id)).items():
-                if (journey.id, version) not in self._versions:
-                    with contextlib.suppress(JourneyError):  # one the language no longer reads: `version` says so
-                        self._versions[(journey.id, version)] = parse_journey(source, f"<{journey.id}@{version}>")
+            await self._store.remember(journey.id, journey.version, journey.source, journey.events())
+        stored = await self._store.listened()
         by_trigger: dict[str, list[Journey]] = {}
         for journey in loaded:
             if journey.trigger.event is not None:  # a scheduled journey is triggered by no event
@@ -41,15 +35,15 @@ class JourneyRegistry:
             self._versions[(journey.id, journey.version)] = journey
         self.current = {j.id: j for j in loaded}
         self._by_trigger = by_trigger
-        self._listened = frozenset(name for journey in self._versions.values() for name in journey.events())
+        self._listened = frozenset(stored.union(*(journey.events() for journey in self._versions.values())))
 
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])
 
     def listens(self, event_name: str) -> bool:
-        """Whether a journey reacts to events of this name — any version, not only the current one: an instance
-        finishes on the version it began with, so a `wait_for: customer.updated` of a version replaced since must
-        still be given the event a profile change makes."""
+        """Whether a journey reacts to events of this name — any version ever remembered in the workspace, not
+        only the current ones: an instance finishes on the version it began with, so a `wait_for: customer.updated`
+        of a version replaced (or a journey deleted) since must still be given the event a profile change makes."""
         return event_name in self._listened
 
     def current_of(self, journey_id: str) -> Journey | None:

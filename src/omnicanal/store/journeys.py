@@ -22,8 +22,18 @@ class JourneyStore:
         self._counting = counting
         """False (OMNICANAL_STATS=false): `record` writes nothing; the stats stay as they were."""
 
-    async def remember(self, journey_id: str, version: str, source: str) -> None:
-        await call(self._redis.hsetnx(self._keys.journey_sources(journey_id), version, source))
+    async def remember(self, journey_id: str, version: str, source: str, events: Iterable[str]) -> None:
+        """Keep a version's source, and the names of the events it reacts to (`listened`)."""
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(self._keys.journey_sources(journey_id), version, source)
+            if names := sorted(events):
+                pipe.sadd(self._keys.listened, *names)
+            await pipe.execute()
+
+    async def listened(self) -> set[str]:
+        """The events some version ever remembered here reacts to: one of its instances may still be running."""
+        return {name.decode() if isinstance(name, bytes) else name
+                for name in await call(self._redis.smembers(self._keys.listened))}
 
     async def known(self, journey_id: str) -> bool:
         """True once a process of this workspace has loaded a version of the journey (`remember`)."""
@@ -35,9 +45,6 @@ class JourneyStore:
         )
         return result
 
-    async def sources(self, journey_id: str) -> dict[str, str]:
-        """Every stored version of the journey: version -> source."""
-        return decode_map(await call(self._redis.hgetall(self._keys.journey_sources(journey_id))))
 
     def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]], now: float) -> None:
         """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,

@@ -25,6 +25,8 @@ Layout (workspace `ws`, customer `cid`, partition `p`):
     oc:{ws}:workers             zset   live worker ids scored by their last heartbeat
     oc:{ws}:dlq                 stream work items that kept failing, with the error (omnicanal dlq ...)
     oc:{ws}:journey:ID          hash   version -> journey source (instances finish on the version they began)
+    oc:{ws}:listened            set    event names some stored journey version reacts to (profile changes say
+                                       customer.updated while an instance of an older version may wait for it)
     oc:{ws}:stats:ID            hash   per-journey and per-step counters, since the start
     oc:{ws}:stats:ID:h:HOUR     hash   the same counters for one hour of journey time (kept OMNICANAL_STATS_RETENTION)
     oc:{ws}:active:ID           set    customers with a running instance of journey ID (drain, counts)
@@ -156,6 +158,10 @@ class Keyspace:
 
     def journey_sources(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:journey:{journey_id}"
+
+    @property
+    def listened(self) -> str:
+        return f"oc:{self.workspace}:listened"
 
     def journey_active(self, journey_id: str) -> str:
         return f"oc:{self.workspace}:active:{journey_id}"
