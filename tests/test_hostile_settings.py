@@ -32,6 +32,25 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("OMNICANAL_REDIS_URL", "redis://[::1", "not a URL: Invalid IPv6 URL"),
     ("OMNICANAL_REDIS_URL", "redis://127.0.0.1:6379/abc", "the database is a number: redis://host:6379/0"),
     ("OMNICANAL_REDIS_URL", "127.0.0.1:6379", "redis://, rediss://, unix://, redis+cluster://"),
+    # each of these started, then failed where the value was used: a traceback at start (log level, lease,
+    # idempotency window, backfill rate), a 500 for every event (a window Redis cannot expire), accepted events
+    # never applied (a stats retention Redis cannot expire), timers never fired, or a zone silently read as UTC
+    ("OMNICANAL_LOG_LEVEL", "verbose", "'verbose' is not a log level: write debug, info, warning or error"),
+    ("OMNICANAL_DEFAULT_TIMEZONE", "Europe/Pariss", "unknown time zone 'Europe/Pariss': use an IANA name"),
+    ("OMNICANAL_IDEMPOTENCY_WINDOW", "inf", "less than or equal to 315360000"),
+    ("OMNICANAL_IDEMPOTENCY_WINDOW", "1e20", "less than or equal to 315360000"),
+    ("OMNICANAL_STATS_RETENTION", "1e20", "less than or equal to 315360000"),
+    ("OMNICANAL_LEASE_SECONDS", "inf", "less than or equal to 86400"),
+    ("OMNICANAL_TIMER_POLL_INTERVAL", "inf", "less than or equal to 60"),
+    ("OMNICANAL_RETENTION_DAYS", "1e20", "less than or equal to 3650"),
+    ("OMNICANAL_SEGMENT_BACKFILL_RATE", "inf", "finite number"),
+    ("OMNICANAL_SEND_RETRY_BUDGET", "inf", "finite number"),
+    ("OMNICANAL_SCHEDULE_GRACE", "inf", "finite number"),
+    ("OMNICANAL_SHUTDOWN_GRACE", "inf", "finite number"),
+    ("OMNICANAL_RELOAD_INTERVAL", "inf", "finite number"),
+    ("OMNICANAL_HEADER_TIMEOUT", "inf", "finite number"),
+    ("OMNICANAL_BODY_TIMEOUT", "inf", "finite number"),
+    ("OMNICANAL_RATE_LIMITS", "twilio_sms=inf", "a rate is a positive number"),
 ])
 def test_a_value_that_would_mean_something_else_is_refused_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, variable: str, value: str, hint: str) -> None:
@@ -40,6 +59,17 @@ def test_a_value_that_would_mean_something_else_is_refused_naming_the_variable(
         load_settings()
     line = next(line for line in str(raised.value).splitlines() if variable in line)
     assert hint in line, line
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("OMNICANAL_LOG_LEVEL", "WARNING"), ("OMNICANAL_LOG_LEVEL", "debug"),
+    ("OMNICANAL_DEFAULT_TIMEZONE", "Europe/Paris"), ("OMNICANAL_DEFAULT_TIMEZONE", "UTC"),
+    ("OMNICANAL_IDEMPOTENCY_WINDOW", "31536000"),
+    ("OMNICANAL_RETENTION_DAYS", "365"), ("OMNICANAL_SHUTDOWN_GRACE", "0"),
+])
+def test_a_sensible_value_is_still_accepted(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    load_settings()
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "redis://:secret@redis:6379", "rediss://redis:6380/2",

@@ -9,12 +9,14 @@ the process with a ConfigError naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -54,7 +56,7 @@ def _rate(connector: str, rate: Any) -> float:
         value = 0.0 if isinstance(rate, bool) else float(rate)
     except (TypeError, ValueError):
         value = 0.0
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{connector}={rate}: a rate is a positive number of sends per second")
     return value
 
@@ -96,6 +98,13 @@ def _window(value: Any) -> Any:
     if value is None or isinstance(value, QuietHours):
         return value
     raise ValueError('write it as text, e.g. "21:00-08:00", or "off"')
+
+
+_DAY = 86_400
+_TEN_YEARS = 3650 * _DAY
+"""The longest duration a setting that becomes a Redis expiry or a journey-time offset takes: far past any real
+need, and far below what Redis (`EX`, milliseconds in 64 bits) or a date (the year 9999) can hold."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class Settings(BaseSettings):
@@ -173,7 +182,8 @@ class Settings(BaseSettings):
     quiet_hours_by_channel: Annotated[dict[str, QuietHours | None], NoDecode] = Field(
         default_factory=dict, description="Per-channel override, e.g. `email=off,push=22:00-07:00`."
     )
-    default_timezone: str = Field(default="UTC", description="Time zone of customers whose profile has none.")
+    default_timezone: str = Field(default="UTC", description="Time zone of customers whose profile has none (an IANA "
+                                  "name, e.g. Europe/Paris).")
     default_region: str = Field(
         default="FR", pattern=r"^[A-Z]{2}$", description="Country for phone numbers written without +code."
     )
@@ -199,7 +209,8 @@ class Settings(BaseSettings):
         "Redis); the same everywhere, secret: who has it can compute codes.",
     )
     send_retry_budget: float = Field(
-        default=3600.0, gt=0, description="Journey seconds a send keeps retrying a failing channel before the next."
+        default=3600.0, gt=0, allow_inf_nan=False,
+        description="Journey seconds a send keeps retrying a failing channel before the next."
     )
     public_url: str | None = Field(
         default=None, description="Externally reachable base URL of the API, for provider status callbacks, "
@@ -226,20 +237,25 @@ class Settings(BaseSettings):
         description="Consumer name in the Redis consumer group.",
     )
     lease_seconds: float = Field(
-        default=10.0, ge=1, description="A dead worker's partitions are taken over after this many seconds."
+        default=10.0, ge=1, le=_DAY, description="A dead worker's partitions are taken over after this many seconds."
     )
     shutdown_grace: float = Field(
-        default=30.0, ge=0, description="Seconds SIGTERM waits for work in hand before handing it back."
+        default=30.0, ge=0, allow_inf_nan=False,
+        description="Seconds SIGTERM waits for work in hand before handing it back."
     )
     reload_interval: float = Field(
-        default=2.0, ge=0, description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
+        default=2.0, ge=0, allow_inf_nan=False,
+        description="Seconds between looks for changed journey/template files (0: only SIGHUP)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
     header_timeout: float = Field(
-        default=15.0, gt=0, description="Seconds a client has to send a request's headers, from the connection or "
+        default=15.0, gt=0, allow_inf_nan=False,
+        description="Seconds a client has to send a request's headers, from the connection or "
         "the previous answer (so also how long an idle keep-alive connection is kept).",
     )
-    body_timeout: float = Field(default=30.0, gt=0, description="Seconds a client has to send a request's body.")
+    body_timeout: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="Seconds a client has to send a request's body."
+    )
     max_properties_bytes: int = Field(
         default=65_536, ge=1024, description="Largest event `properties` (and profile `attributes`), as JSON bytes."
     )
@@ -247,33 +263,37 @@ class Settings(BaseSettings):
         default=1_000, ge=1, description="Most items of a list inside event properties or profile attributes."
     )
     idempotency_window: float = Field(
-        default=7 * 86400, gt=0, description="Seconds an idempotency key is remembered."
+        default=7 * 86400, gt=0, le=_TEN_YEARS, description="Seconds an idempotency key is remembered."
     )
     stats: bool = Field(
         default=True, description="Count what journeys do (the stats, the dashboard's funnel, attribution); false "
         "writes no counter: for a deployment that measures elsewhere and wants every message/s (bench: a tenth).",
     )
     stats_retention: float = Field(
-        default=90 * 86400, gt=0, description="Seconds the hourly counters of the stats are kept (the totals stay)."
+        default=90 * 86400, gt=0, le=_TEN_YEARS,
+        description="Seconds the hourly counters of the stats are kept (the totals stay)."
     )
     timeline_limit: int = Field(
         default=5_000, ge=10, description="Timeline entries kept per customer; the oldest go as new ones come."
     )
     schedule_grace: float = Field(
-        default=3600.0, ge=0, description="Journey seconds a scheduled journey's occurrence may still fire late (no "
+        default=3600.0, ge=0, allow_inf_nan=False,
+        description="Journey seconds a scheduled journey's occurrence may still fire late (no "
         "process was running at its moment, or the journey was just deployed); older ones are skipped."
     )
     segment_backfill_rate: float = Field(
-        default=0.0, ge=0, description="Customers per second a segment's backfill queues at most (0: as fast as "
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="Customers per second a segment's backfill queues at most (0: as fast as "
         "the workers apply them: the walk waits while the work streams hold more than a few batches)."
     )
     timer_poll_interval: float = Field(
-        default=0.05, gt=0, description="Real seconds between two looks for due timers."
+        default=0.05, gt=0, le=60, description="Real seconds between two looks for due timers."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: str = Field(default="json", pattern="^(json|console)$", description="json or console.")
     retention_days: float | None = Field(
-        default=None, gt=0, description="Erase customers inactive (no event, timer or profile update applied) for "
+        default=None, gt=0, le=_TEN_YEARS / 86400,
+        description="Erase customers inactive (no event, timer or profile update applied) for "
         "this many days of journey time; unset: kept until erased with DELETE /v1/customers/{id}.",
     )
     log_pii: bool = Field(
@@ -337,6 +357,22 @@ class Settings(BaseSettings):
                                  "requests without a key through; remove it, or leave the whole setting unset to "
                                  "run without keys")
             return keys
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in (*LOG_LEVELS, "critical"):
+            raise ValueError(f"{value!r} is not a log level: write {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris or UTC") from None
         return value
 
     @field_validator("link_secret", "inbox_secret")
