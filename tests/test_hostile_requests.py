@@ -99,3 +99,14 @@ async def test_a_number_too_long_to_read_is_422_saying_to_send_it_as_text(start_
     assert body["errors"] == [{"field": "body", "message": "a number with more than 4,300 digits: no value needs "
                                                            "one; send it as text"}], body
     assert "sys." not in body["message"] and await api.runtime.queue.backlog() == 0
+
+
+@pytest.mark.parametrize("customer_id", ["a%2Fb", "a%20b", "%C3%A9", "y" * 200])
+async def test_ending_a_journey_for_a_customer_id_no_key_can_hold_is_422_and_queues_nothing(
+        start_api: StartApi, customer_id: str) -> None:
+    """`DELETE /v1/customers/{id}/journeys/{journey}` was the one customer route that skipped the id check: `a/b`,
+    a space, unicode or a 200-character id got a 202 and a drain in the work stream."""
+    api = await start_api()
+    body = await api.request("DELETE", f"/v1/customers/{customer_id}/journeys/abandoned_cart", 422)
+    assert [e["field"] for e in body["errors"]] == ["customer_id"], body
+    assert await api.runtime.queue.backlog() == 0

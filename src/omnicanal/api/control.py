@@ -10,6 +10,7 @@ from aiohttp import web
 
 from omnicanal import lifecycle
 from omnicanal.api.audit import audit
+from omnicanal.api.customers import customer_id_in
 from omnicanal.api.errors import read_json
 from omnicanal.api.events import event_id
 from omnicanal.api.identifiers import Unresolved, customer_behind
@@ -51,7 +52,7 @@ async def control_journey(request: web.Request) -> web.Response:
 async def cancel_instance(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     journey_id = _journey_id(runtime, request)
-    customer_id = await _customer(runtime, request.match_info["customer_id"])
+    customer_id = await _customer(runtime, customer_id_in(request))
     await runtime.queue.append_to("drain", [customer_id], {"journey": journey_id, "reason": "cancelled"})
     return web.json_response({"customer_id": customer_id, "journey": journey_id, "status": "cancelling"},
                              status=202)
