@@ -15,7 +15,7 @@ from omnicanal.api.inbox import DEFAULT_PAGE as INBOX_PAGE
 from omnicanal.api.outbox import DEFAULT_PAGE, MAX_PAGE
 from omnicanal.api.permissions import PUBLIC, ROUTES
 from omnicanal.api.query import MAX_POSITION
-from omnicanal.api.schemas import BatchIn, CustomerIn, EventIn
+from omnicanal.api.schemas import BatchIn, CancelIn, CustomerIn, EventIn
 from omnicanal.api.state import ACCESS
 from omnicanal.journey.model import JOURNEY_ID_PATTERN
 from omnicanal.signing import REASONS
@@ -93,7 +93,7 @@ def document(secured: bool) -> dict[str, Any]:
     """The document; `secured` when API keys are required (access.py: only then do /v1 operations need a bearer
     key, with the scope each names)."""
     schemas: dict[str, Any] = {}
-    for model in (EventIn, BatchIn, CustomerIn, BroadcastIn, MarkIn):
+    for model in (EventIn, BatchIn, CancelIn, CustomerIn, BroadcastIn, MarkIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -137,6 +137,9 @@ def document(secured: bool) -> dict[str, Any]:
             "/v1/events": {"post": _operation("Store one event", "EventIn", ok="202", more=("409",))},
             "/v1/events/batch": {"post": _operation("Store up to 1,000 events", "BatchIn", ok="202",
                                                     answers={"202": _BATCH, "422": _BATCH_REFUSED})},
+            "/v1/events/cancel": {"post": _operation(
+                "End everything the event with that idempotency key started, with no further sends", "CancelIn",
+                ok="202")},
             "/v1/customers/{customer_id}": {
                 "parameters": customer,
                 "put": _operation("Create or update a profile", "CustomerIn"),
@@ -152,6 +155,11 @@ def document(secured: bool) -> dict[str, Any]:
                 "parameters": customer,
                 "get": _operation("Every event and message, oldest first", more=("404",)),
             },
+            "/v1/customers/{customer_id}/journeys/{journey_id}": {
+                "parameters": [*customer, *journey],
+                "delete": _operation("End the customer's instance of the journey (exited, reason cancelled)",
+                                     ok="202", more=("404",)),
+            },
             "/v1/journeys": {"get": _operation("Loaded journeys and their counts")},
             "/v1/journeys/{journey_id}": {
                 "parameters": journey,
@@ -164,6 +172,13 @@ def document(secured: bool) -> dict[str, Any]:
                                                  "description": "empty or absent: days beyond two days of range"})],
                 "get": _operation("The funnel per step and channel, conversions, attribution, arms, a series",
                                   more=("404",)),
+            },
+            "/v1/journeys/{journey_id}/{action}": {
+                "parameters": [*journey, {"name": "action", "in": "path", "required": True,
+                                          "schema": {"type": "string", "enum": ["pause", "resume", "stop"]}}],
+                "post": _operation("Pause (no new entries), resume, or stop (every instance exits, no new entry "
+                                   "until resume) the journey; 202 with how many customers it reached", ok="202",
+                                   more=("404",)),
             },
             "/v1/segments": {"get": _operation("Loaded segments and how many customers each holds")},
             "/v1/segments/{segment_id}": {
