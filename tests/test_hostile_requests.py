@@ -79,6 +79,11 @@ async def test_a_multipart_form_without_its_boundary_is_400(start_api: StartApi,
     ({"addresses": {"push": ["token\nX-Injected: 1"]}}, "addresses.push.0", "without spaces or control characters"),
     ({"addresses": {"messenger": True}}, "addresses.messenger", "string"),
     ({"addresses": {"webhook": "../../admin"}}, "addresses.webhook", "http:// or https:// URL"),
+    # an attribute named like a profile field was stored, and `customer.locale` (the profile's) never read it
+    ({"attributes": {"locale": "de"}}, "attributes", 'attributes.locale: locale is a profile field, not an '
+                                                     'attribute: send it at the top level of the body ("locale": ...)'),
+    ({"attributes": {"tier": "gold", "id": "c2"}}, "attributes", "attributes.id: id is a profile field, not an "
+                                                                 "attribute: use another name"),
 ])
 async def test_a_profile_naming_no_channel_or_an_address_unfit_for_its_channel_is_422(
         start_api: StartApi, profile: dict[str, object], field: str, says: str) -> None:

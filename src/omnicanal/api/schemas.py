@@ -22,6 +22,7 @@ from pydantic import (
 from omnicanal.channels import CHANNELS
 from omnicanal.codec import encode, unstorable
 from omnicanal.errors import InputError, InputTooLarge
+from omnicanal.journey.state import PROFILE_FIELDS
 from omnicanal.policy.choice import INBOX
 from omnicanal.store.keys import CUSTOMER_ID_PATTERN
 from omnicanal.suggest import did_you_mean
@@ -204,6 +205,17 @@ class CustomerIn(BaseModel):
             if not all(p in ("marketing", "transactional") and isinstance(v, bool) for p, v in purposes.items()):
                 raise ValueError(f"consents.{channel}: use true or false, or "
                                  '{"marketing": true|false, "transactional": true|false}')
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _not_a_profile_field(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An attribute named like a profile field (`locale`, `addresses`, `id`...) was stored and never read:
+        `customer.locale` in a journey is the profile's, so the value sent was silently lost."""
+        for name in sorted(PROFILE_FIELDS.intersection(value or {})):
+            where = (f'send it at the top level of the body ("{name}": ...)' if name in CustomerIn.model_fields
+                     else "use another name")
+            raise ValueError(f"attributes.{name}: {name} is a profile field, not an attribute: {where}")
         return value
 
     @field_validator("timezone")
