@@ -66,6 +66,17 @@ def test_validate_names_a_missing_directory(tmp_path: Path) -> None:
     assert "OMNICANAL_JOURNEYS_DIR" in result.stderr
 
 
+def test_validate_given_a_file_says_to_give_its_folder(tmp_path: Path) -> None:
+    """`omnicanal validate journeys/abandoned_cart.yaml` answered that OMNICANAL_JOURNEYS_DIR was not a directory,
+    naming a variable the user never set."""
+    result = run("init", str(tmp_path / "shop"))
+    assert result.returncode == 0, result.stderr
+    result = run("validate", "journeys/abandoned_cart.yaml", cwd=tmp_path / "shop")
+    assert result.returncode == 2
+    assert ("journeys/abandoned_cart.yaml is a file: validate checks a folder, every file in it at once "
+            "(OMNICANAL_JOURNEYS_DIR): omnicanal validate .") in result.stderr, result.stderr
+
+
 def test_graph_prints_mermaid() -> None:
     result = run("graph", "abandoned_cart")
     assert result.returncode == 0, result.stderr

@@ -120,6 +120,10 @@ def validate(
     from omnicanal.journey.loader import validate_project
     from omnicanal.links import links_off
 
+    if path is not None and path.is_file():  # `validate journeys/welcome.yaml` named the file's folder a variable
+        project = path.parent.parent if path.parent.name == "journeys" else path.parent
+        _fail(f"{path} is a file: validate checks a folder, every file in it at once (OMNICANAL_JOURNEYS_DIR): "
+              f"omnicanal validate {project}")
     if path is not None and (path / "journeys").is_dir():  # a project folder, as `omnicanal init` writes one
         path, templates, segments = path / "journeys", templates or path / "templates", segments or path / "segments"
     settings = _settings(config, journeys_dir=path, templates_dir=templates, segments_dir=segments)
