@@ -65,3 +65,15 @@ async def test_a_key_header_that_is_not_text_is_401_json(start_api: StartApi, he
     assert (status, body["error"]) == (401, "unauthorized")
     listed = await api.request("GET", "/v1/journeys", 200, headers={"X-API-Key": "s3cret"})
     assert await raw_get(port, b"Authorization: Bearer s3cret") == (200, listed)
+
+
+@pytest.mark.parametrize("header", [b"Authorization: bearer s3cret", b"Authorization: BEARER s3cret",
+                                    b"Authorization: Bearer  s3cret"])
+async def test_the_bearer_scheme_is_read_in_any_case(start_api: StartApi, header: bytes) -> None:
+    """RFC 9110: the scheme is case-insensitive; `bearer s3cret`, as some client libraries write it, was a 401."""
+    api = await start_api(api_keys=["s3cret"])
+    port = api.client.port
+    assert port is not None
+    listed = await api.request("GET", "/v1/journeys", 200, headers={"X-API-Key": "s3cret"})
+    assert await raw_get(port, header) == (200, listed)
+    assert (await raw_get(port, b"Authorization: Basic s3cret"))[0] == 401

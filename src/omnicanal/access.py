@@ -66,10 +66,11 @@ WORKSPACE = web.RequestKey("workspace", str)
 
 
 def presented_key(request: web.Request) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:]
+    """The key a request carries: `Authorization: Bearer <key>` (the scheme in any case, as RFC 9110 reads it:
+    `bearer` is what some HTTP libraries send) or `X-API-Key: <key>`."""
+    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return key.strip()
     return request.headers.get("X-API-Key")
 
 
