@@ -5,6 +5,7 @@ key reused with another body."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 from conftest import StartApi, journey_ended, write_journey
@@ -91,6 +92,36 @@ async def test_a_reused_idempotency_key_with_another_body_is_a_conflict(start_ap
     batch = await api.request("POST", "/v1/events/batch", 202, json={"events": [
         {**body, "properties": {"total": 99}}, {**body, "idempotency_key": "cart-2"}]})
     assert [r["status"] for r in batch["results"]] == ["conflict", "accepted"]
+
+
+async def test_a_retry_with_its_keys_in_another_order_is_the_same_event(start_api: StartApi) -> None:
+    """JSON objects have no order: a retry that serialised the same properties (or timestamp) another way was a
+    409, and a client that treats a conflict as a failure lost the event it had sent."""
+    api = await start_api()
+    text = ('{"name": "cart_abandoned", "customer_id": "i1", "idempotency_key": "cart-1", '
+            '"timestamp": "2026-11-23T10:00:00.0001Z", "properties": {"total": 10, "items": [{"sku": "A", "n": 1}]}}')
+    retry = ('{"properties": {"items": [{"n": 1, "sku": "A"}], "total": 10}, '
+             '"timestamp": "2026-11-23T11:00:00.0002+01:00", "idempotency_key": "cart-1", "customer_id": "i1", '
+             '"name": "cart_abandoned"}')
+    headers = {"Content-Type": "application/json"}
+    first = await api.request("POST", "/v1/events", 202, data=text, headers=headers)
+    again = await api.request("POST", "/v1/events", 202, data=retry, headers=headers)
+    assert first["id"] == again["id"]
+    batch = await api.request("POST", "/v1/events/batch", 202, data=f'{{"events": [{retry}]}}', headers=headers)
+    assert batch["results"] == [{"index": 0, "status": "accepted", "id": first["id"]}]
+    await api.settled()
+    assert [e["kind"] for e in await api.timeline("i1")].count("event") == 1
+
+
+async def test_a_key_stored_before_keys_were_sorted_still_takes_its_retry(start_api: StartApi) -> None:
+    """The fingerprints of the version before are still read, for the idempotency window after an upgrade."""
+    api = await start_api()
+    body = {"name": "page_viewed", "customer_id": "i1", "idempotency_key": "k1", "properties": {"b": 1, "a": 2}}
+    event_id = (await api.request("POST", "/v1/events", 202, json=body))["id"]
+    legacy = hashlib.sha256(b'{"name":"page_viewed","properties":{"b":1,"a":2},"timestamp":null}').hexdigest()[:32]
+    await api.runtime.redis.set(api.runtime.keys.idempotency(event_id), legacy)
+    assert (await api.request("POST", "/v1/events", 202, json=body))["id"] == event_id
+    await api.request("POST", "/v1/events", 409, json={**body, "properties": {"a": 3}})
 
 
 def test_the_cli_pauses_and_resumes(project: Path, redis_url: str) -> None:

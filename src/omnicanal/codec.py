@@ -103,6 +103,15 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def canonical(value: Any) -> bytes:
+    """JSON with the keys of every object sorted: the same text for two bodies that differ only in key order (JSON
+    objects have none). For JSON read from outside: its keys are text."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text, non-ASCII kept as is."""
     return encode(value).decode()

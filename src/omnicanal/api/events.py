@@ -18,7 +18,7 @@ from omnicanal.api.errors import input_error, read_json
 from omnicanal.api.identifiers import Unresolved, customer_behind, customers_behind
 from omnicanal.api.schemas import BatchIn, EventIn, storable, within_limits
 from omnicanal.api.state import runtime_of
-from omnicanal.codec import dumps
+from omnicanal.codec import canonical, dumps
 from omnicanal.engine.runtime import Runtime
 from omnicanal.errors import Conflict, InputError
 from omnicanal.identity import looks_like_address
@@ -64,11 +64,16 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
     }
 
 
-def fingerprint(event: EventIn) -> str:
-    """What makes a body the same one again: its name, properties and timestamp as sent."""
+def fingerprint(event: EventIn) -> tuple[str, str]:
+    """What makes a body the same one again: its name, properties whatever the order of their keys, and timestamp
+    as it is stored (UTC, to the millisecond) — a retry that serialised the same object in another order is the
+    same event, not a conflict. Second: the fingerprint versions before this one stored (keys in the order sent,
+    the timestamp to the microsecond), still taken as the same body until the keys they wrote expire."""
     sent = {"name": event.name, "properties": event.properties,
-            "timestamp": event.timestamp.isoformat() if event.timestamp else None}
-    return hashlib.sha256(dumps(sent).encode()).hexdigest()[:32]
+            "timestamp": iso_of(event.timestamp) if event.timestamp else None}
+    before = {**sent, "timestamp": event.timestamp.isoformat() if event.timestamp else None}
+    return (hashlib.sha256(canonical(sent)).hexdigest()[:32],
+            hashlib.sha256(dumps(before).encode()).hexdigest()[:32])
 
 
 CONFLICT = ("this idempotency_key was sent before with another body (name, properties or timestamp): send a new "
@@ -108,7 +113,7 @@ async def post_event(request: web.Request) -> web.Response:
         raise InputError([{"field": "customer_id", "message": customer_id.message}])
     stored = to_stored(runtime, event, customer_id)
     if event.idempotency_key is not None and not (
-        await runtime.idempotency.first_seen([(stored["id"], fingerprint(event))])
+        await runtime.idempotency.first_seen([(stored["id"], *fingerprint(event))])
     )[0]:
         raise Conflict(CONFLICT, field="idempotency_key")
     await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
@@ -145,7 +150,7 @@ async def post_batch(request: web.Request) -> web.Response:
         stored = keyed[index] = to_stored(runtime, event, customer_id)
         results[index] = {"index": index, "status": "accepted", "id": stored["id"]}
     checked = [index for index in keyed if valid[index].idempotency_key is not None]
-    fresh = await runtime.idempotency.first_seen([(keyed[i]["id"], fingerprint(valid[i])) for i in checked])
+    fresh = await runtime.idempotency.first_seen([(keyed[i]["id"], *fingerprint(valid[i])) for i in checked])
     for index, ok in zip(checked, fresh, strict=True):
         if not ok:
             results[index] = {**_rejected(index, [{"field": f"events.{index}.idempotency_key",
