@@ -178,3 +178,19 @@ async def test_a_read_only_redis_is_503_with_retry_after(own_redis: str, start_a
         await api.event("page_viewed", "h1")
     finally:
         await admin.aclose()
+
+
+async def test_a_profile_cannot_grow_past_the_attributes_limit_one_put_at_a_time(start_api: StartApi) -> None:
+    """Each PUT was checked alone: five of 40 KB under five names made a 200 KB profile, which every expression of
+    that customer reads, past OMNICANAL_MAX_PROPERTIES_BYTES."""
+    api = await start_api()
+    await api.put_customer("g1", {"attributes": {"a": "x" * 40_000}})
+    body = await api.request("PUT", "/v1/customers/g1", 413, json={"attributes": {"b": "x" * 40_000}})
+    assert body["errors"][0]["field"] == "attributes", body
+    assert "with these merged" in body["errors"][0]["message"] and "null removes one" in body["errors"][0]["message"]
+    profile = await api.request("GET", "/v1/customers/g1", 200)
+    assert set(profile["attributes"]) == {"a"}
+    # replacing, or removing one while adding another, stays within the limit
+    await api.put_customer("g1", {"attributes": {"a": "y" * 40_000}})
+    await api.put_customer("g1", {"attributes": {"a": None, "b": "x" * 40_000}})
+    assert set((await api.request("GET", "/v1/customers/g1", 200))["attributes"]) == {"b"}
