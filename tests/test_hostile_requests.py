@@ -115,3 +115,20 @@ async def test_ending_a_journey_for_a_customer_id_no_key_can_hold_is_422_and_que
     body = await api.request("DELETE", f"/v1/customers/{customer_id}/journeys/abandoned_cart", 422)
     assert [e["field"] for e in body["errors"]] == ["customer_id"], body
     assert await api.runtime.queue.backlog() == 0
+
+
+@pytest.mark.parametrize(("properties", "field"), [('{"n": 1' + "0" * 400 + "}", "properties.n"),
+                                                 ('{"l": [0, -' + "9" * 320 + "]}", "properties.l.1")])
+async def test_an_integer_beyond_a_floats_range_is_422_not_stored(start_api: StartApi, properties: str,
+                                                                   field: str) -> None:
+    """Integers beyond 64 bits are kept as floating point numbers, as JavaScript reads them (README); one beyond a
+    float's range was kept as a 400-digit integer instead, which a JavaScript client reading the timeline sees as
+    Infinity — the value the API refuses when it is written `1e400`."""
+    api = await start_api()
+    text = f'{{"name": "page_viewed", "customer_id": "h1", "properties": {properties}}}'
+    body = await api.request("POST", "/v1/events", 422, data=text, headers={"Content-Type": "application/json"})
+    assert body["errors"] == [{"field": field, "message": "a number beyond ±1.8e308, which JSON readers take as "
+                                                          "Infinity: send it as text"}], body
+    assert await api.runtime.queue.backlog() == 0
+    big = '{"name": "page_viewed", "customer_id": "h1", "properties": {"n": ' + "9" * 300 + "}}"
+    await api.request("POST", "/v1/events", 202, data=big, headers={"Content-Type": "application/json"})

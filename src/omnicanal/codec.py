@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
+
+_FLOAT_MAX = sys.float_info.max
 
 
 def _json_of(value: Any) -> Any:
@@ -125,15 +128,24 @@ def loads(text: str | bytes, *, finite: bool = False) -> Any:
     except orjson.JSONDecodeError:  # not JSON, an integer beyond 64 bits, or NaN / Infinity
         value = json.loads(text)
     if finite and (where := _non_finite(value)) is not None:
-        raise NonFinite(".".join(reversed(where)))
+        raise NonFinite(".".join(reversed(where)), huge=_at(value, reversed(where)))
     return value
 
 
-class NonFinite(ValueError):
-    """`NaN`, `Infinity` or `-Infinity` in JSON from outside; `path` is where (dotted; "" for the whole value)."""
+def _at(value: Any, path: Iterable[str]) -> bool:
+    """Whether the number at `path` (found by _non_finite) is an integer too large for a float."""
+    for part in path:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return isinstance(value, int)
 
-    def __init__(self, path: str) -> None:
+
+class NonFinite(ValueError):
+    """`NaN`, `Infinity` or `-Infinity` in JSON from outside, or an integer beyond a float's range (`huge`), which
+    JavaScript and orjson read as Infinity; `path` is where (dotted; "" for the whole value)."""
+
+    def __init__(self, path: str, huge: bool = False) -> None:
         self.path = path
+        self.huge = huge
         super().__init__(f"{path or 'the value'}: NaN and Infinity are not JSON numbers")
 
 
@@ -141,6 +153,8 @@ def _non_finite(value: Any) -> list[str] | None:
     """The path (innermost part first) to the first NaN or infinity in `value`."""
     if isinstance(value, float):
         return None if math.isfinite(value) else []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -_FLOAT_MAX <= value <= _FLOAT_MAX else []
     children: Iterable[tuple[Any, Any]] = (value.items() if isinstance(value, dict)
                                            else enumerate(value) if isinstance(value, list) else ())
     for key, child in children:

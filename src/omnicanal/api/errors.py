@@ -155,8 +155,9 @@ async def read_json(request: web.Request) -> Any:
     try:
         return loads(body, finite=True)
     except NonFinite as exc:
-        raise InputError([{"field": exc.path or "body", "message": "NaN and Infinity are not JSON numbers: send a "
-                                                                   "number, or null"}]) from exc
+        message = ("a number beyond ±1.8e308, which JSON readers take as Infinity: send it as text" if exc.huge
+                   else "NaN and Infinity are not JSON numbers: send a number, or null")
+        raise InputError([{"field": exc.path or "body", "message": message}]) from exc
     except ValueError as exc:  # not JSON, or not UTF-8
         if "integer string conversion" in str(exc):  # Python reads integers of at most 4,300 digits
             raise InputError([{"field": "body", "message": "a number with more than 4,300 digits: no value needs "
