@@ -179,10 +179,14 @@ async def test_omnicanal_export_streams_json_lines_of_what_happened(start_api: S
 
 @pytest.mark.slow
 def test_omnicanal_export_names_what_is_wrong(redis_url: str) -> None:
-    wrong, bad_time, embedded = at_once(
+    wrong, bad_time, embedded, backwards = at_once(
         lambda: run("export", "orders", "--since", "2026-12-01", OMNICANAL_REDIS_URL=redis_url),
         lambda: run("export", "events", "--since", "last week", OMNICANAL_REDIS_URL=redis_url),
-        lambda: run("export", "events", "--since", "2026-12-01"))
+        lambda: run("export", "events", "--since", "2026-12-01"),
+        lambda: run("export", "events", "--since", "2026-12-08", "--until", "2026-12-01",
+                    OMNICANAL_REDIS_URL=redis_url))
+    # an --until before --since exported nothing and said so with exit 0, as an empty week would
+    assert backwards.returncode == 2 and "--until (2026-12-01) must be after --since (2026-12-08)" in backwards.stderr
     assert wrong.returncode == 2 and "events, messages, conversions" in wrong.stderr
     assert bad_time.returncode == 2 and "--since" in bad_time.stderr
     assert embedded.returncode == 1 and "OMNICANAL_REDIS_URL" in embedded.stderr

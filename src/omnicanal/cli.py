@@ -446,6 +446,8 @@ def export(
         _fail(f"export {what!r}? one of: {', '.join(EXPORTS)}")
     start, end = _moment("--since", since), _moment("--until", until)
     assert start is not None  # --since is required
+    if end is not None and end <= start:  # an empty period: "exported 0 events" would read as a quiet week
+        _fail(f"--until ({until}) must be after --since ({since})")
 
     def progress(done: ExportProgress) -> None:
         typer.echo(f"export: {done.customers_done}/{done.customers_total} customers, {done.entries} lines",
