@@ -34,6 +34,10 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     (b"until: .nan\n", "until"),
     (b"until: -5\n", "until"),
     (b"until: .inf\n", "until"),
+    # a list, or a scalar that YAML reads as false, was an empty scenario: "the journey did not start", exit 0
+    (b"- {at: 0s, name: cart_abandoned}\n", "--scenario"),
+    (b"[]\n", "--scenario"),
+    (b"false\n", "--scenario"),
 ])
 def test_a_scenario_with_values_no_one_meant_is_refused_naming_the_field(project: Path, scenario: bytes,
                                                                           named: str) -> None:

@@ -155,7 +155,7 @@ class Scenario(BaseModel):
             raise InputError([{"field": "--scenario", "message": f"{path}:{line}: {message}"}
                               for line, message in document.problems])
         try:
-            return cls.model_validate(document.data or {})
+            return cls.model_validate({} if document.data is None else document.data)  # an empty file: {}
         except ValidationError as exc:
             raise InputError([{"field": ".".join(map(str, e["loc"])) or "--scenario",
                                "message": e["msg"].removeprefix("Value error, ")} for e in exc.errors()]) from exc
