@@ -51,6 +51,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("OMNICANAL_HEADER_TIMEOUT", "inf", "finite number"),
     ("OMNICANAL_BODY_TIMEOUT", "inf", "finite number"),
     ("OMNICANAL_RATE_LIMITS", "twilio_sms=inf", "a rate is a positive number"),
+    # every tracked and unsubscribe link is this URL followed by /r/...: without a scheme, a relative path
+    ("OMNICANAL_PUBLIC_URL", "go.shop.example", "not an http:// or https:// URL with a host"),
+    ("OMNICANAL_PUBLIC_URL", "ftp://go.shop.example", "not an http:// or https:// URL with a host"),
+    ("OMNICANAL_PUBLIC_URL", "https://go.shop.example/?a=1", "not an http:// or https:// URL with a host"),
 ])
 def test_a_value_that_would_mean_something_else_is_refused_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, variable: str, value: str, hint: str) -> None:
@@ -66,6 +70,7 @@ def test_a_value_that_would_mean_something_else_is_refused_naming_the_variable(
     ("OMNICANAL_DEFAULT_TIMEZONE", "Europe/Paris"), ("OMNICANAL_DEFAULT_TIMEZONE", "UTC"),
     ("OMNICANAL_IDEMPOTENCY_WINDOW", "31536000"),
     ("OMNICANAL_RETENTION_DAYS", "365"), ("OMNICANAL_SHUTDOWN_GRACE", "0"),
+    ("OMNICANAL_PUBLIC_URL", "https://go.shop.example/"), ("OMNICANAL_PUBLIC_URL", "http://10.0.0.5:8080/omnicanal"),
 ])
 def test_a_sensible_value_is_still_accepted(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)

@@ -359,6 +359,18 @@ class Settings(BaseSettings):
             return keys
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _reachable(cls, value: str | None) -> str | None:
+        """Links and status callbacks are this text followed by `/r/...`: `go.shop.example` (no scheme) made every
+        tracked link in every message a relative path that leads nowhere."""
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"{value!r} is not an http:// or https:// URL with a host (and no ?query or "
+                                 "#fragment): write where customers reach the API, e.g. https://go.shop.example")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
