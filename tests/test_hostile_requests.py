@@ -132,3 +132,15 @@ async def test_an_integer_beyond_a_floats_range_is_422_not_stored(start_api: Sta
     assert await api.runtime.queue.backlog() == 0
     big = '{"name": "page_viewed", "customer_id": "h1", "properties": {"n": ' + "9" * 300 + "}}"
     await api.request("POST", "/v1/events", 202, data=big, headers={"Content-Type": "application/json"})
+
+
+async def test_a_body_declared_larger_than_the_limit_is_413_at_once(start_api: StartApi) -> None:
+    """A Content-Length over OMNICANAL_MAX_BODY_BYTES was waited for: the client that sent one byte of a declared
+    100 GB held the connection and the handler until the body timeout (30 s), then got a 408, not the 413."""
+    api = await start_api()
+    head = (b"POST /v1/events HTTP/1.1\r\nHost: omnicanal\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 99999999999\r\nConnection: close\r\n\r\n{")
+    status, body = await exchange(api, head)  # within exchange's 5 s
+    assert (status, body["error"]) == (413, "body_too_large"), body
+    assert "OMNICANAL_MAX_BODY_BYTES" in str(body["message"])
+    assert await api.runtime.queue.backlog() == 0

@@ -89,8 +89,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return with_retry_after(response, exc.retry_after)
     except web.HTTPRequestEntityTooLarge:
         limit = deployment_of(request).settings.max_body_bytes
-        return error_response(413, "body_too_large",
-                              f"the body is larger than {limit} bytes (OMNICANAL_MAX_BODY_BYTES)")
+        response = error_response(413, "body_too_large",
+                                  f"the body is larger than {limit} bytes (OMNICANAL_MAX_BODY_BYTES)")
+        response.force_close()  # the rest of the body is not read: the connection cannot carry another request
+        return response
     except (web.RequestPayloadError, HttpProcessingError) as exc:  # the body broke on the way: a chunk or its
         # compression not as announced (aiohttp's parser raises these while the handler reads the body)
         return error_response(400, "bad_request", f"the body could not be read ({_parser_said(exc)}): send it "
@@ -122,6 +124,10 @@ async def body_deadline(request: web.Request) -> AsyncIterator[None]:
     """The body must arrive within OMNICANAL_BODY_TIMEOUT: a client that sends it slowly would hold a connection
     (and the handler) open as long as it likes. Too late: 408, and the connection is closed."""
     limit = deployment_of(request).settings.body_timeout
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:  # refused at once, not after 30 s of waiting
+        request.content.feed_eof()  # for a body that would be refused once read anyway
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=declared)
     try:
         async with asyncio.timeout(limit):
             yield
