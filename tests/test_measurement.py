@@ -112,6 +112,29 @@ async def test_stats_refuse_what_makes_no_range(start_api: StartApi) -> None:
     await api.request("GET", "/v1/journeys/nope/stats", 404)
 
 
+async def test_stats_leave_out_the_hour_that_begins_at_to(start_api: StartApi) -> None:
+    """[from, to): a day asked by the hour had 25 buckets, by the day 2 — the counts of the next day's first hour in
+    both."""
+    api = await start_api()
+    query = "/v1/journeys/abandoned_cart/stats?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z"
+    hourly = await api.request("GET", query + "&bucket=hour", 200)
+    assert [len(hourly["series"]), hourly["series"][-1]["at"]] == [24, "2026-12-01T23:00:00.000Z"]
+    daily = await api.request("GET", query + "&bucket=day", 200)
+    assert [point["at"] for point in daily["series"]] == ["2026-12-01T00:00:00.000Z"]
+    partial = await api.request("GET", query.replace("02T00:00", "01T10:30") + "&bucket=hour", 200)
+    assert partial["series"][-1]["at"] == "2026-12-01T10:00:00.000Z"  # the hour `to` falls in still counts
+
+
+@pytest.mark.parametrize("query", ["to=0001-01-02", "to=0001-01-03T05:00:00Z&bucket=day", "to=9999-12-31T23:59:59Z"])
+async def test_stats_up_to_the_first_or_last_dates_are_answered(start_api: StartApi, query: str) -> None:
+    """`?to=0001-01-01` without `from` made a week of series before year 1: a 500 (`year 0 is out of range`)."""
+    api = await start_api()
+    body = await api.request("GET", "/v1/journeys/abandoned_cart/stats?to=0001-01-01", 422)
+    assert body["errors"] == [{"field": "to", "message": "`to` must be after 0001-01-01T00:00:00Z, the first date"}]
+    body = await api.request("GET", f"/v1/journeys/abandoned_cart/stats?{query}", 200)
+    assert body["series"] and all(point["at"] < body["to"] for point in body["series"]), body
+
+
 @pytest.mark.slow
 async def test_omnicanal_stats_prints_the_funnel(start_api: StartApi, redis_url: str) -> None:
     await _population(start_api)

@@ -13,6 +13,7 @@ Counter names, as the core writes them: `started`, `completed`, `exited`, `faile
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -153,7 +154,9 @@ class StatsRange:
             raise InputError([{"field": "bucket", "message": f"bucket must be hour or day, not {bucket!r}"}])
         if end <= start:
             raise InputError([{"field": "to", "message": "`to` must be after `from`"}])
-        self.first, self.last = int(start // 3600), int((end - 1e-9) // 3600)
+        # `to` is excluded: the hour that begins at it is not counted (`end - 1e-9` was `end` for any timestamp of
+        # this century, so a day's range counted the next day's first hour, and a day bucket the next day)
+        self.first, self.last = int(start // 3600), math.ceil(end / 3600) - 1
         if self.last - self.first + 1 > MAX_HOURS:
             raise InputError([{"field": "from", "message": f"a range covers at most {MAX_HOURS // 24} days; ask "
                                                            "for a shorter one"}])
@@ -176,6 +179,9 @@ class Counters(Protocol):
 
 
 SERIES = 7 * 86400.0
+EARLIEST = -62_135_596_800.0
+"""0001-01-01T00:00:00Z: the series of a `to` in the first week of year 1 starts there (a bucket before it has no
+date to be written with)."""
 """Without `start`, the funnel is all time and the series covers this much before `end`."""
 
 
@@ -183,7 +189,9 @@ async def report(source: Counters, journey: Journey, start: float | None, end: f
                  ) -> dict[str, Any]:
     """The stats of a journey: the funnel over [start, end) (all time when `start` is None) and a series by
     bucket (`hour` or `day`; by default days beyond two days of range); InputError names a wrong parameter."""
-    first = start if start is not None else end - SERIES
+    if start is None and end <= EARLIEST:
+        raise InputError([{"field": "to", "message": "`to` must be after 0001-01-01T00:00:00Z, the first date"}])
+    first = start if start is not None else max(end - SERIES, EARLIEST)
     span = StatsRange(first, end, bucket or ("day" if end - first > 2 * 86400 else "hour"))
     hours = await source.hours(journey.id, span.first, span.last)
     counters = summed(hours.values()) if start is not None else await source.counters(journey.id)
