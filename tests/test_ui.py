@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from conftest import Api, StartApi, has_message, journey_ended, write_journey
 from omnicanal.store.work import WorkItem
 from omnicanal.ui.masking import mask_address
@@ -241,6 +243,19 @@ async def test_a_time_range_shows_the_stats_of_that_period(start_api: StartApi) 
     assert "`to` must be after `from`" in await page(api, "/ui/journeys/abandoned_cart", 422,
                                                      params={"from": before["to"], "to": before["from"]})
     assert "no journey &#39;nope&#39;" in await page(api, "/ui/journeys/nope", 404)
+
+
+@pytest.mark.parametrize(("query", "says"), [
+    ({"to": "0001-01-01T00:00"}, "`to` must be after"),
+    ({"from": "0001-01-01T00:00+14:00"}, "outside the years 1 to 9999 once in UTC"),
+    ({"from": "9999-12-31T00:00", "to": "9999-12-31T23:59-14:00"}, "outside the years 1 to 9999 once in UTC"),
+])
+async def test_a_period_at_the_edge_of_the_calendar_is_422_not_500(start_api: StartApi, query: dict[str, str],
+                                                                   says: str) -> None:
+    """`?to=0001-01-01` (a day before it: year 0) and offsets past year 1 or 9999 failed showing the period: 500."""
+    api = await start_api()
+    assert says in await page(api, "/ui/journeys/abandoned_cart", 422, params=query)
+    assert "From " in await page(api, "/ui/journeys/abandoned_cart", params={"to": "0001-01-01T10:00"})
 
 
 async def test_the_journey_list_has_the_last_day_and_all_time(start_api: StartApi) -> None:

@@ -36,7 +36,7 @@ class Period:
         if not start and not end:
             return None
         last = _moment("to", end) if end else now
-        return cls(_moment("from", start) if start else last - DEFAULT_SPAN, last)
+        return cls(_moment("from", start) if start else max(last - DEFAULT_SPAN, stats.EARLIEST), last)
 
     @classmethod
     def last_day(cls, now: float) -> Period:
@@ -49,7 +49,14 @@ def _moment(field: str, text: str) -> float:
     except ValueError as exc:
         raise InputError([{"field": field, "message": f"{text!r} is not a date and time (2026-11-23T10:00)"}]
                          ) from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if not stats.EARLIEST <= value < _AFTER_LAST:  # 0001-01-01T00:00+14:00: no date to show it with, a 500
+        raise InputError([{"field": field, "message": f"{text!r} is outside the years 1 to 9999 once in UTC"}])
+    return value
+
+
+_AFTER_LAST = 253_402_300_800.0
+"""10000-01-01T00:00:00Z."""
 
 
 @dataclass(frozen=True, slots=True)
