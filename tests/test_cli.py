@@ -192,9 +192,21 @@ async def test_send_event_posts_to_a_running_daemon(start_api: StartApi) -> None
     assert unreachable[0] == 1 and "omnicanal serve" in unreachable[2]
 
 
-async def _run_async(*args: str) -> tuple[int, str, str]:
-    """Run the CLI without blocking the loop that serves the API it talks to."""
+async def test_send_event_reaches_a_daemon_listening_on_every_address(start_api: StartApi) -> None:
+    """Without --url, OMNICANAL_HOST=:: (every IPv6 and IPv4 address) made `http://:::8080`, refused as no URL."""
+    api = await start_api()
+    port = str(api.client.port)
+    env = {"OMNICANAL_HOST": "::", "OMNICANAL_PORT": port}
+    result = await _run_async("send-event", "page_viewed", "cli2", env=env)
+    assert result[0] == 0 and '"status": "accepted"' in result[1], result
+    ipv6 = await _run_async("send-event", "page_viewed", "cli2", env={**env, "OMNICANAL_HOST": "::1"})
+    assert f"http://[::1]:{port}/v1/events" in ipv6[2] and "not an http://" not in ipv6[2], ipv6
+
+
+async def _run_async(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the CLI without blocking the loop that serves the API it talks to (`env`: added to the environment)."""
     process = await asyncio.create_subprocess_exec(OMNICANAL, *args, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
+                                                   stderr=asyncio.subprocess.PIPE,
+                                                   env={**os.environ, **(env or {})} if env else None)
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()

@@ -53,6 +53,15 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
     return workspace_settings(settings, settings.workspace)
 
 
+def _local_url(settings: Settings) -> str:
+    """The API of OMNICANAL_HOST and OMNICANAL_PORT as this machine reaches it: a daemon listening on every address
+    (`0.0.0.0`, `::`) is reached on the loopback, and an IPv6 address is written in brackets (`http://:::8080` was
+    no URL)."""
+    host = settings.host.strip()
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -221,7 +230,7 @@ def send_event(
     body = {"name": name, "customer_id": customer_id, "properties": props}
     if idempotency_key:
         body["idempotency_key"] = idempotency_key
-    base = url or f"http://{settings.host}:{settings.port}"
+    base = url or _local_url(settings)
     try:
         status, answer = run(post_json(f"{base}/v1/events", body, api_key, signing_secret))
     except OmnicanalError as exc:
@@ -327,7 +336,7 @@ def inbox_signature(
     if not url:
         typer.echo(signature)
         return
-    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = (settings.public_url or _local_url(settings)).rstrip("/")
     typer.echo(f"{base}/v1/inbox?{urlencode({'customer': customer_id, 'signature': signature})}")
 
 
