@@ -193,14 +193,15 @@ async def test_send_event_posts_to_a_running_daemon(start_api: StartApi) -> None
 
 
 async def test_send_event_reaches_a_daemon_listening_on_every_address(start_api: StartApi) -> None:
-    """Without --url, OMNICANAL_HOST=:: (every IPv6 and IPv4 address) made `http://:::8080`, refused as no URL."""
+    """Without --url, OMNICANAL_HOST=:: (every IPv6 address) made `http://:::8080`, refused as no URL."""
     api = await start_api()
-    port = str(api.client.port)
-    env = {"OMNICANAL_HOST": "::", "OMNICANAL_PORT": port}
-    result = await _run_async("send-event", "page_viewed", "cli2", env=env)
-    assert result[0] == 0 and '"status": "accepted"' in result[1], result
-    ipv6 = await _run_async("send-event", "page_viewed", "cli2", env={**env, "OMNICANAL_HOST": "::1"})
-    assert f"http://[::1]:{port}/v1/events" in ipv6[2] and "not an http://" not in ipv6[2], ipv6
+    everywhere = await _run_async("send-event", "page_viewed", "cli2",
+                                  env={"OMNICANAL_HOST": "0.0.0.0", "OMNICANAL_PORT": str(api.client.port)})
+    assert everywhere[0] == 0 and '"status": "accepted"' in everywhere[1], everywhere
+    for host, url in (("::", "http://[::1]:9/v1/events"), ("::1", "http://[::1]:9/v1/events")):
+        ipv6 = await _run_async("send-event", "page_viewed", "cli2", env={"OMNICANAL_HOST": host,
+                                                                         "OMNICANAL_PORT": "9"})
+        assert f"cannot reach {url}" in ipv6[2] and "not an http://" not in ipv6[2], ipv6
 
 
 async def _run_async(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -55,10 +55,10 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 def _local_url(settings: Settings) -> str:
     """The API of OMNICANAL_HOST and OMNICANAL_PORT as this machine reaches it: a daemon listening on every address
-    (`0.0.0.0`, `::`) is reached on the loopback, and an IPv6 address is written in brackets (`http://:::8080` was
-    no URL)."""
+    is reached on the loopback (`::` listens on IPv6 only, as asyncio binds it), and an IPv6 address is written in
+    brackets (`http://:::8080` was no URL)."""
     host = settings.host.strip()
-    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
 
 

@@ -60,7 +60,8 @@ async def run_process(settings: Settings, role: Role) -> None:
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (set "
                           f"OMNICANAL_HOST and OMNICANAL_PORT, or --host and --port)") from exc
     tune_garbage_collector()
-    log.info("listening", role=role.value, urls=[f"http://{host}:{port}" for host, port, *_ in runner.addresses],
+    log.info("listening", role=role.value, urls=[f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+                                               for host, port, *_ in runner.addresses],
              workspaces=sorted(deployment.runtimes))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
