@@ -5,7 +5,6 @@ key reused with another body."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 from conftest import StartApi, journey_ended, write_journey
@@ -111,17 +110,6 @@ async def test_a_retry_with_its_keys_in_another_order_is_the_same_event(start_ap
     assert batch["results"] == [{"index": 0, "status": "accepted", "id": first["id"]}]
     await api.settled()
     assert [e["kind"] for e in await api.timeline("i1")].count("event") == 1
-
-
-async def test_a_key_stored_before_keys_were_sorted_still_takes_its_retry(start_api: StartApi) -> None:
-    """The fingerprints of the version before are still read, for the idempotency window after an upgrade."""
-    api = await start_api()
-    body = {"name": "page_viewed", "customer_id": "i1", "idempotency_key": "k1", "properties": {"b": 1, "a": 2}}
-    event_id = (await api.request("POST", "/v1/events", 202, json=body))["id"]
-    legacy = hashlib.sha256(b'{"name":"page_viewed","properties":{"b":1,"a":2},"timestamp":null}').hexdigest()[:32]
-    await api.runtime.redis.set(api.runtime.keys.idempotency(event_id), legacy)
-    assert (await api.request("POST", "/v1/events", 202, json=body))["id"] == event_id
-    await api.request("POST", "/v1/events", 409, json={**body, "properties": {"a": 3}})
 
 
 def test_the_cli_pauses_and_resumes(project: Path, redis_url: str) -> None:

@@ -64,16 +64,13 @@ def to_stored(runtime: Runtime, event: EventIn, customer_id: str) -> dict[str, A
     }
 
 
-def fingerprint(event: EventIn) -> tuple[str, str]:
+def fingerprint(event: EventIn) -> str:
     """What makes a body the same one again: its name, properties whatever the order of their keys, and timestamp
     as it is stored (UTC, to the millisecond) — a retry that serialised the same object in another order is the
-    same event, not a conflict. Second: the fingerprint versions before this one stored (keys in the order sent,
-    the timestamp to the microsecond), still taken as the same body until the keys they wrote expire."""
+    same event, not a conflict."""
     sent = {"name": event.name, "properties": event.properties,
             "timestamp": iso_of(event.timestamp) if event.timestamp else None}
-    before = {**sent, "timestamp": event.timestamp.isoformat() if event.timestamp else None}
-    return (hashlib.sha256(canonical(sent)).hexdigest()[:32],
-            hashlib.sha256(dumps(before).encode()).hexdigest()[:32])
+    return hashlib.sha256(canonical(sent)).hexdigest()[:32]
 
 
 CONFLICT = ("this idempotency_key was sent before with another body (name, properties or timestamp): send a new "
@@ -113,7 +110,7 @@ async def post_event(request: web.Request) -> web.Response:
         raise InputError([{"field": "customer_id", "message": customer_id.message}])
     stored = to_stored(runtime, event, customer_id)
     if event.idempotency_key is not None and not (
-        await runtime.idempotency.first_seen([(stored["id"], *fingerprint(event))])
+        await runtime.idempotency.first_seen([(stored["id"], fingerprint(event))])
     )[0]:
         raise Conflict(CONFLICT, field="idempotency_key")
     await runtime.queue.append([WorkItem.of_event(stored, unique=event.idempotency_key is None)])
@@ -150,7 +147,7 @@ async def post_batch(request: web.Request) -> web.Response:
         stored = keyed[index] = to_stored(runtime, event, customer_id)
         results[index] = {"index": index, "status": "accepted", "id": stored["id"]}
     checked = [index for index in keyed if valid[index].idempotency_key is not None]
-    fresh = await runtime.idempotency.first_seen([(keyed[i]["id"], *fingerprint(valid[i])) for i in checked])
+    fresh = await runtime.idempotency.first_seen([(keyed[i]["id"], fingerprint(valid[i])) for i in checked])
     for index, ok in zip(checked, fresh, strict=True):
         if not ok:
             results[index] = {**_rejected(index, [{"field": f"events.{index}.idempotency_key",

@@ -15,15 +15,14 @@ class IdempotencyIndex:
         self._keys = keys
         self._window = int(window)
 
-    async def first_seen(self, bodies: Sequence[tuple[str, str, str]]) -> list[bool]:
-        """For each (event id, body fingerprint, the same body's fingerprint as an older version wrote it): True
-        when the key is new or came with this very body before; False when it came with another body. One round
-        trip for all."""
+    async def first_seen(self, bodies: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (event id, body fingerprint): True when the key is new or came with this very body before;
+        False when it came with another body. One round trip for all."""
         if not bodies:
             return []
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for event_id, fingerprint, _ in bodies:
+            for event_id, fingerprint in bodies:
                 pipe.set(self._keys.idempotency(event_id), fingerprint, nx=True, get=True, ex=self._window)
             previous = await pipe.execute()
-        return [before is None or before in (fingerprint, legacy)
-                for (_, fingerprint, legacy), before in zip(bodies, previous, strict=True)]
+        return [before is None or before == fingerprint for (_, fingerprint), before in zip(bodies, previous,
+                                                                                             strict=True)]
