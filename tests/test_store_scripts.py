@@ -12,6 +12,7 @@ import pytest
 from redis.crc import key_slot
 
 from omnicanal.codec import dumps
+from omnicanal.errors import StaleWork
 from omnicanal.policy import consent
 from omnicanal.policy.caps import Cap
 from omnicanal.store.backfills import SegmentBackfills
@@ -139,7 +140,8 @@ async def test_lua_commit_writes_every_section_and_keeps_receipts(transport: Rec
 
     second = Commit(seen={"e2": 60.0}, timeline=[{"kind": "event", "n": n} for n in range(2, 4)],
                     ended={"i2"}, attributes={"vip": None},
-                    messages={"m1": _record("sending", "sent", fallback={"done": True, "channels": []})})
+                    messages={"m1": _record("sending", "sent", fallback={"done": True, "channels": []})},
+                    read="7-0")
     async with store.writes() as writes:
         await store.commit(writes, "c1", second, now=2000.0, seen_since=20.0, new=False)
     profile = await client.hgetall(k.profile)
@@ -154,6 +156,32 @@ async def test_lua_commit_writes_every_section_and_keeps_receipts(transport: Rec
     assert [h["status"] for h in message["history"]] == ["sending", "sent", "delivered"]
     assert message["status"] == "delivered"
     assert transport.one_slot("commit")
+
+
+async def test_lua_commit_refuses_a_state_read_before_another_workers_commit(transport: Recording) -> None:
+    """The fence against a worker that stalled past its partition's lease: its commit was computed from a snapshot
+    that read applied entry 7-0, another worker has committed 9-0 since; the stale commit writes nothing (an ended
+    instance would run again, timeline entries come twice) and says so (StaleWork); the other customers' commits
+    of the same batch are written."""
+    store = CustomerStore(transport, KEYS)
+    client = transport.client
+    async with store.writes() as writes:
+        await store.commit(writes, "c1", Commit(instances={"i1": {"journey": "cart"}}, applied="7-0"), now=1000.0,
+                           seen_since=0.0, new=True)
+    async with store.writes() as writes:  # the new owner: the instance ended
+        await store.commit(writes, "c1", Commit(ended={"i1"}, timeline=[{"kind": "journey"}], applied="9-0",
+                                                read="7-0"), now=1001.0, seen_since=0.0, new=False)
+    with pytest.raises(StaleWork, match="9-0"):
+        async with store.writes() as writes:  # the stalled one, back
+            await store.commit(writes, "c2", Commit(timeline=[{"kind": "event"}], applied="3-0"), now=1002.0,
+                               seen_since=0.0, new=True)
+            await store.commit(writes, "c1", Commit(instances={"i1": {"journey": "cart"}, "i2": {"journey": "cart"}},
+                                                    timeline=[{"kind": "message"}], applied="8-0", read="7-0"),
+                               now=1002.0, seen_since=0.0, new=False)
+    profile = await client.hgetall(KEYS.customer("c1").profile)
+    assert profile["applied_entry"] == "9-0" and not any(name.startswith("i:") for name in profile)
+    assert await store.timeline("c1") == [{"kind": "journey"}]
+    assert await store.timeline("c2") == [{"kind": "event"}]
 
 
 async def test_lua_claim_once_and_within_caps(transport: Recording) -> None:

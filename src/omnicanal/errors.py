@@ -20,6 +20,7 @@
     │   └── RateLimited        the key (or client address) made more requests this second than allowed; says when
     │                          to retry (429)
     ├── StoreUnavailable       Redis cannot be reached or refuses writes: nothing was stored
+    ├── StaleWork              a customer's commit refused: another worker applied their work since it was read
     ├── DaemonUnreachable      the CLI cannot reach a running daemon's API
     └── DeliveryError          a connector could not hand a message over
         ├── TransientDelivery  worth retrying later
@@ -173,6 +174,12 @@ class StoreUnavailable(OmnicanalError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class StaleWork(OmnicanalError):
+    """A customer's commit was refused: another worker committed work of theirs after this one read their state
+    (this process stalled past its partition's lease and the partition moved). Nothing of the commit was written;
+    the work is the new owner's now."""
 
 
 class DaemonUnreachable(OmnicanalError):

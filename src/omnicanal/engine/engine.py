@@ -281,7 +281,7 @@ class Engine:
                               instances, dict(snapshot.entries), set(snapshot.seen), snapshot.timeline_end,
                               watches=watches, touchpoints=list(snapshot.profile.get(TOUCHPOINTS) or ()),
                               audience=snapshot.profile.get(AUDIENCE) or {}, claimed=snapshot.claimed)
-        commit = Commit()
+        commit = Commit(read=snapshot.applied)
         work: list[Work] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
         for item in items:

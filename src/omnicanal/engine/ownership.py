@@ -9,7 +9,11 @@ Renewal runs in its own task so that a long batch (a slow provider) never lets a
 given back only once the worker's batches in flight are done (`rebalance`'s `settle`), so it never changes hands
 mid-item.
 A worker that dies stops renewing; its partitions are free after the lease time and the next owner claims the
-entries it left pending.
+entries it left pending. A worker that stalls past its lease (a frozen VM, SIGSTOP, a long pause) and comes back
+still lists the partitions as its own until its next renewal says otherwise: `readable` leaves out every one whose
+lease may have run out meanwhile (measured on the monotonic clock, which a stall does not stop), so that it never
+reads new entries of a partition the next owner is reading — a customer's entries split between two workers
+would be applied out of order, or skipped. What it already had in hand is fenced by the commit (lua/commit.lua).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -42,6 +47,16 @@ class PartitionOwnership:
         self._partitions = partitions
         self._ttl_ms = int(lease_seconds * 1000)
         self.owned: set[int] = set()
+        self._expires: dict[int, float] = {}
+        """Per owned partition: the monotonic time its lease runs out at the earliest (counted from when the
+        last successful renewal was sent)."""
+
+    def readable(self) -> set[int]:
+        """The owned partitions whose lease is surely still this worker's for a third of its lifetime (renewals
+        come every third): those this worker may read new entries from."""
+        now = time.monotonic()
+        margin = self._ttl_ms / 3000
+        return {n for n in self.owned if self._expires.get(n, 0.0) - now > margin}
 
     async def rebalance(self, settle: Callable[[], Awaitable[None]]) -> list[WorkItem]:
         """Take free partitions up to a fair share, give back extras (after `settle`, which returns once this
@@ -57,10 +72,12 @@ class PartitionOwnership:
             if len(self.owned) >= share:
                 break
             # renew first: after a restart with the same worker id, the lease is still ours
+            asked = time.monotonic()
             if await self._leases.renew(number, self._worker_id, self._ttl_ms) or await self._leases.acquire(
                 number, self._worker_id, self._ttl_ms
             ):
                 self.owned.add(number)
+                self._expires[number] = asked + self._ttl_ms / 1000
                 inherited += await self._queue.take_over(number, self._worker_id)
                 log.info("partition_taken", partition=number, inherited=len(inherited))
         extras = sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]
@@ -72,6 +89,7 @@ class PartitionOwnership:
 
     async def give_back(self, number: int) -> None:
         self.owned.discard(number)
+        self._expires.pop(number, None)
         await self._leases.release(number, self._worker_id)
         log.info("partition_released", partition=number)
 
@@ -80,8 +98,12 @@ class PartitionOwnership:
         while not stopping.is_set():
             for number in list(self.owned):
                 try:
-                    if not await self._leases.renew(number, self._worker_id, self._ttl_ms):
+                    asked = time.monotonic()
+                    if await self._leases.renew(number, self._worker_id, self._ttl_ms):
+                        self._expires[number] = asked + self._ttl_ms / 1000
+                    else:
                         self.owned.discard(number)
+                        self._expires.pop(number, None)
                         log.warning("partition_lost", partition=number)
                 except Exception as exc:  # the store is down: the leases are renewed next round, or lost
                     self._metrics.loop_errors("ownership").inc()

@@ -26,7 +26,7 @@ import structlog
 
 from omnicanal.engine.engine import Engine
 from omnicanal.engine.ownership import REBALANCE_EVERY, PartitionOwnership
-from omnicanal.errors import StoreUnavailable
+from omnicanal.errors import StaleWork, StoreUnavailable
 from omnicanal.eventloop import pause
 from omnicanal.metrics import WorkspaceMetrics
 from omnicanal.store.work import WorkItem, WorkQueue, stream_position
@@ -131,14 +131,15 @@ class Worker:
         if len(self._lanes) >= LANES:
             await self._settle(all_of_them=False)
             return
-        owned = self._drop_lost()
+        self._drop_lost()
         busy = {item.customer_id for items in self._lanes.values() for item in items}
         items, self._backlog = _split(self._backlog, busy)
         started = time.monotonic()
         if not items:  # nothing left to apply first: read
             if not self._behind:  # once the last batch started has applied its customers (see _behind)
                 await self._applied.wait()
-            fresh = await self._read(owned, None if self._lanes else BLOCK_MS)
+            # only partitions whose lease surely holds: after a stall, not one the next owner may be reading
+            fresh = await self._read(self._ownership.readable(), None if self._lanes else BLOCK_MS)
             self._behind = len(fresh) >= BATCH // 2
             items, held = _split([*self._backlog, *fresh], busy)
             self._backlog = held
@@ -196,6 +197,8 @@ class Worker:
             self._reread_pending = failed = True
             if isinstance(error, StoreUnavailable):
                 log.error("store_unavailable", error=str(error))
+            elif isinstance(error, StaleWork):  # stalled past the lease: the new owner's state stands
+                log.warning("stale_work_refused", error=str(error))
             else:
                 log.error("worker_batch_failed", error=f"{type(error).__name__}: {error}", exc_info=error)
         if failed:
@@ -258,7 +261,7 @@ class Worker:
             try:
                 await self._engine.apply(customer_id, items)
                 return
-            except StoreUnavailable:
+            except (StoreUnavailable, StaleWork):  # StaleWork: the partition moved; the new owner applies it
                 raise
             except Exception as exc:  # a bug or bad data: retry in place, then park the culprit
                 if len(items) > 1:  # find the culprit: apply the items one by one, in order

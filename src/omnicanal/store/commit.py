@@ -36,6 +36,9 @@ class Commit:
     """Claims of uncommitted work no replay will ask for any more (journey/sending.py settled_claims)."""
     applied: str | None = None
     """The last work entry whose effects this commit holds (not a change by itself: see __bool__)."""
+    read: str | None = None
+    """The last applied entry the snapshot this commit was computed from read: the commit is refused (StaleWork)
+    if the stored one is another by then — another worker applied the customer's work meanwhile."""
 
     def __bool__(self) -> bool:
         return bool(self.seen or self.timeline or self.instances or self.ended or self.entries or self.attributes
@@ -54,7 +57,7 @@ def commit_args(commit: Commit, now: float, seen_since: float, new: bool, timeli
         stored = schema.encode_message(record)
         messages += [mid, stored.record, len(stored.history), *stored.flat_history()]
     return [
-        repr(now), "1" if new else "0", repr(seen_since), timeline_limit, commit.applied or "",
+        repr(now), "1" if new else "0", repr(seen_since), timeline_limit, commit.applied or "", commit.read or "",
         *section([x for eid, at in commit.seen.items() for x in (eid, repr(at))], 2),
         *section([encode(entry) for entry in commit.timeline], 1),
         *section([x for iid, i in commit.instances.items() for x in (iid, schema.encode_instance(i))], 2),

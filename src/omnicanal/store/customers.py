@@ -7,13 +7,18 @@ messages.py, the timeline in timeline.py; this class puts them behind one name a
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from redis import exceptions as redis_errors
+
+from omnicanal.errors import StaleWork
 from omnicanal.store.commit import Commit, queue_commit
 from omnicanal.store.keys import CustomerKeys, Keyspace
 from omnicanal.store.messages import MessageLog
 from omnicanal.store.profiles import ProfileUpdate, ProfileWrites
+from omnicanal.store.schema import STALE_COMMIT
 from omnicanal.store.snapshot import SNAPSHOT, Snapshot, decode_snapshot, snapshot_keys
 from omnicanal.store.timeline import read_timeline
 from omnicanal.store.transport import Transport, Writes
@@ -50,10 +55,18 @@ class CustomerStore:
         answers = await self._transport.scripts(SNAPSHOT, calls)
         return {cid: decode_snapshot(cid, answer) for cid, answer in zip(wanted, answers, strict=True)}
 
-    def writes(self) -> AbstractAsyncContextManager[Writes]:
+    @asynccontextmanager
+    async def writes(self) -> AsyncIterator[Writes]:
         """The writes of a whole batch, sent when the block ends: `before` the commits, the commits, `after` them
-        (see transport.Writes)."""
-        return self._transport.batch()
+        (see transport.Writes). A commit refused because another worker applied that customer's work since its
+        snapshot was read raises StaleWork once all of them were sent (the others' commits are written)."""
+        try:
+            async with self._transport.batch() as writes:
+                yield writes
+        except redis_errors.ResponseError as exc:
+            if str(exc).startswith(STALE_COMMIT + " "):
+                raise StaleWork(f"commit refused, the customer's work was applied by another worker: {exc}") from exc
+            raise
 
     async def commit(self, writes: Writes, customer_id: str, commit: Commit, now: float, seen_since: float,
                      new: bool) -> None:

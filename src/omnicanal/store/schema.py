@@ -53,6 +53,10 @@ APPLIED_ENTRY = "applied_entry"
 """The id of the last work entry whose effects this customer's state holds (written by the same commit). An
 entry at or before it is a re-delivery (the worker stopped between commit and acknowledgement)."""
 
+STALE_COMMIT = "STALE"
+"""The error a customer's commit answers when another worker committed their work since it was read (lua/commit.lua):
+this process stalled past its partition's lease and the new owner went on."""
+
 TIMELINE_TRIMMED = "timeline_trimmed"
 """How many timeline entries were ever trimmed (absent: none), so that a position counted from the first entry
 ever (an instance's `event_at`) finds its entry: index = position - trimmed."""
@@ -411,7 +415,8 @@ BACKFILL_WALKED_AT = "walked_at"
 
 LUA_NAMES: dict[str, str | int] = {
     "CREATED_AT": CREATED_AT, "UPDATED_AT": UPDATED_AT, "ADDRESSES": ADDRESSES, "CONSENTS": CONSENTS,
-    "APPLIED_ENTRY": APPLIED_ENTRY, "TIMELINE_TRIMMED": TIMELINE_TRIMMED, "INSTANCE_FIELD": INSTANCE_FIELD,
+    "APPLIED_ENTRY": APPLIED_ENTRY, "STALE_COMMIT": STALE_COMMIT, "TIMELINE_TRIMMED": TIMELINE_TRIMMED,
+    "INSTANCE_FIELD": INSTANCE_FIELD,
     "EVENT_AT_PATTERN": EVENT_AT_PATTERN, "HISTORY_SUFFIX": HISTORY_SUFFIX, "SEND_MEMBER_PATTERN": SEND_MEMBER_PATTERN,
     "STREAM_KIND": STREAM_KIND, "STREAM_MEMBER": STREAM_MEMBER, "TIMER_KIND": TIMER_KIND,
     "COUPON_EXPIRES": COUPON_EXPIRES, "COUPON_USED_BY": COUPON_USED_BY, "COUPON_USED_AT": COUPON_USED_AT,

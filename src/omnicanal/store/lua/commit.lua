@@ -13,14 +13,24 @@ local seen_key = KEYS[5]
 local messages_key = KEYS[6]
 local claims_key = KEYS[7]
 -- created: a new customer (its creation is stamped); applied event ids scored before seen_since are forgotten;
--- applied_entry: the last work entry applied ('': none).
+-- applied_entry: the last work entry applied ('': none); read_entry: the last applied entry the worker's snapshot
+-- read ('': none).
 local now = ARGV[1]
 local created = ARGV[2] == '1'
 local seen_since = ARGV[3]
 local timeline_limit = tonumber(ARGV[4])
 local applied_entry = ARGV[5]
+local read_entry = ARGV[6]
 
-local args = argument_reader(6)
+-- The fence: work is applied on what the snapshot read. If another worker committed this customer's work since
+-- (this one stalled past its partition's lease, the new owner replayed the work and went on), writing this
+-- commit would put back the state it replaced (an ended journey running again, entries twice): refuse it.
+local stored_entry = redis.call('HGET', profile_key, APPLIED_ENTRY) or ''
+if stored_entry ~= read_entry then
+  return redis.error_reply(STALE_COMMIT .. ' applied ' .. stored_entry .. ', read ' .. read_entry)
+end
+
+local args = argument_reader(7)
 -- The instance ids of `items` (id, or id and JSON when width is 2) as profile fields, appended to `named`.
 local function instance_fields(items, width, named)
   for j = 1, #items, width do
