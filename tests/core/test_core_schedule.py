@@ -43,6 +43,20 @@ def test_occurrences_are_read_in_the_zone_across_a_change_of_clocks() -> None:
         "2027-03-21T08:00:00+00:00", "2027-03-28T07:00:00+00:00"]
 
 
+def test_a_time_the_clocks_go_back_over_fires_once_as_cron_does() -> None:
+    # New York goes back from 02:00 EDT to 01:00 EST on 1 November 2026: 01:30 comes twice that night. A daily
+    # 01:30 is one occurrence a day (cron runs a job at a fixed time once); a job every 30 minutes runs in both
+    # hours, since each is half an hour of real time
+    found = occurrences("30 1 * * *", "America/New_York", at("2026-10-31T12:00:00+00:00"),
+                        at("2026-11-02T12:00:00+00:00"))
+    assert [datetime.fromtimestamp(t, UTC).isoformat() for t in found] == [
+        "2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+    half_hours = occurrences("0,30 * * * *", "America/New_York", at("2026-11-01T04:45:00+00:00"),
+                             at("2026-11-01T07:00:00+00:00"))
+    assert [datetime.fromtimestamp(t, UTC).strftime("%H:%M") for t in half_hours] == [
+        "05:00", "05:30", "06:00", "06:30", "07:00"]
+
+
 def test_for_each_customer_the_occurrence_comes_first_where_the_day_begins_first() -> None:
     (first,) = occurrences("0 9 * * MON", "customer", at("2027-01-16T00:00:00+00:00"), at("2027-01-18T00:00:00+00:00"))
     assert datetime.fromtimestamp(first, UTC).isoformat() == "2027-01-17T19:00:00+00:00"  # 09:00 at UTC+14

@@ -81,9 +81,30 @@ def customer_moment(local: str, zone: ZoneInfo) -> float | None:
 
 def next_after(cron: CronTrigger, moment: float) -> float | None:
     """The first occurrence strictly after `moment` (epoch seconds); None if there is none. Occurrences fall on
-    whole minutes, so starting one second later skips `moment` itself and nothing else."""
-    found = cron.get_next_fire_time(None, datetime.fromtimestamp(moment, UTC) + timedelta(seconds=1))
-    return found.timestamp() if found is not None else None
+    whole minutes, so starting one second later skips `moment` itself and nothing else.
+
+    A wall-clock time that the clocks going back make come twice (01:30 in New York on the first Sunday of
+    November) fires once, at its first coming, for a schedule at fixed times, as cron does: a daily 01:30 is one
+    message that day, not two an hour apart. A schedule whose minute or hour is `*` (`*/15 * * * *`) is about
+    elapsed time and fires in both hours."""
+    start = datetime.fromtimestamp(moment, UTC) + timedelta(seconds=1)
+    while True:
+        found: datetime | None = cron.get_next_fire_time(None, start)
+        if found is None:
+            return None
+        if not _repeated(cron, found.timestamp()):
+            return found.timestamp()
+        start = found.astimezone(UTC) + timedelta(seconds=1)  # in UTC: a zone's arithmetic is on its wall clock
+
+
+def _repeated(cron: CronTrigger, moment: float) -> bool:
+    """Whether `moment` is the second coming of a wall-clock time (the clocks went back over it) that a schedule
+    at fixed times already fired at its first."""
+    fields = {field.name: str(field) for field in cron.fields}
+    if fields["minute"].startswith("*") or fields["hour"].startswith("*"):
+        return False
+    local = datetime.fromtimestamp(moment, cron.timezone)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
 @dataclass(frozen=True)
