@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import REDIS_URL, ROOT, StartApi, has_message, journey_ended, sent, write_journey
+from omnicanal.engine.clock import ManualClock
 from omnicanal.policy.caps import Cap
 from omnicanal.store.keys import Keyspace
 from omnicanal.store.schema import decode_messages
@@ -114,6 +116,43 @@ steps:
     assert len(capped) == 2
     assert capped[0]["skipped"] == [{"channel": "email", "reason": "frequency cap 2/24h"},
                                     {"channel": "sms", "reason": "frequency cap 2/24h"}]
+
+
+async def test_a_journey_cap_counts_its_sends_over_its_whole_period_whatever_other_journeys_cap(
+        project: Path, start_api: StartApi) -> None:
+    """`caps: [1/7d]` holds for seven days even when another journey with a shorter cap sends meanwhile: the sends
+    record is shared, and the other journey's check used to drop what was older than its own (1h) period."""
+    write_journey(project, "weekly", """
+id: weekly
+trigger: {event: weekly}
+re_entry: always
+caps: [1/7d]
+steps:
+  - send: {template: welcome_offer, channels: [email]}
+""")
+    write_journey(project, "hourly", """
+id: hourly
+trigger: {event: hourly}
+re_entry: always
+caps: [1/1h]
+steps:
+  - send: {template: welcome_offer, channels: [sms]}
+""")
+    clock = ManualClock(time.time())
+    api = await start_api(clock=clock, quiet_hours="off")
+    await api.put_customer("c7", {"addresses": EVERYWHERE})
+    await api.event("weekly", "c7", properties={"n": 1})
+    await api.settled()
+    clock.advance_to(clock.now() + 2 * 86400)
+    await api.event("hourly", "c7", properties={"n": 1})
+    await api.settled()
+    clock.advance_to(clock.now() + 86400)
+    await api.event("weekly", "c7", properties={"n": 2})
+    await api.settled()
+    entries = await api.timeline("c7")
+    assert sent(entries) == [("welcome_offer", "email"), ("welcome_offer", "sms")]
+    capped = [e for e in entries if e["kind"] == "message" and e["status"] == "suppressed"]
+    assert [e["skipped"] for e in capped] == [[{"channel": "email", "reason": "frequency cap journey:1/1w"}]]
 
 
 async def test_the_cap_is_atomic_under_concurrent_senders() -> None:

@@ -15,6 +15,7 @@ slot back, and an address the provider says is dead is removed from the profile.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -33,7 +34,11 @@ log = structlog.get_logger("omnicanal.delivery")
 
 class Delivery:
     def __init__(self, connectors: ConnectorRegistry, customers: CustomerStore, sends: SendLog,
-                 rates: RateLimiter, clock: Clock, metrics: WorkspaceMetrics) -> None:
+                 rates: RateLimiter, clock: Clock, metrics: WorkspaceMetrics,
+                 caps_kept: Callable[[], float] = lambda: 0.0) -> None:
+        """`caps_kept`: the longest period any frequency cap counts (the brand's and the loaded journeys'), which
+        the customer's record of sends is kept for."""
+        self._caps_kept = caps_kept
         self._connectors = connectors
         self._provider_seconds = metrics.provider_seconds
         self._customers = customers
@@ -48,7 +53,8 @@ class Delivery:
         now = self._clock.now()
         record: dict[str, Any] = {"status": "sending", "history": [{"status": "sending", "at": now}],
                                   "journey": attempt.journey, "step": attempt.step, "channel": channel}
-        claim = await self._sends.claim(customer_id, message_id, record, channel, attempt.journey, now, attempt.caps)
+        claim = await self._sends.claim(customer_id, message_id, record, channel, attempt.journey, now, attempt.caps,
+                                        self._caps_kept() if attempt.caps else 0.0)
         if claim.previous is not None:
             return await self._replayed(customer_id, message_id, claim.previous)
         if claim.cap is not None:

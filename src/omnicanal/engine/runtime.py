@@ -38,6 +38,7 @@ from omnicanal.journey.segments import Segments, load_segments
 from omnicanal.journey.session import Context
 from omnicanal.links import links_of
 from omnicanal.metrics import WorkspaceMetrics
+from omnicanal.policy.caps import longest
 from omnicanal.policy.choice import Rules
 from omnicanal.render import TemplateCatalog
 from omnicanal.store.audit import AuditLog
@@ -174,7 +175,8 @@ class Runtime:
             metrics = WorkspaceMetrics(settings.workspace)
             delivery = Delivery(
                 connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
-                metrics,
+                metrics, caps_kept=lambda: longest([*settings.frequency_caps,
+                                                    *(cap for j in registry.current.values() for cap in j.caps)]),
             )
             coupons = Coupons(transport, keys)
             journey_context = Context(

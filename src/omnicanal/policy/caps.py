@@ -7,6 +7,7 @@ on the customer's slot (store/sends.py), so two sends racing for the last slot c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,11 @@ class Cap:
     def __str__(self) -> str:
         prefix = {"customer": "", "channel": "channel:", "journey": "journey:"}[self.scope]
         return f"{prefix}{self.limit}/{format_duration(self.seconds)}"
+
+
+def longest(caps: Iterable[Cap]) -> float:
+    """The longest period of these caps (0 for none): how far back the customer's sends record must reach."""
+    return max((cap.seconds for cap in caps), default=0.0)
 
 
 def parse_caps(text: str) -> tuple[Cap, ...]:

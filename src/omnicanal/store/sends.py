@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnicanal.codec import encode
-from omnicanal.policy.caps import Cap
+from omnicanal.policy.caps import Cap, longest
 from omnicanal.store import schema
 from omnicanal.store.connection import call
 from omnicanal.store.keys import Keyspace
@@ -38,16 +38,20 @@ class SendLog:
         self._transport = transport  # its scripts are coalesced: the customers of a batch claim together
 
     async def claim(self, customer_id: str, message_id: str, record: dict[str, Any], channel: str, journey: str,
-                    now: float, caps: Sequence[Cap]) -> Claim:
+                    now: float, caps: Sequence[Cap], keep: float = 0.0) -> Claim:
         """Claim the message with its `sending` record and, if `caps` apply, count it against them — unless it
-        was claimed before or a cap forbids it (then its history ends with `capped` and nothing is counted)."""
+        was claimed before or a cap forbids it (then its history ends with `capped` and nothing is counted).
+
+        The record of sends is shared by every journey, so it is trimmed to `keep` (the longest period any cap
+        may look back: the brand's and every journey's), never to this send's caps alone: another journey's
+        `caps: [1/7d]` needs the sends of seven days even when this one's longest cap is an hour."""
         k = self._keys.customer(customer_id)
         stored = schema.encode_message(record)
         capped = encode([*stored.history, {"status": "capped", "at": now}]) if caps else b""
         args: list[str | bytes | int | float] = [message_id, stored.record, stored.history_json(), capped, repr(now),
                                                  schema.send_member(message_id, channel, journey), channel, journey]
         if caps:
-            args.append(repr(max(cap.seconds for cap in caps)))
+            args.append(repr(max(keep, longest(caps))))
             for cap in caps:
                 args += [cap.limit, repr(cap.seconds), cap.scope]
         answer = await self._transport.script(CLAIM, [k.messages, k.sends, k.claims], args)
