@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import Api, StartApi, write_journey
+from omnicanal.engine.broadcasts import start_item
 from test_cli import run
 from test_segments import write_segment
 
@@ -198,3 +199,26 @@ async def test_a_process_that_has_not_reloaded_yet_starts_a_journey_deployed_mea
     assert (done["planned"], done["started"], done["skipped"]) == (30, 30, {})  # before: {"unknown_journey": n}
     assert [welcomed(await ahead.timeline(f"c{n}")) for n in range(30)] == [1] * 30
     assert behind.runtime.registry.current_of("winter_sale") is not None
+
+
+async def test_a_customer_erased_after_the_walk_met_them_is_not_made_again_by_their_start(
+        project: Path, start_api: StartApi) -> None:
+    """The walk reads a batch of the audience, then queues their starts: a customer erased in between (their
+    erasure applied before their start) gets no new profile, timeline or message from the start — which is
+    counted as skipped, so the broadcast still finishes."""
+    write_journey(project, "winter_sale", WINTER_SALE)
+    api = await start_api()
+    await customers(api, 2)
+    created = await api.request("POST", "/v1/broadcasts", 201, json={
+        "journey": "winter_sale", "audience": {"everyone": True}, "at": "2100-01-01T00:00:00Z"})
+    await api.request("DELETE", "/v1/customers/c1", 200)
+    broadcast = await api.runtime.broadcasts.get(created["id"])
+    assert broadcast is not None
+    await api.runtime.queue.append([start_item(broadcast, "c1", api.runtime.clock.now())])  # met before the erasure
+    await api.runtime.broadcasts.advance(created["id"], "0", 1, 1)
+    await api.settled()
+    await api.request("GET", "/v1/customers/c1", 404)
+    assert await api.runtime.redis.keys("*c:c1*") == []
+    progress = await api.request("GET", f"/v1/broadcasts/{created['id']}", 200)
+    assert (progress["queued"], progress["started"], progress["skipped"], progress["pending"]) == (
+        1, 0, {"erased": 1}, 0)

@@ -283,6 +283,7 @@ class Engine:
                               audience=snapshot.profile.get(AUDIENCE) or {}, claimed=snapshot.claimed)
         commit = Commit(read=snapshot.applied)
         work: list[Work] = []
+        erased_starts: list[str] = []
         applied = stream_position(snapshot.applied) if snapshot.applied else None
         for item in items:
             if item.entry_id:  # from the stream: one at or before the last applied entry was applied already
@@ -292,6 +293,11 @@ class Engine:
                 applied, commit.applied = position, item.entry_id
             if item.kind == EVALUATE and not snapshot.exists:
                 continue  # erased since the backfill's walk met them: an evaluation creates no one
+            if item.kind == "start" and item.payload and not snapshot.exists and not work:
+                # erased since the broadcast's walk met them (nothing else of theirs came since): a start
+                # creates no one either, and is counted, so that the broadcast finishes
+                erased_starts.append(str(item.payload["event"]["properties"].get("broadcast", "")))
+                continue
             if (unit := _work(item)) is not None:
                 work.append(unit)
         redemptions = [(unit.event["id"], unit.event["properties"].get("code")) for unit in work
@@ -310,6 +316,8 @@ class Engine:
                 request = steps.send(outcome)
         except StopIteration as finished:
             changes: Changes = finished.value
+        for broadcast in erased_starts:
+            changes.broadcasts[broadcast] = "skipped:erased"
         commit.settled |= settled_claims(state)
         real_now = time.time()  # the idempotency window is a promise to clients: real time
         commit.seen = dict.fromkeys(changes.seen, real_now)
