@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from omnicanal.errors import JourneyError, Problem
 from omnicanal.journey.loader import parse_journey
 from omnicanal.journey.model import Journey
+from omnicanal.policy.caps import longest
 from omnicanal.store.journeys import JourneyStore
 
 
@@ -19,6 +20,9 @@ class JourneyRegistry:
         self._versions: dict[tuple[str, str], Journey] = {}
         self._by_trigger: dict[str, list[Journey]] = {}
         self._listened: frozenset[str] = frozenset()
+        self.longest_cap = 0.0
+        """The longest period a frequency cap of a journey at hand counts (policy/caps.longest): how long a
+        customer's record of sends is kept, since every journey's caps read the same record."""
 
     async def replace(self, journeys: Iterable[Journey]) -> None:
         """Make these the current journeys. Their sources are stored first, so an instance started on any of
@@ -36,6 +40,7 @@ class JourneyRegistry:
         self.current = {j.id: j for j in loaded}
         self._by_trigger = by_trigger
         self._listened = frozenset(stored.union(*(journey.events() for journey in self._versions.values())))
+        self.longest_cap = longest(cap for journey in self._versions.values() for cap in journey.caps)
 
     def triggered_by(self, event_name: str) -> list[Journey]:
         return self._by_trigger.get(event_name, [])
@@ -71,4 +76,5 @@ class JourneyRegistry:
         journey = parse_journey(source, f"<{journey_id}@{version}>")
         self._versions[(journey_id, version)] = journey
         self._listened |= journey.events()
+        self.longest_cap = max(self.longest_cap, longest(journey.caps))
         return journey

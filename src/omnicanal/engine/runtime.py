@@ -173,10 +173,10 @@ class Runtime:
             connectors = ConnectorRegistry(context, settings.channels, settings.rate_limits)
             stack.push_async_callback(connectors.aclose)
             metrics = WorkspaceMetrics(settings.workspace)
+            brand_caps_kept = longest(settings.frequency_caps)
             delivery = Delivery(
                 connectors, customers, SendLog(transport, keys), RateLimiter(redis, keys, settings.rate_limits), clock,
-                metrics, caps_kept=lambda: longest([*settings.frequency_caps,
-                                                    *(cap for j in registry.current.values() for cap in j.caps)]),
+                metrics, caps_kept=lambda: max(brand_caps_kept, registry.longest_cap),
             )
             coupons = Coupons(transport, keys)
             journey_context = Context(

@@ -15,7 +15,8 @@ local member = ARGV[6]
 local channel = ARGV[7]
 local journey = ARGV[8]
 -- ARGV[9]: how long sends are kept (the longest cap of the brand and of every journey: the record is shared, so
--- not this send's longest, which would drop what another journey's longer cap still counts), then triples (limit, seconds, scope): none for a send no cap applies to.
+-- not this send's longest, which would drop what another journey's longer cap still counts), then triples (limit,
+-- seconds, scope): none for a send no cap applies to.
 
 local previous = redis.call('HGET', messages_key, message_id)
 if previous then return {1, previous, redis.call('HGET', messages_key, message_id .. HISTORY_SUFFIX)} end
