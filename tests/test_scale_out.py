@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from conftest import StartApi, has_message, journey_ended
+from omnicanal.store.schema import DEAD_ERROR, DEAD_FAILED_AT, WorkItem, encode_work
 
 pytestmark = pytest.mark.slow  # several workers, lease hand-overs and file reloads in real time
 
@@ -136,3 +137,28 @@ async def test_drain_exits_every_running_instance(start_api: StartApi, redis_url
         assert entries[-1]["reason"] == "drained"
     await api.settled()
     assert (await api.request("GET", "/v1/journeys/welcome_series", 200))["active"] == 0
+
+
+async def test_a_dead_letter_retried_twice_at_once_is_applied_once(start_api: StartApi, redis_url: str) -> None:
+    """Two `omnicanal dlq retry` at the same time (two operators, a scheduled retry meeting a manual one) both read
+    the parked entry before either deletes it, and both put it back. An event sent without an idempotency key is
+    `unique` in the stream (its id is not kept in the applied-events index), so it was applied twice."""
+    api = await start_api()
+    queue = api.runtime.queue
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    parked = []
+    for n in range(20):
+        await api.event("page_viewed", f"q{n}")  # a newer event of each customer is applied first
+        event = {"id": f"evt_parked{n:022d}", "name": "page_viewed", "customer_id": f"q{n}", "properties": {},
+                 "timestamp": "2026-01-01T00:00:00.000Z", "received_at": 1.0}
+        fields = {**encode_work(WorkItem.of_event(event, unique=True)), DEAD_ERROR: "boom", DEAD_FAILED_AT: "1"}
+        parked.append((await client.xadd(api.runtime.keys.dlq, fields), event["id"]))
+    await api.settled()
+    retried = await asyncio.gather(*(queue.retry_dead_letter(entry_id) for entry_id, _ in parked for _ in range(2)))
+    assert any(retried)
+    await api.settled()
+    for n, (_, event_id) in enumerate(parked):
+        applied = [e["event_id"] for e in await api.timeline(f"q{n}") if e["kind"] == "event"]
+        assert applied.count(event_id) == 1, applied
+    assert await client.xlen(api.runtime.keys.dlq) == 0
+    await client.aclose()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -217,11 +218,16 @@ class WorkQueue:
                 for entry_id, fields in entries]
 
     async def retry_dead_letter(self, entry_id: str) -> bool:
-        """Put a dead-lettered item back into its partition's stream; False if there is no such entry."""
+        """Put a dead-lettered item back into its partition's stream; False if there is no such entry.
+
+        Two retries at once (two operators, a scheduled retry meeting a manual one) may both read the entry before
+        either deletes it, and both put it back: reading, adding and deleting cannot be one step, the dead-letter
+        stream and the partition's being on different slots. So an event goes back no longer `unique`: its id
+        enters the customer's applied-events index, and a second copy is recognised and applied once."""
         entries = await call(self._redis.xrange(self._keys.dlq, entry_id, entry_id))
         if not entries:
             return False
-        item = decode_work(-1, entry_id, entries[0][1])
+        item = replace(decode_work(-1, entry_id, entries[0][1]), unique=False)
         async with translated(), self._redis.pipeline(transaction=False) as pipe:
             pipe.xadd(self.partition(item.customer_id).work, encode_work(item))
             pipe.xdel(self._keys.dlq, entry_id)
