@@ -10,15 +10,17 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
 
+from faults_support import Processes
 from omnicanal.api.app import create_app
 from omnicanal.config import Settings
 from omnicanal.engine.clock import Clock
@@ -50,6 +52,21 @@ async def redis_url() -> AsyncIterator[str]:
     yield REDIS_URL
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Daemon processes a test starts (faults_support.Processes), killed when it ends, their logs in tmp_path."""
+    started = Processes(tmp_path / "logs")
+    yield started
+    started.kill_all()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for the API of processes a test started."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        yield session
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,15 +56,20 @@ async def raw_get(port: int, header: bytes) -> tuple[int, dict[str, object]]:
     return int(head.split()[1]), json.loads(body)
 
 
-@pytest.mark.parametrize("header", [b"X-API-Key: \xff\xfe", b"Authorization: Bearer s3cr\xc3t",
-                                    b"Authorization: Bearer \xe9t\xe9"])
-async def test_a_key_header_that_is_not_text_is_401_json(start_api: StartApi, header: bytes) -> None:
+async def keyed_api(start_api: StartApi) -> tuple[int, Any]:
+    """The port of an API whose one key is `s3cret`, and its journey listing asked with that key."""
     api = await start_api(api_keys=["s3cret"])
     port = api.client.port
     assert port is not None
+    return port, await api.request("GET", "/v1/journeys", 200, headers={"X-API-Key": "s3cret"})
+
+
+@pytest.mark.parametrize("header", [b"X-API-Key: \xff\xfe", b"Authorization: Bearer s3cr\xc3t",
+                                    b"Authorization: Bearer \xe9t\xe9"])
+async def test_a_key_header_that_is_not_text_is_401_json(start_api: StartApi, header: bytes) -> None:
+    port, listed = await keyed_api(start_api)
     status, body = await raw_get(port, header)
     assert (status, body["error"]) == (401, "unauthorized")
-    listed = await api.request("GET", "/v1/journeys", 200, headers={"X-API-Key": "s3cret"})
     assert await raw_get(port, b"Authorization: Bearer s3cret") == (200, listed)
 
 
@@ -71,9 +77,6 @@ async def test_a_key_header_that_is_not_text_is_401_json(start_api: StartApi, he
                                     b"Authorization: Bearer  s3cret"])
 async def test_the_bearer_scheme_is_read_in_any_case(start_api: StartApi, header: bytes) -> None:
     """RFC 9110: the scheme is case-insensitive; `bearer s3cret`, as some client libraries write it, was a 401."""
-    api = await start_api(api_keys=["s3cret"])
-    port = api.client.port
-    assert port is not None
-    listed = await api.request("GET", "/v1/journeys", 200, headers={"X-API-Key": "s3cret"})
+    port, listed = await keyed_api(start_api)
     assert await raw_get(port, header) == (200, listed)
     assert (await raw_get(port, b"Authorization: Basic s3cret"))[0] == 401

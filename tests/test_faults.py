@@ -24,7 +24,7 @@ import random
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +64,12 @@ KILL_EVERY = (1.0, 2.0)  # seconds between two kills: at least 7 in the chaos
 CONVERGENCE_TIMEOUT = 40.0
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path / "logs")
-    yield started
-    started.kill_all()
-
 
 @pytest.fixture
 async def provider() -> AsyncIterator[Provider]:
     async with Provider(latency=PROVIDER_LATENCY) as standin:
         yield standin
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        yield session
 
 
 def group_of(customer_id: str) -> str:

@@ -9,10 +9,11 @@ between two workers are applied out of order, or lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -35,36 +36,30 @@ from faults_support import (
 from omnicanal.store.keys import STREAM_GROUP, Keyspace
 
 pytestmark = pytest.mark.slow  # real processes, a lease that must run out
+KEYS = Keyspace("default", 8)
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path / "logs")
-    yield started
-    started.kill_all()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+@contextlib.asynccontextmanager
+async def two_workers(project: Path, redis_url: str, processes: Processes, http: aiohttp.ClientSession,
+                      latency: float) -> AsyncIterator[tuple[Provider, Cluster, ApiClient]]:
+    """An API and two workers on the test's Redis, the provider answering after `latency` seconds."""
+    async with Provider(latency=latency) as provider:
+        cluster = Cluster(processes, project, redis_url, provider, http)
+        await cluster.start(workers=2)
+        assert cluster.api is not None
+        yield provider, cluster, ApiClient(http, cluster.api.base)
 
 
 @pytest.mark.timeout(90)
 async def test_a_worker_stalled_past_its_lease_does_not_write_over_the_new_owner(
     project: Path, redis_url: str, processes: Processes, http: aiohttp.ClientSession
 ) -> None:
-    keys = Keyspace("default", 8)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    async with Provider(latency=1.0) as provider:
-        cluster = Cluster(processes, project, redis_url, provider, http)
-        await cluster.start(workers=2)
-        assert cluster.api is not None
-        api = ApiClient(http, cluster.api.base)
+    async with two_workers(project, redis_url, processes, http, 1.0) as (provider, cluster, api):
         customer = "z1"
         status, _ = await api.call("PUT", f"/v1/customers/{customer}", profile(1))
         assert status == 200
-        lease = keys.partition(keys.partition_of(customer)).lease
+        lease = KEYS.partition(KEYS.partition_of(customer)).lease
         async with asyncio.timeout(10):
             while (owner_id := await client.get(lease)) is None:
                 await asyncio.sleep(0.05)
@@ -126,13 +121,8 @@ async def test_a_worker_stalled_past_its_lease_does_not_write_over_the_new_owner
 async def test_events_arriving_while_a_stalled_worker_wakes_up_are_all_applied(
     project: Path, redis_url: str, processes: Processes, http: aiohttp.ClientSession
 ) -> None:
-    keys = Keyspace("default", 8)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    async with Provider(latency=0.3) as provider:
-        cluster = Cluster(processes, project, redis_url, provider, http)
-        await cluster.start(workers=2)
-        assert cluster.api is not None
-        api = ApiClient(http, cluster.api.base)
+    async with two_workers(project, redis_url, processes, http, 0.3) as (provider, cluster, api):
         customers = [f"s{n}" for n in range(40)]
         answers = await api.each("PUT", (f"/v1/customers/{c}" for c in customers), (profile(n) for n in range(40)))
         assert {status for status, _ in answers} == {200}
@@ -151,14 +141,14 @@ async def test_events_arriving_while_a_stalled_worker_wakes_up_are_all_applied(
                     accepted[event["customer_id"]].append(result["id"])
 
         async with asyncio.timeout(10):  # both workers own partitions
-            while len(owners := {n: await client.get(keys.partition(n).lease) for n in range(8)}) < 8 \
+            while len(owners := {n: await client.get(KEYS.partition(n).lease) for n in range(8)}) < 8 \
                     or len(set(owners.values()) - {None}) < 2:
                 await asyncio.sleep(0.1)
         victim = cluster.workers[0]
         stopped: list[float] = []
 
         def stall(delivery: Delivery) -> None:  # the victim waits for the provider's answer
-            if not stopped and owners[keys.partition_of(delivery.customer_id)] == victim.worker_id:
+            if not stopped and owners[KEYS.partition_of(delivery.customer_id)] == victim.worker_id:
                 os.kill(victim.process.pid, signal.SIGSTOP)
                 stopped.append(time.monotonic())
 
@@ -182,7 +172,7 @@ async def test_events_arriving_while_a_stalled_worker_wakes_up_are_all_applied(
             return [e["event_id"] for e in body["entries"] if e["kind"] == "event"]
 
         async def left_pending() -> int:  # read by a worker, never acknowledged
-            return sum([int((await client.xpending(keys.partition(n).work, STREAM_GROUP))["pending"])
+            return sum([int((await client.xpending(KEYS.partition(n).work, STREAM_GROUP))["pending"])
                         for n in range(8)])
 
         missing: dict[str, int] = {}
@@ -195,8 +185,8 @@ async def test_events_arriving_while_a_stalled_worker_wakes_up_are_all_applied(
                         break
                     await asyncio.sleep(0.5)
         except TimeoutError:
-            pending = {n: await client.xpending(keys.partition(n).work, STREAM_GROUP) for n in range(8)}
-            leases = {n: await client.get(keys.partition(n).lease) for n in range(8)}
+            pending = {n: await client.xpending(KEYS.partition(n).work, STREAM_GROUP) for n in range(8)}
+            leases = {n: await client.get(KEYS.partition(n).lease) for n in range(8)}
             # before: the stalled worker read new entries of a partition it had lost, committed a customer's later
             # events ahead of the new owner, whose earlier ones were then skipped as applied (or, unfenced, the
             # two interleaved their writes); the entries it dropped stayed pending with it for good
