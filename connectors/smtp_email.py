@@ -81,12 +81,27 @@ class SmtpSettings(ConnectorSettings):
         return value
 
 
+_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BAD_DESTINATION = frozenset({(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)})
+"""Enhanced status codes (RFC 3463) that say the recipient's address is what is wrong: no such mailbox, no such
+domain, bad syntax, moved, null MX. Any other refusal (5.7.x relaying denied or authentication required, 5.2.2
+mailbox full, a blocked client) is about us or the moment, and the address stays on the profile."""
+
+
+def _dead_address(code: int, text: str) -> bool:
+    """Whether a permanent refusal of RCPT means the address itself is dead (RFC 3463 X.1.x), or, from a relay
+    that gives no enhanced code, 550/551/553 (mailbox unavailable, not local, name not allowed)."""
+    if match := _ENHANCED.match(text):
+        return (int(match[2]), int(match[3])) in _BAD_DESTINATION
+    return code in (550, 551, 553)
+
+
 def _code_error(code: int, text: str, *, recipient: bool = False) -> DeliveryError:
     """4xx replies are 'try again later', 5xx replies are final (RFC 5321, 4.2.1)."""
     detail = f"SMTP {code} {text}".strip()
     if 400 <= code < 500:
         return TransientDelivery(detail)
-    return PermanentDelivery(detail, invalid_address=recipient)
+    return PermanentDelivery(detail, invalid_address=recipient and _dead_address(code, text))
 
 
 def _translate(exc: Exception, *, data_started: bool) -> DeliveryError:

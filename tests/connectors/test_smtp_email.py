@@ -138,3 +138,26 @@ def test_missing_or_bad_settings_name_the_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OMNICANAL_SMTP_UNSUBSCRIBE_URL", "https://shop.example/u?c={customer}")
     with pytest.raises(ConfigError, match="OMNICANAL_SMTP_UNSUBSCRIBE_URL"):
         SmtpEmailConnector(connector_context())
+
+
+@pytest.mark.parametrize("reply", [
+    "554 5.7.1 <lea@example.com>: Relay access denied",   # the relay will not relay for us: our setup, not her
+    "530 5.7.0 Authentication required",
+    "550 5.7.1 Service unavailable; client host blocked",
+    "552 5.2.2 Mailbox full",
+])
+async def test_a_recipient_refused_for_another_reason_than_the_address_keeps_it(smtp: SmtpStandIn,
+                                                                                reply: str) -> None:
+    smtp.fail_next(at="rcpt", reply=reply)
+    with pytest.raises(PermanentDelivery) as raised:
+        await email_connector(smtp).send(outbound("email", "lea@example.com", CONTENT))
+    assert raised.value.invalid_address is False  # a relay refusing everyone must not empty every profile
+
+
+@pytest.mark.parametrize("reply", ["550 5.1.1 No such user", "553 5.1.3 Bad recipient address syntax",
+                                   "550 Requested action not taken: mailbox unavailable"])
+async def test_a_recipient_refused_for_its_address_is_an_invalid_address(smtp: SmtpStandIn, reply: str) -> None:
+    smtp.fail_next(at="rcpt", reply=reply)
+    with pytest.raises(PermanentDelivery) as raised:
+        await email_connector(smtp).send(outbound("email", "nobody@example.com", CONTENT))
+    assert raised.value.invalid_address is True
