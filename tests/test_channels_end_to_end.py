@@ -309,3 +309,28 @@ steps:
         await api.settled()
         assert [e["channel"] for e in await api.messages("opens")] == ["push"]
         assert len(fcm.received) == 2 and len(twilio.messages) == 1
+
+
+async def test_receipts_out_of_order_never_move_the_status_back(project: Path, start_api: StartApi,
+                                                                twilio: TwilioStandIn) -> None:
+    write_journey(project, "notice", """
+id: notice
+trigger: {event: notice}
+steps:
+  - send: {template: welcome_offer, channels: [sms], purpose: transactional}
+  - wait_for: {event: message.read, timeout: 1d}
+""")
+    api = await start_api(clock_speed=60.0, channels={"sms": "twilio_sms"})
+    await api.put_customer("c8", {"addresses": {"sms": PHONE}})
+    await api.event("notice", "c8")
+    entries = await api.wait_until("c8", has_message("welcome_offer", status="queued"))
+    sid = next(e for e in entries if e.get("template") == "welcome_offer")["provider_id"]
+    # Twilio says callbacks may arrive in any order: `sent` after `delivered` must not undo the delivery
+    for status in ("delivered", "sent", "sending", "delivered"):
+        form = {"MessageSid": sid, "MessageStatus": status}
+        assert await twilio_post(api, "/webhooks/twilio/status", form, twilio.auth_token) == 204
+    await api.settled()
+    [message] = await api.messages("c8")
+    assert message["status"] == "delivered"
+    assert [h["status"] for h in message["status_history"]] == ["sending", "queued", "delivered", "sent"]
+

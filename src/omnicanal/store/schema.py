@@ -190,7 +190,25 @@ def decode_message(message_id: str, record: str | bytes, history: str | bytes | 
     entries = loads(history) if history else []
     if not entries:
         raise ValueError(f"message {message_id} has no status history")
-    return {"status": entries[-1]["status"], "history": entries, **loads(record)}
+    return {"status": current_status(entries), "history": entries, **loads(record)}
+
+
+PROVIDER_PROGRESS = {"accepted": 1, "scheduled": 1, "queued": 1, "sending": 1, "sent": 2, "delivered": 3,
+                     "undelivered": 3, "failed": 3, "read": 4}
+"""How far along a provider's statuses are. Twilio says its callbacks may arrive in any order: a `sent` that
+comes after `delivered` is old news."""
+
+
+def current_status(entries: list[dict[str, Any]]) -> str:
+    """A message's status from its history: the latest entry, except that a provider status behind one already
+    recorded (a late `sent` after `delivered`) does not move the status back. The engine's own statuses
+    (`unknown`, `retrying`, ...) are not ranked: they always count."""
+    status, reached = str(entries[-1]["status"]), 0
+    for entry in entries:
+        progress = PROVIDER_PROGRESS.get(str(entry["status"]))
+        if progress is None or progress >= reached:
+            status, reached = str(entry["status"]), max(reached, progress or 0)
+    return status
 
 
 def decode_messages(raw: dict[str, str]) -> dict[str, dict[str, Any]]:
