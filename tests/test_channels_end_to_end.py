@@ -334,3 +334,22 @@ steps:
     assert message["status"] == "delivered"
     assert [h["status"] for h in message["status_history"]] == ["sending", "queued", "delivered", "sent"]
 
+
+@pytest.mark.parametrize("body", ["Stop.", "stop!", " STOP ", "Arrêt.", "«STOP»"])
+async def test_a_stop_keyword_with_punctuation_opts_out(start_api: StartApi, twilio: TwilioStandIn,
+                                                       body: str) -> None:
+    api = await start_api(channels={"sms": "twilio_sms"})
+    await api.put_customer("c9", {"addresses": {"sms": PHONE}})
+    assert await twilio_post(api, "/webhooks/twilio/inbound", {"From": PHONE, "To": "+1", "Body": body,
+                                                               "MessageSid": "SM10"}, twilio.auth_token) == 200
+    profile = await api.request("GET", "/v1/customers/c9", 200)
+    assert profile["consents"]["sms"]["marketing"]["granted"] is False
+
+
+async def test_a_keyword_inside_a_sentence_is_not_an_opt_out(start_api: StartApi, twilio: TwilioStandIn) -> None:
+    api = await start_api(channels={"sms": "twilio_sms"})
+    await api.put_customer("c10", {"addresses": {"sms": PHONE}})
+    assert await twilio_post(api, "/webhooks/twilio/inbound", {"From": PHONE, "To": "+1", "Body": "Don't stop!",
+                                                               "MessageSid": "SM11"}, twilio.auth_token) == 200
+    profile = await api.request("GET", "/v1/customers/c10", 200)
+    assert "sms" not in profile.get("consents", {})

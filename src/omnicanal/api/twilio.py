@@ -15,6 +15,7 @@ sent again after a later STOP would otherwise opt the customer back in.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,22 @@ OPT_IN = frozenset({"START", "YES", "UNSTOP"})
 STATUS_EVENTS = {"delivered": "message.delivered", "read": "message.read", "undelivered": "message.failed",
                  "failed": "message.failed"}
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def _keyword(body: str) -> str | None:
+    """The opt-out or opt-in keyword a reply is, in any case and with punctuation or spaces around it ("Stop.",
+    "arrêt !", "«STOP»"), as people write it; None for anything else (a keyword inside a sentence is not one)."""
+    start, end = 0, len(body)
+    while start < end and _around(body[start]):
+        start += 1
+    while end > start and _around(body[end - 1]):
+        end -= 1
+    word = body[start:end].upper()
+    return word if word in OPT_OUT | OPT_IN else None
+
+
+def _around(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char)[0] in "PZ"
 
 
 async def _verified_form(request: web.Request) -> dict[str, str]:
@@ -113,7 +130,7 @@ async def inbound(request: web.Request) -> web.Response:
         return web.Response(text=TWIML_EMPTY, content_type="text/xml")
     now = runtime.clock.now()
     body = form.get("Body", "").strip()
-    keyword = body.upper() if body.upper() in OPT_OUT | OPT_IN else None
+    keyword = _keyword(body)
     fields: dict[str, Any] = {"addresses": {channel: phone}}
     if channel == "whatsapp":
         fields["whatsapp_last_inbound"] = repr(now)
