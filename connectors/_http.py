@@ -61,6 +61,14 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+ANSWER_LIMIT = 65_536
+"""Bytes of an answer read at most: a provider's id or error fits in far less, and a receiver (a customer's
+`webhook` URL) must not make a worker hold a body of any size. The rest is not read (the connection is closed)."""
+WHOLE_EXCHANGE = 3
+"""An exchange takes at most this many `timeout`s in all — connecting, waiting for the answer, reading it — so a
+receiver that trickles its answer a byte at a time cannot hold a send for ever."""
+
+
 def status_error(provider: str, reply: HttpReply, detail: str = "") -> DeliveryError:
     """The error an HTTP status means when the provider's own error code said nothing more specific."""
     message = f"{provider} answered HTTP {reply.status}" + (f": {detail}" if detail else "")
@@ -85,8 +93,10 @@ async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeo
     """POST and read the whole answer, or raise the DeliveryError the failure means.
 
     `timeout` bounds the connection and each wait for the answer separately, so a timeout tells whether the
-    request had left (UnknownDelivery) or not (TransientDelivery). `server_hostname`: the TLS name to check when
-    `url` names the address a host was resolved to (outbound.pinned_url).
+    request had left (UnknownDelivery) or not (TransientDelivery); the whole exchange takes at most
+    WHOLE_EXCHANGE of them, and at most ANSWER_LIMIT bytes of the answer are read (beyond: the body is not parsed).
+    `server_hostname`: the TLS name to check when `url` names the address a host was resolved to
+    (outbound.pinned_url).
     """
     data: Any = form if form is not None else body
     if json_body is not None:
@@ -96,17 +106,32 @@ async def post(session: aiohttp.ClientSession, provider: str, url: str, *, timeo
         async with session.post(
             url, data=data, headers=headers, allow_redirects=False,
             raise_for_status=False,  # statuses are read here, whatever the shared session is set to do
-            timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+            timeout=aiohttp.ClientTimeout(total=timeout * WHOLE_EXCHANGE, connect=timeout, sock_read=timeout),
             server_hostname=server_hostname,
         ) as response:
-            raw = await response.read()
+            if (length := response.content_length) is not None and length <= ANSWER_LIMIT:
+                raw, whole = await response.read(), True
+            else:  # no length said, or too long: read up to the limit
+                raw, whole = await _first_bytes(response)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise transport_error(provider, exc) from exc
     try:
-        parsed = loads(raw) if raw else None
+        parsed = loads(raw) if raw and whole else None
     except ValueError:
         parsed = None
     return HttpReply(response.status, response.headers, parsed, raw)
+
+
+async def _first_bytes(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The answer's first ANSWER_LIMIT bytes, and whether that is all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(ANSWER_LIMIT):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > ANSWER_LIMIT:
+            return b"".join(chunks)[:ANSWER_LIMIT], False
+    return b"".join(chunks), True
 
 
 class HttpConnector(Connector):

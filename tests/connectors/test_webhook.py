@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -10,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from omnicanal_connectors.webhook import WebhookConnector, WebhookSettings, verify_signature
 
 from omnicanal.channels import load_connector_settings
@@ -95,6 +98,58 @@ async def test_no_answer_is_unknown_and_no_connection_is_transient(receiver: Web
             await connector.send(outbound("webhook", "store-12-tablet", CONTENT))
         with pytest.raises(TransientDelivery):
             await connector.send(outbound("webhook", f"{unused_url()}/hooks/x", CONTENT))
+
+
+@pytest.fixture
+async def unruly() -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """A receiver on 127.0.0.1 that accepts the message, then answers without end: /huge an endless body as fast
+    as it is read, /trickle one byte every 50 ms. Yields its URL and how many bytes /huge got out."""
+    sent = {"huge": 0}
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while sent["huge"] < 1 << 30:
+                await response.write(b'{"id": "' + b"x" * 65_536)
+                sent["huge"] += 65_544
+        return response
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(b" ")
+                await asyncio.sleep(0.05)
+
+    app = web.Application()
+    app.router.add_post("/huge", huge)
+    app.router.add_post("/trickle", trickle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", sent
+    await runner.cleanup()
+
+
+async def test_an_answer_without_end_neither_fills_memory_nor_holds_the_send(
+        receiver: WebhookReceiver, unruly: tuple[str, dict[str, int]]) -> None:
+    """A customer's `webhook` address names any public receiver: an endless or trickled answer must cost at most
+    ANSWER_LIMIT bytes and WHOLE_EXCHANGE timeouts (0.3 s here), not the worker's memory or the send for ever."""
+    url, sent = unruly
+    async with webhook_connector(receiver) as connector:
+        receipt = await connector.send(outbound("webhook", f"{url}/huge", CONTENT))
+        assert (receipt.status, receipt.provider_id) == ("sent", None)  # delivered; the body is not parsed
+        assert sent["huge"] < 64 << 20  # it stopped being read (the socket buffers hold a few MB at most)
+        began = time.monotonic()
+        with pytest.raises(UnknownDelivery):  # it was handed over, maybe: not sent again blindly
+            await connector.send(outbound("webhook", f"{url}/trickle", CONTENT))
+        assert time.monotonic() - began < 3
 
 
 def test_verify_signature_accepts_only_a_fresh_matching_signature() -> None:
