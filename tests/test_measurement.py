@@ -241,3 +241,18 @@ steps:
     await api.settled()
     stats = await api.request("GET", "/v1/journeys/nudge/stats", 200)
     assert (stats["counts"]["converted"], stats["counts"]["revenue"]) == (2, 100)
+
+
+
+async def test_entries_a_paused_journey_turned_away_are_in_its_stats(start_api: StartApi) -> None:
+    """A paused journey records each entry it refuses as `skipped` (counter `skipped:paused`), but the stats
+    dropped that counter: the brand could not see how many customers a pause cost."""
+    api = await start_api()
+    await api.request("POST", "/v1/journeys/abandoned_cart/pause", 202)
+    for customer_id in ("p1", "p2"):
+        await api.put_customer(customer_id, TOM)
+        await api.event("cart_abandoned", customer_id, properties=CART)
+    await api.settled()
+    stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
+    assert stats["counts"]["started"] == 0
+    assert stats["reasons"]["skipped"] == {"paused": 2}, stats["reasons"]

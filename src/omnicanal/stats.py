@@ -5,7 +5,8 @@ Pure: counter dicts in (store/journeys.py keeps them, the journey core names the
 `GET /v1/journeys/{id}/stats`, `omnicanal stats` and the dashboard alike.
 
 Counter names, as the core writes them: `started`, `completed`, `exited`, `failed`, `converted`, `revenue`
-(journey); `<status>:<reason>` (exits and failures by reason); `converted:<where>`, `revenue:<where>`;
+(journey); `<status>:<reason>` (exits, failures and entries skipped, e.g. `skipped:paused`, by reason);
+`converted:<where>`, `revenue:<where>`;
 `step:<id>:<status>`, `step:<id>:<channel>:<status>`, `step:<id>:<status>:<reason>`,
 `step:<id>:arm:<arm>[:converted|:revenue]`; `channel:<channel>:<status>`;
 `attr:<model>:<where>:<journey>:<step>:<channel>:<conversions|revenue>`.
@@ -24,7 +25,7 @@ from omnicanal.journey.model import Journey
 
 JOURNEY_COUNTERS = ("started", "completed", "exited", "failed", "converted", "revenue", "coupons_redeemed",
                     "coupon_revenue")
-REASONED = ("exited", "failed", "completed", "coupons_refused")
+REASONED = ("exited", "failed", "completed", "coupons_refused", "skipped")
 STEP_REASONED = ("suppressed", "failed", "held")
 
 
