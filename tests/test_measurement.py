@@ -256,3 +256,27 @@ async def test_entries_a_paused_journey_turned_away_are_in_its_stats(start_api: 
     stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
     assert stats["counts"]["started"] == 0
     assert stats["reasons"]["skipped"] == {"paused": 2}, stats["reasons"]
+
+
+async def test_a_message_is_delivered_and_clicked_once_however_many_receipts_come(start_api: StartApi) -> None:
+    """Each receipt was counted: a link clicked three times, a delivery reported twice (under two ids) made one
+    push `clicked 3, delivered 2` of `sent 1`, and a receipt naming no message of the customer was counted on
+    whatever journey, step and channel it named. A receipt now counts once per message and status, on the step
+    and channel that sent it."""
+    api = await start_api()
+    await api.put_customer("k0", TOM)
+    await api.event("cart_abandoned", "k0", properties=CART)
+    entries = await api.wait_until("k0", has_message("cart_discount"))
+    push = next(e for e in entries if e.get("template") == "cart_discount")["message_id"]
+    sent_by = {"journey": "abandoned_cart", "step": "push_discount", "channel": "push"}
+    for _ in range(3):
+        await api.event("message.clicked", "k0", properties={"message_id": push, **sent_by})
+    for _ in range(2):
+        await api.event("message.delivered", "k0", properties={"message_id": push, **sent_by})
+    await api.event("message.clicked", "k0", properties=sent_by)  # no message
+    await api.event("message.clicked", "k0", properties={"message_id": "nope", **sent_by, "channel": "sms"})
+    await api.settled()
+    stats = await api.request("GET", "/v1/journeys/abandoned_cart/stats", 200)
+    steps = {step["id"]: step for step in stats["steps"]}
+    assert steps["push_discount"]["channels"] == {"push": {"sent": 1, "delivered": 1, "clicked": 1}}
+    assert stats["channels"] == {"push": {"sent": 1, "delivered": 1, "clicked": 1}}

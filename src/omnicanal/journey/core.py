@@ -331,8 +331,16 @@ def _count_receipt(session: Session, event: dict[str, Any]) -> None:
         else:
             return
     else:
-        journey, step, channel = properties.get("journey"), properties.get("step"), properties.get("channel")
-        status = RECEIPTS[name]
+        # once per message and status, on the step and channel that sent it: a second click on the link, a
+        # provider reporting delivery twice (under two ids) or a receipt naming no message of this customer
+        # counted again, making more messages delivered or clicked than were sent
+        message_id, status = properties.get("message_id"), RECEIPTS[name]
+        touch = next((t for t in session.state.touchpoints if t["m"] == message_id), None)
+        if touch is None or status in touch.get("r", ()):
+            return
+        touch["r"] = [*touch.get("r", ()), status]
+        session.changes.touchpoints = True
+        journey, step, channel = touch["j"], touch["s"], touch["c"]
     if all(isinstance(value, str) and value for value in (journey, step, channel)):
         session.count(journey, f"step:{step}:{status}")
         session.count(journey, f"channel:{channel}:{status}")
