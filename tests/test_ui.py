@@ -114,7 +114,8 @@ async def test_login_keeps_a_signed_session_in_an_httponly_strict_cookie(start_a
 async def test_after_login_only_dashboard_paths_are_followed(start_api: StartApi) -> None:
     api = await start_api(api_keys=[KEY])
     token = csrf_of(await page(api, "/ui/login"))
-    for target in ("https://evil.example/", "//evil.example/ui", "/v1/journeys", "/ui\\@evil.example"):
+    for target in ("https://evil.example/", "//evil.example/ui", "/v1/journeys", "/ui\\@evil.example",
+                   "/ui/../../v1/customers", "/ui/%2e%2e/metrics", "/ui/./%2E%2E/x"):  # a browser resolves dots
         response = await api.client.post("/ui/login", data={"key": KEY, "next": target, "csrf": token},
                                          allow_redirects=False)
         assert response.headers["Location"] == "/ui", target

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -46,8 +46,12 @@ def serves(path: str) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Where to go after logging in: a dashboard path only (never another site: no open redirect)."""
-    if target and serves(target.split("?", 1)[0]) and "\\" not in target and "//" not in target:
+    """Where to go after logging in: a dashboard path only (never another site: no open redirect; no dot segment
+    either, which the browser resolves out of the dashboard: /ui/../../x is /x)."""
+    if not target or "\\" in target or "//" in target:
+        return PREFIX
+    path = unquote(target.split("?", 1)[0]).lower()  # %2e%2e and %2E%2E are dot segments to a browser too
+    if serves(path) and not {".", ".."} & set(path.split("/")):
         return target
     return PREFIX
 
