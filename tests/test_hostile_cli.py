@@ -223,3 +223,15 @@ async def test_a_daemon_that_never_answers_is_named_with_the_time_waited() -> No
                 await request_json("POST", url, {"name": "x"}, session=session)
     assert str(raised.value) == (f"{url} did not answer within 0.5 s: is `omnicanal serve` running there, and not "
                                  "overloaded?")
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("keys", "list"), ("stats", "abandoned_cart")])
+def test_a_redis_url_naming_a_server_that_is_not_redis_ends_with_one_line(project: Path, not_the_api: str,
+                                                                          command: tuple[str, ...]) -> None:
+    """A wrong port in OMNICANAL_REDIS_URL (an HTTP server's) was a traceback of redis-py's protocol parser."""
+    url = not_the_api.replace("http://", "redis://") + "/0"
+    result = run(*command, cwd=project, timeout=30, OMNICANAL_REDIS_URL=url, OMNICANAL_LOG_FORMAT="console")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: Redis is unavailable: what answers at OMNICANAL_REDIS_URL does not speak Redis"), result.stderr

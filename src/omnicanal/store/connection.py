@@ -35,6 +35,7 @@ _UNAVAILABLE = (
     redis_errors.TryAgainError,
     redis_errors.MasterDownError,
     redis_errors.SlotNotCoveredError,
+    redis_errors.InvalidResponse,  # the URL names a server that is not Redis (an HTTP server's port)
     OSError,
 )
 _REFUSING = frozenset({"MISCONF"})
@@ -58,7 +59,9 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     if (not isinstance(exc, _UNAVAILABLE) and getattr(exc, "status_code", None) not in _REFUSING
             and not _refused_connection(exc)):
         return None
-    error = StoreUnavailable(f"Redis is unavailable: {exc}", retry_after=RETRY_AFTER.get(type(exc), 1.0))
+    reason = (f"what answers at OMNICANAL_REDIS_URL does not speak Redis ({exc}): check its host and port"
+              if isinstance(exc, redis_errors.InvalidResponse) else str(exc))
+    error = StoreUnavailable(f"Redis is unavailable: {reason}", retry_after=RETRY_AFTER.get(type(exc), 1.0))
     error.__cause__ = exc
     return error
 
