@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,7 +16,7 @@ import pytest
 
 from omnicanal.client import request_json
 from omnicanal.errors import DaemonUnreachable
-from test_cli import run
+from test_cli import OMNICANAL, run
 
 pytestmark = pytest.mark.slow  # each test starts the command as its own process
 
@@ -235,3 +236,18 @@ def test_a_redis_url_naming_a_server_that_is_not_redis_ends_with_one_line(projec
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines()[-1].startswith(
         "error: Redis is unavailable: what answers at OMNICANAL_REDIS_URL does not speak Redis"), result.stderr
+
+
+@pytest.mark.parametrize("args", [("demo",), ("--help",), ("simulate", "--help"), ("graph", "abandoned_cart")])
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_a_terminal_that_is_not_utf8_gets_the_output_not_a_traceback(project: Path, args: tuple[str, ...],
+                                                                     encoding: str) -> None:
+    """A host whose locale is Latin-1 (or a PYTHONIOENCODING of ascii): an em dash in the demo's banner or a
+    command's help was a UnicodeEncodeError traceback, and the demo ended at its first line."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMNICANAL_")}
+    result = subprocess.run([OMNICANAL, *args], cwd=project, capture_output=True, timeout=60,
+                            env={**clean, "PYTHONIOENCODING": encoding, "PYTHONUTF8": "0"})
+    stdout, stderr = result.stdout.decode(encoding), result.stderr.decode(encoding, "replace")
+    assert result.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert "\\u2014" in stdout or "flowchart" in stdout, stdout

@@ -759,7 +759,19 @@ FILE_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirect
 command met it (a folder without read permission, one removed while the command ran)."""
 
 
+def _encodable_output() -> None:
+    """Standard output on a terminal that is not UTF-8 (a Latin-1 locale, PYTHONIOENCODING=ascii): what its encoding
+    cannot write comes out as a backslash escape (`\\u2014`, valid in JSON strings), as standard error already does,
+    instead of a UnicodeEncodeError that ended the command at its first em dash."""
+    import codecs
+    import io
+
+    if isinstance(sys.stdout, io.TextIOWrapper) and codecs.lookup(sys.stdout.encoding).name != "utf-8":
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
+    _encodable_output()
     try:
         app()
     except FILE_ERRORS as exc:
