@@ -91,6 +91,8 @@ class _Exchange:
 
     sent: bool = False
     retry_after: float | None = None
+    status: int | None = None
+    """The HTTP status of Twilio's answer, once its head came back."""
 
 
 # Trace callbacks run inside the awaiting task, so a context variable ties them to the send that awaits them.
@@ -107,6 +109,7 @@ async def _on_request_end(_session: aiohttp.ClientSession, _ctx: SimpleNamespace
                           params: aiohttp.TraceRequestEndParams) -> None:
     if (exchange := _exchange.get()) is not None:
         exchange.retry_after = retry_after(params.response.headers)
+        exchange.status = params.response.status
 
 
 def _translate(exc: Exception, exchange: _Exchange) -> DeliveryError:
@@ -189,6 +192,10 @@ class _TwilioConnector(Connector):
                 created = await self._twilio().messages.create_async(**fields)
         except (TwilioRestException, TwilioServiceException, aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, exchange) from exc
+        except Exception:  # the client could not read the answer: a 2xx is still Twilio taking the message
+            if exchange.status is not None and 200 <= exchange.status < 300:
+                return Receipt(status="queued", provider_id=None)
+            raise
         finally:
             _exchange.reset(token)
         return Receipt(status=created.status or "queued", provider_id=created.sid)

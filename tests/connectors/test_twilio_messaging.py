@@ -117,6 +117,17 @@ async def test_429_retries_after_what_twilio_said(twilio: TwilioStandIn) -> None
     assert receipt.status == "queued"
 
 
+@pytest.mark.parametrize("body", ["<html>accepted</html>", ["not", "a", "message"], {}])
+async def test_an_acceptance_whose_answer_cannot_be_read_is_still_queued(twilio: TwilioStandIn, body: Any) -> None:
+    """Twilio said 201: it has the message, whatever its body (a proxy's page, an unexpected shape). Raising made
+    the engine retry the work, and its replay record the message `unknown`."""
+    twilio.fail_next(status=201, body=body)
+    async with sms_connector(twilio) as connector:
+        receipt = await connector.send(outbound("sms", "+33612345678", {"body": "hi"}))
+    assert (receipt.status, receipt.provider_id) == ("queued", None)
+    assert len(twilio.received) == 1
+
+
 async def test_no_answer_after_sending_is_unknown(twilio: TwilioStandIn) -> None:
     twilio.fail_next(hang=True)
     async with sms_connector(twilio) as connector:
