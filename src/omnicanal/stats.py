@@ -180,10 +180,10 @@ class Counters(Protocol):
 
 
 SERIES = 7 * 86400.0
+"""Without `start`, the funnel is all time and the series covers this much before `end`."""
 EARLIEST = -62_135_596_800.0
 """0001-01-01T00:00:00Z: the series of a `to` in the first week of year 1 starts there (a bucket before it has no
 date to be written with)."""
-"""Without `start`, the funnel is all time and the series covers this much before `end`."""
 
 
 async def report(source: Counters, journey: Journey, start: float | None, end: float, bucket: str | None
