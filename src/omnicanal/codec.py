@@ -127,16 +127,10 @@ def loads(text: str | bytes, *, finite: bool = False) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # not JSON, an integer beyond 64 bits, or NaN / Infinity
         value = json.loads(text)
-    if finite and (where := _non_finite(value)) is not None:
-        raise NonFinite(".".join(reversed(where)), huge=_at(value, reversed(where)))
+    if finite and (found := _non_finite(value)) is not None:
+        where, huge = found
+        raise NonFinite(".".join(reversed(where)), huge=huge)
     return value
-
-
-def _at(value: Any, path: Iterable[str]) -> bool:
-    """Whether the number at `path` (found by _non_finite) is an integer too large for a float."""
-    for part in path:
-        value = value[int(part)] if isinstance(value, list) else value[part]
-    return isinstance(value, int)
 
 
 class NonFinite(ValueError):
@@ -149,16 +143,17 @@ class NonFinite(ValueError):
         super().__init__(f"{path or 'the value'}: NaN and Infinity are not JSON numbers")
 
 
-def _non_finite(value: Any) -> list[str] | None:
-    """The path (innermost part first) to the first NaN or infinity in `value`."""
+def _non_finite(value: Any) -> tuple[list[str], bool] | None:
+    """The path (innermost part first) to the first NaN, infinity or integer beyond a float's range in `value`,
+    and whether it is such an integer."""
     if isinstance(value, float):
-        return None if math.isfinite(value) else []
+        return None if math.isfinite(value) else ([], False)
     if isinstance(value, int) and not isinstance(value, bool):
-        return None if -_FLOAT_MAX <= value <= _FLOAT_MAX else []
+        return None if -_FLOAT_MAX <= value <= _FLOAT_MAX else ([], True)
     children: Iterable[tuple[Any, Any]] = (value.items() if isinstance(value, dict)
                                            else enumerate(value) if isinstance(value, list) else ())
     for key, child in children:
         if (found := _non_finite(child)) is not None:
-            found.append(str(key))
+            found[0].append(str(key))
             return found
     return None

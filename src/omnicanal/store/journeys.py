@@ -45,7 +45,6 @@ class JourneyStore:
         )
         return result
 
-
     def record(self, pipe: Any, increments: Mapping[str, Mapping[str, float]], now: float) -> None:
         """Queue on `pipe` the counters' increments ({journey: {counter: delta}}; zeros are skipped; fractions,
         such as attribution shares and revenue, are added as floats): to the totals and to the hour of `now`

@@ -19,6 +19,8 @@ CHANNEL_STATUSES = ("sent", "queued", "delivered", "read", "clicked", "replied",
 """The order of a channel's funnel columns; statuses not listed follow, alphabetically."""
 DEFAULT_SPAN = 86400.0
 """A period given only its end starts this long before it."""
+_AFTER_LAST = 253_402_300_800.0
+"""10000-01-01T00:00:00Z: a moment from it on has no date to be shown with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +55,6 @@ def _moment(field: str, text: str) -> float:
     if not stats.EARLIEST <= value < _AFTER_LAST:  # 0001-01-01T00:00+14:00: no date to show it with, a 500
         raise InputError([{"field": field, "message": f"{text!r} is outside the years 1 to 9999 once in UTC"}])
     return value
-
-
-_AFTER_LAST = 253_402_300_800.0
-"""10000-01-01T00:00:00Z."""
 
 
 @dataclass(frozen=True, slots=True)
